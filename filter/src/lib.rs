@@ -1,0 +1,23 @@
+//! Attach Gateway's HTTP filter.
+//!
+//! Everything except [`host`] is plain Rust that never calls the proxy-wasm
+//! host, so the request path (parse → verify → stamp) is tested natively.
+
+pub mod alg;
+pub mod cache;
+pub mod claims;
+pub mod config;
+pub mod crypto;
+pub mod identity;
+pub mod jwk;
+pub mod jwks_schedule;
+pub mod key_ring;
+pub mod reply;
+pub mod token;
+pub mod verify;
+
+#[cfg(target_arch = "wasm32")]
+mod host;
+
+/// RFC 9728 protected-resource metadata, served by the filter itself.
+pub const RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";

@@ -1,0 +1,275 @@
+//! The answers the filter gives itself instead of forwarding: refusals
+//! (RFC 6750) and the protected-resource metadata document (RFC 9728).
+//!
+//! Bodies say what category of problem the caller has and nothing more: no
+//! key ids, URLs or library messages that would help an attacker probe.
+
+use crate::claims::ClaimError;
+use crate::config::Config;
+use crate::verify::{Reason, Verdict};
+use serde_json::json;
+
+/// A response the filter sends without reaching the upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl LocalReply {
+    fn json(
+        status: u32,
+        mut headers: Vec<(&'static str, String)>,
+        body: serde_json::Value,
+    ) -> Self {
+        headers.push(("content-type", "application/json".into()));
+        headers.push(("cache-control", "no-store".into()));
+        LocalReply {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+}
+
+/// A short, fixed description of each refusal: safe to show any caller.
+pub fn describe(reason: Reason) -> &'static str {
+    match reason {
+        Reason::TooLarge => "token too large",
+        Reason::Malformed => "malformed token",
+        Reason::UnknownIssuer => "issuer not trusted",
+        Reason::AlgorithmNotAllowed => "signature algorithm not allowed",
+        Reason::UnknownKey | Reason::BadSignature => "signature could not be verified",
+        Reason::Claim(ClaimError::MissingExp) => "token has no expiry",
+        Reason::Claim(ClaimError::Expired) => "token expired",
+        Reason::Claim(ClaimError::NotYetValid) => "token not yet valid",
+        Reason::Claim(ClaimError::IssuedInFuture) => "token issued in the future",
+        Reason::Claim(ClaimError::MissingSub) => "token has no subject",
+        Reason::Claim(ClaimError::InvalidSub) => "token subject is not acceptable",
+        Reason::Claim(ClaimError::AudienceMismatch) => "token audience not accepted",
+    }
+}
+
+/// The refusal for a verdict, or `None` when the request goes on (or waits).
+/// `resource` is the protected resource's base URL.
+pub fn refusal(verdict: &Verdict, resource: &str) -> Option<LocalReply> {
+    let metadata = format!(
+        "resource_metadata=\"{resource}{}\"",
+        crate::RESOURCE_METADATA_PATH
+    );
+    let challenge = |params: &str| {
+        (
+            "www-authenticate",
+            format!("Bearer realm=\"attach\", {params}{metadata}"),
+        )
+    };
+    Some(match verdict {
+        Verdict::MissingToken => LocalReply::json(
+            401,
+            vec![challenge("")],
+            json!({"error": "unauthorized", "message": "a bearer token is required"}),
+        ),
+        Verdict::Invalid(reason) => {
+            let text = describe(*reason);
+            LocalReply::json(
+                401,
+                vec![challenge(&format!(
+                    "error=\"invalid_token\", error_description=\"{text}\", "
+                ))],
+                json!({"error": "invalid_token", "message": text}),
+            )
+        }
+        Verdict::UnknownKid { .. } => LocalReply::json(
+            401,
+            vec![challenge(&format!(
+                "error=\"invalid_token\", error_description=\"{}\", ",
+                describe(Reason::UnknownKey)
+            ))],
+            json!({"error": "invalid_token", "message": describe(Reason::UnknownKey)}),
+        ),
+        Verdict::InsufficientScope(missing) => {
+            let scope = missing.join(" ");
+            LocalReply::json(
+                403,
+                vec![challenge(&format!(
+                    "error=\"insufficient_scope\", scope=\"{}\", ",
+                    quoted_safe(&scope)
+                ))],
+                json!({"error": "insufficient_scope", "message": "the token lacks a required scope", "scope": scope}),
+            )
+        }
+        Verdict::KeysUnavailable | Verdict::AwaitKeys { .. } => LocalReply::json(
+            503,
+            vec![("retry-after", "5".into())],
+            json!({"error": "temporarily_unavailable", "message": "the identity provider cannot be reached; retry shortly"}),
+        ),
+        Verdict::Allow(_) => return None,
+    })
+}
+
+/// Scope names come from configuration, but keep the header well-formed anyway.
+fn quoted_safe(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}
+
+/// The RFC 9728 document describing this protected resource.
+pub fn resource_metadata(cfg: &Config, resource: &str) -> LocalReply {
+    let servers: Vec<&str> = cfg.providers.iter().map(|p| p.issuer.as_str()).collect();
+    let mut doc = json!({
+        "resource": resource,
+        "authorization_servers": servers,
+        "bearer_methods_supported": ["header"],
+    });
+    if !cfg.scopes_supported.is_empty() {
+        doc["scopes_supported"] = json!(cfg.scopes_supported);
+    }
+    let mut reply = LocalReply::json(200, vec![], doc);
+    reply.headers.retain(|(k, _)| *k != "cache-control");
+    reply.headers.push(("cache-control", "max-age=300".into()));
+    reply
+}
+
+/// The protected resource's base URL: configured, or derived from the
+/// request's scheme and authority when those are well-formed (they are
+/// caller-controlled, so anything odd falls back to a fixed value).
+pub fn resource_url(cfg: &Config, scheme: Option<&str>, authority: Option<&str>) -> String {
+    if let Some(r) = &cfg.resource {
+        return r.clone();
+    }
+    let scheme = match scheme {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let host_ok = |a: &&str| {
+        !a.is_empty()
+            && a.len() <= 255
+            && a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    };
+    match authority.filter(host_ok) {
+        Some(a) => format!("{scheme}://{a}"),
+        None => "http://localhost".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    const RES: &str = "http://127.0.0.1:8080";
+
+    fn header<'a>(r: &'a LocalReply, name: &str) -> &'a str {
+        r.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
+    }
+
+    #[test]
+    fn missing_token_has_no_error_code() {
+        let r = refusal(&Verdict::MissingToken, RES).unwrap();
+        assert_eq!(r.status, 401);
+        let h = header(&r, "www-authenticate");
+        assert!(h.starts_with("Bearer "));
+        assert!(!h.contains("error="));
+        assert!(h.contains(
+            "resource_metadata=\"http://127.0.0.1:8080/.well-known/oauth-protected-resource\""
+        ));
+    }
+
+    #[test]
+    fn invalid_token_says_so() {
+        let r = refusal(&Verdict::Invalid(Reason::BadSignature), RES).unwrap();
+        assert_eq!(r.status, 401);
+        assert!(header(&r, "www-authenticate").contains("error=\"invalid_token\""));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "invalid_token");
+        let unknown_kid = refusal(&Verdict::UnknownKid { issuer: 0 }, RES).unwrap();
+        assert_eq!(
+            unknown_kid.body, r.body,
+            "an unknown kid looks like a bad signature"
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_is_403() {
+        let r = refusal(
+            &Verdict::InsufficientScope(vec!["write".into(), "ad\"min".into()]),
+            RES,
+        )
+        .unwrap();
+        assert_eq!(r.status, 403);
+        assert!(
+            header(&r, "www-authenticate")
+                .contains("error=\"insufficient_scope\", scope=\"write admin\"")
+        );
+    }
+
+    #[test]
+    fn unreachable_idp_is_503() {
+        let r = refusal(&Verdict::KeysUnavailable, RES).unwrap();
+        assert_eq!(r.status, 503);
+        assert!(
+            refusal(
+                &Verdict::Allow(Identity {
+                    user: "u".into(),
+                    exp: 0
+                }),
+                RES
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn metadata_document() {
+        let cfg = Config::from_json(
+            br#"{"providers":[{"issuer":"https://idp.example/","audiences":["a"]}],
+                 "clusters":{"https://idp.example":"c"},"scopes_supported":["read"]}"#,
+        )
+        .unwrap();
+        let r = resource_metadata(&cfg, RES);
+        let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(doc["resource"], RES);
+        assert_eq!(doc["authorization_servers"][0], "https://idp.example");
+        assert_eq!(doc["bearer_methods_supported"][0], "header");
+        assert_eq!(doc["scopes_supported"][0], "read");
+    }
+
+    #[test]
+    fn resource_from_request_is_sanitised() {
+        let cfg = Config::from_json(b"{}").unwrap();
+        assert_eq!(
+            resource_url(&cfg, Some("https"), Some("gw.example:8443")),
+            "https://gw.example:8443"
+        );
+        assert_eq!(
+            resource_url(&cfg, None, Some("evil\", x=\"y")),
+            "http://localhost"
+        );
+        let cfg = Config::from_json(br#"{"resource":"https://api.example/"}"#).unwrap();
+        assert_eq!(resource_url(&cfg, None, Some("x")), "https://api.example");
+    }
+
+    #[test]
+    fn no_reason_leaks_detail() {
+        for reason in [
+            Reason::TooLarge,
+            Reason::Malformed,
+            Reason::UnknownIssuer,
+            Reason::AlgorithmNotAllowed,
+            Reason::UnknownKey,
+            Reason::BadSignature,
+            Reason::Claim(ClaimError::Expired),
+        ] {
+            let r = refusal(&Verdict::Invalid(reason), RES).unwrap();
+            assert!(!r.body.contains("http"), "{}", r.body);
+            assert!(r.body.len() < 120);
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! One decision per request: a bearer token in, an identity or a refusal out.
+//!
+//! Cheap checks run before expensive ones: size, cache, structure, issuer,
+//! algorithm and claims all come before the signature, so junk costs little.
+
+use crate::alg::Alg;
+use crate::cache::{KeyVersion, TokenCache, token_hash};
+use crate::claims::{self, ClaimError};
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::jwk::JwkSet;
+use crate::token::{self, ParseError};
+
+/// What the key store knows of one issuer's keys.
+pub enum KeyState<'a> {
+    /// Not fetched yet (or being fetched): the request should wait.
+    Pending,
+    /// Fetching failed and no earlier keys exist: the IdP is unreachable.
+    Unavailable,
+    Ready {
+        keys: &'a JwkSet,
+        generation: u64,
+    },
+}
+
+/// Where verification finds each issuer's current keys (by provider index).
+pub trait KeyStore {
+    fn keys(&self, issuer: usize) -> KeyState<'_>;
+}
+
+/// Why a token was refused; only the category reaches the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    TooLarge,
+    Malformed,
+    UnknownIssuer,
+    AlgorithmNotAllowed,
+    UnknownKey,
+    BadSignature,
+    Claim(ClaimError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allow(Identity),
+    /// No usable token at all (RFC 6750: no `error` code).
+    MissingToken,
+    Invalid(Reason),
+    /// Valid token without these required scopes.
+    InsufficientScope(Vec<String>),
+    /// The issuer's keys are not loaded yet: wait, then ask again.
+    AwaitKeys {
+        issuer: usize,
+    },
+    /// The issuer's keys are unreachable: a 503, not the caller's fault.
+    KeysUnavailable,
+    /// The token names a key the current set lacks; a refetch may find it.
+    UnknownKid {
+        issuer: usize,
+    },
+}
+
+/// Decides on the `Authorization` header value (`None` when absent).
+///
+/// `refetched` is true when the caller already refetched keys for this
+/// request, so an unknown kid is now final.
+pub fn verify(
+    cfg: &Config,
+    authorization: Option<&str>,
+    now: i64,
+    keys: &dyn KeyStore,
+    cache: &mut TokenCache,
+    refetched: bool,
+) -> Verdict {
+    let Some(raw) = authorization.and_then(token::bearer) else {
+        return Verdict::MissingToken;
+    };
+    if raw.len() > cfg.max_token_bytes {
+        return Verdict::Invalid(Reason::TooLarge);
+    }
+    let hash = token_hash(raw);
+    let generation = |issuer| match keys.keys(issuer) {
+        KeyState::Ready { generation, .. } => Some(generation),
+        _ => None,
+    };
+    if let Some(identity) = cache.get(&hash, now, generation) {
+        return Verdict::Allow(identity.clone());
+    }
+    let tok = match token::parse(raw, cfg.max_token_bytes) {
+        Ok(t) => t,
+        Err(ParseError::TooLarge) => return Verdict::Invalid(Reason::TooLarge),
+        Err(_) => return Verdict::Invalid(Reason::Malformed),
+    };
+    let Some((index, provider)) = tok
+        .claims
+        .iss
+        .as_deref()
+        .and_then(|iss| cfg.provider_index(iss))
+    else {
+        return Verdict::Invalid(Reason::UnknownIssuer);
+    };
+    let Some(alg) = Alg::from_name(&tok.header.alg).filter(|a| provider.algorithms.contains(a))
+    else {
+        return Verdict::Invalid(Reason::AlgorithmNotAllowed);
+    };
+    if let Err(e) = claims::check(&tok.claims, now, cfg.leeway_secs, &provider.audiences) {
+        return Verdict::Invalid(Reason::Claim(e));
+    }
+    let (set, generation) = match keys.keys(index) {
+        KeyState::Pending => return Verdict::AwaitKeys { issuer: index },
+        KeyState::Unavailable => return Verdict::KeysUnavailable,
+        KeyState::Ready { keys, generation } => (keys, generation),
+    };
+    let Some(jwk) = set.find(tok.header.kid.as_deref()) else {
+        return if refetched || tok.header.kid.is_none() {
+            Verdict::Invalid(Reason::UnknownKey)
+        } else {
+            Verdict::UnknownKid { issuer: index }
+        };
+    };
+    if !jwk.accepts(alg) {
+        return Verdict::Invalid(Reason::AlgorithmNotAllowed);
+    }
+    if jwk
+        .key
+        .verify(alg, tok.signing_input, &tok.signature)
+        .is_err()
+    {
+        return Verdict::Invalid(Reason::BadSignature);
+    }
+    let missing: Vec<String> = cfg
+        .required_scopes
+        .iter()
+        .chain(&provider.required_scopes)
+        .filter(|need| !tok.claims.scopes().any(|have| have == need.as_str()))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Verdict::InsufficientScope(missing);
+    }
+    let identity = Identity {
+        user: tok.claims.sub.unwrap_or_default(),
+        exp: tok.claims.exp.unwrap_or_default(),
+    };
+    cache.insert(
+        hash,
+        identity.clone(),
+        KeyVersion {
+            issuer: index,
+            generation,
+        },
+    );
+    Verdict::Allow(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::tests::{compact, encode};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use p256::ecdsa::SigningKey;
+    use p256::ecdsa::signature::Signer as _;
+
+    const NOW: i64 = 1_700_000_000;
+    const ISS: &str = "https://idp.example";
+
+    fn config(extra: &str) -> Config {
+        Config::from_json(
+            format!(
+                r#"{{"providers":[{{"issuer":"{ISS}","audiences":["api"]{extra}}}],
+                    "clusters":{{"{ISS}":"idp"}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn signing_key(seed: u8) -> SigningKey {
+        SigningKey::from_slice(&[seed; 32]).unwrap()
+    }
+
+    fn jwk(sk: &SigningKey, kid: &str) -> String {
+        let point = sk.verifying_key().to_sec1_point(false);
+        let raw = point.as_bytes();
+        format!(
+            r#"{{"kty":"EC","crv":"P-256","kid":"{kid}","use":"sig","x":"{}","y":"{}"}}"#,
+            URL_SAFE_NO_PAD.encode(&raw[1..33]),
+            URL_SAFE_NO_PAD.encode(&raw[33..65])
+        )
+    }
+
+    struct Keys(Option<JwkSet>, u64);
+
+    impl KeyStore for Keys {
+        fn keys(&self, issuer: usize) -> KeyState<'_> {
+            match (&self.0, issuer) {
+                (Some(keys), 0) => KeyState::Ready {
+                    keys,
+                    generation: self.1,
+                },
+                (None, 0) => KeyState::Pending,
+                _ => KeyState::Unavailable,
+            }
+        }
+    }
+
+    fn keys(jwks: &[String]) -> Keys {
+        let doc = format!(r#"{{"keys":[{}]}}"#, jwks.join(","));
+        Keys(Some(JwkSet::parse(doc.as_bytes()).unwrap()), 1)
+    }
+
+    fn sign(sk: &SigningKey, header: &str, claims: &str) -> String {
+        let input = format!("{}.{}", encode(header), encode(claims));
+        let sig: p256::ecdsa::Signature = sk.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+    }
+
+    fn claims(extra: &str) -> String {
+        format!(
+            r#"{{"iss":"{ISS}","sub":"alice","aud":"api","exp":{}{extra}}}"#,
+            NOW + 300
+        )
+    }
+
+    fn run(cfg: &Config, keys: &Keys, token: &str) -> Verdict {
+        let mut cache = TokenCache::new(16);
+        verify(
+            cfg,
+            Some(&format!("Bearer {token}")),
+            NOW,
+            keys,
+            &mut cache,
+            false,
+        )
+    }
+
+    fn alice() -> Verdict {
+        Verdict::Allow(Identity {
+            user: "alice".into(),
+            exp: NOW + 300,
+        })
+    }
+
+    #[test]
+    fn valid_token_is_allowed() {
+        let sk = signing_key(7);
+        let t = sign(&sk, r#"{"alg":"ES256","kid":"k1"}"#, &claims(""));
+        assert_eq!(run(&config(""), &keys(&[jwk(&sk, "k1")]), &t), alice());
+    }
+
+    #[test]
+    fn kid_selects_the_key() {
+        let (a, b) = (signing_key(1), signing_key(2));
+        let set = keys(&[jwk(&a, "a"), jwk(&b, "b")]);
+        let t = sign(&b, r#"{"alg":"ES256","kid":"b"}"#, &claims(""));
+        assert_eq!(run(&config(""), &set, &t), alice());
+        let wrong = sign(&b, r#"{"alg":"ES256","kid":"a"}"#, &claims(""));
+        assert_eq!(
+            run(&config(""), &set, &wrong),
+            Verdict::Invalid(Reason::BadSignature)
+        );
+        // Without a kid and several keys there is no key to pick.
+        let no_kid = sign(&b, r#"{"alg":"ES256"}"#, &claims(""));
+        assert_eq!(
+            run(&config(""), &set, &no_kid),
+            Verdict::Invalid(Reason::UnknownKey)
+        );
+        // Without a kid and a single key, that key is used.
+        let single = keys(&[jwk(&b, "b")]);
+        assert_eq!(run(&config(""), &single, &no_kid), alice());
+    }
+
+    #[test]
+    fn unknown_kid_asks_for_a_refetch_once() {
+        let sk = signing_key(3);
+        let set = keys(&[jwk(&sk, "old")]);
+        let t = sign(&sk, r#"{"alg":"ES256","kid":"new"}"#, &claims(""));
+        let cfg = config("");
+        assert_eq!(run(&cfg, &set, &t), Verdict::UnknownKid { issuer: 0 });
+        let mut cache = TokenCache::new(4);
+        let auth = format!("Bearer {t}");
+        assert_eq!(
+            verify(&cfg, Some(&auth), NOW, &set, &mut cache, true),
+            Verdict::Invalid(Reason::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn keys_not_loaded_means_wait_or_unavailable() {
+        let sk = signing_key(3);
+        let t = sign(&sk, r#"{"alg":"ES256"}"#, &claims(""));
+        assert_eq!(
+            run(&config(""), &Keys(None, 0), &t),
+            Verdict::AwaitKeys { issuer: 0 }
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let sk = signing_key(9);
+        let set = keys(&[jwk(&sk, "k")]);
+        let cfg = config("");
+        let h = r#"{"alg":"ES256","kid":"k"}"#;
+        let cases: Vec<(String, Verdict)> = vec![
+            (
+                sign(&sk, h, &claims("").replace(ISS, "https://evil.example")),
+                Verdict::Invalid(Reason::UnknownIssuer),
+            ),
+            (
+                sign(
+                    &sk,
+                    h,
+                    &format!(r#"{{"iss":"{ISS}","sub":"a","aud":"api"}}"#),
+                ),
+                Verdict::Invalid(Reason::Claim(ClaimError::MissingExp)),
+            ),
+            (
+                sign(
+                    &sk,
+                    h,
+                    &claims("").replace(r#""aud":"api""#, r#""aud":["x","y"]"#),
+                ),
+                Verdict::Invalid(Reason::Claim(ClaimError::AudienceMismatch)),
+            ),
+            (
+                sign(&sk, r#"{"alg":"none","kid":"k"}"#, &claims("")),
+                Verdict::Invalid(Reason::AlgorithmNotAllowed),
+            ),
+            (
+                sign(&sk, r#"{"alg":"HS256","kid":"k"}"#, &claims("")),
+                Verdict::Invalid(Reason::AlgorithmNotAllowed),
+            ),
+            (
+                // An RSA algorithm against an EC key: alg/key type mismatch.
+                sign(&sk, r#"{"alg":"RS256","kid":"k"}"#, &claims("")),
+                Verdict::Invalid(Reason::AlgorithmNotAllowed),
+            ),
+            (
+                compact(h, &claims(""), &[0u8; 64]),
+                Verdict::Invalid(Reason::BadSignature),
+            ),
+            ("e30.e30".to_string(), Verdict::Invalid(Reason::Malformed)),
+        ];
+        for (token, want) in cases {
+            assert_eq!(run(&cfg, &set, &token), want, "{token}");
+        }
+        assert_eq!(
+            verify(&cfg, None, NOW, &set, &mut TokenCache::new(1), false),
+            Verdict::MissingToken
+        );
+        assert_eq!(
+            verify(
+                &cfg,
+                Some("Basic x"),
+                NOW,
+                &set,
+                &mut TokenCache::new(1),
+                false
+            ),
+            Verdict::MissingToken
+        );
+    }
+
+    #[test]
+    fn tampered_payload_fails() {
+        let sk = signing_key(4);
+        let t = sign(&sk, r#"{"alg":"ES256"}"#, &claims(""));
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let evil = encode(&claims("").replace("alice", "admin"));
+        parts[1] = &evil;
+        assert_eq!(
+            run(&config(""), &keys(&[jwk(&sk, "k")]), &parts.join(".")),
+            Verdict::Invalid(Reason::BadSignature)
+        );
+    }
+
+    #[test]
+    fn algorithm_allow_list_applies() {
+        let sk = signing_key(5);
+        let t = sign(&sk, r#"{"alg":"ES256"}"#, &claims(""));
+        let cfg = config(r#","algorithms":["RS256"]"#);
+        assert_eq!(
+            run(&cfg, &keys(&[jwk(&sk, "k")]), &t),
+            Verdict::Invalid(Reason::AlgorithmNotAllowed)
+        );
+    }
+
+    #[test]
+    fn scopes_are_enforced() {
+        let sk = signing_key(6);
+        let set = keys(&[jwk(&sk, "k")]);
+        let cfg = config(r#","required_scopes":["read","write"]"#);
+        let some = sign(&sk, r#"{"alg":"ES256"}"#, &claims(r#","scope":"read""#));
+        assert_eq!(
+            run(&cfg, &set, &some),
+            Verdict::InsufficientScope(vec!["write".into()])
+        );
+        let all = sign(
+            &sk,
+            r#"{"alg":"ES256"}"#,
+            &claims(r#","scope":"read","scp":["write"]"#),
+        );
+        assert_eq!(run(&cfg, &set, &all), alice());
+    }
+
+    #[test]
+    fn oversize_tokens_are_refused_before_parsing() {
+        let cfg = Config::from_json(br#"{"max_token_bytes":100}"#).unwrap();
+        let t = "a".repeat(101);
+        assert_eq!(
+            run(&cfg, &Keys(None, 0), &t),
+            Verdict::Invalid(Reason::TooLarge)
+        );
+    }
+
+    #[test]
+    fn cache_serves_repeats_until_keys_change() {
+        let sk = signing_key(8);
+        let cfg = config("");
+        let set = keys(&[jwk(&sk, "k")]);
+        let t = sign(&sk, r#"{"alg":"ES256","kid":"k"}"#, &claims(""));
+        let auth = format!("Bearer {t}");
+        let mut cache = TokenCache::new(4);
+        assert_eq!(
+            verify(&cfg, Some(&auth), NOW, &set, &mut cache, false),
+            alice()
+        );
+        assert_eq!(cache.len(), 1);
+        // A hit does not look at the keys at all: an empty store still answers.
+        let rotated = Keys(
+            Some(
+                JwkSet::parse(
+                    format!(r#"{{"keys":[{}]}}"#, jwk(&signing_key(1), "other")).as_bytes(),
+                )
+                .unwrap(),
+            ),
+            1,
+        );
+        assert_eq!(
+            verify(&cfg, Some(&auth), NOW, &rotated, &mut cache, false),
+            alice()
+        );
+        // A new key generation turns the hit into a full verification.
+        let rotated = Keys(rotated.0, 2);
+        assert_eq!(
+            verify(&cfg, Some(&auth), NOW, &rotated, &mut cache, false),
+            Verdict::UnknownKid { issuer: 0 }
+        );
+    }
+}

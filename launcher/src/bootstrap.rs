@@ -1,0 +1,401 @@
+//! Renders the Envoy bootstrap (v3 API) for one local gateway.
+
+use crate::env::Settings;
+use crate::plugin::{ENGINE_CLUSTER, Plugin};
+use attach_filter::config::Url;
+use serde_json::{Value, json};
+use std::net::IpAddr;
+use std::path::Path;
+
+const WASM_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const STRING_VALUE: &str = "type.googleapis.com/google.protobuf.StringValue";
+const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const DOWNSTREAM_CONNECTIONS: &str = "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig";
+/// Envoy warns at start-up when nothing caps downstream connections.
+const MAX_DOWNSTREAM_CONNECTIONS: u64 = 50_000;
+const UPSTREAM_TLS: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+
+/// Everything the bootstrap is made from.
+pub struct Input<'a> {
+    pub settings: &'a Settings,
+    pub plugin: &'a Plugin,
+    /// Absolute path of the filter module.
+    pub wasm: &'a Path,
+    pub admin_port: u16,
+}
+
+/// One route of the gateway's single virtual host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: String,
+    pub cluster: String,
+}
+
+/// The routes in match order: Envoy takes the first match, so routes to
+/// companion services go before the engine's catch-all `/`, which stays last.
+pub fn routes() -> Vec<Route> {
+    vec![Route {
+        prefix: "/".to_string(),
+        cluster: ENGINE_CLUSTER.to_string(),
+    }]
+}
+
+pub fn render(input: &Input) -> Value {
+    let s = input.settings;
+    let mut clusters = vec![engine_cluster(&s.engine, &s.ca_bundle)];
+    clusters.extend(
+        input
+            .plugin
+            .callouts
+            .iter()
+            .map(|c| callout_cluster(&c.cluster, &c.origin, &s.ca_bundle)),
+    );
+    json!({
+        "node": {"id": format!("attach-{}", s.port), "cluster": "attach"},
+        "admin": {"address": socket_address("127.0.0.1", input.admin_port)},
+        "static_resources": {
+            "listeners": [listener(input)],
+            "clusters": clusters,
+        },
+        "overload_manager": {
+            "resource_monitors": [{
+                "name": "envoy.resource_monitors.global_downstream_max_connections",
+                "typed_config": {
+                    "@type": DOWNSTREAM_CONNECTIONS,
+                    "max_active_downstream_connections": MAX_DOWNSTREAM_CONNECTIONS,
+                },
+            }],
+        },
+    })
+}
+
+/// Whether any cluster of the bootstrap needs the CA bundle.
+pub fn needs_ca_bundle(settings: &Settings, plugin: &Plugin) -> bool {
+    settings.engine.https || plugin.callouts.iter().any(|c| c.origin.https)
+}
+
+fn socket_address(address: &str, port: u16) -> Value {
+    json!({"socket_address": {"address": address, "port_value": port}})
+}
+
+fn listener(input: &Input) -> Value {
+    let s = input.settings;
+    json!({
+        "name": "attach",
+        "address": socket_address(&s.bind.to_string(), s.port),
+        "filter_chains": [{
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": http_connection_manager(input),
+            }],
+        }],
+    })
+}
+
+fn http_connection_manager(input: &Input) -> Value {
+    let engine = &input.settings.engine;
+    let routes: Vec<Value> = routes()
+        .into_iter()
+        .map(|r| {
+            let mut route = json!({
+                "cluster": r.cluster,
+                // Model replies stream for minutes: no overall deadline.
+                "timeout": "0s",
+            });
+            if r.cluster == ENGINE_CLUSTER {
+                // Engines such as Ollama refuse Host names they do not know;
+                // the original one travels in X-Forwarded-Host.
+                route["host_rewrite_literal"] = json!(engine.authority());
+                route["append_x_forwarded_host"] = json!(true);
+            }
+            json!({"match": {"prefix": r.prefix}, "route": route})
+        })
+        .collect();
+    json!({
+        "@type": HCM,
+        "stat_prefix": "attach",
+        "codec_type": "AUTO",
+        // Every request gets an x-request-id (a UUID) when it has none.
+        "generate_request_id": true,
+        // The filter decides on the path the upstream will see: dot segments
+        // (also as %2e), doubled slashes and escaped slashes are resolved
+        // first, so `/public/..%2Fprivate` cannot pass as a public path.
+        "normalize_path": true,
+        "merge_slashes": true,
+        "path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD",
+        "route_config": {
+            "name": "attach",
+            "virtual_hosts": [{"name": "attach", "domains": ["*"], "routes": routes}],
+        },
+        "http_filters": [
+            wasm_filter(input.wasm, &input.plugin.json),
+            {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}},
+        ],
+    })
+}
+
+fn wasm_filter(wasm: &Path, plugin_json: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": WASM_FILTER,
+            "config": {
+                "name": "attach",
+                "root_id": "attach",
+                // A filter that cannot start, or whose VM fails, must not let
+                // requests through unchecked (`fail_open` is deprecated in 1.40).
+                "failure_policy": "FAIL_CLOSED",
+                "vm_config": {
+                    "vm_id": "attach",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm.to_string_lossy()}},
+                },
+                "configuration": {"@type": STRING_VALUE, "value": plugin_json},
+            },
+        },
+    })
+}
+
+/// The host as Envoy wants it in a socket address (no IPv6 brackets).
+fn bare_host(url: &Url) -> &str {
+    url.host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn upstream_cluster(name: &str, url: &Url, connect_timeout: &str, ca_bundle: &Path) -> Value {
+    let host = bare_host(url);
+    let ip = host.parse::<IpAddr>().is_ok();
+    let mut cluster = json!({
+        "name": name,
+        "type": if ip { "STATIC" } else { "LOGICAL_DNS" },
+        "connect_timeout": connect_timeout,
+        // Prefer IPv4 so that `localhost` reaches servers bound to 127.0.0.1.
+        "dns_lookup_family": "V4_PREFERRED",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(host, url.port)}}]}],
+        },
+    });
+    if url.https {
+        cluster["transport_socket"] = tls_socket(host, ip, ca_bundle);
+    }
+    cluster
+}
+
+fn engine_cluster(engine: &Url, ca_bundle: &Path) -> Value {
+    upstream_cluster(ENGINE_CLUSTER, engine, "5s", ca_bundle)
+}
+
+fn callout_cluster(name: &str, origin: &Url, ca_bundle: &Path) -> Value {
+    upstream_cluster(name, origin, "2s", ca_bundle)
+}
+
+/// TLS that really verifies the peer: the system CAs and the host as SAN.
+fn tls_socket(host: &str, ip: bool, ca_bundle: &Path) -> Value {
+    let san_type = if ip { "IP_ADDRESS" } else { "DNS" };
+    let mut context = json!({
+        "@type": UPSTREAM_TLS,
+        "common_tls_context": {
+            "validation_context": {
+                "trusted_ca": {"filename": ca_bundle.to_string_lossy()},
+                "match_typed_subject_alt_names": [{"san_type": san_type, "matcher": {"exact": host}}],
+            },
+        },
+    });
+    // SNI carries host names only, never IP addresses (RFC 6066).
+    if !ip {
+        context["sni"] = json!(host);
+    }
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::tests::settings;
+    use crate::plugin::build;
+
+    fn render_with(pairs: &[(&str, &str)]) -> Value {
+        let s = settings(pairs).unwrap();
+        let p = build(&s, None).unwrap();
+        render(&Input {
+            settings: &s,
+            plugin: &p,
+            wasm: Path::new("/opt/attach/attach_filter.wasm"),
+            admin_port: 9901,
+        })
+    }
+
+    fn cluster<'a>(b: &'a Value, name: &str) -> &'a Value {
+        b["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no cluster {name}"))
+    }
+
+    fn hcm(b: &Value) -> &Value {
+        &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    }
+
+    #[test]
+    fn listener_admin_and_routes() {
+        let b = render_with(&[]);
+        assert_eq!(
+            b["admin"]["address"]["socket_address"],
+            json!({"address": "127.0.0.1", "port_value": 9901})
+        );
+        let l = &b["static_resources"]["listeners"][0];
+        assert_eq!(
+            l["address"]["socket_address"],
+            json!({"address": "127.0.0.1", "port_value": 8080})
+        );
+        let h = hcm(&b);
+        assert_eq!(h["stat_prefix"], "attach");
+        assert_eq!(h["generate_request_id"], true);
+        assert_eq!(h["normalize_path"], true);
+        assert_eq!(h["merge_slashes"], true);
+        assert_eq!(
+            h["path_with_escaped_slashes_action"],
+            "UNESCAPE_AND_FORWARD"
+        );
+        let routes = &h["route_config"]["virtual_hosts"][0]["routes"];
+        let last = routes.as_array().unwrap().last().unwrap();
+        assert_eq!(last["match"]["prefix"], "/");
+        assert_eq!(last["route"]["cluster"], "engine");
+        assert_eq!(last["route"]["timeout"], "0s");
+        assert_eq!(last["route"]["host_rewrite_literal"], "127.0.0.1:11434");
+        let filters = h["http_filters"].as_array().unwrap();
+        assert_eq!(filters[0]["name"], "envoy.filters.http.wasm");
+        assert_eq!(filters.last().unwrap()["name"], "envoy.filters.http.router");
+    }
+
+    #[test]
+    fn wasm_filter_shape() {
+        let b = render_with(&[]);
+        let c = &hcm(&b)["http_filters"][0]["typed_config"];
+        assert_eq!(c["@type"], WASM_FILTER);
+        let c = &c["config"];
+        assert_eq!(c["root_id"], "attach");
+        assert_eq!(c["failure_policy"], "FAIL_CLOSED");
+        assert!(c.get("fail_open").is_none());
+        assert_eq!(c["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
+        assert_eq!(
+            c["vm_config"]["code"]["local"]["filename"],
+            "/opt/attach/attach_filter.wasm"
+        );
+        assert_eq!(c["configuration"]["@type"], STRING_VALUE);
+    }
+
+    #[test]
+    fn string_value_round_trips_the_plugin_config() {
+        let s = settings(&[
+            ("OIDC_ISSUER", "https://idp.example"),
+            ("OIDC_AUD", "api,\"quoted\" aud"),
+        ])
+        .unwrap();
+        let p = build(&s, None).unwrap();
+        let b = render(&Input {
+            settings: &s,
+            plugin: &p,
+            wasm: Path::new("/w.wasm"),
+            admin_port: 1,
+        });
+        // Through the text Envoy reads, back to the plugin configuration.
+        let text = serde_json::to_string(&b).unwrap();
+        let back: Value = serde_json::from_str(&text).unwrap();
+        let embedded = back["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(embedded, p.json);
+        let parsed: attach_filter::config::PluginConfig = serde_json::from_str(&embedded).unwrap();
+        assert_eq!(parsed, p.config);
+        let c = attach_filter::config::Config::from_json(embedded.as_bytes()).unwrap();
+        assert_eq!(c.providers[0].audiences, ["api", "\"quoted\" aud"]);
+    }
+
+    #[test]
+    fn engine_cluster_plain_and_tls() {
+        let b = render_with(&[]);
+        let e = cluster(&b, "engine");
+        assert_eq!(e["type"], "STATIC");
+        assert_eq!(e["dns_lookup_family"], "V4_PREFERRED");
+        assert!(e.get("transport_socket").is_none());
+        let b = render_with(&[("ENGINE_URL", "https://engine.example")]);
+        let e = cluster(&b, "engine");
+        assert_eq!(e["type"], "LOGICAL_DNS");
+        assert_eq!(
+            e["transport_socket"]["typed_config"]["sni"],
+            "engine.example"
+        );
+        let ep = &e["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+        assert_eq!(
+            ep["socket_address"],
+            json!({"address": "engine.example", "port_value": 443})
+        );
+    }
+
+    #[test]
+    fn callout_cluster_verifies_tls() {
+        let b = render_with(&[
+            ("OIDC_ISSUER", "https://idp.example.com"),
+            ("OIDC_AUD", "api"),
+            ("ATTACH_CA_BUNDLE", "/etc/my-ca.pem"),
+        ]);
+        let c = cluster(&b, "attach_callout_idp_example_com_443");
+        assert_eq!(c["type"], "LOGICAL_DNS");
+        assert_eq!(c["connect_timeout"], "2s");
+        assert_eq!(c["dns_lookup_family"], "V4_PREFERRED");
+        let t = &c["transport_socket"];
+        assert_eq!(t["name"], "envoy.transport_sockets.tls");
+        let t = &t["typed_config"];
+        assert_eq!(t["@type"], UPSTREAM_TLS);
+        assert_eq!(t["sni"], "idp.example.com");
+        let v = &t["common_tls_context"]["validation_context"];
+        assert_eq!(v["trusted_ca"]["filename"], "/etc/my-ca.pem");
+        assert_eq!(
+            v["match_typed_subject_alt_names"],
+            json!([{"san_type": "DNS", "matcher": {"exact": "idp.example.com"}}])
+        );
+    }
+
+    #[test]
+    fn ip_literal_tls_uses_ip_san_and_no_sni() {
+        let b = render_with(&[("OIDC_ISSUER", "https://[::1]:8443"), ("OIDC_AUD", "api")]);
+        let c = cluster(&b, "attach_callout_1_8443");
+        assert_eq!(c["type"], "STATIC");
+        let ep = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+        assert_eq!(ep["socket_address"]["address"], "::1");
+        let t = &c["transport_socket"]["typed_config"];
+        assert!(t.get("sni").is_none());
+        assert_eq!(
+            t["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0]["san_type"],
+            "IP_ADDRESS"
+        );
+    }
+
+    #[test]
+    fn plain_http_callout_has_no_tls() {
+        let b = render_with(&[("OIDC_ISSUER", "http://localhost:9000"), ("OIDC_AUD", "a")]);
+        let c = cluster(&b, "attach_callout_localhost_9000");
+        assert_eq!(c["type"], "LOGICAL_DNS");
+        assert!(c.get("transport_socket").is_none());
+    }
+
+    #[test]
+    fn different_ports_give_different_listeners() {
+        let a = render_with(&[("ATTACH_PORT", "18080")]);
+        let b = render_with(&[("ATTACH_PORT", "18081")]);
+        let port = |b: &Value| {
+            b["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+                .as_u64()
+                .unwrap()
+        };
+        assert_eq!((port(&a), port(&b)), (18080, 18081));
+        assert_ne!(a["node"]["id"], b["node"]["id"]);
+    }
+}

@@ -1,0 +1,446 @@
+//! Settings read from the environment, each checked with a message that
+//! names its variable.
+//!
+//! Every function takes the environment as a lookup function, so tests pass
+//! a map instead of mutating the process environment. An empty value counts
+//! as unset.
+
+use crate::error::Error;
+use attach_filter::config::Url;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+
+/// Reads one variable; `None` when unset.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment as an [`Env`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+pub const DEFAULT_ENGINE_URL: &str = "http://127.0.0.1:11434";
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_WASM: &str = "target/wasm32-wasip1/release/attach_filter.wasm";
+pub const DEFAULT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub const DEFAULT_DATA_DIR: &str = ".attach";
+const LOG_LEVELS: [&str; 8] = [
+    "trace", "debug", "info", "warning", "warn", "error", "critical", "off",
+];
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `OIDC_ISSUER`, checked to be an http(s) URL.
+    pub issuer: Option<String>,
+    /// `OIDC_AUD`, split on commas.
+    pub audiences: Vec<String>,
+    /// `ENGINE_URL` as given (for messages) and parsed.
+    pub engine_url: String,
+    pub engine: Url,
+    pub port: u16,
+    pub bind: IpAddr,
+    /// `ATTACH_CONFIG`, absolute.
+    pub config_file: Option<PathBuf>,
+    /// `ATTACH_ADMIN_PORT`; a free port is picked when unset.
+    pub admin_port: Option<u16>,
+    pub concurrency: usize,
+    pub log_level: String,
+    pub public_url: String,
+    /// `ATTACH_DATA_DIR`, absolute.
+    pub data_dir: PathBuf,
+    pub ca_bundle: PathBuf,
+    /// Settings that are allowed but probably not what the user meant.
+    pub warnings: Vec<String>,
+}
+
+fn get(env: Env, name: &str) -> Option<String> {
+    env(name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn parse_port(var: &str, raw: &str) -> Result<u16, Error> {
+    raw.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| Error::setting(var, format!("{raw:?} is not a port (1-65535)")))
+}
+
+fn parse_url(var: &str, raw: &str) -> Result<Url, Error> {
+    Url::parse(raw).map_err(|m| Error::setting(var, format!("{raw:?}: {m}")))
+}
+
+fn absolute(cwd: &Path, p: &str) -> PathBuf {
+    cwd.join(p)
+}
+
+impl Settings {
+    /// Reads and checks every setting except the Envoy binary and the wasm
+    /// file, which only some subcommands need (see [`wasm_path`]).
+    pub fn from_env(env: Env, cwd: &Path) -> Result<Settings, Error> {
+        let mut warnings = Vec::new();
+
+        let issuer = match get(env, "OIDC_ISSUER") {
+            Some(raw) => {
+                parse_url("OIDC_ISSUER", &raw)?;
+                Some(raw)
+            }
+            None => None,
+        };
+        let audiences: Vec<String> = get(env, "OIDC_AUD")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if issuer.is_some() && audiences.is_empty() {
+            return Err(Error::setting(
+                "OIDC_AUD",
+                "required when OIDC_ISSUER is set",
+            ));
+        }
+        if issuer.is_none() && !audiences.is_empty() {
+            warnings.push("OIDC_AUD is ignored because OIDC_ISSUER is not set".to_string());
+        }
+
+        let engine_url = get(env, "ENGINE_URL").unwrap_or_else(|| DEFAULT_ENGINE_URL.to_string());
+        let engine = parse_url("ENGINE_URL", &engine_url)?;
+        if engine.path != "/" {
+            return Err(Error::setting(
+                "ENGINE_URL",
+                format!("{engine_url:?}: must not have a path or query (requests keep their own)"),
+            ));
+        }
+
+        let port = match get(env, "ATTACH_PORT") {
+            Some(raw) => parse_port("ATTACH_PORT", &raw)?,
+            None => DEFAULT_PORT,
+        };
+
+        let bind = match get(env, "ATTACH_BIND") {
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some(raw) if raw == "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some(raw) => raw
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| {
+                    Error::setting("ATTACH_BIND", format!("{raw:?} is not an IP address"))
+                })?,
+        };
+
+        let config_file = get(env, "ATTACH_CONFIG").map(|p| absolute(cwd, &p));
+
+        let admin_port = match get(env, "ATTACH_ADMIN_PORT") {
+            Some(raw) => {
+                let p = parse_port("ATTACH_ADMIN_PORT", &raw)?;
+                if p == port {
+                    return Err(Error::setting(
+                        "ATTACH_ADMIN_PORT",
+                        format!("{p} is also ATTACH_PORT; pick another port"),
+                    ));
+                }
+                Some(p)
+            }
+            None => None,
+        };
+
+        let concurrency = match get(env, "ATTACH_CONCURRENCY") {
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| {
+                    Error::setting(
+                        "ATTACH_CONCURRENCY",
+                        format!("{raw:?} is not a number of worker threads (1-1024)"),
+                    )
+                })?,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+
+        let log_level = match get(env, "ATTACH_LOG_LEVEL") {
+            Some(raw) => {
+                let lower = raw.to_ascii_lowercase();
+                if !LOG_LEVELS.contains(&lower.as_str()) {
+                    return Err(Error::setting(
+                        "ATTACH_LOG_LEVEL",
+                        format!("{raw:?} is not one of {}", LOG_LEVELS.join(", ")),
+                    ));
+                }
+                lower
+            }
+            None => "info".to_string(),
+        };
+
+        let public_url = match get(env, "ATTACH_PUBLIC_URL") {
+            Some(raw) => {
+                parse_url("ATTACH_PUBLIC_URL", &raw)?;
+                raw
+            }
+            None => format!("http://127.0.0.1:{port}"),
+        };
+
+        let data_dir = absolute(
+            cwd,
+            &get(env, "ATTACH_DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.to_string()),
+        );
+        let ca_bundle = absolute(
+            cwd,
+            &get(env, "ATTACH_CA_BUNDLE").unwrap_or_else(|| DEFAULT_CA_BUNDLE.to_string()),
+        );
+
+        Ok(Settings {
+            issuer,
+            audiences,
+            engine_url,
+            engine,
+            port,
+            bind,
+            config_file,
+            admin_port,
+            concurrency,
+            log_level,
+            public_url,
+            data_dir,
+            ca_bundle,
+            warnings,
+        })
+    }
+
+    /// Where `attach run` keeps this stack's files: one folder per listener
+    /// port, so several stacks can run side by side.
+    pub fn run_dir(&self) -> PathBuf {
+        self.data_dir.join(format!("run-{}", self.port))
+    }
+
+    /// `ATTACH_ADMIN_PORT`, or a port that is free right now on 127.0.0.1.
+    pub fn admin_port(&self) -> Result<u16, Error> {
+        if let Some(p) = self.admin_port {
+            return Ok(p);
+        }
+        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| {
+                Error::runtime(format!("cannot find a free port for Envoy's admin: {e}"))
+            })?;
+        Ok(probe.port())
+    }
+
+    /// The URL clients use to reach the listener.
+    pub fn gateway_url(&self) -> String {
+        match self.bind {
+            ip if ip.is_unspecified() => format!("http://127.0.0.1:{}", self.port),
+            IpAddr::V6(ip) => format!("http://[{ip}]:{}", self.port),
+            IpAddr::V4(ip) => format!("http://{ip}:{}", self.port),
+        }
+    }
+}
+
+/// `ATTACH_WASM` (or the workspace's release build), made absolute; it must exist.
+pub fn wasm_path(env: Env, cwd: &Path) -> Result<PathBuf, Error> {
+    let raw = get(env, "ATTACH_WASM").unwrap_or_else(|| DEFAULT_WASM.to_string());
+    let path = absolute(cwd, &raw);
+    if !path.is_file() {
+        return Err(Error::setting(
+            "ATTACH_WASM",
+            format!("{} not found; run `make wasm`", path.display()),
+        ));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// An environment made of `NAME=value` pairs.
+    pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name: &str| map.get(name).cloned()
+    }
+
+    pub fn settings(pairs: &[(&str, &str)]) -> Result<Settings, Error> {
+        Settings::from_env(&env_of(pairs), Path::new("/srv/attach"))
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.issuer, None);
+        assert_eq!(s.engine.origin(), "http://127.0.0.1:11434");
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(s.admin_port, None);
+        assert!(s.concurrency >= 1);
+        assert_eq!(s.log_level, "info");
+        assert_eq!(s.public_url, "http://127.0.0.1:8080");
+        assert_eq!(s.data_dir, Path::new("/srv/attach/.attach"));
+        assert_eq!(s.ca_bundle, Path::new(DEFAULT_CA_BUNDLE));
+        assert_eq!(s.gateway_url(), "http://127.0.0.1:8080");
+        assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let s = settings(&[
+            ("OIDC_ISSUER", "https://idp.example"),
+            ("OIDC_AUD", " api , ,cli "),
+            ("ENGINE_URL", "https://engine.example:8443/"),
+            ("ATTACH_PORT", "9000"),
+            ("ATTACH_BIND", "0.0.0.0"),
+            ("ATTACH_CONFIG", "conf/attach.yaml"),
+            ("ATTACH_ADMIN_PORT", "9901"),
+            ("ATTACH_CONCURRENCY", "3"),
+            ("ATTACH_LOG_LEVEL", "DEBUG"),
+            ("ATTACH_PUBLIC_URL", "https://gw.example"),
+            ("ATTACH_DATA_DIR", "/var/lib/attach"),
+            ("ATTACH_CA_BUNDLE", "ca.pem"),
+        ])
+        .unwrap();
+        assert_eq!(s.issuer.as_deref(), Some("https://idp.example"));
+        assert_eq!(s.audiences, ["api", "cli"]);
+        assert!(s.engine.https);
+        assert_eq!(s.engine.port, 8443);
+        assert_eq!(s.port, 9000);
+        assert_eq!(s.gateway_url(), "http://127.0.0.1:9000");
+        assert_eq!(
+            s.config_file.as_deref(),
+            Some(Path::new("/srv/attach/conf/attach.yaml"))
+        );
+        assert_eq!(s.admin_port, Some(9901));
+        assert_eq!(s.concurrency, 3);
+        assert_eq!(s.log_level, "debug");
+        assert_eq!(s.public_url, "https://gw.example");
+        assert_eq!(s.data_dir, Path::new("/var/lib/attach"));
+        assert_eq!(s.ca_bundle, Path::new("/srv/attach/ca.pem"));
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let s = settings(&[("ATTACH_PORT", ""), ("OIDC_ISSUER", "  ")]).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.issuer, None);
+    }
+
+    #[test]
+    fn ipv6_bind() {
+        let s = settings(&[("ATTACH_BIND", "[::1]")]).unwrap();
+        assert_eq!(s.gateway_url(), "http://[::1]:8080");
+    }
+
+    /// An environment, the variable its error must name, and a part of the message.
+    type BadCase<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[BadCase] = &[
+            (
+                &[("ATTACH_PORT", "80x")],
+                "ATTACH_PORT",
+                "ATTACH_PORT: \"80x\" is not a port (1-65535)",
+            ),
+            (&[("ATTACH_PORT", "0")], "ATTACH_PORT", "not a port"),
+            (&[("ATTACH_PORT", "65536")], "ATTACH_PORT", "not a port"),
+            (
+                &[("OIDC_ISSUER", "https://idp.example")],
+                "OIDC_AUD",
+                "OIDC_AUD: required when OIDC_ISSUER is set",
+            ),
+            (
+                &[("OIDC_ISSUER", "https://idp.example"), ("OIDC_AUD", ",")],
+                "OIDC_AUD",
+                "required",
+            ),
+            (
+                &[("OIDC_ISSUER", "idp.example"), ("OIDC_AUD", "a")],
+                "OIDC_ISSUER",
+                "must start with http:// or https://",
+            ),
+            (&[("ENGINE_URL", "ftp://x")], "ENGINE_URL", "http://"),
+            (&[("ENGINE_URL", "http://x/v1")], "ENGINE_URL", "path"),
+            (&[("ATTACH_BIND", "example.com")], "ATTACH_BIND", "IP"),
+            (&[("ATTACH_ADMIN_PORT", "x")], "ATTACH_ADMIN_PORT", "port"),
+            (
+                &[("ATTACH_ADMIN_PORT", "8080")],
+                "ATTACH_ADMIN_PORT",
+                "ATTACH_PORT",
+            ),
+            (
+                &[("ATTACH_CONCURRENCY", "0")],
+                "ATTACH_CONCURRENCY",
+                "\"0\"",
+            ),
+            (
+                &[("ATTACH_CONCURRENCY", "two")],
+                "ATTACH_CONCURRENCY",
+                "two",
+            ),
+            (&[("ATTACH_LOG_LEVEL", "loud")], "ATTACH_LOG_LEVEL", "loud"),
+            (
+                &[("ATTACH_PUBLIC_URL", "gw.example")],
+                "ATTACH_PUBLIC_URL",
+                "gw.example",
+            ),
+        ];
+        for (pairs, var, needle) in cases {
+            let e = settings(pairs).unwrap_err();
+            assert_eq!(e.var(), Some(*var), "{pairs:?}: {e}");
+            assert!(e.to_string().starts_with(&format!("{var}: ")), "{e}");
+            assert!(e.to_string().contains(needle), "{pairs:?}: {e}");
+            assert!(!e.to_string().contains('\n'));
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn audience_without_issuer_warns() {
+        let s = settings(&[("OIDC_AUD", "api")]).unwrap();
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0].contains("OIDC_AUD"));
+    }
+
+    #[test]
+    fn different_ports_get_different_run_dirs() {
+        let a = settings(&[("ATTACH_PORT", "8081")]).unwrap();
+        let b = settings(&[("ATTACH_PORT", "8082")]).unwrap();
+        assert_ne!(a.run_dir(), b.run_dir());
+        assert_eq!(a.run_dir(), Path::new("/srv/attach/.attach/run-8081"));
+        assert_eq!(b.public_url, "http://127.0.0.1:8082");
+    }
+
+    #[test]
+    fn admin_port_is_given_or_free() {
+        let s = settings(&[("ATTACH_ADMIN_PORT", "9901")]).unwrap();
+        assert_eq!(s.admin_port().unwrap(), 9901);
+        let s = settings(&[]).unwrap();
+        let p = s.admin_port().unwrap();
+        assert_ne!(p, 0);
+        TcpListener::bind((Ipv4Addr::LOCALHOST, p)).expect("picked port is free");
+    }
+
+    #[test]
+    fn wasm_must_exist() {
+        let e = wasm_path(&env_of(&[]), Path::new("/nonexistent")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("ATTACH_WASM: /nonexistent/{DEFAULT_WASM} not found; run `make wasm`")
+        );
+        let dir = std::env::temp_dir();
+        let file = dir.join(format!("attach-env-test-{}.wasm", std::process::id()));
+        std::fs::write(&file, b"\0asm").unwrap();
+        let got = wasm_path(
+            &env_of(&[("ATTACH_WASM", file.file_name().unwrap().to_str().unwrap())]),
+            &dir,
+        )
+        .unwrap();
+        assert_eq!(got, file);
+        std::fs::remove_file(&file).unwrap();
+    }
+}

@@ -1,0 +1,443 @@
+//! Builds the plugin configuration the filter runs with: the `ATTACH_CONFIG`
+//! file (if any) merged with the environment, an Envoy cluster named for
+//! every origin the filter calls, and the filter's own validation on top.
+
+use crate::env::Settings;
+use crate::error::Error;
+use attach_filter::config::{
+    Config, ConfigError, PluginConfig, ProviderConfig, Url, normalize_issuer,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The final plugin configuration and what the bootstrap needs from it.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    pub config: PluginConfig,
+    /// `config` as the JSON string embedded in the bootstrap.
+    pub json: String,
+    /// One Envoy cluster per distinct origin of `config.clusters`.
+    pub callouts: Vec<Callout>,
+    /// One-line notices for stderr.
+    pub warnings: Vec<String>,
+}
+
+/// An origin the filter calls and the Envoy cluster that reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout {
+    pub origin: Url,
+    pub cluster: String,
+}
+
+/// The name of the cluster that serves the model engine.
+pub const ENGINE_CLUSTER: &str = "engine";
+const CALLOUT_PREFIX: &str = "attach_callout_";
+
+pub fn build(settings: &Settings, file: Option<PluginConfig>) -> Result<Plugin, Error> {
+    let from_file = file.is_some();
+    let mut config = match file {
+        Some(c) => c,
+        None => serde_json::from_value(json!({}))
+            .map_err(|e| Error::runtime(format!("default plugin configuration: {e}")))?,
+    };
+    let env_provider = match &settings.issuer {
+        Some(issuer) => merge_provider(&mut config, issuer, &settings.audiences)?,
+        None => None,
+    };
+    let resource_from_env = config.resource.is_none();
+    if resource_from_env {
+        config.resource = Some(settings.public_url.clone());
+    }
+    add_callout_clusters(&mut config);
+
+    let json = serde_json::to_string(&config)
+        .map_err(|e| Error::runtime(format!("plugin configuration: {e}")))?;
+    let origin = Origin {
+        settings,
+        from_file,
+        env_provider,
+        resource_from_env,
+    };
+    Config::from_json(json.as_bytes()).map_err(|e| origin.blame(&e))?;
+    let callouts = callouts(&config.clusters).map_err(|m| origin.blame_clusters(m))?;
+    let warnings = callouts
+        .iter()
+        .filter(|c| !c.origin.https && !c.origin.is_loopback())
+        .map(|c| {
+            format!(
+                "{} is plain http on a non-loopback host: key sets fetched from it can be tampered with",
+                c.origin.origin()
+            )
+        })
+        .collect();
+    Ok(Plugin {
+        config,
+        json,
+        callouts,
+        warnings,
+    })
+}
+
+/// Appends the environment's provider unless the configuration already has
+/// that issuer; returns its index when appended.
+fn merge_provider(
+    config: &mut PluginConfig,
+    issuer: &str,
+    audiences: &[String],
+) -> Result<Option<usize>, Error> {
+    let wanted = normalize_issuer(issuer.trim());
+    if config
+        .providers
+        .iter()
+        .any(|p| normalize_issuer(p.issuer.trim()) == wanted)
+    {
+        return Ok(None);
+    }
+    // Through serde, so that the provider gets the same defaults as one
+    // written in a file (every asymmetric algorithm, discovery).
+    let provider: ProviderConfig =
+        serde_json::from_value(json!({ "issuer": issuer, "audiences": audiences }))
+            .map_err(|e| Error::setting("OIDC_ISSUER", e.to_string()))?;
+    config.providers.push(provider);
+    Ok(Some(config.providers.len() - 1))
+}
+
+/// Adds `attach_callout_<host>_<port>` for every issuer and `jwks_uri`
+/// origin that `clusters` does not already map.
+pub fn add_callout_clusters(config: &mut PluginConfig) {
+    let mut needed = Vec::new();
+    for p in &config.providers {
+        // URLs that do not parse are left for validation to report.
+        needed.extend(Url::parse(normalize_issuer(p.issuer.trim())).ok());
+        needed.extend(p.jwks_uri.as_deref().and_then(|u| Url::parse(u).ok()));
+    }
+    for url in needed {
+        let present = config
+            .clusters
+            .keys()
+            .any(|k| Url::parse(k).is_ok_and(|k| k.origin() == url.origin()));
+        if present {
+            continue;
+        }
+        let base = callout_name(&url);
+        let mut name = base.clone();
+        let mut n = 2;
+        while config.clusters.values().any(|v| *v == name) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        config.clusters.insert(url.origin(), name);
+    }
+}
+
+/// `attach_callout_<host>_<port>`, with anything but ASCII letters and
+/// digits in the host turned into single underscores.
+pub fn callout_name(url: &Url) -> String {
+    let mut host = String::new();
+    for c in url.host.chars() {
+        if c.is_ascii_alphanumeric() {
+            host.push(c.to_ascii_lowercase());
+        } else if !host.is_empty() && !host.ends_with('_') {
+            host.push('_');
+        }
+    }
+    let host = host.trim_end_matches('_');
+    format!("{CALLOUT_PREFIX}{host}_{}", url.port)
+}
+
+/// The distinct origins of `clusters` (keys that spell the same origin
+/// differently collapse), refusing one cluster name for two origins and
+/// the engine's name.
+fn callouts(clusters: &BTreeMap<String, String>) -> Result<Vec<Callout>, String> {
+    let mut out: Vec<Callout> = Vec::new();
+    for (key, cluster) in clusters {
+        let origin = Url::parse(key).map_err(|m| format!("clusters[{key:?}]: origin {m}"))?;
+        if cluster == ENGINE_CLUSTER {
+            return Err(format!(
+                "clusters[{key:?}]: the name {ENGINE_CLUSTER:?} is the model engine's cluster"
+            ));
+        }
+        match out.iter().find(|c| c.origin.origin() == origin.origin()) {
+            Some(c) if c.cluster == *cluster => continue,
+            Some(c) => {
+                return Err(format!(
+                    "clusters[{key:?}]: {} is already mapped to {:?}",
+                    origin.origin(),
+                    c.cluster
+                ));
+            }
+            None => {}
+        }
+        if let Some(c) = out.iter().find(|c| c.cluster == *cluster) {
+            return Err(format!(
+                "clusters[{key:?}]: cluster {cluster:?} already reaches {}",
+                c.origin.origin()
+            ));
+        }
+        out.push(Callout {
+            origin,
+            cluster: cluster.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Which setting a validation error should be blamed on.
+struct Origin<'a> {
+    settings: &'a Settings,
+    from_file: bool,
+    env_provider: Option<usize>,
+    resource_from_env: bool,
+}
+
+impl Origin<'_> {
+    fn blame(&self, e: &ConfigError) -> Error {
+        let env_provider = self
+            .env_provider
+            .is_some_and(|i| e.path.starts_with(&format!("providers[{i}]")));
+        if env_provider {
+            Error::setting("OIDC_ISSUER", e.to_string())
+        } else if e.path == "resource" && self.resource_from_env {
+            Error::setting("ATTACH_PUBLIC_URL", e.to_string())
+        } else {
+            self.blame_clusters(e.to_string())
+        }
+    }
+
+    fn blame_clusters(&self, message: String) -> Error {
+        match (&self.settings.config_file, self.from_file) {
+            (Some(path), true) => {
+                Error::setting("ATTACH_CONFIG", format!("{}: {message}", path.display()))
+            }
+            _ => Error::setting("OIDC_ISSUER", message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::tests::settings;
+    use std::path::PathBuf;
+
+    fn file(json: serde_json::Value) -> PluginConfig {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn with_file(s: &mut Settings) {
+        s.config_file = Some(PathBuf::from("/x.yaml"));
+    }
+
+    #[test]
+    fn no_provider_no_callouts() {
+        let p = build(&settings(&[]).unwrap(), None).unwrap();
+        assert!(p.config.providers.is_empty());
+        assert!(p.callouts.is_empty());
+        assert_eq!(p.config.resource.as_deref(), Some("http://127.0.0.1:8080"));
+        assert!(p.warnings.is_empty());
+        Config::from_json(p.json.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn env_provider_gets_a_cluster() {
+        let s = settings(&[
+            ("OIDC_ISSUER", "https://IdP.example.com/"),
+            ("OIDC_AUD", "api,cli"),
+        ])
+        .unwrap();
+        let p = build(&s, None).unwrap();
+        assert_eq!(p.config.providers.len(), 1);
+        assert_eq!(p.config.providers[0].audiences, ["api", "cli"]);
+        assert_eq!(
+            p.config
+                .clusters
+                .get("https://idp.example.com:443")
+                .map(String::as_str),
+            Some("attach_callout_idp_example_com_443")
+        );
+        assert_eq!(p.callouts.len(), 1);
+        assert_eq!(p.callouts[0].origin.host, "idp.example.com");
+        let c = Config::from_json(p.json.as_bytes()).unwrap();
+        assert_eq!(c.providers[0].algorithms.len(), 9);
+    }
+
+    #[test]
+    fn env_provider_is_appended_to_the_file() {
+        let s = settings(&[("OIDC_ISSUER", "https://b.example"), ("OIDC_AUD", "api")]).unwrap();
+        let f = file(json!({
+            "providers": [{"issuer": "https://a.example", "audiences": ["x"]}],
+            "clusters": {"https://a.example": "mine"}
+        }));
+        let p = build(&s, Some(f)).unwrap();
+        let issuers: Vec<_> = p
+            .config
+            .providers
+            .iter()
+            .map(|p| p.issuer.as_str())
+            .collect();
+        assert_eq!(issuers, ["https://a.example", "https://b.example"]);
+        assert_eq!(p.config.clusters["https://a.example"], "mine");
+        assert_eq!(
+            p.config.clusters["https://b.example:443"],
+            "attach_callout_b_example_443"
+        );
+        assert_eq!(p.callouts.len(), 2);
+    }
+
+    #[test]
+    fn file_issuer_wins_over_env() {
+        let s = settings(&[("OIDC_ISSUER", "https://a.example/"), ("OIDC_AUD", "api")]).unwrap();
+        let f = file(json!({
+            "providers": [{"issuer": "https://a.example", "audiences": ["x"]}],
+        }));
+        let p = build(&s, Some(f)).unwrap();
+        assert_eq!(p.config.providers.len(), 1);
+        assert_eq!(p.config.providers[0].audiences, ["x"]);
+    }
+
+    #[test]
+    fn file_resource_wins_over_public_url() {
+        let s = settings(&[("ATTACH_PUBLIC_URL", "https://gw.example")]).unwrap();
+        let p = build(&s, Some(file(json!({"resource": "https://api.example"})))).unwrap();
+        assert_eq!(p.config.resource.as_deref(), Some("https://api.example"));
+        let p = build(&s, Some(file(json!({})))).unwrap();
+        assert_eq!(p.config.resource.as_deref(), Some("https://gw.example"));
+    }
+
+    #[test]
+    fn jwks_origin_and_extra_clusters() {
+        let f = file(json!({
+            "providers": [{"issuer": "https://idp.example", "audiences": ["a"],
+                           "jwks_uri": "https://keys.example:8443/jwks"}],
+            "clusters": {"https://login.example": "discovered_host"}
+        }));
+        let p = build(&settings(&[]).unwrap(), Some(f)).unwrap();
+        let names: Vec<_> = p.callouts.iter().map(|c| c.cluster.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "attach_callout_idp_example_443",
+                "attach_callout_keys_example_8443",
+                "discovered_host"
+            ]
+        );
+    }
+
+    #[test]
+    fn origins_already_mapped_are_not_added_again() {
+        let mut c = file(json!({
+            "providers": [{"issuer": "https://idp.example/", "audiences": ["a"]}],
+            "clusters": {"https://IDP.example:443/": "idp"}
+        }));
+        add_callout_clusters(&mut c);
+        assert_eq!(c.clusters.len(), 1);
+        let p = build(&settings(&[]).unwrap(), Some(c)).unwrap();
+        assert_eq!(p.callouts.len(), 1);
+        assert_eq!(p.callouts[0].cluster, "idp");
+    }
+
+    #[test]
+    fn callout_names() {
+        let name = |u: &str| callout_name(&Url::parse(u).unwrap());
+        assert_eq!(
+            name("https://idp.example.com"),
+            "attach_callout_idp_example_com_443"
+        );
+        assert_eq!(
+            name("http://localhost:9000/x"),
+            "attach_callout_localhost_9000"
+        );
+        assert_eq!(
+            name("http://127.0.0.1:8081"),
+            "attach_callout_127_0_0_1_8081"
+        );
+        assert_eq!(name("http://[::1]:9000"), "attach_callout_1_9000");
+        assert_eq!(
+            name("https://my-idp.Example"),
+            "attach_callout_my_idp_example_443"
+        );
+    }
+
+    #[test]
+    fn same_host_port_on_both_schemes_get_distinct_names() {
+        let mut c = file(json!({
+            "providers": [
+                {"issuer": "http://idp.example:8443", "audiences": ["a"]},
+                {"issuer": "https://idp.example:8443", "audiences": ["a"]}
+            ]
+        }));
+        add_callout_clusters(&mut c);
+        let mut names: Vec<_> = c.clusters.values().cloned().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "attach_callout_idp_example_8443",
+                "attach_callout_idp_example_8443_2"
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_http_remote_origins_warn() {
+        let f = file(json!({
+            "providers": [
+                {"issuer": "http://idp.example", "audiences": ["a"]},
+                {"issuer": "http://127.0.0.1:9000", "audiences": ["a"]},
+                {"issuer": "http://localhost:9001", "audiences": ["a"]}
+            ]
+        }));
+        let p = build(&settings(&[]).unwrap(), Some(f)).unwrap();
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].starts_with("http://idp.example:80 "));
+    }
+
+    #[test]
+    fn validation_errors_name_the_file() {
+        let mut s = settings(&[]).unwrap();
+        with_file(&mut s);
+        let f = file(json!({"providers": [{"issuer": "idp.example", "audiences": ["a"]}]}));
+        let e = build(&s, Some(f)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ATTACH_CONFIG: /x.yaml: providers[0].issuer: must start with http:// or https://"
+        );
+        let f = file(json!({"max_token_bytes": 1}));
+        let e = build(&s, Some(f)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("ATTACH_CONFIG: /x.yaml: max_token_bytes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cluster_name_clashes_are_refused() {
+        let mut s = settings(&[]).unwrap();
+        with_file(&mut s);
+        for (clusters, needle) in [
+            (json!({"https://a.example": "engine"}), "engine"),
+            (
+                json!({"https://a.example": "same", "https://b.example": "same"}),
+                "already reaches",
+            ),
+            (
+                json!({"https://a.example": "one", "https://a.example:443": "two"}),
+                "already mapped",
+            ),
+        ] {
+            let e = build(&s, Some(file(json!({ "clusters": clusters })))).unwrap_err();
+            assert_eq!(e.var(), Some("ATTACH_CONFIG"));
+            assert!(e.to_string().contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn env_errors_name_env_variables() {
+        let s = settings(&[("ATTACH_PUBLIC_URL", "https://gw.example")]).unwrap();
+        let mut s2 = s.clone();
+        s2.public_url = "gw".into();
+        let e = build(&s2, None).unwrap_err();
+        assert_eq!(e.var(), Some("ATTACH_PUBLIC_URL"), "{e}");
+    }
+}

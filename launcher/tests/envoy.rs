@@ -1,0 +1,293 @@
+//! The launcher against a real Envoy: the rendered bootstrap passes
+//! `envoy --mode validate`, and `attach run` starts and stops Envoy.
+//!
+//! Envoy is found through ENVOY_BIN, `<workspace>/.venv/bin/envoy` or PATH;
+//! the filter through ATTACH_WASM or the workspace's release build. Without
+//! them these tests pass with a note, except under CI (`CI` set), where a
+//! missing prerequisite is a failure.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const ATTACH: &str = env!("CARGO_BIN_EXE_attach");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Envoy and the filter, or `None` (after saying why) when the test cannot run.
+fn prerequisites() -> Option<(PathBuf, PathBuf)> {
+    let envoy = std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .or_else(|| Some(workspace().join(".venv/bin/envoy")).filter(|p| is_executable(p)))
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join("envoy"))
+                .find(|p| is_executable(p))
+        });
+    let wasm = std::env::var_os("ATTACH_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/wasm32-wasip1/release/attach_filter.wasm"));
+    let missing = match (&envoy, wasm.is_file()) {
+        (None, _) => {
+            Some("no Envoy found (ENVOY_BIN, .venv/bin/envoy, PATH); run `make venv`".to_string())
+        }
+        (Some(_), false) => Some(format!("{} not found; run `make wasm`", wasm.display())),
+        (Some(_), true) => None,
+    };
+    match missing {
+        None => envoy.map(|e| (e, wasm)),
+        Some(why) if std::env::var_os("CI").is_some() => panic!("CI is set but {why}"),
+        Some(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("attach-it-{tag}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn attach(args: &[&str], wasm: &Path, envs: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(ATTACH);
+    c.args(args)
+        .env("ATTACH_WASM", wasm)
+        .env_remove("ATTACH_CONFIG")
+        .env_remove("OIDC_ISSUER")
+        .env_remove("OIDC_AUD");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c
+}
+
+fn validate(envoy: &Path, bootstrap: &Path) -> Output {
+    Command::new(envoy)
+        .args(["--mode", "validate", "--log-level", "warn", "-c"])
+        .arg(bootstrap)
+        .output()
+        .unwrap()
+}
+
+fn render_and_validate(envoy: &Path, wasm: &Path, dir: &Path, envs: &[(&str, &str)]) {
+    let out = attach(&["render"], wasm, envs).output().unwrap();
+    assert!(
+        out.status.success(),
+        "attach render: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.join("envoy.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let v = validate(envoy, &file);
+    assert!(
+        v.status.success(),
+        "envoy --mode validate refused {}:\n{}{}",
+        file.display(),
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
+#[test]
+fn rendered_bootstraps_pass_envoy_validate() {
+    let Some((envoy, wasm)) = prerequisites() else {
+        return;
+    };
+    let dir = scratch("validate");
+    // Defaults: no provider, plain-http engine on loopback.
+    render_and_validate(&envoy, &wasm, &dir, &[]);
+    // An https engine and an https issuer with a separate JWKS host, from a file.
+    let config = dir.join("attach.yaml");
+    std::fs::write(
+        &config,
+        "providers:\n  - issuer: https://idp.example.com\n    audiences: [api]\n    \
+         jwks_uri: https://keys.example.com/jwks\nclusters:\n  https://login.example.com: extra\n",
+    )
+    .unwrap();
+    render_and_validate(
+        &envoy,
+        &wasm,
+        &dir,
+        &[
+            ("ATTACH_CONFIG", config.to_str().unwrap()),
+            ("OIDC_ISSUER", "http://localhost:9000"),
+            ("OIDC_AUD", "api"),
+            ("ENGINE_URL", "https://engine.example.com"),
+            ("ATTACH_BIND", "0.0.0.0"),
+            ("ATTACH_PORT", "18443"),
+        ],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A minimal HTTP/1.1 GET (Envoy refuses HTTP/1.0 by default): the status
+/// code, or `None` when nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = String::new();
+    s.read_to_string(&mut head).ok()?;
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("attach exited ({status}) while waiting for {what}");
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether `pid` is running (a zombie waiting to be reaped has stopped).
+fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses.
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X') | None)
+}
+
+/// Envoy's pid: the only child of `parent`.
+fn child_of(parent: u32) -> i32 {
+    let list = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap();
+    let pids: Vec<i32> = list
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 1, "children of {parent}: {pids:?}");
+    pids[0]
+}
+
+fn start(envoy: &Path, wasm: &Path, dir: &Path, port: u16, admin: u16, engine: &str) -> Child {
+    attach(&["run"], wasm, &[])
+        .env("ENVOY_BIN", envoy)
+        .env("ATTACH_PORT", port.to_string())
+        .env("ATTACH_ADMIN_PORT", admin.to_string())
+        .env("ATTACH_DATA_DIR", dir)
+        .env("ATTACH_CONCURRENCY", "1")
+        .env("ATTACH_LOG_LEVEL", "warn")
+        .env("ENGINE_URL", engine)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn run_starts_envoy_and_stops_it_on_sigterm() {
+    let Some((envoy, wasm)) = prerequisites() else {
+        return;
+    };
+    let dir = scratch("run");
+    let (port, admin) = (free_port(), free_port());
+    let engine = format!("http://127.0.0.1:{}", free_port());
+    let mut child = start(&envoy, &wasm, &dir, port, admin, &engine);
+    wait_until("envoy admin /ready", &mut child, || {
+        http_status(admin, "/ready") == Some(200)
+    });
+    // The listener answers (what it answers is the filter's business).
+    assert!(http_status(port, "/healthz").is_some());
+    assert!(dir.join(format!("run-{port}/envoy.json")).is_file());
+    let envoy_pid = child_of(child.id());
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "attach exits with Envoy's status");
+    let mut line = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim(),
+        format!(
+            "attach: gateway on http://127.0.0.1:{port} -> {engine} (envoy admin 127.0.0.1:{admin})"
+        )
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!alive(envoy_pid), "envoy {envoy_pid} outlived the launcher");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn envoy_does_not_outlive_a_killed_launcher() {
+    let Some((envoy, wasm)) = prerequisites() else {
+        return;
+    };
+    let dir = scratch("orphan");
+    let (port, admin) = (free_port(), free_port());
+    let engine = format!("http://127.0.0.1:{}", free_port());
+    let mut child = start(&envoy, &wasm, &dir, port, admin, &engine);
+    wait_until("envoy admin /ready", &mut child, || {
+        http_status(admin, "/ready") == Some(200)
+    });
+    let envoy_pid = child_of(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(envoy_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !alive(envoy_pid),
+        "envoy {envoy_pid} outlived a killed launcher"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn taken_port_is_refused_before_envoy_starts() {
+    let Some((envoy, wasm)) = prerequisites() else {
+        return;
+    };
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = scratch("taken");
+    let out = attach(&["run"], &wasm, &[])
+        .env("ENVOY_BIN", &envoy)
+        .env("ATTACH_PORT", port.to_string())
+        .env("ATTACH_DATA_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!("attach: ATTACH_PORT: {port} is already in use on 127.0.0.1")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

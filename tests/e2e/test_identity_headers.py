@@ -1,0 +1,133 @@
+"""X-Attach-* identity headers: stamped from the verified token, never spoofable."""
+
+import pytest
+
+from httpc import assert_passed, assert_refused, session_id
+
+SPOOFED = [
+    ("X-Attach-User", "mallory"),
+    ("x-attach-user", "mallory-2"),
+    ("X-ATTACH-SESSION", "0000000000000000"),
+    ("x-Attach-Role", "admin"),
+    ("X-Attach-Tenant", "other-tenant"),
+    ("x-attach-assertion", "forged"),
+]
+
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+
+def attach_headers(headers):
+    return [(k.lower(), v) for k, v in headers if k.lower().startswith("x-attach-")]
+
+
+def test_session_formula_is_the_original_one():
+    """First 16 hex digits of sha256("{sub}:{user_agent}"), lowercase."""
+    assert session_id("alice", "curl/8.0") == "2d5bbd54eeab1ae2"
+    assert session_id("alice", "") == "a343e93196f9e943"
+    assert session_id("user-42") == "33ac2fda47bec749"
+
+
+@pytest.mark.parametrize("ua", ["curl/8.0", BROWSER_UA, None], ids=["curl", "browser", "no-ua"])
+def test_session_matches_formula(gw, ua):
+    headers = {"User-Agent": ua} if ua is not None else {}
+    resp = gw.get("/", token=gw.token(sub="alice"), headers=headers)
+    assert_passed(resp, gw.upstream, "alice", ua or "")
+
+
+def test_same_token_different_user_agents_get_different_sessions(gw):
+    token = gw.token(sub="alice")
+    sessions = []
+    for ua in ("agent-one/1", "agent-two/2"):
+        gw.upstream.clear()
+        resp = gw.get("/", token=token, headers={"User-Agent": ua})
+        assert_passed(resp, gw.upstream, "alice", ua)
+        sessions.append(resp.header("x-attach-session"))
+    assert sessions[0] != sessions[1]
+
+
+def test_subject_with_punctuation_is_passed_verbatim(gw):
+    sub = "alice@example.com|tenant:7/a+b=c"
+    resp = gw.get("/", token=gw.token(sub=sub), headers={"User-Agent": "x"})
+    assert_passed(resp, gw.upstream, sub, "x")
+
+
+def test_spoofed_identity_headers_are_replaced(gw):
+    headers = SPOOFED + [("User-Agent", "curl/8.0"), ("X-Attachment-Id", "keep-me")]
+    resp = gw.get("/", token=gw.token(sub="alice"), headers=headers)
+    rec = assert_passed(resp, gw.upstream, "alice", "curl/8.0")
+    assert sorted(attach_headers(rec.headers)) == [
+        ("x-attach-session", session_id("alice", "curl/8.0")),
+        ("x-attach-user", "alice"),
+    ], rec
+    # Only the x-attach- prefix is reserved.
+    assert rec.header_values("x-attachment-id") == ["keep-me"]
+
+
+def test_spoofed_headers_stripped_on_public_path(gw):
+    resp = gw.get("/healthz", headers=SPOOFED)
+    assert resp.status == 200, resp
+    rec = gw.upstream.last()
+    assert rec.path == "/healthz"
+    assert attach_headers(rec.headers) == [], rec
+    assert resp.header("x-attach-user") is None
+
+
+def test_spoofed_headers_stripped_on_public_path_with_token(gw):
+    """A public path with a token: whatever identity reaches the upstream is the real one."""
+    resp = gw.get("/healthz", token=gw.token(sub="alice"), headers=SPOOFED)
+    assert resp.status == 200, resp
+    rec = gw.upstream.last()
+    for name, value in attach_headers(rec.headers):
+        assert (name, value) in (
+            ("x-attach-user", "alice"),
+            ("x-attach-session", session_id("alice")),
+        ), rec
+
+
+def test_spoofed_headers_stripped_on_cors_preflight(gw):
+    headers = SPOOFED + [
+        ("Origin", "http://app.example.test"),
+        ("Access-Control-Request-Method", "POST"),
+        ("Access-Control-Request-Headers", "authorization, content-type"),
+    ]
+    resp = gw.request("OPTIONS", "/v1/items", headers=headers)
+    assert resp.status == 200, f"a preflight must pass without a token: {resp!r}"
+    rec = gw.upstream.last()
+    assert rec.method == "OPTIONS" and rec.path == "/v1/items"
+    assert attach_headers(rec.headers) == [], rec
+    assert resp.header("x-attach-user") is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [("Origin", "http://app.example.test")],
+        [("Access-Control-Request-Method", "POST")],
+    ],
+    ids=["bare-options", "origin-only", "method-only"],
+)
+def test_options_that_is_not_a_preflight_needs_a_token(gw, headers):
+    resp = gw.request("OPTIONS", "/v1/items", headers=headers)
+    assert_refused(resp, gw.resource, 401, None)
+    assert gw.upstream.requests == []
+
+
+def test_spoofed_headers_on_refused_request_go_nowhere(gw):
+    resp = gw.get("/v1/items", headers=SPOOFED)
+    assert_refused(resp, gw.resource, 401, None)
+    assert gw.upstream.requests == []
+
+
+def test_identity_on_response_and_authorization_forwarding_can_be_disabled(make_stack):
+    s = make_stack(config={"response_headers": False, "forward_authorization": False})
+    token = s.token(sub="alice")
+    resp = s.get("/", token=token, headers=SPOOFED)
+    assert resp.status == 200, resp
+    rec = s.upstream.last()
+    assert sorted(attach_headers(rec.headers)) == [
+        ("x-attach-session", session_id("alice")),
+        ("x-attach-user", "alice"),
+    ], rec
+    assert rec.header("authorization") is None, rec
+    assert attach_headers(resp.headers) == [], resp
