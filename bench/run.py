@@ -152,6 +152,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--warmup", type=int, help="seconds of unreported warm-up per setup (default 2)")
     parser.add_argument("--quick", action="store_true", help="2 s rows and 1 s warm-ups, for a smoke check")
+    parser.add_argument("--only", help="comma-separated row keys to run (a, b, c, d-off, d-on), for profiling")
     args = parser.parse_args()
     duration = args.duration or (2 if args.quick else 10)
     warmup_s = args.warmup or (1 if args.quick else 2)
@@ -168,6 +169,9 @@ def main():
     keys = Keys(ALGS)
     idp = IdentityProvider(keys).start()
     rows = plan()
+    if args.only:
+        keep = set(args.only.split(","))
+        rows = [r for r in rows if r.key in keep]
     try:
         tokens = {alg: keys.token(alg, idp.issuer) for alg in ALGS}
         with tempfile.TemporaryDirectory(prefix="attach-bench-") as tmp:

@@ -2,17 +2,13 @@
 //!
 //! A signature check costs hundreds of microseconds in wasm while a hash
 //! lookup costs about one, and clients reuse a token for its whole life: so a
-//! token verified once is remembered, keyed by its SHA-256, until it expires.
+//! token verified once is remembered until it expires. Keys are the tokens
+//! themselves under std's randomly keyed SipHash: hashing is cheap enough for
+//! every request (a SHA-256 of the token costs several microseconds in wasm),
+//! and comparing whole tokens leaves no room for a crafted collision.
 
 use crate::identity::Identity;
-use sha2::{Digest, Sha256};
-use std::collections::{HashMap, VecDeque};
-
-pub type TokenHash = [u8; 32];
-
-pub fn token_hash(token: &str) -> TokenHash {
-    Sha256::digest(token.as_bytes()).into()
-}
+use std::collections::HashMap;
 
 /// Which key set verified a token: its issuer's index and the generation of
 /// that issuer's keys at the time. A rotation that removes keys must not leave
@@ -31,9 +27,7 @@ struct Entry {
 
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<TokenHash, Entry>,
-    /// Insertion order, for evicting the oldest when full.
-    order: VecDeque<TokenHash>,
+    entries: HashMap<Box<str>, Entry>,
 }
 
 impl TokenCache {
@@ -41,7 +35,6 @@ impl TokenCache {
         TokenCache {
             capacity,
             entries: HashMap::new(),
-            order: VecDeque::new(),
         }
     }
 
@@ -49,42 +42,44 @@ impl TokenCache {
     /// and `current_generation` of its issuer is the one it was verified with.
     pub fn get(
         &mut self,
-        hash: &TokenHash,
+        token: &str,
         now: i64,
         current_generation: impl Fn(usize) -> Option<u64>,
     ) -> Option<&Identity> {
-        let fresh = self.entries.get(hash).is_some_and(|e| {
+        let fresh = self.entries.get(token).map(|e| {
             now < e.identity.exp
                 && current_generation(e.version.issuer) == Some(e.version.generation)
-        });
+        })?;
         if !fresh {
-            self.entries.remove(hash);
+            self.entries.remove(token);
             return None;
         }
-        self.entries.get(hash).map(|e| &e.identity)
+        self.entries.get(token).map(|e| &e.identity)
     }
 
-    pub fn insert(&mut self, hash: TokenHash, identity: Identity, version: KeyVersion) {
+    /// Remembers a verified token. When full, expired entries go first, then
+    /// an arbitrary eighth (the map's randomised order makes that a random
+    /// eviction, which an attacker cannot steer).
+    pub fn insert(&mut self, token: &str, identity: Identity, version: KeyVersion, now: i64) {
         if self.capacity == 0 {
             return;
         }
-        while self.entries.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.entries.remove(&old);
-                }
-                None => break,
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, e| now < e.identity.exp);
+        }
+        if self.entries.len() >= self.capacity {
+            let evict: Vec<Box<str>> = self
+                .entries
+                .keys()
+                .take((self.capacity / 8).max(1))
+                .cloned()
+                .collect();
+            for k in evict {
+                self.entries.remove(&k);
             }
         }
-        let entry = Entry { identity, version };
-        if self.entries.insert(hash, entry).is_none() {
-            self.order.push_back(hash);
-        }
-        // Keys whose entries were dropped on expiry linger in `order`; keep it bounded.
-        if self.order.len() > self.capacity.saturating_mul(2) {
-            let entries = &self.entries;
-            self.order.retain(|h| entries.contains_key(h));
-        }
+        self.entries
+            .insert(token.into(), Entry { identity, version });
     }
 
     pub fn len(&self) -> usize {
@@ -119,50 +114,56 @@ mod tests {
     #[test]
     fn hit_until_expiry() {
         let mut c = TokenCache::new(10);
-        let h = token_hash("t");
-        c.insert(h, id("u", 100), V);
-        assert_eq!(c.get(&h, 99, gen1).map(|i| i.user.as_str()), Some("u"));
-        assert!(c.get(&h, 100, gen1).is_none());
+        c.insert("t", id("u", 100), V, 0);
+        assert_eq!(c.get("t", 99, gen1).map(|i| i.user.as_str()), Some("u"));
+        assert!(c.get("t", 100, gen1).is_none());
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn only_the_exact_token_hits() {
+        let mut c = TokenCache::new(10);
+        c.insert("abc", id("u", 100), V, 0);
+        assert!(c.get("abd", 0, gen1).is_none());
+        assert!(c.get("ab", 0, gen1).is_none());
+        assert!(c.get("abc", 0, gen1).is_some());
     }
 
     #[test]
     fn key_rotation_invalidates() {
         let mut c = TokenCache::new(10);
-        let h = token_hash("t");
-        c.insert(h, id("u", 100), V);
-        assert!(c.get(&h, 0, |_| Some(2)).is_none());
-        assert!(c.get(&h, 0, gen1).is_none());
+        c.insert("t", id("u", 100), V, 0);
+        assert!(c.get("t", 0, |_| Some(2)).is_none());
+        assert!(c.get("t", 0, gen1).is_none(), "the stale entry is gone");
     }
 
     #[test]
-    fn bounded_oldest_evicted() {
-        let mut c = TokenCache::new(3);
-        for i in 0..5 {
-            c.insert(token_hash(&i.to_string()), id(&i.to_string(), 100), V);
+    fn bounded_expired_first() {
+        let mut c = TokenCache::new(8);
+        for i in 0..7 {
+            c.insert(&format!("old{i}"), id("u", 10), V, 0);
         }
-        assert_eq!(c.len(), 3);
-        assert!(c.get(&token_hash("0"), 0, gen1).is_none());
-        assert!(c.get(&token_hash("1"), 0, gen1).is_none());
-        assert!(c.get(&token_hash("4"), 0, gen1).is_some());
+        c.insert("live", id("u", 100), V, 0);
+        // Full: the next insert at t=50 drops the seven expired entries.
+        c.insert("new", id("u", 100), V, 50);
+        assert_eq!(c.len(), 2);
+        assert!(c.get("live", 50, gen1).is_some());
     }
 
     #[test]
-    fn order_stays_bounded_under_churn() {
-        let mut c = TokenCache::new(4);
+    fn bounded_under_churn() {
+        let mut c = TokenCache::new(16);
         for i in 0..1000 {
-            let h = token_hash(&i.to_string());
-            c.insert(h, id("u", 10), V);
-            let _ = c.get(&h, 20, gen1);
+            c.insert(&i.to_string(), id("u", 100), V, 0);
+            assert!(c.len() <= 16);
         }
-        assert!(c.order.len() <= 8);
-        assert_eq!(c.len(), 0);
+        assert!(c.get("999", 0, gen1).is_some(), "the newest entry stays");
     }
 
     #[test]
     fn zero_capacity_caches_nothing() {
         let mut c = TokenCache::new(0);
-        c.insert(token_hash("t"), id("u", 100), V);
+        c.insert("t", id("u", 100), V, 0);
         assert!(c.is_empty());
     }
 }

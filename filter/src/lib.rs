@@ -13,6 +13,7 @@ pub mod jwk;
 pub mod jwks_schedule;
 pub mod key_ring;
 pub mod reply;
+pub mod request_head;
 pub mod token;
 pub mod verify;
 

@@ -108,6 +108,15 @@ pub fn refusal(verdict: &Verdict, resource: &str) -> Option<LocalReply> {
     })
 }
 
+/// The answer while the filter cannot verify anything (failed configuration).
+pub fn unavailable() -> LocalReply {
+    LocalReply::json(
+        503,
+        vec![("retry-after", "5".into())],
+        json!({"error": "temporarily_unavailable", "message": "the gateway cannot verify tokens right now"}),
+    )
+}
+
 /// Scope names come from configuration, but keep the header well-formed anyway.
 fn quoted_safe(s: &str) -> String {
     s.chars()

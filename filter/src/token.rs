@@ -75,16 +75,17 @@ pub struct Token<'a> {
     pub signature: Vec<u8>,
 }
 
-/// The token from an `Authorization` header value: scheme `Bearer` in any
-/// case, then the token; `None` for any other shape.
+/// The credentials of a `Bearer` authorization (scheme in any case), or
+/// `None` for another scheme or none at all. What follows the scheme is
+/// returned as sent: a malformed token is still a presented token, and is
+/// refused as `invalid_token` by [`parse`], not treated as absent.
 pub fn bearer(authorization: &str) -> Option<&str> {
     let (scheme, rest) = authorization.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
     let token = rest.trim_start_matches(' ');
-    let token_chars = |b: u8| b.is_ascii_alphanumeric() || b"-_.~+/=".contains(&b);
-    (!token.is_empty() && token.bytes().all(token_chars)).then_some(token)
+    (!token.is_empty()).then_some(token)
 }
 
 /// Splits and decodes a compact JWS of at most `max_len` bytes.
@@ -174,9 +175,12 @@ pub(crate) mod tests {
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer"), None);
         assert_eq!(bearer("Bearer "), None);
-        assert_eq!(bearer("Bearer a b"), None);
         assert_eq!(bearer("Bearerabc"), None);
-        assert_eq!(bearer("Bearer a\"b"), None);
+        // Presented but malformed: returned, so that parsing refuses it.
+        assert_eq!(bearer("Bearer a b"), Some("a b"));
+        assert_eq!(parse("a b", 8192).err(), Some(ParseError::Malformed));
+        assert_eq!(bearer("Bearer *!*.x.y"), Some("*!*.x.y"));
+        assert_eq!(parse("*!*.x.y", 8192).err(), Some(ParseError::Malformed));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! algorithm and claims all come before the signature, so junk costs little.
 
 use crate::alg::Alg;
-use crate::cache::{KeyVersion, TokenCache, token_hash};
+use crate::cache::{KeyVersion, TokenCache};
 use crate::claims::{self, ClaimError};
 use crate::config::Config;
 use crate::identity::Identity;
@@ -78,12 +78,11 @@ pub fn verify(
     if raw.len() > cfg.max_token_bytes {
         return Verdict::Invalid(Reason::TooLarge);
     }
-    let hash = token_hash(raw);
     let generation = |issuer| match keys.keys(issuer) {
         KeyState::Ready { generation, .. } => Some(generation),
         _ => None,
     };
-    if let Some(identity) = cache.get(&hash, now, generation) {
+    if let Some(identity) = cache.get(raw, now, generation) {
         return Verdict::Allow(identity.clone());
     }
     let tok = match token::parse(raw, cfg.max_token_bytes) {
@@ -143,12 +142,13 @@ pub fn verify(
         exp: tok.claims.exp.unwrap_or_default(),
     };
     cache.insert(
-        hash,
+        raw,
         identity.clone(),
         KeyVersion {
             issuer: index,
             generation,
         },
+        now,
     );
     Verdict::Allow(identity)
 }

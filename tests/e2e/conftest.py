@@ -5,8 +5,8 @@
 - stack (module scope): one IdP + upstream + gateway shared by a module; the
   module tunes it with a STACK dict of launch_stack() keyword arguments.
 - gw: the module's stack with the upstream's record cleared, for one test.
-- make_stack / make_gateway: start stacks or bare gateways inside a test;
-  all are stopped (and checked) at the test's teardown.
+- make_stack / gateway: factories that start stacks or bare gateways inside a
+  test; all are stopped (and checked) at the test's teardown.
 """
 
 import contextlib
@@ -53,7 +53,7 @@ def make_stack(tmp_path, artifacts):
 
 
 @pytest.fixture
-def make_gateway(tmp_path, artifacts):
+def gateway(tmp_path, artifacts):
     """make(start=True, **Gateway kwargs) -> Gateway; workdir defaults to a fresh tmp dir."""
     with contextlib.ExitStack() as cleanup:
         count = 0

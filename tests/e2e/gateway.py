@@ -93,11 +93,11 @@ def descendants(pid):
     children = {}
     for p, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(p)
-    found, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
+    found, pending = [], [pid]
+    while pending:
+        for c in children.get(pending.pop(), []):
             found.append(c)
-            todo.append(c)
+            pending.append(c)
     return found
 
 

@@ -15,7 +15,7 @@ ANY_ERROR = object()
 
 
 def session_id(sub, user_agent=""):
-    """X-Attach-Session as the original gateway computed it."""
+    """X-Attach-Session: the first 16 hex digits of sha256("{sub}:{user_agent}")."""
     return hashlib.sha256(f"{sub}:{user_agent}".encode()).hexdigest()[:16]
 
 

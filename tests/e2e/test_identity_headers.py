@@ -20,7 +20,7 @@ def attach_headers(headers):
     return [(k.lower(), v) for k, v in headers if k.lower().startswith("x-attach-")]
 
 
-def test_session_formula_is_the_original_one():
+def test_session_formula_known_values():
     """First 16 hex digits of sha256("{sub}:{user_agent}"), lowercase."""
     assert session_id("alice", "curl/8.0") == "2d5bbd54eeab1ae2"
     assert session_id("alice", "") == "a343e93196f9e943"

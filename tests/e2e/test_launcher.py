@@ -6,8 +6,10 @@ import subprocess
 import pytest
 
 from gateway import Gateway, envoy_bin, run_launcher
-from httpc import assert_passed
+from httpc import METADATA_PATH, assert_passed, assert_refused
+from idp import IdP
 from netutil import is_listening
+from upstream import Upstream
 
 
 def _walk(obj):
@@ -124,3 +126,17 @@ def test_two_stacks_side_by_side(make_stack, tmp_path):
     a.gateway.stop()
     assert_passed(b.get("/", token=b.token(sub="bob")), b.upstream, "bob")
     assert a.upstream.requests == []
+
+
+def test_gateway_without_provider_refuses_every_token(gateway):
+    """No OIDC_ISSUER and no providers: the gateway runs, public paths pass,
+    and no token can be valid."""
+    with Upstream() as upstream, IdP() as idp:
+        gw = gateway(engine_url=upstream.url)
+        doc = gw.get(METADATA_PATH).json()
+        assert doc["authorization_servers"] == [] and doc["resource"] == gw.base_url
+        assert gw.get("/healthz").status == 200
+        upstream.clear()
+        assert_refused(gw.get("/v1/items"), gw.resource, 401, None)
+        assert_refused(gw.get("/v1/items", token=idp.token()), gw.resource, 401, "invalid_token")
+        assert upstream.requests == []

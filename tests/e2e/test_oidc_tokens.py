@@ -296,10 +296,10 @@ def test_missing_token_is_challenged_without_error(gw, case):
     "token", ["*!*.e30.c2ln", "abc.def.@@@@", "a b.c.d", "abc.def.gh,i"]
 )
 def test_token_with_characters_outside_bearer_syntax_is_refused(gw, token):
-    """Not a b64token (RFC 6750 2.1): whether the filter reports it as an invalid
-    token or as no token at all, it is a 401 challenge and nothing goes upstream."""
+    """Not a b64token (RFC 6750 2.1), but presented: an invalid_token challenge
+    (not the no-token one), and nothing goes upstream."""
     resp = gw.get("/v1/items", headers=[("Authorization", f"Bearer {token}")])
-    assert_refused(resp, gw.resource, 401, ANY_ERROR)
+    assert_refused(resp, gw.resource, 401, "invalid_token")
     assert gw.upstream.requests == []
 
 

@@ -6,6 +6,7 @@ use super::{now_ms, stream};
 use crate::RESOURCE_METADATA_PATH;
 use crate::identity::{self, Identity, SESSION_HEADER, USER_HEADER};
 use crate::reply;
+use crate::request_head::RequestHead;
 use crate::verify::{self, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -15,6 +16,7 @@ use std::rc::Rc;
 /// What one request remembers between its callbacks (and across a wait).
 #[derive(Default)]
 pub struct RequestState {
+    head: RequestHead,
     /// The identity stamped upstream, echoed on the response.
     stamped: Option<(String, String)>,
     /// An unknown-kid refetch was already granted for this request.
@@ -41,24 +43,30 @@ impl Context for Gate {}
 
 impl HttpContext for Gate {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let head = RequestHead::from_pairs(stream::request_headers());
         // Only the gateway may speak for the caller: drop every inbound
         // X-Attach-* header first, whatever happens next.
-        stream::remove_request_headers(identity::is_reserved);
+        for name in &head.reserved {
+            stream::set_request_header(name, None);
+        }
         let Some(vm) = &self.vm else {
             // The plugin failed to configure: fail closed.
-            stream::send(&refusal_unavailable());
+            stream::send(&reply::unavailable());
             return Action::Pause;
         };
-        let path = stream::request_header(":path").unwrap_or_default();
-        let method = stream::request_header(":method").unwrap_or_default();
-        let bare_path = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
-        if bare_path == RESOURCE_METADATA_PATH && (method == "GET" || method == "HEAD") {
-            stream::send(&reply::resource_metadata(&vm.config, &resource_url(vm)));
+        if head.bare_path() == RESOURCE_METADATA_PATH
+            && matches!(head.method.as_str(), "GET" | "HEAD")
+        {
+            stream::send(&reply::resource_metadata(
+                &vm.config,
+                &resource_url(vm, &head),
+            ));
             return Action::Pause;
         }
-        if vm.config.is_public(&path) || is_preflight(&method) {
+        if vm.config.is_public(&head.path) || head.is_preflight() {
             return Action::Continue;
         }
+        self.state.borrow_mut().head = head;
         match decide(vm, &self.state, false) {
             Step::Continue => Action::Continue,
             Step::Replied => Action::Pause,
@@ -94,27 +102,12 @@ impl HttpContext for Gate {
     }
 }
 
-/// CORS preflights carry no credentials by design (Fetch standard).
-fn is_preflight(method: &str) -> bool {
-    method == "OPTIONS"
-        && stream::request_header("origin").is_some()
-        && stream::request_header("access-control-request-method").is_some()
-}
-
-fn resource_url(vm: &Vm) -> String {
-    let scheme =
-        stream::request_header("x-forwarded-proto").or_else(|| stream::request_header(":scheme"));
-    let authority = stream::request_header(":authority");
-    reply::resource_url(&vm.config, scheme.as_deref(), authority.as_deref())
-}
-
-fn refusal_unavailable() -> reply::LocalReply {
-    let resource = "http://localhost";
-    reply::refusal(&Verdict::KeysUnavailable, resource).unwrap_or(reply::LocalReply {
-        status: 503,
-        headers: vec![],
-        body: String::new(),
-    })
+fn resource_url(vm: &Vm, head: &RequestHead) -> String {
+    reply::resource_url(
+        &vm.config,
+        head.scheme.as_deref(),
+        head.authority.as_deref(),
+    )
 }
 
 pub enum Step {
@@ -127,29 +120,33 @@ pub enum Step {
 /// request's callback, and again from the root context when a wait ends
 /// (`waited`: a second wait is then answered with a 503).
 pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
-    let authorization = stream::request_header("authorization");
-    let refetched = state.borrow().refetched;
     let now = i64::try_from(now_ms() / 1_000).unwrap_or(i64::MAX);
-    let verdict = verify::verify(
-        &vm.config,
-        authorization.as_deref(),
-        now,
-        &*vm.keys.borrow(),
-        &mut vm.cache.borrow_mut(),
-        refetched,
-    );
+    let verdict = {
+        let st = state.borrow();
+        verify::verify(
+            &vm.config,
+            st.head.authorization.as_deref(),
+            now,
+            &*vm.keys.borrow(),
+            &mut vm.cache.borrow_mut(),
+            st.refetched,
+        )
+    };
     match verdict {
         Verdict::Allow(identity) => {
             stamp(vm, state, &identity);
             Step::Continue
         }
         Verdict::AwaitKeys { issuer } if !waited => Step::Wait { issuer },
-        Verdict::UnknownKid { issuer } if !refetched && vm.request_refetch(issuer) => {
+        Verdict::UnknownKid { issuer }
+            if !state.borrow().refetched && vm.request_refetch(issuer) =>
+        {
             state.borrow_mut().refetched = true;
             Step::Wait { issuer }
         }
         refused => {
-            if let Some(r) = reply::refusal(&refused, &resource_url(vm)) {
+            let resource = resource_url(vm, &state.borrow().head);
+            if let Some(r) = reply::refusal(&refused, &resource) {
                 stream::send(&r);
             }
             Step::Replied
@@ -158,12 +155,12 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
 }
 
 fn stamp(vm: &Vm, state: &RefCell<RequestState>, identity: &Identity) {
-    let user_agent = stream::request_header_bytes("user-agent").unwrap_or_default();
-    let session = identity::session_id(&identity.user, &user_agent);
+    let mut st = state.borrow_mut();
+    let session = identity::session_id(&identity.user, &st.head.user_agent);
     stream::set_request_header(USER_HEADER, Some(&identity.user));
     stream::set_request_header(SESSION_HEADER, Some(&session));
     if !vm.config.forward_authorization {
         stream::set_request_header("authorization", None);
     }
-    state.borrow_mut().stamped = Some((identity.user.clone(), session));
+    st.stamped = Some((identity.user.clone(), session));
 }

@@ -8,13 +8,9 @@ use crate::reply::LocalReply;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
-pub fn request_header_bytes(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok()?
-}
-
-/// A request header as text; `None` when absent or not UTF-8.
-pub fn request_header(name: &str) -> Option<String> {
-    String::from_utf8(request_header_bytes(name)?).ok()
+/// Every request header, values as raw bytes.
+pub fn request_headers() -> Vec<(String, Vec<u8>)> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
@@ -23,16 +19,6 @@ pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
 
 pub fn set_response_header(name: &str, value: &str) -> bool {
     hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)).is_ok()
-}
-
-/// Removes every request header whose name satisfies `reserved`.
-pub fn remove_request_headers(reserved: impl Fn(&str) -> bool) {
-    let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
-        return;
-    };
-    for (name, _) in headers.iter().filter(|(n, _)| reserved(n)) {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
-    }
 }
 
 pub fn send(reply: &LocalReply) -> bool {
