@@ -50,6 +50,19 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS)
 	touch $@
 
+# The Node.js peer that mints DID-JWTs with the did-jwt library for the
+# end-to-end suite; npm ci runs again only when the lock file is newer than
+# the installed tree.
+DID_PEER := tests/did-peer
+DID_PEER_STAMP := $(DID_PEER)/node_modules/.package-lock.json
+
+.PHONY: node-peers
+node-peers: $(DID_PEER_STAMP)
+
+$(DID_PEER_STAMP): $(DID_PEER)/package-lock.json
+	cd $(DID_PEER) && npm ci --no-audit --no-fund
+	touch $@
+
 # An Envoy for `attach run`: the one on PATH if any, else the project's.
 envoy:
 	@if command -v envoy >/dev/null 2>&1; then \
@@ -64,11 +77,12 @@ run: wasm launcher envoy
 test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@$(MAKE) --no-print-directory wasm launcher venv
+	@$(MAKE) --no-print-directory wasm launcher venv node-peers
 	ENVOY_BIN='$(TEST_ENVOY)' $(CARGO) test --workspace
 	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python -m pytest -q tests/e2e
 
 bench: wasm launcher venv
+	$(CARGO) build --release --target $(WASM_TARGET) -p attach-bench-noop
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
 	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python bench/run.py
 

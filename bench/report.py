@@ -7,7 +7,7 @@ from wrk import Result
 
 @dataclass
 class Row:
-    key: str  # "a", "b", "c", "d-off" or "d-on"
+    key: str  # "a", "a-wasm", "b", "c", "d-off" or "d-on"
     setup: str
     alg: str
     cache: str
@@ -97,6 +97,18 @@ def ratios_table(rows, algs):
             _ratio(rps("b", "ES256"), rps("a")),
             _plain,
             Target(0.80, True),
+        ),
+        (
+            "a' / a — throughput with an empty proxy-wasm filter over plain Envoy (the floor for any wasm filter)",
+            _ratio(rps("a-wasm"), rps("a")),
+            _plain,
+            None,
+        ),
+        (
+            "b / a' — throughput with the filter (cache hit) over an empty wasm filter",
+            _ratio(rps("b", "ES256"), rps("a-wasm")),
+            _plain,
+            None,
         ),
         (
             "b / d (cache on, ES256) — throughput over jwt_authn with its cache",

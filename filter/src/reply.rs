@@ -48,6 +48,9 @@ pub fn describe(reason: Reason) -> &'static str {
         Reason::Claim(ClaimError::MissingSub) => "token has no subject",
         Reason::Claim(ClaimError::InvalidSub) => "token subject is not acceptable",
         Reason::Claim(ClaimError::AudienceMismatch) => "token audience not accepted",
+        Reason::Claim(ClaimError::TooLongLived) => "token lifetime too long",
+        Reason::DidNotAllowed => "identity not allowed",
+        Reason::KidMismatch => "key id does not match the issuer",
     }
 }
 

@@ -6,7 +6,8 @@
 use crate::alg::Alg;
 use crate::cache::{KeyVersion, TokenCache};
 use crate::claims::{self, ClaimError};
-use crate::config::Config;
+use crate::config::{Config, DidPolicy};
+use crate::did;
 use crate::identity::Identity;
 use crate::jwk::JwkSet;
 use crate::token::{self, ParseError};
@@ -38,7 +39,15 @@ pub enum Reason {
     UnknownKey,
     BadSignature,
     Claim(ClaimError),
+    /// A DID-JWT whose issuer is not on the allow-list.
+    DidNotAllowed,
+    /// A DID-JWT whose `kid` names another DID than its `iss`.
+    KidMismatch,
 }
+
+/// The cache's issuer index for DID-JWTs: their keys come from the DID
+/// itself and never rotate, so their generation is always 0.
+const DID_ISSUER: usize = usize::MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -79,6 +88,7 @@ pub fn verify(
         return Verdict::Invalid(Reason::TooLarge);
     }
     let generation = |issuer| match keys.keys(issuer) {
+        _ if issuer == DID_ISSUER => Some(0),
         KeyState::Ready { generation, .. } => Some(generation),
         _ => None,
     };
@@ -90,21 +100,26 @@ pub fn verify(
         Err(ParseError::TooLarge) => return Verdict::Invalid(Reason::TooLarge),
         Err(_) => return Verdict::Invalid(Reason::Malformed),
     };
-    let Some((index, provider)) = tok
-        .claims
-        .iss
-        .as_deref()
-        .and_then(|iss| cfg.provider_index(iss))
-    else {
+    let iss = tok.claims.iss.as_deref().unwrap_or_default();
+    if iss.starts_with("did:") {
+        return match &cfg.did {
+            Some(policy) => verify_did(cfg, policy, raw, &tok, now, cache),
+            None => Verdict::Invalid(Reason::UnknownIssuer),
+        };
+    }
+    let Some((index, provider)) = cfg.provider_index(iss) else {
         return Verdict::Invalid(Reason::UnknownIssuer);
     };
     let Some(alg) = Alg::from_name(&tok.header.alg).filter(|a| provider.algorithms.contains(a))
     else {
         return Verdict::Invalid(Reason::AlgorithmNotAllowed);
     };
-    if let Err(e) = claims::check(&tok.claims, now, cfg.leeway_secs, &provider.audiences) {
-        return Verdict::Invalid(Reason::Claim(e));
-    }
+    let sub = match claims::check(&tok.claims, now, cfg.leeway_secs, &provider.audiences)
+        .and_then(|()| claims::subject(&tok.claims))
+    {
+        Ok(sub) => sub.to_string(),
+        Err(e) => return Verdict::Invalid(Reason::Claim(e)),
+    };
     let (set, generation) = match keys.keys(index) {
         KeyState::Pending => return Verdict::AwaitKeys { issuer: index },
         KeyState::Unavailable => return Verdict::KeysUnavailable,
@@ -138,7 +153,7 @@ pub fn verify(
         return Verdict::InsufficientScope(missing);
     }
     let identity = Identity {
-        user: tok.claims.sub.unwrap_or_default(),
+        user: sub,
         exp: tok.claims.exp.unwrap_or_default(),
     };
     cache.insert(
@@ -150,6 +165,53 @@ pub fn verify(
         },
         now,
     );
+    Verdict::Allow(identity)
+}
+
+/// A self-issued DID-JWT: the key comes from the DID itself, so the policy
+/// (allow-list, audience, short lifetime) is what makes it acceptable.
+fn verify_did(
+    cfg: &Config,
+    policy: &DidPolicy,
+    raw: &str,
+    tok: &token::Token<'_>,
+    now: i64,
+    cache: &mut TokenCache,
+) -> Verdict {
+    let iss = tok.claims.iss.as_deref().unwrap_or_default();
+    if !policy.allows(iss) {
+        return Verdict::Invalid(Reason::DidNotAllowed);
+    }
+    if let Some(kid) = &tok.header.kid {
+        if kid.split('#').next() != Some(iss) {
+            return Verdict::Invalid(Reason::KidMismatch);
+        }
+    }
+    if let Err(e) = claims::check(&tok.claims, now, cfg.leeway_secs, &policy.audiences)
+        .and_then(|()| claims::lifetime(&tok.claims, now, policy.max_ttl_secs))
+    {
+        return Verdict::Invalid(Reason::Claim(e));
+    }
+    let key = match did::resolve(iss) {
+        Ok(key) => key,
+        Err(_) => return Verdict::Invalid(Reason::UnknownIssuer),
+    };
+    match key.verify(&tok.header.alg, tok.signing_input, &tok.signature) {
+        Ok(()) => {}
+        Err(did::DidError::AlgorithmMismatch) => {
+            return Verdict::Invalid(Reason::AlgorithmNotAllowed);
+        }
+        Err(_) => return Verdict::Invalid(Reason::BadSignature),
+    }
+    let identity = Identity {
+        user: iss.to_string(),
+        exp: tok.claims.exp.unwrap_or_default(),
+    };
+    let version = KeyVersion {
+        issuer: DID_ISSUER,
+        generation: 0,
+    };
+    cache.insert(raw, identity.clone(), version, now);
     Verdict::Allow(identity)
 }
 
@@ -447,5 +509,218 @@ mod tests {
             verify(&cfg, Some(&auth), NOW, &rotated, &mut cache, false),
             Verdict::UnknownKid { issuer: 0 }
         );
+    }
+}
+
+#[cfg(test)]
+mod did_tests {
+    use super::*;
+    use crate::token::tests::encode;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    const NOW: i64 = 1_700_000_000;
+    const AUD: &str = "http://127.0.0.1:8080";
+
+    fn base58(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+        let mut digits: Vec<u8> = Vec::new();
+        for &b in bytes {
+            let mut carry = u32::from(b);
+            for d in digits.iter_mut() {
+                carry += u32::from(*d) << 8;
+                *d = (carry % 58) as u8;
+                carry /= 58;
+            }
+            while carry > 0 {
+                digits.push((carry % 58) as u8);
+                carry /= 58;
+            }
+        }
+        let zeros = bytes.iter().take_while(|b| **b == 0).count();
+        std::iter::repeat_n('1', zeros)
+            .chain(
+                digits
+                    .iter()
+                    .rev()
+                    .map(|d| char::from(ALPHABET[usize::from(*d)])),
+            )
+            .collect()
+    }
+
+    fn identity(seed: u8) -> (SigningKey, String) {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let mut bytes = vec![0xed, 0x01];
+        bytes.extend_from_slice(key.verifying_key().as_bytes());
+        (key, format!("did:key:z{}", base58(&bytes)))
+    }
+
+    fn config(allow: &str, max_ttl: u64) -> Config {
+        Config::from_json(
+            format!(
+                r#"{{"did":{{"audiences":["{AUD}"],"allow":[{allow}],"max_ttl_secs":{max_ttl}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn token(key: &SigningKey, header: &str, claims: &str) -> String {
+        let input = format!("{}.{}", encode(header), encode(claims));
+        let sig = key.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+    }
+
+    fn claims(did: &str, iat: i64, exp: i64) -> String {
+        format!(r#"{{"iss":"{did}","aud":"{AUD}","iat":{iat},"exp":{exp}}}"#)
+    }
+
+    struct NoKeys;
+
+    impl KeyStore for NoKeys {
+        fn keys(&self, _: usize) -> KeyState<'_> {
+            KeyState::Unavailable
+        }
+    }
+
+    fn run(cfg: &Config, t: &str) -> Verdict {
+        let auth = format!("Bearer {t}");
+        verify(
+            cfg,
+            Some(&auth),
+            NOW,
+            &NoKeys,
+            &mut TokenCache::new(8),
+            false,
+        )
+    }
+
+    #[test]
+    fn did_key_token_identifies_the_did() {
+        let (key, did) = identity(1);
+        let cfg = config(r#""did:key:*""#, 3600);
+        let t = token(
+            &key,
+            r#"{"alg":"EdDSA","typ":"JWT"}"#,
+            &claims(&did, NOW, NOW + 600),
+        );
+        assert_eq!(
+            run(&cfg, &t),
+            Verdict::Allow(Identity {
+                user: did.clone(),
+                exp: NOW + 600
+            })
+        );
+        let with_kid = token(
+            &key,
+            &format!(r#"{{"alg":"EdDSA","kid":"{did}#key-1"}}"#),
+            &claims(&did, NOW, NOW + 600),
+        );
+        assert!(matches!(run(&cfg, &with_kid), Verdict::Allow(_)));
+    }
+
+    #[test]
+    fn did_policy_refusals() {
+        let (key, did) = identity(2);
+        let (_, other) = identity(3);
+        let cfg = config(r#""did:key:*""#, 3600);
+        let h = r#"{"alg":"EdDSA"}"#;
+        let cases = [
+            (
+                token(&key, h, &claims(&did, NOW, NOW + 3601)),
+                Reason::Claim(ClaimError::TooLongLived),
+            ),
+            (
+                token(&key, h, &claims(&did, NOW - 7200, NOW - 3600)),
+                Reason::Claim(ClaimError::Expired),
+            ),
+            (
+                token(
+                    &key,
+                    h,
+                    &claims(&did, NOW, NOW + 60).replace(AUD, "http://elsewhere"),
+                ),
+                Reason::Claim(ClaimError::AudienceMismatch),
+            ),
+            (
+                token(&key, h, &format!(r#"{{"iss":"{did}","aud":"{AUD}"}}"#)),
+                Reason::Claim(ClaimError::MissingExp),
+            ),
+            (
+                token(
+                    &key,
+                    &format!(r#"{{"alg":"EdDSA","kid":"{other}#k"}}"#),
+                    &claims(&did, NOW, NOW + 60),
+                ),
+                Reason::KidMismatch,
+            ),
+            (
+                // Signed by another key than the DID's.
+                token(&identity(3).0, h, &claims(&did, NOW, NOW + 60)),
+                Reason::BadSignature,
+            ),
+            (
+                token(&key, r#"{"alg":"ES256K"}"#, &claims(&did, NOW, NOW + 60)),
+                Reason::AlgorithmNotAllowed,
+            ),
+            (
+                token(&key, h, &claims("did:pkh:eip155:1:0xab", NOW, NOW + 60)),
+                Reason::DidNotAllowed,
+            ),
+        ];
+        for (t, want) in cases {
+            assert_eq!(run(&cfg, &t), Verdict::Invalid(want), "{want:?}");
+        }
+    }
+
+    #[test]
+    fn unsupported_methods_and_disabled_did_are_untrusted() {
+        let (key, _) = identity(4);
+        let cfg = config(r#""did:*""#, 3600);
+        let t = token(
+            &key,
+            r#"{"alg":"EdDSA"}"#,
+            &claims("did:web:example.com", NOW, NOW + 60),
+        );
+        assert_eq!(run(&cfg, &t), Verdict::Invalid(Reason::UnknownIssuer));
+        let (key, did) = identity(5);
+        let t = token(&key, r#"{"alg":"EdDSA"}"#, &claims(&did, NOW, NOW + 60));
+        let no_did = Config::from_json(b"{}").unwrap();
+        assert_eq!(run(&no_did, &t), Verdict::Invalid(Reason::UnknownIssuer));
+    }
+
+    #[test]
+    fn exact_allow_list_entries() {
+        let (key, did) = identity(6);
+        let (_, other) = identity(7);
+        let t = token(&key, r#"{"alg":"EdDSA"}"#, &claims(&did, NOW, NOW + 60));
+        assert!(matches!(
+            run(&config(&format!("{did:?}"), 3600), &t),
+            Verdict::Allow(_)
+        ));
+        assert_eq!(
+            run(&config(&format!("{other:?}"), 3600), &t),
+            Verdict::Invalid(Reason::DidNotAllowed)
+        );
+    }
+
+    #[test]
+    fn did_tokens_are_cached() {
+        let (key, did) = identity(8);
+        let cfg = config(r#""did:key:*""#, 3600);
+        let t = token(&key, r#"{"alg":"EdDSA"}"#, &claims(&did, NOW, NOW + 600));
+        let auth = format!("Bearer {t}");
+        let mut cache = TokenCache::new(8);
+        assert!(matches!(
+            verify(&cfg, Some(&auth), NOW, &NoKeys, &mut cache, false),
+            Verdict::Allow(_)
+        ));
+        assert_eq!(cache.len(), 1);
+        assert!(matches!(
+            verify(&cfg, Some(&auth), NOW + 1, &NoKeys, &mut cache, false),
+            Verdict::Allow(_)
+        ));
+        assert_eq!(cache.len(), 1);
     }
 }

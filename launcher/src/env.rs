@@ -6,7 +6,7 @@
 //! as unset.
 
 use crate::error::Error;
-use attach_filter::config::Url;
+use attach_filter::config::{DidPolicy, Url};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
@@ -48,8 +48,67 @@ pub struct Settings {
     /// `ATTACH_DATA_DIR`, absolute.
     pub data_dir: PathBuf,
     pub ca_bundle: PathBuf,
-    /// Settings that are allowed but probably not what the user meant.
-    pub warnings: Vec<String>,
+    pub did: DidSettings,
+}
+
+/// The `DID_*` variables; `None` where unset, so a configuration file's
+/// `did` section keeps its own values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DidSettings {
+    /// `DID_AUD`, split on commas.
+    pub audiences: Option<Vec<String>>,
+    /// `DID_MAX_TTL`, seconds.
+    pub max_ttl_secs: Option<u64>,
+    /// `DID_ALLOW`, split on commas; `Some(vec![])` for `DID_ALLOW=none`.
+    pub allow: Option<Vec<String>>,
+}
+
+/// DID sign-in in the local stack accepts any did:key or did:pkh identity.
+pub const DEFAULT_DID_ALLOW: [&str; 2] = ["did:key:*", "did:pkh:*"];
+
+fn comma_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl DidSettings {
+    fn from_env(env: Env) -> Result<DidSettings, Error> {
+        let max_ttl_secs = match get(env, "DID_MAX_TTL") {
+            Some(raw) => Some(
+                raw.parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=31_536_000).contains(n))
+                    .ok_or_else(|| {
+                        Error::setting(
+                            "DID_MAX_TTL",
+                            format!("{raw:?} is not a number of seconds (1-31536000)"),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let allow = match get(env, "DID_ALLOW") {
+            Some(raw) if raw.eq_ignore_ascii_case("none") => Some(Vec::new()),
+            Some(raw) => {
+                let list = comma_list(&raw);
+                for rule in &list {
+                    DidPolicy::check_rule(rule).map_err(|m| {
+                        Error::setting("DID_ALLOW", format!("{rule:?} {m} (or set none)"))
+                    })?;
+                }
+                Some(list)
+            }
+            None => None,
+        };
+        Ok(DidSettings {
+            audiences: get(env, "DID_AUD").map(|raw| comma_list(&raw)),
+            max_ttl_secs,
+            allow,
+        })
+    }
 }
 
 fn get(env: Env, name: &str) -> Option<String> {
@@ -77,8 +136,6 @@ impl Settings {
     /// Reads and checks every setting except the Envoy binary and the wasm
     /// file, which only some subcommands need (see [`wasm_path`]).
     pub fn from_env(env: Env, cwd: &Path) -> Result<Settings, Error> {
-        let mut warnings = Vec::new();
-
         let issuer = match get(env, "OIDC_ISSUER") {
             Some(raw) => {
                 parse_url("OIDC_ISSUER", &raw)?;
@@ -87,13 +144,7 @@ impl Settings {
             None => None,
         };
         let audiences: Vec<String> = get(env, "OIDC_AUD")
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|a| !a.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
+            .map(|raw| comma_list(&raw))
             .unwrap_or_default();
         if issuer.is_some() && audiences.is_empty() {
             return Err(Error::setting(
@@ -101,9 +152,7 @@ impl Settings {
                 "required when OIDC_ISSUER is set",
             ));
         }
-        if issuer.is_none() && !audiences.is_empty() {
-            warnings.push("OIDC_AUD is ignored because OIDC_ISSUER is not set".to_string());
-        }
+        let did = DidSettings::from_env(env)?;
 
         let engine_url = get(env, "ENGINE_URL").unwrap_or_else(|| DEFAULT_ENGINE_URL.to_string());
         let engine = parse_url("ENGINE_URL", &engine_url)?;
@@ -206,7 +255,7 @@ impl Settings {
             public_url,
             data_dir,
             ca_bundle,
-            warnings,
+            did,
         })
     }
 
@@ -284,7 +333,6 @@ pub mod tests {
         assert_eq!(s.data_dir, Path::new("/srv/attach/.attach"));
         assert_eq!(s.ca_bundle, Path::new(DEFAULT_CA_BUNDLE));
         assert_eq!(s.gateway_url(), "http://127.0.0.1:8080");
-        assert!(s.warnings.is_empty());
     }
 
     #[test]
@@ -400,10 +448,31 @@ pub mod tests {
     }
 
     #[test]
-    fn audience_without_issuer_warns() {
-        let s = settings(&[("OIDC_AUD", "api")]).unwrap();
-        assert_eq!(s.warnings.len(), 1);
-        assert!(s.warnings[0].contains("OIDC_AUD"));
+    fn did_variables() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.did, DidSettings::default());
+        let s = settings(&[
+            ("DID_AUD", "a, b"),
+            ("DID_MAX_TTL", "600"),
+            ("DID_ALLOW", "did:key:*,did:pkh:eip155:1:*"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.did.audiences,
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(s.did.max_ttl_secs, Some(600));
+        assert_eq!(s.did.allow.as_ref().map(Vec::len), Some(2));
+        let s = settings(&[("DID_ALLOW", "None")]).unwrap();
+        assert_eq!(s.did.allow, Some(vec![]));
+        for (var, value) in [
+            ("DID_MAX_TTL", "0"),
+            ("DID_MAX_TTL", "1h"),
+            ("DID_ALLOW", "key:*"),
+        ] {
+            let e = settings(&[(var, value)]).unwrap_err();
+            assert!(e.to_string().starts_with(&format!("{var}: ")), "{e}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod envoy_bin;
 mod error;
 mod plugin;
 mod supervise;
+mod token;
 
 use env::{Env, Settings};
 use error::Error;
@@ -23,6 +24,8 @@ commands:
   run            render the Envoy bootstrap and run Envoy in the foreground
   render         print the Envoy bootstrap JSON
   plugin-config  print the filter's plugin configuration JSON
+  token          print a DID-JWT for this gateway, signed by a local did:key
+                 identity (created on first use in ATTACH_DATA_DIR)
 
 Settings come from the environment (OIDC_ISSUER, OIDC_AUD, ENGINE_URL,
 ATTACH_PORT, ATTACH_CONFIG, ...); see launcher/README.md.";
@@ -53,17 +56,18 @@ fn dispatch(args: &[String]) -> Result<i32, Error> {
         ["render"] => {
             let (settings, plugin) = prepare(env, &cwd)?;
             let (bootstrap, _) = render(env, &cwd, &settings, &plugin)?;
-            warn(&settings, &plugin);
+            warn(&plugin);
             print_json(&bootstrap)
         }
         ["plugin-config"] => {
-            let (settings, plugin) = prepare(env, &cwd)?;
-            warn(&settings, &plugin);
+            let (_, plugin) = prepare(env, &cwd)?;
+            warn(&plugin);
             print_json(
                 &serde_json::to_value(&plugin.config)
                     .map_err(|e| Error::runtime(format!("plugin configuration: {e}")))?,
             )
         }
+        ["token"] => print_token(env, &cwd),
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             Ok(0)
@@ -92,8 +96,8 @@ fn prepare(env: Env, cwd: &Path) -> Result<(Settings, Plugin), Error> {
 
 /// Printed once every check has passed, so that a refused configuration
 /// leaves exactly one line (the error) on stderr.
-fn warn(settings: &Settings, plugin: &Plugin) {
-    for w in settings.warnings.iter().chain(&plugin.warnings) {
+fn warn(plugin: &Plugin) {
+    for w in &plugin.warnings {
         eprintln!("attach: warning: {w}");
     }
 }
@@ -122,6 +126,34 @@ fn render(
     Ok((value, admin_port))
 }
 
+fn print_token(env: Env, cwd: &Path) -> Result<i32, Error> {
+    let (settings, plugin) = prepare(env, cwd)?;
+    let Some(did) = &plugin.config.did else {
+        return Err(Error::setting(
+            "DID_ALLOW",
+            "DID sign-in is off (none), so there is no audience to sign for",
+        ));
+    };
+    let audience = did.audiences.first().cloned().unwrap_or_default();
+    let (identity, created) = token::load_or_create(&settings.data_dir)?;
+    if created {
+        eprintln!(
+            "attach: created identity {} in {}",
+            identity.did,
+            settings.data_dir.join(token::IDENTITY_FILE).display()
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| Error::runtime(format!("clock: {e}")))?
+        .as_secs();
+    println!(
+        "{}",
+        identity.token(&audience, now, did.max_ttl_secs.min(3_600))
+    );
+    Ok(0)
+}
+
 fn print_json(value: &Value) -> Result<i32, Error> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::runtime(format!("rendering JSON: {e}")))?;
@@ -142,7 +174,7 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
         ensure_free("ATTACH_ADMIN_PORT", &settings, admin_port)?;
     }
     let file = write_run_files(&settings, &plugin, &bootstrap)?;
-    warn(&settings, &plugin);
+    warn(&plugin);
 
     supervise::install_handlers()?;
     println!(

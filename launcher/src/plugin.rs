@@ -2,10 +2,11 @@
 //! file (if any) merged with the environment, an Envoy cluster named for
 //! every origin the filter calls, and the filter's own validation on top.
 
+use crate::env::DEFAULT_DID_ALLOW;
 use crate::env::Settings;
 use crate::error::Error;
 use attach_filter::config::{
-    Config, ConfigError, PluginConfig, ProviderConfig, Url, normalize_issuer,
+    Config, ConfigError, DidPolicy, PluginConfig, ProviderConfig, Url, normalize_issuer,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -48,6 +49,7 @@ pub fn build(settings: &Settings, file: Option<PluginConfig>) -> Result<Plugin, 
     if resource_from_env {
         config.resource = Some(settings.public_url.clone());
     }
+    apply_did(&mut config, settings);
     add_callout_clusters(&mut config);
 
     let json = serde_json::to_string(&config)
@@ -76,6 +78,36 @@ pub fn build(settings: &Settings, file: Option<PluginConfig>) -> Result<Plugin, 
         callouts,
         warnings,
     })
+}
+
+/// DID sign-in: on by default, so the local stack needs no identity provider.
+/// `DID_*` variables override a file's `did` section field by field;
+/// `DID_ALLOW=none` turns DID sign-in off. The audience defaults to
+/// `DID_AUD`, else `OIDC_AUD`, else the gateway's own public URL.
+fn apply_did(config: &mut PluginConfig, settings: &crate::env::Settings) {
+    let env = &settings.did;
+    if env.allow.as_ref().is_some_and(Vec::is_empty) {
+        config.did = None;
+        return;
+    }
+    let policy = config.did.get_or_insert_with(|| DidPolicy {
+        audiences: if settings.audiences.is_empty() {
+            vec![settings.public_url.trim_end_matches('/').to_string()]
+        } else {
+            settings.audiences.clone()
+        },
+        max_ttl_secs: 3_600,
+        allow: DEFAULT_DID_ALLOW.iter().map(|s| s.to_string()).collect(),
+    });
+    if let Some(aud) = &env.audiences {
+        policy.audiences = aud.clone();
+    }
+    if let Some(ttl) = env.max_ttl_secs {
+        policy.max_ttl_secs = ttl;
+    }
+    if let Some(allow) = &env.allow {
+        policy.allow = allow.clone();
+    }
 }
 
 /// Appends the environment's provider unless the configuration already has

@@ -131,3 +131,28 @@ def test_identity_on_response_and_authorization_forwarding_can_be_disabled(make_
     ], rec
     assert rec.header("authorization") is None, rec
     assert attach_headers(resp.headers) == [], resp
+
+
+def test_identity_assertion_is_an_hmac_over_the_stamped_headers(make_stack):
+    """With assertion_key set, services behind the gateway can check that
+    X-Attach-User/-Session came from the filter: v1.<exp>.<HMAC-SHA256>."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    key = bytes(range(32))
+    encoded = base64.urlsafe_b64encode(key).rstrip(b"=").decode()
+    s = make_stack(config={"assertion_key": encoded})
+    resp = s.get("/", token=s.token(sub="alice"), headers=SPOOFED + [("User-Agent", "ua")])
+    assert resp.status == 200, resp
+    rec = s.upstream.last()
+    value = rec.header("x-attach-assertion")
+    assert value and value != "forged", rec
+    version, exp, mac = value.split(".")
+    assert version == "v1"
+    assert time.time() < int(exp) <= time.time() + 61
+    message = f"v1\n{exp}\nalice\n{session_id('alice', 'ua')}".encode()
+    want = base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).rstrip(b"=")
+    assert mac.encode() == want
+    assert resp.header("x-attach-assertion") is None, "the assertion is for upstreams only"

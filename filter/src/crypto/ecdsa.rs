@@ -155,6 +155,93 @@ fn scalar_in_range<C: PrimeCurveParams>(bytes: &[u8]) -> Option<Scalar<C>> {
     }
 }
 
+/// A P-256 public key without a table of its own, for keys seen once (a
+/// `did:key` travels in every token, so a per-key table would cost more to
+/// build than it saves). `u1·G` still comes from the shared generator
+/// table; `u2·Q` is a plain width-5 NAF multiplication. Same checks as
+/// [`P256Key`]; high `s` is accepted likewise.
+#[derive(Clone, Copy, Debug)]
+pub struct P256PlainKey(ProjectivePoint<NistP256>);
+
+impl P256PlainKey {
+    /// Parses a SEC1 point: compressed (33 bytes, 0x02 or 0x03 then x) or
+    /// uncompressed (65 bytes, 0x04, x, y). `None` unless the coordinates
+    /// are below p and the point is on the curve.
+    pub fn from_sec1(bytes: &[u8]) -> Option<Self> {
+        use primeorder::elliptic_curve::point::DecompressPoint as _;
+        let (&tag, rest) = bytes.split_first()?;
+        let point: AffinePoint<NistP256> = match (tag, rest.len()) {
+            (0x02 | 0x03, 32) => {
+                let x = FieldBytes::<NistP256>::try_from(rest).ok()?;
+                let odd = primeorder::elliptic_curve::subtle::Choice::from(tag & 1);
+                Option::from(AffinePoint::<NistP256>::decompress(&x, odd))?
+            }
+            (0x04, 64) => {
+                let (x, y) = rest.split_at_checked(32)?;
+                return Self::from_coordinates(x, y);
+            }
+            _ => return None,
+        };
+        p256_generator();
+        Some(P256PlainKey(ProjectivePoint::from(point)))
+    }
+
+    fn from_coordinates(x: &[u8], y: &[u8]) -> Option<Self> {
+        // Rejects coordinates >= p and points off the curve (cofactor 1).
+        let x = FieldBytes::<NistP256>::try_from(x).ok()?;
+        let y = FieldBytes::<NistP256>::try_from(y).ok()?;
+        let point: AffinePoint<NistP256> = Option::from(AffinePoint::from_coordinates(&x, &y))?;
+        p256_generator();
+        Some(P256PlainKey(ProjectivePoint::from(point)))
+    }
+
+    /// The uncompressed SEC1 encoding (0x04, x, y).
+    pub fn to_uncompressed(&self) -> [u8; 65] {
+        use primeorder::elliptic_curve::sec1::ToSec1Point as _;
+        let encoded = self.0.to_affine().to_sec1_point(false);
+        let mut out = [0u8; 65];
+        for (dst, src) in out.iter_mut().zip(encoded.as_bytes()) {
+            *dst = *src;
+        }
+        out
+    }
+
+    /// Verifies an `r || s` signature (64 bytes) over a SHA-256 digest.
+    pub fn verify_prehash(&self, digest: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+        const SIZE: usize = 32;
+        if signature.len() != 2 * SIZE || digest.len() != SIZE {
+            return Err(SignatureError::Malformed);
+        }
+        let (r, s) = signature
+            .split_at_checked(SIZE)
+            .ok_or(SignatureError::Malformed)?;
+        let r = scalar_in_range::<NistP256>(r).ok_or(SignatureError::Invalid)?;
+        let s = scalar_in_range::<NistP256>(s).ok_or(SignatureError::Invalid)?;
+        let digest =
+            FieldBytes::<NistP256>::try_from(digest).map_err(|_| SignatureError::Malformed)?;
+        let z = <Scalar<NistP256> as Reduce<FieldBytes<NistP256>>>::reduce(&digest);
+        let s_inv: Scalar<NistP256> =
+            Option::from(s.invert_vartime()).ok_or(SignatureError::Invalid)?;
+        let u1 = z * s_inv;
+        let u2 = r * s_inv;
+
+        let mut sum = self.0.mul_vartime(&u2);
+        if !p256_generator().add_multiple(&mut sum, &u1) {
+            return Err(SignatureError::Invalid);
+        }
+        if bool::from(sum.is_identity()) {
+            return Err(SignatureError::Invalid);
+        }
+        let x = sum.to_affine().x();
+        let v = <Scalar<NistP256> as Reduce<FieldBytes<NistP256>>>::reduce(&x);
+        if v == r {
+            Ok(())
+        } else {
+            Err(SignatureError::Invalid)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,13 +14,15 @@ mod comb;
 pub mod ecdsa;
 pub mod eddsa;
 pub mod rsa;
+pub mod secp256k1;
 
 use crate::alg::{Alg, HashAlg, KeyFamily};
 use std::fmt;
 
-pub use self::ecdsa::{P256Key, P384Key};
+pub use self::ecdsa::{P256Key, P256PlainKey, P384Key};
 pub use self::eddsa::Ed25519Key;
 pub use self::rsa::RsaKey;
+pub use self::secp256k1::Secp256k1Key;
 
 /// Why a signature was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,16 +2,20 @@
 //! stamp — or pause the request until its issuer's keys are known.
 
 use super::root::{Vm, Waiter};
-use super::{now_ms, stream};
+use super::{log, now_ms, stream};
 use crate::RESOURCE_METADATA_PATH;
+use crate::assertion::{self, ASSERTION_HEADER};
 use crate::identity::{self, Identity, SESSION_HEADER, USER_HEADER};
 use crate::reply;
 use crate::request_head::RequestHead;
 use crate::verify::{self, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, LogLevel};
 use std::cell::RefCell;
 use std::rc::Rc;
+
+/// Assertions are short-lived: they only need to survive the hop behind the gateway.
+const ASSERTION_TTL_SECS: u64 = 60;
 
 /// What one request remembers between its callbacks (and across a wait).
 #[derive(Default)]
@@ -145,6 +149,7 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
             Step::Wait { issuer }
         }
         refused => {
+            log(LogLevel::Debug, &format!("attach: refused: {refused:?}"));
             let resource = resource_url(vm, &state.borrow().head);
             if let Some(r) = reply::refusal(&refused, &resource) {
                 stream::send(&r);
@@ -159,6 +164,11 @@ fn stamp(vm: &Vm, state: &RefCell<RequestState>, identity: &Identity) {
     let session = identity::session_id(&identity.user, &st.head.user_agent);
     stream::set_request_header(USER_HEADER, Some(&identity.user));
     stream::set_request_header(SESSION_HEADER, Some(&session));
+    if let Some(key) = &vm.config.assertion_key {
+        let exp = now_ms() / 1_000 + ASSERTION_TTL_SECS;
+        let value = assertion::sign(key, exp, &identity.user, &session);
+        stream::set_request_header(ASSERTION_HEADER, Some(&value));
+    }
     if !vm.config.forward_authorization {
         stream::set_request_header("authorization", None);
     }

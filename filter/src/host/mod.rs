@@ -8,6 +8,7 @@ mod root;
 mod shared;
 mod stream;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
@@ -18,9 +19,13 @@ proxy_wasm::main! {{
 /// Wall-clock time in milliseconds. If the host cannot tell the time, the
 /// answer is "the far future": every token then looks expired (fail closed).
 pub(crate) fn now_ms() -> u64 {
-    proxy_wasm::hostcalls::get_current_time()
+    hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|d| u64::try_from(d.as_millis()).ok())
         .unwrap_or(u64::MAX / 2)
+}
+
+pub(crate) fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
 }

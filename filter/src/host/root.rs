@@ -2,7 +2,7 @@
 //! every callout (callouts made from a request's context die with it).
 
 use super::gate::{self, Gate, RequestState, Step};
-use super::{now_ms, shared, stream};
+use super::{log, now_ms, shared, stream};
 use crate::cache::TokenCache;
 use crate::config::{Config, Url};
 use crate::jwk::JwkSet;
@@ -397,8 +397,4 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
-}
-
-fn log(level: LogLevel, message: &str) {
-    let _ = hostcalls::log(level, message);
 }
