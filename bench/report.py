@@ -7,7 +7,7 @@ from wrk import Result
 
 @dataclass
 class Row:
-    key: str  # "a", "a-wasm", "b", "c", "d-off" or "d-on"
+    key: str  # "a", "a-wasm", "b", "c", "c-did", "d-off" or "d-on"
     setup: str
     alg: str
     cache: str

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import envoy_setup as es
 import wrk
+from did import DidSigner
 from idp import AUDIENCE, IdentityProvider, Keys
 from report import Row, markdown
 
 REPO = Path(__file__).resolve().parent.parent
 ALGS = ("ES256", "RS256", "EdDSA")
+DID_ALGS = ("EdDSA", "ES256K")
 IDP_CLUSTER = "bench_idp"
 FILTER_CACHE_ENTRIES = 10_000
 JWT_AUTHN_CACHE_SIZE = 100
@@ -53,6 +55,7 @@ def plan():
         Row("b", "(b) attach filter", "ES256", f"hit (`cache_entries: {FILTER_CACHE_ENTRIES}`)"),
     ]
     rows += [Row("c", "(c) attach filter", alg, "miss (`cache_entries: 0`)") for alg in ALGS]
+    rows += [Row("c-did", "(c) attach filter, did:key DID-JWT", alg, "miss (`cache_entries: 0`)") for alg in DID_ALGS]
     rows += [Row("d-off", "(d) jwt_authn", alg, "off") for alg in ALGS]
     rows += [Row("d-on", "(d) jwt_authn", alg, f"on (`jwt_cache_size: {JWT_AUTHN_CACHE_SIZE}`)") for alg in ALGS]
     return rows
@@ -62,8 +65,9 @@ def run_order(rows):
     """Plain Envoy first, then per algorithm (b,) d cache on, c, d cache off:
     rows that are compared run back to back, so drift on the machine between
     them stays small."""
-    within = ("a", "a-wasm", "b", "d-on", "c", "d-off")
-    return sorted(rows, key=lambda r: (ALGS.index(r.alg) if r.alg in ALGS else -1, within.index(r.key)))
+    within = ("a", "a-wasm", "b", "d-on", "c", "c-did", "d-off")
+    order = ALGS + tuple(a for a in DID_ALGS if a not in ALGS)
+    return sorted(rows, key=lambda r: (order.index(r.alg) if r.alg in order else -1, within.index(r.key)))
 
 
 def filters_for(row, idp, keys, wasm, noop_wasm):
@@ -72,6 +76,9 @@ def filters_for(row, idp, keys, wasm, noop_wasm):
         return [], []
     if row.key == "a-wasm":
         return [es.wasm_filter(noop_wasm, {})], []
+    if row.key == "c-did":
+        config = {"did": {"audiences": [AUDIENCE], "allow": ["did:key:*"]}, "cache_entries": 0}
+        return [es.wasm_filter(wasm, config)], []
     if row.key in ("b", "c"):
         config = {
             "providers": [{"issuer": idp.issuer, "audiences": [AUDIENCE]}],
@@ -90,7 +97,7 @@ def check(row, envoy, token):
         return
     # Keys load asynchronously in the attach filter: wait for the first 200.
     _, headers = envoy.wait_for_status(token, 200)
-    if row.key in ("b", "c") and "x-attach-user" not in headers:
+    if row.key in ("b", "c", "c-did") and "x-attach-user" not in headers:
         raise es.SetupFailed(f"200 without X-Attach-User; response headers: {headers}\n{envoy.log_tail()}")
     envoy.wait_for_status(None, 401, timeout=5)
 
@@ -145,8 +152,9 @@ def notes(load, warmup_s, binary, wasm_bytes, load_before):
         "each request costs on top of plain Envoy.",
         "Keys: RSA-2048 (RS256), P-256 (ES256), Ed25519 (EdDSA), all in one JWKS with distinct `kid`s.",
         f"`attach_filter.wasm`: {wasm_bytes} bytes.",
-        "Rows run in the order (a), then per algorithm (b), (d) cache on, (c), (d) cache off, "
-        "so that compared rows run back to back.",
+        "Rows run in the order (a), (a'), then per algorithm (b), (d) cache on, (c), (d) cache off, "
+        "so that compared rows run back to back. DID rows use a fresh did:key identity per algorithm; "
+        "jwt_authn has no DID (or ES256K) counterpart.",
         f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
         f"wrk runs on the same machine; 1-minute load average {load_before} before the run, {load_average()} after.",
     ]
@@ -184,6 +192,7 @@ def main():
         rows = [r for r in rows if r.key in keep]
     try:
         tokens = {alg: keys.token(alg, idp.issuer) for alg in ALGS}
+        did_tokens = {alg: DidSigner(alg).token(AUDIENCE) for alg in DID_ALGS}
         with tempfile.TemporaryDirectory(prefix="attach-bench-") as tmp:
             # Every row loads the same module, even if it is rebuilt meanwhile.
             wasm = Path(shutil.copy(wasm, Path(tmp) / wasm.name))
@@ -195,7 +204,10 @@ def main():
                 envoy = es.Envoy(binary, Path(tmp) / f"row{i}", http_filters, clusters)
                 try:
                     envoy.start()
-                    token = tokens["ES256" if row.alg == "—" else row.alg]
+                    if row.key == "c-did":
+                        token = did_tokens[row.alg]
+                    else:
+                        token = tokens["ES256" if row.alg == "—" else row.alg]
                     row.result = measure(row, envoy, token, load, warmup_s)
                 except (es.SetupFailed, RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
                     row.error = str(e)

@@ -1,5 +1,6 @@
 //! Renders the Envoy bootstrap (v3 API) for one local gateway.
 
+use crate::a2a;
 use crate::env::Settings;
 use crate::plugin::{ENGINE_CLUSTER, Plugin};
 use attach_filter::config::Url;
@@ -24,6 +25,8 @@ pub struct Input<'a> {
     /// Absolute path of the filter module.
     pub wasm: &'a Path,
     pub admin_port: u16,
+    /// The A2A service's port on 127.0.0.1, when it runs.
+    pub a2a_port: Option<u16>,
 }
 
 /// One route of the gateway's single virtual host.
@@ -33,13 +36,24 @@ pub struct Route {
     pub cluster: String,
 }
 
+/// Replies of agents behind the A2A service may take this long.
+const A2A_ROUTE_TIMEOUT: &str = "120s";
+
 /// The routes in match order: Envoy takes the first match, so routes to
 /// companion services go before the engine's catch-all `/`, which stays last.
-pub fn routes() -> Vec<Route> {
-    vec![Route {
+pub fn routes(a2a: bool) -> Vec<Route> {
+    let mut routes = Vec::new();
+    if a2a {
+        routes.extend(a2a::ROUTE_PREFIXES.iter().map(|p| Route {
+            prefix: p.to_string(),
+            cluster: a2a::CLUSTER.to_string(),
+        }));
+    }
+    routes.push(Route {
         prefix: "/".to_string(),
         cluster: ENGINE_CLUSTER.to_string(),
-    }]
+    });
+    routes
 }
 
 pub fn render(input: &Input) -> Value {
@@ -52,6 +66,9 @@ pub fn render(input: &Input) -> Value {
             .iter()
             .map(|c| callout_cluster(&c.cluster, &c.origin, &s.ca_bundle)),
     );
+    if let Some(port) = input.a2a_port {
+        clusters.push(a2a_cluster(port));
+    }
     json!({
         "node": {"id": format!("attach-{}", s.port), "cluster": "attach"},
         "admin": {"address": socket_address("127.0.0.1", input.admin_port)},
@@ -96,7 +113,7 @@ fn listener(input: &Input) -> Value {
 
 fn http_connection_manager(input: &Input) -> Value {
     let engine = &input.settings.engine;
-    let routes: Vec<Value> = routes()
+    let routes: Vec<Value> = routes(input.a2a_port.is_some())
         .into_iter()
         .map(|r| {
             let mut route = json!({
@@ -104,6 +121,9 @@ fn http_connection_manager(input: &Input) -> Value {
                 // Model replies stream for minutes: no overall deadline.
                 "timeout": "0s",
             });
+            if r.cluster == a2a::CLUSTER {
+                route["timeout"] = json!(A2A_ROUTE_TIMEOUT);
+            }
             if r.cluster == ENGINE_CLUSTER {
                 // Engines such as Ollama refuse Host names they do not know;
                 // the original one travels in X-Forwarded-Host.
@@ -187,6 +207,19 @@ fn engine_cluster(engine: &Url, ca_bundle: &Path) -> Value {
     upstream_cluster(ENGINE_CLUSTER, engine, "5s", ca_bundle)
 }
 
+/// The A2A service, on loopback only: Envoy (and so the filter) is its one way in.
+fn a2a_cluster(port: u16) -> Value {
+    json!({
+        "name": a2a::CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": a2a::CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address("127.0.0.1", port)}}]}],
+        },
+    })
+}
+
 fn callout_cluster(name: &str, origin: &Url, ca_bundle: &Path) -> Value {
     upstream_cluster(name, origin, "2s", ca_bundle)
 }
@@ -224,6 +257,7 @@ mod tests {
             plugin: &p,
             wasm: Path::new("/opt/attach/attach_filter.wasm"),
             admin_port: 9901,
+            a2a_port: None,
         })
     }
 
@@ -302,6 +336,7 @@ mod tests {
             plugin: &p,
             wasm: Path::new("/w.wasm"),
             admin_port: 1,
+            a2a_port: None,
         });
         // Through the text Envoy reads, back to the plugin configuration.
         let text = serde_json::to_string(&b).unwrap();
@@ -397,5 +432,98 @@ mod tests {
         };
         assert_eq!((port(&a), port(&b)), (18080, 18081));
         assert_ne!(a["node"]["id"], b["node"]["id"]);
+    }
+
+    fn render_with_service(port: u16) -> (Value, Plugin) {
+        let s = settings(&[("A2A_AGENTS", "echo=http://127.0.0.1:9000")]).unwrap();
+        let names = a2a::agent_names(&s.a2a).unwrap();
+        let service = crate::plugin::Service {
+            assertion_key: "A".repeat(43),
+            public_paths: a2a::card_paths(&names),
+        };
+        let p = crate::plugin::build_with(&s, None, Some(&service)).unwrap();
+        let b = render(&Input {
+            settings: &s,
+            plugin: &p,
+            wasm: Path::new("/w.wasm"),
+            admin_port: 9901,
+            a2a_port: Some(port),
+        });
+        (b, p)
+    }
+
+    #[test]
+    fn route_order_puts_the_service_before_the_engine() {
+        let prefixes = |a2a: bool| -> Vec<(String, String)> {
+            routes(a2a)
+                .into_iter()
+                .map(|r| (r.prefix, r.cluster))
+                .collect()
+        };
+        assert_eq!(prefixes(false), [("/".to_string(), "engine".to_string())]);
+        let with = prefixes(true);
+        assert_eq!(
+            with,
+            [
+                ("/a2a/".to_string(), "a2a_service".to_string()),
+                ("/mem/".to_string(), "a2a_service".to_string()),
+                ("/".to_string(), "engine".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn service_routes_and_cluster() {
+        let (b, _) = render_with_service(18090);
+        let routes = hcm(&b)["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(routes.len(), 3);
+        for (i, prefix) in ["/a2a/", "/mem/"].iter().enumerate() {
+            assert_eq!(routes[i]["match"]["prefix"], *prefix);
+            assert_eq!(routes[i]["route"]["cluster"], "a2a_service");
+            assert_eq!(routes[i]["route"]["timeout"], "120s");
+            assert!(routes[i]["route"].get("host_rewrite_literal").is_none());
+        }
+        assert_eq!(routes[2]["match"]["prefix"], "/");
+        assert_eq!(routes[2]["route"]["cluster"], "engine");
+        let c = cluster(&b, "a2a_service");
+        assert_eq!(c["type"], "STATIC");
+        assert!(c.get("transport_socket").is_none());
+        assert_eq!(
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"],
+            json!({"address": "127.0.0.1", "port_value": 18090})
+        );
+        // Without the service: no route, no cluster.
+        let b = render_with(&[]);
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        assert!(clusters.iter().all(|c| c["name"] != "a2a_service"));
+    }
+
+    #[test]
+    fn embedded_plugin_config_carries_the_key_and_card_paths() {
+        let (b, p) = render_with_service(18090);
+        let embedded =
+            hcm(&b)["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
+                .as_str()
+                .unwrap();
+        assert_eq!(embedded, p.json);
+        let parsed: Value = serde_json::from_str(embedded).unwrap();
+        assert_eq!(parsed["assertion_key"], "A".repeat(43));
+        let public: Vec<&str> = parsed["public_paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(public.contains(&"/a2a/agents/echo/.well-known/agent-card.json"));
+        assert!(public.contains(&"/a2a/agents/echo/.well-known/agent.json"));
+        assert!(
+            !public
+                .iter()
+                .any(|p| p.starts_with("/a2a/") && p.ends_with('*'))
+        );
+        assert!(!public.contains(&"/a2a/agents/echo"));
     }
 }

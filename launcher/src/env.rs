@@ -49,6 +49,87 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub ca_bundle: PathBuf,
     pub did: DidSettings,
+    pub a2a: A2aSettings,
+}
+
+/// The companion A2A service that `attach run` starts next to Envoy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct A2aSettings {
+    /// `ATTACH_A2A`: on unless `off`.
+    pub enabled: bool,
+    /// `ATTACH_A2A_BIN`, absolute; `None` for `attach-a2a` next to `attach`.
+    pub bin: Option<PathBuf>,
+    /// `A2A_PORT`; a free port on 127.0.0.1 is picked when unset.
+    pub port: Option<u16>,
+    /// Where the registered agents come from.
+    pub agents: AgentSource,
+}
+
+/// `A2A_AGENTS` (a `name=url;options,...` list) or `A2A_CONFIG` (a JSON file).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentSource {
+    None,
+    List(String),
+    /// Absolute.
+    File(PathBuf),
+}
+
+impl A2aSettings {
+    fn from_env(env: Env, cwd: &Path, port: u16, admin_port: Option<u16>) -> Result<Self, Error> {
+        let enabled = match get(env, "ATTACH_A2A") {
+            None => true,
+            Some(raw) => match raw.to_ascii_lowercase().as_str() {
+                "on" | "true" | "yes" | "1" => true,
+                "off" | "false" | "no" | "0" => false,
+                _ => {
+                    return Err(Error::setting(
+                        "ATTACH_A2A",
+                        format!("{raw:?} is neither on nor off"),
+                    ));
+                }
+            },
+        };
+        let off = A2aSettings {
+            enabled: false,
+            bin: None,
+            port: None,
+            agents: AgentSource::None,
+        };
+        if !enabled {
+            return Ok(off);
+        }
+        let bin = get(env, "ATTACH_A2A_BIN").map(|p| absolute(cwd, &p));
+        let a2a_port = match get(env, "A2A_PORT") {
+            Some(raw) => {
+                let p = parse_port("A2A_PORT", &raw)?;
+                if p == port || Some(p) == admin_port {
+                    return Err(Error::setting(
+                        "A2A_PORT",
+                        format!("{p} is also ATTACH_PORT or ATTACH_ADMIN_PORT; pick another port"),
+                    ));
+                }
+                Some(p)
+            }
+            None => None,
+        };
+        let agents = match (get(env, "A2A_AGENTS"), get(env, "A2A_CONFIG")) {
+            (Some(_), Some(_)) => {
+                return Err(Error::setting(
+                    "A2A_CONFIG",
+                    "set either A2A_AGENTS or A2A_CONFIG, not both",
+                ));
+            }
+            (Some(list), None) => AgentSource::List(list),
+            (None, Some(path)) => AgentSource::File(absolute(cwd, &path)),
+            (None, None) => AgentSource::None,
+        };
+        Ok(A2aSettings {
+            enabled,
+            bin,
+            port: a2a_port,
+            agents,
+        })
+    }
 }
 
 /// The `DID_*` variables; `None` where unset, so a configuration file's
@@ -241,6 +322,8 @@ impl Settings {
             &get(env, "ATTACH_CA_BUNDLE").unwrap_or_else(|| DEFAULT_CA_BUNDLE.to_string()),
         );
 
+        let a2a = A2aSettings::from_env(env, cwd, port, admin_port)?;
+
         Ok(Settings {
             issuer,
             audiences,
@@ -256,6 +339,7 @@ impl Settings {
             data_dir,
             ca_bundle,
             did,
+            a2a,
         })
     }
 
@@ -276,6 +360,26 @@ impl Settings {
                 Error::runtime(format!("cannot find a free port for Envoy's admin: {e}"))
             })?;
         Ok(probe.port())
+    }
+
+    /// `A2A_PORT`, or a port free right now on 127.0.0.1 other than `avoid`.
+    pub fn a2a_port(&self, avoid: &[u16]) -> Result<u16, Error> {
+        if let Some(p) = self.a2a.port {
+            return Ok(p);
+        }
+        for _ in 0..8 {
+            let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|l| l.local_addr())
+                .map_err(|e| {
+                    Error::runtime(format!("cannot find a free port for the A2A service: {e}"))
+                })?;
+            if probe.port() != self.port && !avoid.contains(&probe.port()) {
+                return Ok(probe.port());
+            }
+        }
+        Err(Error::runtime(
+            "cannot find a free port for the A2A service",
+        ))
     }
 
     /// The URL clients use to reach the listener.
@@ -472,6 +576,65 @@ pub mod tests {
         ] {
             let e = settings(&[(var, value)]).unwrap_err();
             assert!(e.to_string().starts_with(&format!("{var}: ")), "{e}");
+        }
+    }
+
+    #[test]
+    fn a2a_variables() {
+        let s = settings(&[]).unwrap();
+        assert!(s.a2a.enabled, "on by default");
+        assert_eq!(s.a2a.bin, None);
+        assert_eq!(s.a2a.port, None);
+        assert_eq!(s.a2a.agents, AgentSource::None);
+        let s = settings(&[
+            ("ATTACH_A2A", "on"),
+            ("ATTACH_A2A_BIN", "bin/attach-a2a"),
+            ("A2A_PORT", "8090"),
+            ("A2A_AGENTS", "echo=http://127.0.0.1:9000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.a2a.bin.as_deref(),
+            Some(Path::new("/srv/attach/bin/attach-a2a"))
+        );
+        assert_eq!(s.a2a.port, Some(8090));
+        assert_eq!(s.a2a_port(&[]).unwrap(), 8090);
+        assert_eq!(
+            s.a2a.agents,
+            AgentSource::List("echo=http://127.0.0.1:9000".into())
+        );
+        let s = settings(&[("A2A_CONFIG", "a2a.json")]).unwrap();
+        assert_eq!(
+            s.a2a.agents,
+            AgentSource::File("/srv/attach/a2a.json".into())
+        );
+        for off in ["off", "OFF", "false", "0", "no"] {
+            let s = settings(&[("ATTACH_A2A", off), ("A2A_PORT", "x")]).unwrap();
+            assert!(!s.a2a.enabled, "{off}");
+        }
+        let s = settings(&[("ATTACH_ADMIN_PORT", "9901")]).unwrap();
+        let p = s.a2a_port(&[9901]).unwrap();
+        assert!(p != 8080 && p != 9901);
+    }
+
+    #[test]
+    fn bad_a2a_values_name_their_variable() {
+        for (pairs, var) in [
+            (&[("ATTACH_A2A", "maybe")][..], "ATTACH_A2A"),
+            (&[("A2A_PORT", "x")][..], "A2A_PORT"),
+            (&[("A2A_PORT", "8080")][..], "A2A_PORT"),
+            (
+                &[("A2A_PORT", "9901"), ("ATTACH_ADMIN_PORT", "9901")][..],
+                "A2A_PORT",
+            ),
+            (
+                &[("A2A_AGENTS", "a=http://x"), ("A2A_CONFIG", "/a.json")][..],
+                "A2A_CONFIG",
+            ),
+        ] {
+            let e = settings(pairs).unwrap_err();
+            assert_eq!(e.var(), Some(var), "{pairs:?}: {e}");
+            assert_eq!(e.exit_code(), 2);
         }
     }
 

@@ -1,5 +1,7 @@
-//! `attach`: runs Attach Gateway locally (Envoy + the filter).
+//! `attach`: runs Attach Gateway locally (Envoy + the filter, and the A2A
+//! service next to them).
 
+mod a2a;
 mod bootstrap;
 mod config_file;
 mod env;
@@ -14,21 +16,27 @@ use error::Error;
 use plugin::Plugin;
 use serde_json::Value;
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+/// How long the A2A service may take to listen before Envoy starts.
+const A2A_START_TIMEOUT: Duration = Duration::from_secs(20);
 
 const USAGE: &str = "usage: attach <command>
 
 commands:
-  run            render the Envoy bootstrap and run Envoy in the foreground
+  run            render the Envoy bootstrap and run Envoy (and the A2A service,
+                 unless ATTACH_A2A=off) in the foreground
   render         print the Envoy bootstrap JSON
   plugin-config  print the filter's plugin configuration JSON
   token          print a DID-JWT for this gateway, signed by a local did:key
                  identity (created on first use in ATTACH_DATA_DIR)
 
 Settings come from the environment (OIDC_ISSUER, OIDC_AUD, ENGINE_URL,
-ATTACH_PORT, ATTACH_CONFIG, ...); see launcher/README.md.";
+ATTACH_PORT, ATTACH_CONFIG, ATTACH_A2A, A2A_AGENTS, ...); see launcher/README.md.";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,14 +62,15 @@ fn dispatch(args: &[String]) -> Result<i32, Error> {
     {
         ["run"] => run(env, &cwd),
         ["render"] => {
-            let (settings, plugin) = prepare(env, &cwd)?;
-            let (bootstrap, _) = render(env, &cwd, &settings, &plugin)?;
-            warn(&plugin);
-            print_json(&bootstrap)
+            let p = prepare(env, &cwd)?;
+            let rendered = render(env, &cwd, &p.settings, &p.plugin)?;
+            warn(&p);
+            print_json(&rendered.bootstrap)
         }
         ["plugin-config"] => {
-            let (_, plugin) = prepare(env, &cwd)?;
-            warn(&plugin);
+            let p = prepare(env, &cwd)?;
+            warn(&p);
+            let plugin = p.plugin;
             print_json(
                 &serde_json::to_value(&plugin.config)
                     .map_err(|e| Error::runtime(format!("plugin configuration: {e}")))?,
@@ -83,32 +92,85 @@ fn dispatch(args: &[String]) -> Result<i32, Error> {
     }
 }
 
-/// Settings and the validated plugin configuration.
-fn prepare(env: Env, cwd: &Path) -> Result<(Settings, Plugin), Error> {
+/// Settings, the validated plugin configuration and, with the A2A service
+/// on, its agents and the key it shares with the filter.
+struct Prepared {
+    settings: Settings,
+    plugin: Plugin,
+    service: Option<ServicePlan>,
+}
+
+struct ServicePlan {
+    agents: Vec<String>,
+    assertion_key: String,
+    /// The key file, when this call created it.
+    created_key: Option<PathBuf>,
+}
+
+fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
     let settings = Settings::from_env(env, cwd)?;
     let file = match &settings.config_file {
         Some(path) => Some(config_file::load(path)?),
         None => None,
     };
-    let plugin = plugin::build(&settings, file)?;
-    Ok((settings, plugin))
+    if !settings.a2a.enabled {
+        let plugin = plugin::build(&settings, file)?;
+        return Ok(Prepared {
+            settings,
+            plugin,
+            service: None,
+        });
+    }
+    let agents = a2a::agent_names(&settings.a2a)?;
+    let file_key = file.as_ref().and_then(|f| f.assertion_key.clone());
+    let (key, created) = match file_key {
+        Some(k) => (k, false),
+        None => a2a::load_or_create_key(&settings.data_dir)?,
+    };
+    let wanted = plugin::Service {
+        assertion_key: key,
+        public_paths: a2a::card_paths(&agents),
+    };
+    let plugin = plugin::build_with(&settings, file, Some(&wanted))?;
+    let assertion_key = plugin
+        .config
+        .assertion_key
+        .clone()
+        .unwrap_or(wanted.assertion_key);
+    let created_key = created.then(|| settings.data_dir.join(a2a::KEY_FILE));
+    Ok(Prepared {
+        settings,
+        plugin,
+        service: Some(ServicePlan {
+            agents,
+            assertion_key,
+            created_key,
+        }),
+    })
 }
 
 /// Printed once every check has passed, so that a refused configuration
 /// leaves exactly one line (the error) on stderr.
-fn warn(plugin: &Plugin) {
-    for w in &plugin.warnings {
+fn warn(p: &Prepared) {
+    if let Some(path) = p.service.as_ref().and_then(|s| s.created_key.as_ref()) {
+        eprintln!(
+            "attach: created the gateway assertion key {}",
+            path.display()
+        );
+    }
+    for w in &p.plugin.warnings {
         eprintln!("attach: warning: {w}");
     }
 }
 
-/// The bootstrap and the admin port it uses.
-fn render(
-    env: Env,
-    cwd: &Path,
-    settings: &Settings,
-    plugin: &Plugin,
-) -> Result<(Value, u16), Error> {
+struct Rendered {
+    bootstrap: Value,
+    admin_port: u16,
+    a2a_port: Option<u16>,
+}
+
+/// The bootstrap and the ports it uses.
+fn render(env: Env, cwd: &Path, settings: &Settings, plugin: &Plugin) -> Result<Rendered, Error> {
     let wasm = env::wasm_path(env, cwd)?;
     if bootstrap::needs_ca_bundle(settings, plugin) && !settings.ca_bundle.is_file() {
         return Err(Error::setting(
@@ -117,17 +179,29 @@ fn render(
         ));
     }
     let admin_port = settings.admin_port()?;
+    let a2a_port = if settings.a2a.enabled {
+        Some(settings.a2a_port(&[admin_port])?)
+    } else {
+        None
+    };
     let value = bootstrap::render(&bootstrap::Input {
         settings,
         plugin,
         wasm: &wasm,
         admin_port,
+        a2a_port,
     });
-    Ok((value, admin_port))
+    Ok(Rendered {
+        bootstrap: value,
+        admin_port,
+        a2a_port,
+    })
 }
 
 fn print_token(env: Env, cwd: &Path) -> Result<i32, Error> {
-    let (settings, plugin) = prepare(env, cwd)?;
+    let Prepared {
+        settings, plugin, ..
+    } = prepare(env, cwd)?;
     let Some(did) = &plugin.config.did else {
         return Err(Error::setting(
             "DID_ALLOW",
@@ -166,15 +240,24 @@ fn print_json(value: &Value) -> Result<i32, Error> {
 
 fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
     supervise::die_with_parent()?;
-    let (settings, plugin) = prepare(env, cwd)?;
-    let (bootstrap, admin_port) = render(env, cwd, &settings, &plugin)?;
+    let prepared = prepare(env, cwd)?;
+    let (settings, plugin) = (&prepared.settings, &prepared.plugin);
+    let rendered = render(env, cwd, settings, plugin)?;
+    let admin_port = rendered.admin_port;
     let envoy = envoy_bin::find(env, cwd)?;
-    ensure_free("ATTACH_PORT", &settings, settings.port)?;
+    let a2a_bin = match &prepared.service {
+        Some(_) => Some(a2a::find_bin(&settings.a2a)?),
+        None => None,
+    };
+    ensure_free("ATTACH_PORT", settings, settings.port)?;
     if settings.admin_port.is_some() {
-        ensure_free("ATTACH_ADMIN_PORT", &settings, admin_port)?;
+        ensure_free("ATTACH_ADMIN_PORT", settings, admin_port)?;
     }
-    let file = write_run_files(&settings, &plugin, &bootstrap)?;
-    warn(&plugin);
+    if let (Some(port), Some(_)) = (settings.a2a.port, &prepared.service) {
+        ensure_free("A2A_PORT", settings, port)?;
+    }
+    let file = write_run_files(settings, plugin, &rendered.bootstrap)?;
+    warn(&prepared);
 
     supervise::install_handlers()?;
     println!(
@@ -182,6 +265,33 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
         settings.gateway_url(),
         settings.engine_url
     );
+    let mut group = supervise::Group::new();
+    if let (Some(service), Some(bin), Some(port)) = (&prepared.service, &a2a_bin, rendered.a2a_port)
+    {
+        println!(
+            "attach: a2a service on 127.0.0.1:{port} behind {}/a2a/ and /mem/ ({} agent(s){}{})",
+            settings.gateway_url(),
+            service.agents.len(),
+            if service.agents.is_empty() { "" } else { ": " },
+            service.agents.join(", ")
+        );
+        let _ = std::io::stdout().flush();
+        group.spawn(
+            a2a::BIN_NAME,
+            a2a::command(bin, settings, port, &service.assertion_key),
+        )?;
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let ready = group.wait_ready(a2a::BIN_NAME, A2A_START_TIMEOUT, || {
+            TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+        })?;
+        if let supervise::Ready::Stopped(code) = ready {
+            eprintln!(
+                "attach: {} stopped before it listened on {address}",
+                a2a::BIN_NAME
+            );
+            return Ok(if code == 0 { 1 } else { code });
+        }
+    }
     let _ = std::io::stdout().flush();
 
     let mut command = Command::new(&envoy);
@@ -192,7 +302,8 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
         .args(["--log-level", &settings.log_level])
         // Several stacks may run on one machine: no shared-memory segment.
         .arg("--disable-hot-restart");
-    supervise::run(command)
+    group.spawn("envoy", command)?;
+    group.run()
 }
 
 /// Refuses to start when the port is taken, with a message naming the variable.
@@ -228,7 +339,18 @@ fn write_run_files(
         let path = dir.join(name);
         let text = serde_json::to_string_pretty(value)
             .map_err(|e| Error::runtime(format!("rendering {name}: {e}")))?;
-        std::fs::write(&path, text + "\n").map_err(|e| io(&path, e))?;
+        // Both files may hold the assertion key: private before anything is written.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .and_then(|_| f.set_len(0))
+            .and_then(|_| f.write_all((text + "\n").as_bytes()))
+            .map_err(|e| io(&path, e))?;
         Ok(path)
     };
     let plugin_value = serde_json::to_value(&plugin.config)

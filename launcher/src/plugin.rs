@@ -34,7 +34,24 @@ pub struct Callout {
 pub const ENGINE_CLUSTER: &str = "engine";
 const CALLOUT_PREFIX: &str = "attach_callout_";
 
+/// What the plugin configuration needs for the A2A service behind the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// The assertion key, used unless the configuration file sets its own.
+    pub assertion_key: String,
+    /// Exact public paths (the agents' cards), appended to `public_paths`.
+    pub public_paths: Vec<String>,
+}
+
 pub fn build(settings: &Settings, file: Option<PluginConfig>) -> Result<Plugin, Error> {
+    build_with(settings, file, None)
+}
+
+pub fn build_with(
+    settings: &Settings,
+    file: Option<PluginConfig>,
+    service: Option<&Service>,
+) -> Result<Plugin, Error> {
     let from_file = file.is_some();
     let mut config = match file {
         Some(c) => c,
@@ -50,6 +67,9 @@ pub fn build(settings: &Settings, file: Option<PluginConfig>) -> Result<Plugin, 
         config.resource = Some(settings.public_url.clone());
     }
     apply_did(&mut config, settings);
+    if let Some(service) = service {
+        apply_service(&mut config, service, settings, from_file)?;
+    }
     add_callout_clusters(&mut config);
 
     let json = serde_json::to_string(&config)
@@ -78,6 +98,39 @@ pub fn build(settings: &Settings, file: Option<PluginConfig>) -> Result<Plugin, 
         callouts,
         warnings,
     })
+}
+
+/// The service's key (unless the file has one, which must then suit the
+/// service too) and its agents' card paths as exact public paths.
+fn apply_service(
+    config: &mut PluginConfig,
+    service: &Service,
+    settings: &Settings,
+    from_file: bool,
+) -> Result<(), Error> {
+    match &config.assertion_key {
+        Some(key) if !crate::a2a::key_fits_service(key) => {
+            let at = match (&settings.config_file, from_file) {
+                (Some(path), true) => format!("{}: ", path.display()),
+                _ => String::new(),
+            };
+            return Err(Error::setting(
+                "ATTACH_CONFIG",
+                format!(
+                    "{at}assertion_key: the A2A service takes base64url of exactly {} bytes (or set ATTACH_A2A=off)",
+                    crate::a2a::KEY_BYTES
+                ),
+            ));
+        }
+        Some(_) => {}
+        None => config.assertion_key = Some(service.assertion_key.clone()),
+    }
+    for path in &service.public_paths {
+        if !config.public_paths.contains(path) {
+            config.public_paths.push(path.clone());
+        }
+    }
+    Ok(())
 }
 
 /// DID sign-in: on by default, so the local stack needs no identity provider.
@@ -268,6 +321,51 @@ mod tests {
         assert_eq!(p.config.resource.as_deref(), Some("http://127.0.0.1:8080"));
         assert!(p.warnings.is_empty());
         Config::from_json(p.json.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn did_sign_in_defaults_and_overrides() {
+        let p = build(&settings(&[]).unwrap(), None).unwrap();
+        let did = p.config.did.unwrap();
+        assert_eq!(did.audiences, ["http://127.0.0.1:8080"]);
+        assert_eq!(did.allow, ["did:key:*", "did:pkh:*"]);
+        assert_eq!(did.max_ttl_secs, 3600);
+
+        let s = settings(&[
+            ("OIDC_ISSUER", "https://idp.example"),
+            ("OIDC_AUD", "api,cli"),
+        ])
+        .unwrap();
+        assert_eq!(
+            build(&s, None).unwrap().config.did.unwrap().audiences,
+            ["api", "cli"]
+        );
+
+        let f = json!({"did": {"audiences": ["from-file"], "allow": ["did:key:*"], "max_ttl_secs": 60}});
+        let p = build(&settings(&[]).unwrap(), Some(file(f.clone()))).unwrap();
+        let did = p.config.did.unwrap();
+        assert_eq!(
+            (did.audiences, did.max_ttl_secs),
+            (vec!["from-file".to_string()], 60)
+        );
+
+        let s = settings(&[("DID_AUD", "x,y"), ("DID_MAX_TTL", "120")]).unwrap();
+        let did = build(&s, Some(file(f.clone())))
+            .unwrap()
+            .config
+            .did
+            .unwrap();
+        assert_eq!(did.audiences, ["x", "y"]);
+        assert_eq!(did.max_ttl_secs, 120);
+        assert_eq!(
+            did.allow,
+            ["did:key:*"],
+            "unset variables keep the file's values"
+        );
+
+        let s = settings(&[("DID_ALLOW", "none")]).unwrap();
+        assert!(build(&s, Some(file(f))).unwrap().config.did.is_none());
+        assert!(build(&s, None).unwrap().config.did.is_none());
     }
 
     #[test]
@@ -471,5 +569,65 @@ mod tests {
         s2.public_url = "gw".into();
         let e = build(&s2, None).unwrap_err();
         assert_eq!(e.var(), Some("ATTACH_PUBLIC_URL"), "{e}");
+    }
+
+    fn key(byte: u8) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([byte; 32])
+    }
+
+    fn service() -> Service {
+        Service {
+            assertion_key: key(1),
+            public_paths: crate::a2a::card_paths(&["echo".to_string()]),
+        }
+    }
+
+    #[test]
+    fn service_key_and_card_paths() {
+        let s = settings(&[]).unwrap();
+        let p = build_with(&s, None, Some(&service())).unwrap();
+        assert_eq!(p.config.assertion_key.as_deref(), Some(key(1).as_str()));
+        let paths = &p.config.public_paths;
+        assert!(
+            paths.contains(&"/healthz".to_string()),
+            "defaults stay: {paths:?}"
+        );
+        assert!(paths.contains(&"/a2a/agents/echo/.well-known/agent-card.json".to_string()));
+        assert!(paths.contains(&"/a2a/agents/echo/.well-known/agent.json".to_string()));
+        // The JSON-RPC endpoint and other agents stay protected.
+        let c = Config::from_json(p.json.as_bytes()).unwrap();
+        assert_eq!(c.assertion_key.as_ref().map(Vec::len), Some(32));
+        assert!(c.is_public("/a2a/agents/echo/.well-known/agent-card.json"));
+        assert!(!c.is_public("/a2a/agents/echo"));
+        assert!(!c.is_public("/a2a/agents/other/.well-known/agent-card.json"));
+        assert!(!c.is_public("/a2a/tasks/send"));
+        assert!(!c.is_public("/mem/events"));
+        // Without the service nothing changes.
+        let p = build(&s, None).unwrap();
+        assert_eq!(p.config.assertion_key, None);
+        assert!(!p.json.contains("/a2a/"));
+    }
+
+    #[test]
+    fn file_assertion_key_wins_and_must_suit_the_service() {
+        let mut s = settings(&[]).unwrap();
+        with_file(&mut s);
+        let own = key(2);
+        let f = json!({"assertion_key": own, "public_paths": ["/open"]});
+        let p = build_with(&s, Some(file(f)), Some(&service())).unwrap();
+        assert_eq!(p.config.assertion_key.as_deref(), Some(own.as_str()));
+        assert_eq!(p.config.public_paths[0], "/open");
+        assert_eq!(p.config.public_paths.len(), 3);
+        // 48 bytes suit the filter but not the service.
+        let long = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([4u8; 48])
+        };
+        let f = json!({ "assertion_key": long });
+        assert!(build(&s, Some(file(f.clone()))).is_ok());
+        let e = build_with(&s, Some(file(f)), Some(&service())).unwrap_err();
+        assert_eq!(e.var(), Some("ATTACH_CONFIG"));
+        assert!(e.to_string().contains("/x.yaml: assertion_key"), "{e}");
     }
 }

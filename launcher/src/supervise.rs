@@ -1,5 +1,6 @@
-//! Runs Envoy as a child in the launcher's process group, forwards SIGINT
-//! and SIGTERM to it, and makes sure neither process outlives its parent.
+//! Runs Envoy (and the A2A service) as children in the launcher's process
+//! group, forwards SIGINT and SIGTERM to them, and makes sure no process
+//! outlives its parent.
 
 use crate::error::Error;
 use std::io;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 static PENDING: AtomicI32 = AtomicI32::new(0);
 
 const POLL: Duration = Duration::from_millis(50);
-/// How long Envoy gets to drain after a forwarded signal before SIGKILL.
+/// How long the children get to drain after a forwarded signal before SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
 
 extern "C" fn on_signal(sig: libc::c_int) {
@@ -54,67 +55,180 @@ pub fn die_with_parent() -> Result<(), Error> {
     Ok(())
 }
 
-/// Starts `command`, waits for it, and returns the exit code to use:
-/// the child's own, or 128 + signal when a signal ended it.
-pub fn run(mut command: Command) -> Result<i32, Error> {
-    // SAFETY: getpid is async-signal-safe and called before the fork.
-    let launcher = unsafe { libc::getpid() };
-    // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe calls without allocating.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The launcher died before prctl took effect: do not start orphaned.
-            if libc::getppid() != launcher {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
+/// The launcher's children, all in its process group: each gets SIGTERM
+/// when the launcher dies, and signals the launcher receives are passed on
+/// to every one of them. Dropping the group stops whatever still runs.
+#[derive(Default)]
+pub struct Group {
+    children: Vec<(String, Child)>,
+}
+
+/// How [`Group::wait_ready`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ready {
+    Yes,
+    /// The group stopped (a child exited or a signal came); the launcher
+    /// exits with this status.
+    Stopped(i32),
+}
+
+impl Group {
+    pub fn new() -> Group {
+        Group::default()
     }
-    let program = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
-        .spawn()
-        .map_err(|e| Error::runtime(format!("cannot start {program}: {e}")))?;
-    loop {
-        if let Some(status) = try_wait(&mut child)? {
-            return Ok(exit_code(status));
+
+    /// Starts `command` as the child called `name`.
+    pub fn spawn(&mut self, name: &str, mut command: Command) -> Result<(), Error> {
+        // SAFETY: getpid is async-signal-safe and called before the fork.
+        let launcher = unsafe { libc::getpid() };
+        // SAFETY: the closure runs between fork and exec and only makes
+        // async-signal-safe calls without allocating.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The launcher died before prctl took effect: do not start orphaned.
+                if libc::getppid() != launcher {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command
+            .spawn()
+            .map_err(|e| Error::runtime(format!("cannot start {program}: {e}")))?;
+        self.children.push((name.to_string(), child));
+        Ok(())
+    }
+
+    /// Waits until `ready()` holds, watching the children meanwhile: one that
+    /// exits, a signal, or `timeout` stops the whole group.
+    pub fn wait_ready(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<Ready, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(code) = self.step()? {
+                return Ok(Ready::Stopped(code));
+            }
+            if ready() {
+                return Ok(Ready::Yes);
+            }
+            if Instant::now() > deadline {
+                eprintln!("attach: {what} not ready after {timeout:?}; stopping");
+                self.stop(libc::SIGTERM)?;
+                return Ok(Ready::Stopped(1));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Supervises until a child exits or a signal comes, and returns the
+    /// exit code to use: with one child, its own (128 + signal when a signal
+    /// ended it); with several, a child that exits on its own stops the
+    /// others and the code is never 0.
+    pub fn run(mut self) -> Result<i32, Error> {
+        loop {
+            if let Some(code) = self.step()? {
+                return Ok(code);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// One look at the children and the pending signal; `Some(code)` once
+    /// the group has stopped.
+    fn step(&mut self) -> Result<Option<i32>, Error> {
+        for i in 0..self.children.len() {
+            let (name, child) = &mut self.children[i];
+            if let Some(status) = try_wait(name, child)? {
+                let code = exit_code(status);
+                let name = name.clone();
+                self.children.remove(i);
+                if self.children.is_empty() {
+                    return Ok(Some(code));
+                }
+                eprintln!("attach: {name} exited ({status}); stopping the others");
+                self.stop(libc::SIGTERM)?;
+                return Ok(Some(if code == 0 { 1 } else { code }));
+            }
         }
         let sig = PENDING.swap(0, Ordering::SeqCst);
         if sig != 0 {
-            return stop(&mut child, sig);
+            let codes = self.stop(sig)?;
+            return Ok(Some(codes.into_iter().find(|c| *c != 0).unwrap_or(0)));
         }
-        std::thread::sleep(POLL);
+        Ok(None)
+    }
+
+    /// Forwards `sig` to every child, then waits up to [`GRACE`] (or until
+    /// a second signal) before SIGKILL; the exit codes in start order.
+    fn stop(&mut self, sig: i32) -> Result<Vec<i32>, Error> {
+        let mut children = std::mem::take(&mut self.children);
+        for (_, child) in &children {
+            // SAFETY: signalling our own child, which has not been reaped yet.
+            unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        }
+        let mut codes: Vec<Option<i32>> = vec![None; children.len()];
+        let deadline = Instant::now() + GRACE;
+        loop {
+            for (i, (name, child)) in children.iter_mut().enumerate() {
+                if codes[i].is_none() {
+                    codes[i] = try_wait(name, child)?.map(exit_code);
+                }
+            }
+            if codes.iter().all(Option::is_some)
+                || Instant::now() >= deadline
+                || PENDING.swap(0, Ordering::SeqCst) != 0
+            {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        let mut out = Vec::with_capacity(children.len());
+        for (i, (name, child)) in children.iter_mut().enumerate() {
+            if let Some(code) = codes[i] {
+                out.push(code);
+                continue;
+            }
+            eprintln!("attach: {name} did not stop in time; killing it");
+            // An error here means it exited meanwhile; wait() reports how.
+            let _ = child.kill();
+            let status = child
+                .wait()
+                .map_err(|e| Error::runtime(format!("waiting for {name}: {e}")))?;
+            out.push(exit_code(status));
+        }
+        Ok(out)
     }
 }
 
-fn try_wait(child: &mut Child) -> Result<Option<ExitStatus>, Error> {
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.children.is_empty() {
+            let _ = self.stop(libc::SIGTERM);
+        }
+    }
+}
+
+/// Starts `command`, waits for it, and returns the exit code to use:
+/// the child's own, or 128 + signal when a signal ended it.
+#[cfg(test)]
+pub fn run(command: Command) -> Result<i32, Error> {
+    let mut group = Group::new();
+    group.spawn("envoy", command)?;
+    group.run()
+}
+
+fn try_wait(name: &str, child: &mut Child) -> Result<Option<ExitStatus>, Error> {
     child
         .try_wait()
-        .map_err(|e| Error::runtime(format!("waiting for envoy: {e}")))
-}
-
-/// Forwards `sig`, then waits up to [`GRACE`] (or until a second signal)
-/// before SIGKILL.
-fn stop(child: &mut Child, sig: i32) -> Result<i32, Error> {
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: signalling our own child, which has not been reaped yet.
-    unsafe { libc::kill(pid, sig) };
-    let deadline = Instant::now() + GRACE;
-    while Instant::now() < deadline && PENDING.swap(0, Ordering::SeqCst) == 0 {
-        if let Some(status) = try_wait(child)? {
-            return Ok(exit_code(status));
-        }
-        std::thread::sleep(POLL);
-    }
-    eprintln!("attach: envoy did not stop in time; killing it");
-    // An error here means it exited meanwhile; wait() reports how.
-    let _ = child.kill();
-    let status = child
-        .wait()
-        .map_err(|e| Error::runtime(format!("waiting for envoy: {e}")))?;
-    Ok(exit_code(status))
+        .map_err(|e| Error::runtime(format!("waiting for {name}: {e}")))
 }
 
 pub fn exit_code(status: ExitStatus) -> i32 {
@@ -142,5 +256,60 @@ mod tests {
         let e = run(Command::new("/nonexistent/envoy")).unwrap_err();
         assert_eq!(e.exit_code(), 1);
         assert!(e.to_string().contains("/nonexistent/envoy"), "{e}");
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn one_child_exiting_stops_the_other_and_fails() {
+        for (script, want) in [("exit 0", 1), ("exit 3", 3)] {
+            let mut g = Group::new();
+            g.spawn("service", sh("exec sleep 30")).unwrap();
+            let sleeper = g.children[0].1.id() as i32;
+            g.spawn("envoy", sh(script)).unwrap();
+            let started = Instant::now();
+            assert_eq!(g.run().unwrap(), want, "{script}");
+            assert!(
+                started.elapsed() < GRACE,
+                "the sleeper was not stopped by SIGTERM"
+            );
+            // SAFETY: probing a pid with signal 0.
+            let gone = unsafe { libc::kill(sleeper, 0) } != 0;
+            assert!(gone, "the other child still runs");
+        }
+    }
+
+    #[test]
+    fn wait_ready_sees_readiness_and_early_exits() {
+        let mut g = Group::new();
+        g.spawn("service", sh("exec sleep 30")).unwrap();
+        let mut polls = 0;
+        let r = g
+            .wait_ready("service", Duration::from_secs(5), || {
+                polls += 1;
+                polls > 2
+            })
+            .unwrap();
+        assert_eq!(r, Ready::Yes);
+        drop(g);
+
+        let mut g = Group::new();
+        g.spawn("service", sh("exit 2")).unwrap();
+        let r = g
+            .wait_ready("service", Duration::from_secs(5), || false)
+            .unwrap();
+        assert_eq!(r, Ready::Stopped(2));
+
+        let mut g = Group::new();
+        g.spawn("service", sh("exec sleep 30")).unwrap();
+        let r = g
+            .wait_ready("service", Duration::from_millis(200), || false)
+            .unwrap();
+        assert_eq!(r, Ready::Stopped(1));
+        assert!(g.children.is_empty());
     }
 }

@@ -75,7 +75,12 @@ fn attach(args: &[&str], wasm: &Path, envs: &[(&str, &str)]) -> Command {
         .env("ATTACH_WASM", wasm)
         .env_remove("ATTACH_CONFIG")
         .env_remove("OIDC_ISSUER")
-        .env_remove("OIDC_AUD");
+        .env_remove("OIDC_AUD")
+        .env_remove("A2A_AGENTS")
+        .env_remove("A2A_CONFIG")
+        .env_remove("A2A_PORT")
+        // Envoy alone, unless a test turns the A2A service on.
+        .env("ATTACH_A2A", "off");
     for (k, v) in envs {
         c.env(k, v);
     }
@@ -177,15 +182,25 @@ fn alive(pid: i32) -> bool {
     !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X') | None)
 }
 
+fn children_of(parent: u32) -> Vec<i32> {
+    let list = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap();
+    list.split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
 /// Envoy's pid: the only child of `parent`.
 fn child_of(parent: u32) -> i32 {
-    let list = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap();
-    let pids: Vec<i32> = list
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let pids = children_of(parent);
     assert_eq!(pids.len(), 1, "children of {parent}: {pids:?}");
     pids[0]
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn start(envoy: &Path, wasm: &Path, dir: &Path, port: u16, admin: u16, engine: &str) -> Child {
@@ -289,5 +304,120 @@ fn taken_port_is_refused_before_envoy_starts() {
         err.trim(),
         format!("attach: ATTACH_PORT: {port} is already in use on 127.0.0.1")
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The A2A service binary: next to the `attach` under test, else the
+/// workspace's release build.
+fn a2a_service() -> Option<PathBuf> {
+    let found = [
+        Path::new(ATTACH).with_file_name("attach-a2a"),
+        workspace().join("target/release/attach-a2a"),
+    ]
+    .into_iter()
+    .find(|p| is_executable(p));
+    match found {
+        Some(p) => Some(p),
+        None if std::env::var_os("CI").is_some() => panic!("CI is set but attach-a2a is not built"),
+        None => {
+            eprintln!(
+                "skipped: attach-a2a not built (cargo build --release -p attach-a2a-service)"
+            );
+            None
+        }
+    }
+}
+
+fn start_with_service(
+    envoy: &Path,
+    wasm: &Path,
+    service: &Path,
+    dir: &Path,
+    ports: (u16, u16, u16),
+) -> Child {
+    let (port, admin, a2a) = ports;
+    let engine = format!("http://127.0.0.1:{}", free_port());
+    attach(&["run"], wasm, &[])
+        .env("ATTACH_A2A", "on")
+        .env("ATTACH_A2A_BIN", service)
+        .env("A2A_PORT", a2a.to_string())
+        .env("A2A_AGENTS", "echo=http://127.0.0.1:9")
+        .env("ENVOY_BIN", envoy)
+        .env("ATTACH_PORT", port.to_string())
+        .env("ATTACH_ADMIN_PORT", admin.to_string())
+        .env("ATTACH_DATA_DIR", dir)
+        .env("ATTACH_CONCURRENCY", "1")
+        .env("ATTACH_LOG_LEVEL", "warn")
+        .env("ENGINE_URL", engine)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Both children run; SIGTERM stops both; the key file is private.
+#[test]
+fn run_supervises_envoy_and_the_a2a_service() {
+    let (Some((envoy, wasm)), Some(service)) = (prerequisites(), a2a_service()) else {
+        return;
+    };
+    let dir = scratch("a2a");
+    let ports = (free_port(), free_port(), free_port());
+    let mut child = start_with_service(&envoy, &wasm, &service, &dir, ports);
+    wait_until("envoy admin /ready", &mut child, || {
+        http_status(ports.1, "/ready") == Some(200)
+    });
+    let kids = children_of(child.id());
+    assert_eq!(kids.len(), 2, "children: {kids:?}");
+    let names: Vec<String> = kids.iter().map(|p| comm(*p)).collect();
+    assert!(names.iter().any(|n| n == "attach-a2a"), "{names:?}");
+    // The service listens on loopback; through Envoy its health check is
+    // not reachable (that path belongs to the engine route).
+    assert_eq!(http_status(ports.2, "/healthz"), Some(200));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("assertion.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let envoy_json = dir.join(format!("run-{}/envoy.json", ports.0));
+    let mode = std::fs::metadata(&envoy_json).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "envoy.json holds the key");
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(200));
+    for pid in kids {
+        assert!(!alive(pid), "{pid} outlived the launcher");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// When the service dies, the launcher stops Envoy and fails.
+#[test]
+fn a_dying_service_stops_envoy() {
+    let (Some((envoy, wasm)), Some(service)) = (prerequisites(), a2a_service()) else {
+        return;
+    };
+    let dir = scratch("a2a-dies");
+    let ports = (free_port(), free_port(), free_port());
+    let mut child = start_with_service(&envoy, &wasm, &service, &dir, ports);
+    wait_until("envoy admin /ready", &mut child, || {
+        http_status(ports.1, "/ready") == Some(200)
+    });
+    let kids = children_of(child.id());
+    let a2a = *kids.iter().find(|p| comm(**p) == "attach-a2a").unwrap();
+    // SAFETY: killing our own grandchild.
+    unsafe { libc::kill(a2a, libc::SIGKILL) };
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_ne!(status.code(), Some(0), "{status}");
+    std::thread::sleep(Duration::from_millis(200));
+    for pid in kids {
+        assert!(!alive(pid), "{pid} outlived the launcher");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

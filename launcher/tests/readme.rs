@@ -36,10 +36,17 @@ fn every_environment_variable_is_documented() {
         let source = std::fs::read_to_string(repo().join("launcher/src").join(file)).unwrap();
         names.extend(variables(&source));
     }
-    assert!(
-        names.contains("OIDC_ISSUER") && names.contains("DID_ALLOW"),
-        "{names:?}"
-    );
+    for expected in [
+        "OIDC_ISSUER",
+        "DID_ALLOW",
+        "ATTACH_A2A",
+        "ATTACH_A2A_BIN",
+        "A2A_PORT",
+        "A2A_AGENTS",
+        "A2A_CONFIG",
+    ] {
+        assert!(names.contains(expected), "{expected} not in {names:?}");
+    }
     for name in names {
         assert!(
             readme.contains(&format!("| `{name}` |")),

@@ -32,7 +32,7 @@ def find_repo_root():
 REPO = find_repo_root()
 
 # Variables of the launcher that must never leak in from the caller's environment.
-_OWN_VARS = ("ATTACH_", "OIDC_", "ENGINE_URL", "ENVOY_BIN")
+_OWN_VARS = ("ATTACH_", "OIDC_", "DID_", "A2A_", "ENGINE_URL", "ENVOY_BIN")
 
 BANNER = re.compile(
     r"attach: gateway on http://127\.0\.0\.1:(\d+) -> (\S+) \(envoy admin 127\.0\.0\.1:(\d+)\)"
@@ -47,6 +47,10 @@ def wasm_path():
     return Path(
         os.environ.get("ATTACH_WASM") or REPO / "target/wasm32-wasip1/release/attach_filter.wasm"
     )
+
+
+def a2a_bin():
+    return Path(os.environ.get("ATTACH_A2A_BIN") or REPO / "target/release/attach-a2a")
 
 
 def envoy_bin():
@@ -131,6 +135,8 @@ class Gateway:
     None). resource="auto" sets the config's resource to the gateway's base URL
     unless the config already has one; resource=None leaves it unset.
     admin_port="auto" picks a free port; None leaves ATTACH_ADMIN_PORT unset.
+    a2a=True also runs the A2A service (ATTACH_A2A=on) on a free port
+    (a2a_port); by default the gateway runs without it (ATTACH_A2A=off).
     """
 
     running = set()  # gateways started and not yet stopped, for failure reports
@@ -149,6 +155,7 @@ class Gateway:
         data_dir=None,
         env=None,
         log_level=None,
+        a2a=False,
     ):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -170,6 +177,8 @@ class Gateway:
         self.concurrency = concurrency
         self.data_dir = Path(data_dir) if data_dir else self.workdir / "data"
         self.extra_env = dict(env or {})
+        self.a2a = a2a
+        self.a2a_port = free_ports(1)[0] if a2a else None
         self.log_level = log_level or os.environ.get("E2E_ATTACH_LOG_LEVEL", "info")
         self.stdout_path = self.workdir / "attach.stdout.log"
         self.stderr_path = self.workdir / "attach.stderr.log"
@@ -190,7 +199,11 @@ class Gateway:
             ATTACH_CONCURRENCY=str(self.concurrency),
             ATTACH_LOG_LEVEL=self.log_level,
             ATTACH_DATA_DIR=str(self.data_dir),
+            ATTACH_A2A="on" if self.a2a else "off",
         )
+        if self.a2a:
+            env["ATTACH_A2A_BIN"] = str(a2a_bin())
+            env["A2A_PORT"] = str(self.a2a_port)
         if self.admin_port is not None:
             env["ATTACH_ADMIN_PORT"] = str(self.admin_port)
         if self.issuer is not None:
@@ -207,6 +220,11 @@ class Gateway:
     def start(self, timeout=30):
         """Starts `attach run` and waits until the listener answers HTTP."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.a2a and not os.access(a2a_bin(), os.X_OK):
+            raise AssertionError(
+                f"A2A service {a2a_bin()} not built "
+                "(cargo build --release -p attach-a2a-service)"
+            )
         env = self.env()
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
@@ -271,7 +289,7 @@ class Gateway:
         return [(p, _cmdline(p)) for p in pids if alive(p)]
 
     def ports(self):
-        return [p for p in (self.port, self.admin_port) if p]
+        return [p for p in (self.port, self.admin_port, self.a2a_port) if p]
 
     def stop(self, timeout=15):
         """SIGTERM, then verify that nothing of the gateway is left running or listening."""

@@ -1,0 +1,377 @@
+//! Calling registered agents.
+//!
+//! `a2a` agents get a blocking `SendMessage` (1.0) or `message/send` (0.3);
+//! a reply still in progress is polled with `GetTask` / `tasks/get` until it
+//! settles. `http` agents get the task input as a JSON POST and their JSON
+//! reply is the result. The whole exchange is bounded by the agent's
+//! timeout; any failure (transport error, non-2xx, timeout, a reply that is
+//! not what the protocol promises) ends the task `failed` with the reason.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use super::ProtocolVersion;
+use super::model::{Artifact, Message, Part, TaskState, parts_from_value, plain_value};
+use super::{v0_3, v1};
+use crate::auth::{ASSERTION_HEADER, AssertionKey, Caller, SESSION_HEADER, USER_HEADER};
+use crate::config::{AgentConfig, AgentKind};
+use crate::error::one_line;
+use crate::metrics::Metrics;
+use crate::store::Completion;
+
+/// Largest reply accepted from an agent.
+pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What an A2A agent answered.
+#[derive(Debug)]
+pub enum AgentReply {
+    Message(Message),
+    Task {
+        id: String,
+        state: TaskState,
+        status_message: Option<Message>,
+        artifacts: Vec<Artifact>,
+        history: Vec<Message>,
+    },
+}
+
+type ReplyParser = fn(&Value) -> Result<AgentReply, String>;
+
+#[derive(Clone)]
+pub struct Forwarder {
+    client: reqwest::Client,
+    key: AssertionKey,
+    metrics: Metrics,
+}
+
+/// The identity a forwarded request carries.
+pub struct OnBehalfOf<'a> {
+    pub caller: &'a Caller,
+    pub context_id: &'a str,
+    pub task_id: &'a str,
+}
+
+impl Forwarder {
+    pub fn new(key: AssertionKey, metrics: Metrics) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            // Identity headers must not follow a redirect to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            key,
+            metrics,
+        })
+    }
+
+    fn headers(&self, agent: &AgentConfig, who: &OnBehalfOf<'_>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let caller = who.caller;
+        let assertion = self.key.sign_now(&caller.user, &caller.session);
+        for (name, value) in [
+            (USER_HEADER, caller.user.as_str()),
+            (SESSION_HEADER, caller.session.as_str()),
+            (ASSERTION_HEADER, assertion.as_str()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(name, v);
+            }
+        }
+        if agent.kind == AgentKind::A2a && agent.protocol == ProtocolVersion::V1_0 {
+            h.insert("a2a-version", HeaderValue::from_static("1.0"));
+        }
+        if agent.forward_bearer {
+            if let Some(v) = caller
+                .authorization
+                .as_deref()
+                .and_then(|a| HeaderValue::from_str(a).ok())
+            {
+                h.insert(AUTHORIZATION, v);
+            }
+        }
+        h
+    }
+
+    /// Runs the task's exchange with `agent` to an end state.
+    pub async fn run(
+        &self,
+        agent: &AgentConfig,
+        who: &OnBehalfOf<'_>,
+        message: &Message,
+        input: &Value,
+    ) -> Completion {
+        let started = Instant::now();
+        let exchange = async {
+            match agent.kind {
+                AgentKind::Http => self.call_http(agent, who, input).await,
+                AgentKind::A2a => self.call_a2a(agent, who, message).await,
+            }
+        };
+        let (completion, outcome) = match tokio::time::timeout(agent.timeout, exchange).await {
+            Ok(Ok(c)) => (c, "ok"),
+            Ok(Err(reason)) => (failed(reason), "error"),
+            Err(_) => (
+                failed(format!(
+                    "agent {:?} did not answer within {} s",
+                    agent.name,
+                    agent.timeout.as_secs_f64()
+                )),
+                "timeout",
+            ),
+        };
+        self.metrics
+            .forward_observed(&agent.name, outcome, started.elapsed());
+        let mut completion = completion;
+        if let Some(reply) = &mut completion.reply {
+            reply.context_id = Some(who.context_id.to_string());
+            reply.task_id = Some(who.task_id.to_string());
+        }
+        completion
+    }
+
+    async fn post(
+        &self,
+        agent: &AgentConfig,
+        who: &OnBehalfOf<'_>,
+        url: &str,
+        body: &Value,
+    ) -> Result<Value, String> {
+        let name = &agent.name;
+        let response = self
+            .client
+            .post(url)
+            .headers(self.headers(agent, who))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| format!("agent {name:?} unreachable: {}", one_line(&error_chain(&e))))?;
+        let status = response.status();
+        let bytes = read_capped(response)
+            .await
+            .map_err(|e| format!("agent {name:?} reply unreadable: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("agent {name:?} answered HTTP {}", status.as_u16()));
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|_| format!("agent {name:?} replied with something other than JSON"))
+    }
+
+    async fn call_http(
+        &self,
+        agent: &AgentConfig,
+        who: &OnBehalfOf<'_>,
+        input: &Value,
+    ) -> Result<Completion, String> {
+        let reply = self.post(agent, who, &agent.url, input).await?;
+        let parts = parts_from_value(&reply);
+        Ok(Completion {
+            state: TaskState::Completed,
+            reply: Some(Message::agent(parts.clone(), who.context_id, who.task_id)),
+            artifacts: vec![Artifact {
+                artifact_id: uuid::Uuid::new_v4().to_string(),
+                name: Some("result".into()),
+                description: None,
+                parts,
+                metadata: None,
+            }],
+            result: Some(reply),
+            error: None,
+        })
+    }
+
+    async fn rpc(
+        &self,
+        agent: &AgentConfig,
+        who: &OnBehalfOf<'_>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
+        let request = json!({
+            "jsonrpc": "2.0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "method": method,
+            "params": params,
+        });
+        let reply = self.post(agent, who, &agent.url, &request).await?;
+        if let Some(error) = reply.get("error") {
+            let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message");
+            return Err(format!(
+                "agent {:?} returned error {code}: {}",
+                agent.name,
+                one_line(message)
+            ));
+        }
+        reply
+            .get("result")
+            .cloned()
+            .ok_or_else(|| format!("agent {:?} replied without a result", agent.name))
+    }
+
+    async fn call_a2a(
+        &self,
+        agent: &AgentConfig,
+        who: &OnBehalfOf<'_>,
+        message: &Message,
+    ) -> Result<Completion, String> {
+        // The agent keeps its own task ids; ours stay with us.
+        let mut outgoing = message.clone();
+        outgoing.task_id = None;
+        let (send, get, params, parse): (_, _, _, ReplyParser) = match agent.protocol {
+            ProtocolVersion::V1_0 => (
+                v1::SEND,
+                v1::GET,
+                json!({"message": v1::message_json(&outgoing), "configuration": {"returnImmediately": false}}),
+                v1::parse_reply,
+            ),
+            ProtocolVersion::V0_3 => (
+                v0_3::SEND,
+                v0_3::GET,
+                json!({"message": v0_3::message_json(&outgoing), "configuration": {"blocking": true}}),
+                v0_3::parse_reply,
+            ),
+        };
+        let mut reply = parse(&self.rpc(agent, who, send, params).await?)?;
+        loop {
+            match reply {
+                AgentReply::Task { ref id, state, .. } if state.is_active() && !id.is_empty() => {
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    let id = id.clone();
+                    reply = parse(&self.rpc(agent, who, get, json!({"id": id})).await?)?;
+                }
+                AgentReply::Task { state, .. } if state.is_active() => {
+                    return Err(format!(
+                        "agent {:?} left its task unfinished without an id",
+                        agent.name
+                    ));
+                }
+                other => return Ok(completion_of(other, &agent.name)),
+            }
+        }
+    }
+}
+
+fn failed(reason: String) -> Completion {
+    Completion {
+        state: TaskState::Failed,
+        reply: None,
+        artifacts: Vec::new(),
+        result: None,
+        error: Some(reason),
+    }
+}
+
+fn text_of(message: &Message) -> Option<String> {
+    let texts: Vec<&str> = message
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    (!texts.is_empty()).then(|| texts.join(" "))
+}
+
+/// Maps an agent's final answer onto our task.
+fn completion_of(reply: AgentReply, agent: &str) -> Completion {
+    match reply {
+        AgentReply::Message(m) => {
+            let artifacts = vec![Artifact {
+                artifact_id: uuid::Uuid::new_v4().to_string(),
+                name: Some("response".into()),
+                description: None,
+                parts: m.parts.clone(),
+                metadata: None,
+            }];
+            Completion {
+                state: TaskState::Completed,
+                result: Some(m.plain_value()),
+                reply: Some(m),
+                artifacts,
+                error: None,
+            }
+        }
+        AgentReply::Task {
+            state,
+            status_message,
+            artifacts,
+            history,
+            ..
+        } => {
+            let reply = status_message.or_else(|| {
+                history
+                    .into_iter()
+                    .rev()
+                    .find(|m| m.role == super::model::Role::Agent)
+            });
+            let result_parts: Vec<Part> = if artifacts.is_empty() {
+                reply.as_ref().map(|m| m.parts.clone()).unwrap_or_default()
+            } else {
+                artifacts.iter().flat_map(|a| a.parts.clone()).collect()
+            };
+            let error = match state {
+                TaskState::Failed | TaskState::Rejected => Some(
+                    reply
+                        .as_ref()
+                        .and_then(text_of)
+                        .map(|t| {
+                            format!(
+                                "agent {agent:?} reported {}: {}",
+                                state.as_str(),
+                                one_line(&t)
+                            )
+                        })
+                        .unwrap_or_else(|| format!("agent {agent:?} reported {}", state.as_str())),
+                ),
+                _ => None,
+            };
+            Completion {
+                state,
+                result: (!result_parts.is_empty()).then(|| plain_value(&result_parts)),
+                reply,
+                artifacts,
+                error,
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| one_line(&e.to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_REPLY_BYTES {
+            return Err(format!("larger than {MAX_REPLY_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

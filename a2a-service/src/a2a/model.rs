@@ -1,0 +1,334 @@
+//! Version-neutral task, message and part types, and the task state machine.
+//! Stored as JSON in the task rows; each protocol version renders them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    Submitted,
+    Working,
+    InputRequired,
+    AuthRequired,
+    Completed,
+    Failed,
+    Canceled,
+    Rejected,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 8] = [
+        TaskState::Submitted,
+        TaskState::Working,
+        TaskState::InputRequired,
+        TaskState::AuthRequired,
+        TaskState::Completed,
+        TaskState::Failed,
+        TaskState::Canceled,
+        TaskState::Rejected,
+    ];
+
+    /// The stored name, which is also the 0.3 wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Submitted => "submitted",
+            TaskState::Working => "working",
+            TaskState::InputRequired => "input-required",
+            TaskState::AuthRequired => "auth-required",
+            TaskState::Completed => "completed",
+            TaskState::Failed => "failed",
+            TaskState::Canceled => "canceled",
+            TaskState::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The 1.0 wire name (`TASK_STATE_…`).
+    pub fn v1_name(self) -> &'static str {
+        match self {
+            TaskState::Submitted => "TASK_STATE_SUBMITTED",
+            TaskState::Working => "TASK_STATE_WORKING",
+            TaskState::InputRequired => "TASK_STATE_INPUT_REQUIRED",
+            TaskState::AuthRequired => "TASK_STATE_AUTH_REQUIRED",
+            TaskState::Completed => "TASK_STATE_COMPLETED",
+            TaskState::Failed => "TASK_STATE_FAILED",
+            TaskState::Canceled => "TASK_STATE_CANCELED",
+            TaskState::Rejected => "TASK_STATE_REJECTED",
+        }
+    }
+
+    pub fn from_v1(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.v1_name() == name)
+    }
+
+    /// Completed, failed, canceled and rejected tasks never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Completed | TaskState::Failed | TaskState::Canceled | TaskState::Rejected
+        )
+    }
+
+    /// Still owned by a forward in flight (the states a restart interrupts).
+    pub fn is_active(self) -> bool {
+        matches!(self, TaskState::Submitted | TaskState::Working)
+    }
+
+    /// The transitions the service makes.
+    pub fn can_become(self, next: TaskState) -> bool {
+        use TaskState::*;
+        match self {
+            Submitted => next != Submitted,
+            Working => !matches!(next, Submitted | Working),
+            InputRequired | AuthRequired => matches!(next, Working | Canceled | Failed),
+            Completed | Failed | Canceled | Rejected => false,
+        }
+    }
+
+    /// The states a task may be in for a transition to `next`, as stored names.
+    pub fn sources_of(next: TaskState) -> Vec<&'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(|s| s.can_become(next))
+            .map(TaskState::as_str)
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Agent,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Part {
+    Text {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<Map<String, Value>>,
+    },
+    Data {
+        data: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<Map<String, Value>>,
+    },
+    File {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        /// base64 content.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media_type: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<Map<String, Value>>,
+    },
+}
+
+impl Part {
+    pub fn text(text: impl Into<String>) -> Self {
+        Part::Text {
+            text: text.into(),
+            metadata: None,
+        }
+    }
+
+    pub fn data(data: Value) -> Self {
+        Part::Data {
+            data,
+            metadata: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub message_id: String,
+    pub role: Role,
+    pub parts: Vec<Part>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_task_ids: Vec<String>,
+}
+
+impl Message {
+    pub fn agent(parts: Vec<Part>, context_id: &str, task_id: &str) -> Self {
+        Message {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            role: Role::Agent,
+            parts,
+            context_id: Some(context_id.to_string()),
+            task_id: Some(task_id.to_string()),
+            metadata: None,
+            reference_task_ids: Vec::new(),
+        }
+    }
+
+    /// The message as plain JSON for `http` agents and the seed routes:
+    /// all-text parts join into a string, a lone data part is its data.
+    pub fn plain_value(&self) -> Value {
+        plain_value(&self.parts)
+    }
+}
+
+pub fn plain_value(parts: &[Part]) -> Value {
+    if !parts.is_empty() && parts.iter().all(|p| matches!(p, Part::Text { .. })) {
+        let text: Vec<&str> = parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        return Value::String(text.join("\n"));
+    }
+    if let [Part::Data { data, .. }] = parts {
+        return data.clone();
+    }
+    serde_json::to_value(parts).unwrap_or(Value::Null)
+}
+
+/// Parts for a plain JSON value: a string is text, anything else data.
+pub fn parts_from_value(value: &Value) -> Vec<Part> {
+    match value {
+        Value::String(s) => vec![Part::text(s.clone())],
+        other => vec![Part::data(other.clone())],
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub artifact_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub parts: Vec<Part>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// A stored task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub context_id: String,
+    pub owner: String,
+    pub session: String,
+    pub agent: String,
+    pub state: TaskState,
+    /// The input as plain JSON (the seed route's `input`, or the message's).
+    pub input: Value,
+    pub history: Vec<Message>,
+    pub artifacts: Vec<Artifact>,
+    /// The message that accompanies the current status, if any.
+    pub status_message: Option<Message>,
+    /// The plain JSON result (seed routes).
+    pub result: Option<Value>,
+    /// Why the task failed.
+    pub error: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// After this instant an active task is known to be orphaned.
+    pub deadline_ms: i64,
+}
+
+impl Task {
+    /// The history, newest last, cut to the `history_length` most recent
+    /// messages when one is given.
+    pub fn history_tail(&self, history_length: Option<usize>) -> &[Message] {
+        let n = history_length
+            .unwrap_or(self.history.len())
+            .min(self.history.len());
+        &self.history[self.history.len() - n..]
+    }
+
+    /// The status message to show: the agent's, or one carrying the failure.
+    pub fn shown_status_message(&self) -> Option<Message> {
+        if let Some(m) = &self.status_message {
+            return Some(m.clone());
+        }
+        self.error
+            .as_ref()
+            .map(|e| Message::agent(vec![Part::text(e.clone())], &self.context_id, &self.id))
+    }
+}
+
+/// RFC 3339 text for a unix-millisecond instant.
+pub fn timestamp(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_states_never_move() {
+        for from in TaskState::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in TaskState::ALL {
+                assert!(!from.can_become(to), "{from:?} -> {to:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lifecycle() {
+        use TaskState::*;
+        assert!(Submitted.can_become(Working));
+        assert!(Working.can_become(Completed));
+        assert!(Working.can_become(Failed));
+        assert!(Working.can_become(Canceled));
+        assert!(!Working.can_become(Submitted));
+        assert!(InputRequired.can_become(Working));
+        assert!(!InputRequired.can_become(Completed));
+        let mut to_canceled = TaskState::sources_of(Canceled);
+        to_canceled.sort();
+        assert_eq!(
+            to_canceled,
+            ["auth-required", "input-required", "submitted", "working"]
+        );
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in TaskState::ALL {
+            assert_eq!(TaskState::parse(s.as_str()), Some(s));
+            assert_eq!(TaskState::from_v1(s.v1_name()), Some(s));
+        }
+    }
+
+    #[test]
+    fn plain_values() {
+        assert_eq!(
+            plain_value(&[Part::text("a"), Part::text("b")]),
+            Value::String("a\nb".into())
+        );
+        assert_eq!(
+            plain_value(&[Part::data(serde_json::json!({"x": 1}))]),
+            serde_json::json!({"x": 1})
+        );
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,569 @@
+//! Service configuration, read once from the environment.
+//!
+//! | variable | default | meaning |
+//! | --- | --- | --- |
+//! | `A2A_HOST` | `127.0.0.1` | address to listen on |
+//! | `A2A_PORT` | `8090` | port to listen on |
+//! | `ATTACH_DATA_DIR` | `.attach` | SQLite file and `assertion.key` live here |
+//! | `A2A_DATABASE_URL` | unset | `postgres://…` selects PostgreSQL; unset selects SQLite `$ATTACH_DATA_DIR/a2a.sqlite3` |
+//! | `A2A_AGENTS` | unset | registered agents, see below |
+//! | `A2A_CONFIG` | unset | JSON file `{"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol"}]}` (instead of `A2A_AGENTS`) |
+//! | `A2A_TASK_TTL` | `24h` | tasks and memory documents older than this are removed (`90m`, `24h`, `7d`, `3600` seconds) |
+//! | `A2A_MAX_BODY` | `1048576` | largest request body in bytes (`512k`, `1m` accepted) |
+//! | `ATTACH_ASSERTION_KEY` | unset | base64url 32-byte key shared with the filter; else `$ATTACH_DATA_DIR/assertion.key` |
+//! | `ATTACH_PUBLIC_URL` | `http://127.0.0.1:8080` | the gateway's address, used in agent cards |
+//! | `OIDC_ISSUER` | unset | adds an `openIdConnect` scheme to agent cards |
+//! | `A2A_INGEST_IDENTITY` | `attach-gateway` | the asserted user allowed to ingest other users' memory events |
+//!
+//! `A2A_AGENTS` is a comma-separated list of `name=url` entries, each optionally
+//! followed by `;key=value` options:
+//!
+//! ```text
+//! planner=http://127.0.0.1:8100,coder=http://127.0.0.1:8101;kind=http;timeout=30;forward_bearer=true
+//! ```
+//!
+//! Options: `kind` (`a2a`, the default: the agent speaks A2A JSON-RPC; `http`: POST
+//! the task input as JSON, the JSON reply is the result), `timeout` (duration,
+//! default 30 s), `forward_bearer` (`true`/`false`, default false: pass the
+//! caller's `Authorization` header on), `protocol` (`1.0`, the default, or `0.3`:
+//! the A2A version the agent speaks).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use serde::Deserialize;
+
+use crate::a2a::ProtocolVersion;
+use crate::auth::AssertionKey;
+
+pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A configuration value that cannot be used: names the variable.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            variable,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentKind {
+    /// Speaks A2A JSON-RPC.
+    A2a,
+    /// Plain JSON over HTTP POST.
+    Http,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub name: String,
+    pub url: String,
+    pub kind: AgentKind,
+    pub timeout: Duration,
+    pub forward_bearer: bool,
+    pub protocol: ProtocolVersion,
+}
+
+#[derive(Clone, Debug)]
+pub enum DatabaseConfig {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub agents: BTreeMap<String, AgentConfig>,
+    pub task_ttl: Duration,
+    pub max_body: usize,
+    pub assertion_key: AssertionKey,
+    pub public_url: String,
+    pub oidc_issuer: Option<String>,
+    /// The user the gateway's own memory mirror asserts on `/mem/ingest`.
+    pub ingest_identity: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `get` (the environment in production,
+    /// a map in tests). Empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+
+        let host: IpAddr = match get("A2A_HOST") {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new("A2A_HOST", format!("{v:?} is not an IP address")))?,
+            None => IpAddr::from([127, 0, 0, 1]),
+        };
+        let port: u16 = match get("A2A_PORT") {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new("A2A_PORT", format!("{v:?} is not a port number")))?,
+            None => 8090,
+        };
+        let data_dir = PathBuf::from(get("ATTACH_DATA_DIR").unwrap_or_else(|| ".attach".into()));
+
+        let database = match get("A2A_DATABASE_URL") {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseConfig::Postgres(url)
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                DatabaseConfig::Sqlite(PathBuf::from(path))
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "A2A_DATABASE_URL",
+                    "expected postgres://… (or sqlite:PATH); leave unset for the SQLite file in ATTACH_DATA_DIR",
+                ));
+            }
+            None => DatabaseConfig::Sqlite(data_dir.join("a2a.sqlite3")),
+        };
+
+        let agents = match (get("A2A_AGENTS"), get("A2A_CONFIG")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "A2A_CONFIG",
+                    "set either A2A_AGENTS or A2A_CONFIG, not both",
+                ));
+            }
+            (Some(list), None) => parse_agent_list(&list)?,
+            (None, Some(path)) => parse_agent_file(Path::new(&path))?,
+            (None, None) => BTreeMap::new(),
+        };
+
+        let task_ttl = match get("A2A_TASK_TTL") {
+            Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                ConfigError::new(
+                    "A2A_TASK_TTL",
+                    format!("{v:?} is not a duration like 24h, 90m or 3600"),
+                )
+            })?,
+            None => Duration::from_secs(24 * 3600),
+        };
+        let max_body = match get("A2A_MAX_BODY") {
+            Some(v) => parse_size(&v).filter(|n| *n >= 1024).ok_or_else(|| {
+                ConfigError::new(
+                    "A2A_MAX_BODY",
+                    format!("{v:?} is not a size of at least 1024 bytes (e.g. 1048576, 512k, 1m)"),
+                )
+            })?,
+            None => 1024 * 1024,
+        };
+
+        let assertion_key = match get("ATTACH_ASSERTION_KEY") {
+            Some(v) => AssertionKey::from_text(&v)
+                .map_err(|reason| ConfigError::new("ATTACH_ASSERTION_KEY", reason))?,
+            None => read_key_file(&data_dir.join("assertion.key"))?,
+        };
+
+        let public_url = get("ATTACH_PUBLIC_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        if !is_http_url(&public_url) {
+            return Err(ConfigError::new(
+                "ATTACH_PUBLIC_URL",
+                "expected an http:// or https:// URL",
+            ));
+        }
+        let oidc_issuer = get("OIDC_ISSUER");
+        if let Some(issuer) = &oidc_issuer {
+            if !is_http_url(issuer) {
+                return Err(ConfigError::new(
+                    "OIDC_ISSUER",
+                    "expected an http:// or https:// URL",
+                ));
+            }
+        }
+
+        Ok(Config {
+            listen: SocketAddr::new(host, port),
+            data_dir,
+            database,
+            agents,
+            task_ttl,
+            max_body,
+            assertion_key,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            oidc_issuer: oidc_issuer.map(|s| s.trim_end_matches('/').to_string()),
+            ingest_identity: get("A2A_INGEST_IDENTITY").unwrap_or_else(|| "attach-gateway".into()),
+        })
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<AssertionKey, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigError::new(
+            "ATTACH_ASSERTION_KEY",
+            format!(
+                "not set, and {} cannot be read ({e}); the launcher creates it",
+                path.display()
+            ),
+        )
+    })?;
+    if let Ok(raw) = <[u8; 32]>::try_from(bytes.as_slice()) {
+        return Ok(AssertionKey::new(raw));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        ConfigError::new(
+            "ATTACH_ASSERTION_KEY",
+            format!(
+                "{} is neither 32 raw bytes nor base64url text",
+                path.display()
+            ),
+        )
+    })?;
+    AssertionKey::from_text(text).map_err(|reason| {
+        ConfigError::new(
+            "ATTACH_ASSERTION_KEY",
+            format!("{}: {reason}", path.display()),
+        )
+    })
+}
+
+pub(crate) fn decode_base64url(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .or_else(|_| URL_SAFE.decode(text))
+        .ok()
+}
+
+fn is_http_url(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://"))
+        && s.len() > "https://".len()
+        && !s.contains(char::is_whitespace)
+}
+
+fn valid_agent_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn parse_agent_list(list: &str) -> Result<BTreeMap<String, AgentConfig>, ConfigError> {
+    const VAR: &str = "A2A_AGENTS";
+    let mut agents = BTreeMap::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let mut pieces = entry.split(';').map(str::trim);
+        let head = pieces.next().unwrap_or_default();
+        let (name, url) = head
+            .split_once('=')
+            .ok_or_else(|| ConfigError::new(VAR, format!("entry {entry:?} is not name=url")))?;
+        let mut agent = AgentConfig {
+            name: name.trim().to_string(),
+            url: url.trim().trim_end_matches('/').to_string(),
+            kind: AgentKind::A2a,
+            timeout: DEFAULT_AGENT_TIMEOUT,
+            forward_bearer: false,
+            protocol: ProtocolVersion::V1_0,
+        };
+        for option in pieces.filter(|p| !p.is_empty()) {
+            let (key, value) = option.split_once('=').ok_or_else(|| {
+                ConfigError::new(
+                    VAR,
+                    format!("option {option:?} of {name:?} is not key=value"),
+                )
+            })?;
+            apply_option(&mut agent, key.trim(), value.trim())
+                .map_err(|reason| ConfigError::new(VAR, reason))?;
+        }
+        insert_agent(&mut agents, agent).map_err(|reason| ConfigError::new(VAR, reason))?;
+    }
+    Ok(agents)
+}
+
+fn apply_option(agent: &mut AgentConfig, key: &str, value: &str) -> Result<(), String> {
+    let name = &agent.name;
+    match key {
+        "kind" => {
+            agent.kind = match value {
+                "a2a" => AgentKind::A2a,
+                "http" => AgentKind::Http,
+                _ => {
+                    return Err(format!(
+                        "kind of {name:?} must be a2a or http, not {value:?}"
+                    ));
+                }
+            }
+        }
+        "timeout" => {
+            agent.timeout = parse_duration(value)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    format!("timeout of {name:?} must be a duration like 30 or 2m, not {value:?}")
+                })?
+        }
+        "forward_bearer" => {
+            agent.forward_bearer = match value {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(format!(
+                        "forward_bearer of {name:?} must be true or false, not {value:?}"
+                    ));
+                }
+            }
+        }
+        "protocol" => {
+            agent.protocol = ProtocolVersion::parse(value)
+                .ok_or_else(|| format!("protocol of {name:?} must be 1.0 or 0.3, not {value:?}"))?
+        }
+        _ => {
+            return Err(format!(
+                "unknown option {key:?} for {name:?} (kind, timeout, forward_bearer, protocol)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn insert_agent(
+    agents: &mut BTreeMap<String, AgentConfig>,
+    agent: AgentConfig,
+) -> Result<(), String> {
+    if !valid_agent_name(&agent.name) {
+        return Err(format!(
+            "agent name {:?} must be 1-64 letters, digits, '-', '_' or '.'",
+            agent.name
+        ));
+    }
+    if !is_http_url(&agent.url) {
+        return Err(format!(
+            "URL of {:?} must start with http:// or https://",
+            agent.name
+        ));
+    }
+    if agents.contains_key(&agent.name) {
+        return Err(format!("agent {:?} is registered twice", agent.name));
+    }
+    agents.insert(agent.name.clone(), agent);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    agents: Vec<AgentFileEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFileEntry {
+    name: String,
+    url: String,
+    kind: Option<String>,
+    timeout: Option<serde_json::Value>,
+    forward_bearer: Option<bool>,
+    protocol: Option<String>,
+}
+
+fn parse_agent_file(path: &Path) -> Result<BTreeMap<String, AgentConfig>, ConfigError> {
+    const VAR: &str = "A2A_CONFIG";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(VAR, format!("cannot read {}: {e}", path.display())))?;
+    let file: AgentFile = serde_json::from_str(&text)
+        .map_err(|e| ConfigError::new(VAR, format!("{}: {e}", path.display())))?;
+    let mut agents = BTreeMap::new();
+    for entry in file.agents {
+        let mut agent = AgentConfig {
+            name: entry.name,
+            url: entry.url.trim_end_matches('/').to_string(),
+            kind: AgentKind::A2a,
+            timeout: DEFAULT_AGENT_TIMEOUT,
+            forward_bearer: entry.forward_bearer.unwrap_or(false),
+            protocol: ProtocolVersion::V1_0,
+        };
+        let fail = |reason| ConfigError::new(VAR, reason);
+        if let Some(kind) = entry.kind {
+            apply_option(&mut agent, "kind", &kind).map_err(fail)?;
+        }
+        if let Some(timeout) = entry.timeout {
+            let text = match timeout {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            apply_option(&mut agent, "timeout", &text).map_err(fail)?;
+        }
+        if let Some(protocol) = entry.protocol {
+            apply_option(&mut agent, "protocol", &protocol).map_err(fail)?;
+        }
+        insert_agent(&mut agents, agent).map_err(fail)?;
+    }
+    Ok(agents)
+}
+
+/// `3600`, `3600s`, `90m`, `24h`, `7d`, `500ms`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let millis = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(millis))
+}
+
+/// `1048576`, `512k`, `1m` (binary multiples).
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => Some(n),
+        "k" => n.checked_mul(1024),
+        "m" => n.checked_mul(1024 * 1024),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[("ATTACH_ASSERTION_KEY", KEY)]).unwrap();
+        assert_eq!(c.listen.port(), 8090);
+        assert_eq!(c.task_ttl, Duration::from_secs(86400));
+        assert_eq!(c.max_body, 1 << 20);
+        assert!(matches!(c.database, DatabaseConfig::Sqlite(ref p) if p.ends_with("a2a.sqlite3")));
+        assert!(c.agents.is_empty());
+    }
+
+    #[test]
+    fn agent_list_with_options() {
+        let c = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            (
+                "A2A_AGENTS",
+                "planner=http://127.0.0.1:8100, coder=http://127.0.0.1:8101/;kind=http;timeout=2m;forward_bearer=true;protocol=0.3",
+            ),
+        ])
+        .unwrap();
+        let coder = &c.agents["coder"];
+        assert_eq!(coder.url, "http://127.0.0.1:8101");
+        assert_eq!(coder.kind, AgentKind::Http);
+        assert_eq!(coder.timeout, Duration::from_secs(120));
+        assert!(coder.forward_bearer);
+        assert_eq!(coder.protocol, ProtocolVersion::V0_3);
+        let planner = &c.agents["planner"];
+        assert_eq!(planner.kind, AgentKind::A2a);
+        assert!(!planner.forward_bearer);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("A2A_PORT", "eighty"),
+            ("A2A_TASK_TTL", "soon"),
+            ("A2A_MAX_BODY", "lots"),
+            ("A2A_AGENTS", "planner"),
+            ("A2A_AGENTS", "planner=ftp://x"),
+            ("A2A_AGENTS", "a=http://x;kind=grpc"),
+            ("A2A_DATABASE_URL", "mysql://x"),
+            ("ATTACH_ASSERTION_KEY", "short"),
+        ] {
+            let vars = if var == "ATTACH_ASSERTION_KEY" {
+                vec![(var, value)]
+            } else {
+                vec![("ATTACH_ASSERTION_KEY", KEY), (var, value)]
+            };
+            let err = load(&vars).unwrap_err();
+            assert_eq!(err.variable, var, "{value}");
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn missing_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(&[("ATTACH_DATA_DIR", dir.path().to_str().unwrap())]).unwrap_err();
+        assert_eq!(err.variable, "ATTACH_ASSERTION_KEY");
+        std::fs::write(dir.path().join("assertion.key"), [7u8; 32]).unwrap();
+        assert!(load(&[("ATTACH_DATA_DIR", dir.path().to_str().unwrap())]).is_ok());
+        std::fs::write(dir.path().join("assertion.key"), format!("{KEY}\n")).unwrap();
+        assert!(load(&[("ATTACH_DATA_DIR", dir.path().to_str().unwrap())]).is_ok());
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("3600"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_size("512k"), Some(512 * 1024));
+        assert_eq!(parse_size("1MiB"), Some(1 << 20));
+    }
+
+    #[test]
+    fn config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a2a.json");
+        std::fs::write(
+            &path,
+            r#"{"agents": [{"name": "seed", "url": "http://127.0.0.1:9", "kind": "http", "timeout": 5}]}"#,
+        )
+        .unwrap();
+        let c = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            ("A2A_CONFIG", path.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(c.agents["seed"].timeout, Duration::from_secs(5));
+        assert_eq!(c.agents["seed"].kind, AgentKind::Http);
+    }
+}

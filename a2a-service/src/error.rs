@@ -1,0 +1,125 @@
+//! The crate's one error type, answered either as HTTP
+//! (`{"error": "...", "message": "..."}`) or as a JSON-RPC error object.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+pub enum AppError {
+    // JSON-RPC envelope and protocol errors.
+    Parse(String),
+    InvalidRequest(String),
+    MethodNotFound(String),
+    InvalidParams(String),
+    VersionNotSupported(String),
+    UnsupportedOperation(String),
+    TaskNotFound,
+    TaskNotCancelable(String),
+    // HTTP-level errors.
+    Unauthorized(String),
+    BadRequest(String),
+    NotFound(String),
+    UnknownAgent(String),
+    PayloadTooLarge(usize),
+    UnsupportedMediaType,
+    Store(String),
+    Internal(String),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::Store(one_line(&e.to_string()))
+    }
+}
+
+/// Collapses a message to one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl AppError {
+    fn http_parts(&self) -> (StatusCode, &'static str, String) {
+        use AppError::*;
+        match self {
+            Parse(m) => (StatusCode::BAD_REQUEST, "invalid_json", m.clone()),
+            InvalidRequest(m) | InvalidParams(m) | BadRequest(m) => {
+                (StatusCode::BAD_REQUEST, "bad_request", m.clone())
+            }
+            MethodNotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            VersionNotSupported(m) => (StatusCode::BAD_REQUEST, "version_not_supported", m.clone()),
+            UnsupportedOperation(m) => (StatusCode::BAD_REQUEST, "unsupported", m.clone()),
+            TaskNotFound => (StatusCode::NOT_FOUND, "not_found", "no such task".into()),
+            TaskNotCancelable(m) => (StatusCode::CONFLICT, "not_cancelable", m.clone()),
+            Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
+            NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            UnknownAgent(name) => (
+                StatusCode::NOT_FOUND,
+                "unknown_agent",
+                format!("no agent named {name:?} is registered (A2A_AGENTS)"),
+            ),
+            PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body exceeds {limit} bytes (A2A_MAX_BODY)"),
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json".into(),
+            ),
+            Store(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the task store failed".into(),
+            ),
+            Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m.clone()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.http_parts().0
+    }
+
+    /// The JSON-RPC error object (`code`, `message`).
+    pub fn rpc_error(&self) -> Value {
+        use AppError::*;
+        let (code, message) = match self {
+            Parse(m) => (-32700, m.clone()),
+            InvalidRequest(m) => (-32600, m.clone()),
+            MethodNotFound(m) => (-32601, m.clone()),
+            InvalidParams(m) | BadRequest(m) => (-32602, m.clone()),
+            VersionNotSupported(m) => (-32009, m.clone()),
+            UnsupportedOperation(m) => (-32004, m.clone()),
+            TaskNotFound => (-32001, "Task not found".to_string()),
+            TaskNotCancelable(m) => (-32002, m.clone()),
+            Store(_) | Internal(_) | Unauthorized(_) | NotFound(_) | UnknownAgent(_)
+            | PayloadTooLarge(_) | UnsupportedMediaType => (-32603, self.http_parts().2),
+        };
+        json!({"code": code, "message": one_line(&message)})
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (status, code, message) = self.http_parts();
+        write!(f, "{} {code}: {message}", status.as_u16())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Store(detail) = &self {
+            eprintln!("attach-a2a: store error: {detail}");
+        }
+        let (status, code, message) = self.http_parts();
+        (
+            status,
+            Json(json!({"error": code, "message": one_line(&message)})),
+        )
+            .into_response()
+    }
+}

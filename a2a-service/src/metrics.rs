@@ -1,0 +1,170 @@
+//! Prometheus text exposition, by hand. Labels are task states, agent names
+//! (from configuration) and outcomes; never user ids.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::a2a::model::TaskState;
+
+const BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    transitions: [AtomicU64; TaskState::ALL.len()],
+    store_errors: AtomicU64,
+    auth_rejected: AtomicU64,
+    forward: Mutex<BTreeMap<(String, &'static str), Histogram>>,
+}
+
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<Inner>);
+
+impl Metrics {
+    pub fn transition(&self, state: TaskState) {
+        if let Some(i) = TaskState::ALL.iter().position(|s| *s == state) {
+            self.0.transitions[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn store_error(&self) {
+        self.0.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn auth_rejected(&self) {
+        self.0.auth_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn forward_observed(&self, agent: &str, outcome: &'static str, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        if let Ok(mut map) = self.0.forward.lock() {
+            let h = map.entry((agent.to_string(), outcome)).or_default();
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                if secs <= *bound {
+                    h.counts[i] += 1;
+                }
+            }
+            h.count += 1;
+            h.sum += secs;
+        }
+    }
+
+    /// The exposition; `tasks_by_state` comes from the store (shared by all
+    /// replicas), `None` when the store could not be read.
+    pub fn render(&self, tasks_by_state: Option<&[(String, i64)]>) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP attach_a2a_tasks Tasks in the store by state.");
+        let _ = writeln!(out, "# TYPE attach_a2a_tasks gauge");
+        if let Some(counts) = tasks_by_state {
+            for state in TaskState::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == state.as_str())
+                    .map_or(0, |(_, n)| *n);
+                let _ = writeln!(out, "attach_a2a_tasks{{state=\"{}\"}} {n}", state.as_str());
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP attach_a2a_task_transitions_total Task state changes made by this process."
+        );
+        let _ = writeln!(out, "# TYPE attach_a2a_task_transitions_total counter");
+        for (i, state) in TaskState::ALL.iter().enumerate() {
+            let n = self.0.transitions[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "attach_a2a_task_transitions_total{{state=\"{}\"}} {n}",
+                state.as_str()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP attach_a2a_store_errors_total Failed store operations."
+        );
+        let _ = writeln!(out, "# TYPE attach_a2a_store_errors_total counter");
+        let _ = writeln!(
+            out,
+            "attach_a2a_store_errors_total {}",
+            self.0.store_errors.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP attach_a2a_auth_rejected_total Requests refused for a missing or invalid gateway assertion."
+        );
+        let _ = writeln!(out, "# TYPE attach_a2a_auth_rejected_total counter");
+        let _ = writeln!(
+            out,
+            "attach_a2a_auth_rejected_total {}",
+            self.0.auth_rejected.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP attach_a2a_forward_seconds Time spent on an agent exchange."
+        );
+        let _ = writeln!(out, "# TYPE attach_a2a_forward_seconds histogram");
+        if let Ok(map) = self.0.forward.lock() {
+            for ((agent, outcome), h) in map.iter() {
+                let labels = format!("agent=\"{}\",outcome=\"{outcome}\"", escape(agent));
+                for (i, bound) in BUCKETS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "attach_a2a_forward_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
+                        h.counts[i]
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "attach_a2a_forward_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                    h.count
+                );
+                let _ = writeln!(out, "attach_a2a_forward_seconds_sum{{{labels}}} {}", h.sum);
+                let _ = writeln!(
+                    out,
+                    "attach_a2a_forward_seconds_count{{{labels}}} {}",
+                    h.count
+                );
+            }
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::default();
+        m.transition(TaskState::Completed);
+        m.forward_observed("planner", "ok", Duration::from_millis(300));
+        let text = m.render(Some(&[("completed".into(), 2)]));
+        assert!(text.contains("attach_a2a_tasks{state=\"completed\"} 2"));
+        assert!(text.contains("attach_a2a_task_transitions_total{state=\"completed\"} 1"));
+        assert!(text.contains(
+            "attach_a2a_forward_seconds_bucket{agent=\"planner\",outcome=\"ok\",le=\"0.25\"} 0"
+        ));
+        assert!(text.contains(
+            "attach_a2a_forward_seconds_bucket{agent=\"planner\",outcome=\"ok\",le=\"0.5\"} 1"
+        ));
+        assert!(
+            text.contains("attach_a2a_forward_seconds_count{agent=\"planner\",outcome=\"ok\"} 1")
+        );
+    }
+}

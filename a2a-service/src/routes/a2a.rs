@@ -1,0 +1,243 @@
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::a2a::card::gateway_card;
+use crate::a2a::jsonrpc::{self, Request};
+use crate::a2a::model::now_ms;
+use crate::a2a::{ProtocolVersion, v0_3, v1};
+use crate::auth::Caller;
+use crate::config::AgentConfig;
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use crate::store::{CancelOutcome, TaskFilter};
+use crate::tasks::{self, Submission};
+
+fn agent<'a>(state: &'a AppState, name: &str) -> AppResult<&'a AgentConfig> {
+    state
+        .config
+        .agents
+        .get(name)
+        .ok_or_else(|| AppError::UnknownAgent(name.to_string()))
+}
+
+/// Public: the agent's card as reached through the gateway.
+pub async fn card(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let agent = match agent(&state, &name) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let downstream = state.cards.downstream(&state.card_client, agent).await;
+    Json(gateway_card(
+        agent,
+        downstream,
+        &state.config.public_url,
+        state.config.oidc_issuer.as_deref(),
+    ))
+    .into_response()
+}
+
+/// `POST /a2a/agents/{name}`: JSON-RPC, 1.0 with `A2A-Version: 1.0`, else 0.3.
+pub async fn rpc(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let agent = match agent(&state, &name) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let bytes = match super::body_bytes(body, state.config.max_body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let request = match jsonrpc::parse_request(&bytes) {
+        Ok(r) => r,
+        Err((error, id)) => return Json(jsonrpc::failure(&id, &error)).into_response(),
+    };
+    let version_header = headers
+        .get("a2a-version")
+        .map(|v| v.to_str().unwrap_or("?"));
+    let outcome = match ProtocolVersion::from_header(version_header) {
+        Err(reason) => Err(AppError::VersionNotSupported(reason)),
+        Ok(ProtocolVersion::V0_3) => dispatch_v0_3(&state, &caller, agent, &request).await,
+        Ok(ProtocolVersion::V1_0) => dispatch_v1(&state, &caller, agent, &request).await,
+    };
+    let body = match outcome {
+        Ok(result) => jsonrpc::success(&request.id, result),
+        Err(error) => {
+            if let AppError::Store(detail) = &error {
+                eprintln!("attach-a2a: store error: {detail}");
+            }
+            jsonrpc::failure(&request.id, &error)
+        }
+    };
+    Json(body).into_response()
+}
+
+async fn dispatch_v0_3(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    r: &Request,
+) -> AppResult<Value> {
+    match r.method.as_str() {
+        v0_3::SEND => {
+            let p = v0_3::parse_send(&r.params)?;
+            let input = p.message.plain_value();
+            let task = tasks::submit(
+                state,
+                caller,
+                agent,
+                Submission {
+                    message: p.message,
+                    input,
+                    wait: p.blocking,
+                },
+            )
+            .await?;
+            Ok(v0_3::task_json(&task, p.history_length))
+        }
+        v0_3::GET => {
+            let (id, history_length) = v0_3::parse_query(&r.params)?;
+            let task = find(state, caller, agent, &id).await?;
+            Ok(v0_3::task_json(&task, history_length))
+        }
+        v0_3::CANCEL => {
+            let (id, _) = v0_3::parse_query(&r.params)?;
+            let task = cancel(state, caller, agent, &id).await?;
+            Ok(v0_3::task_json(&task, None))
+        }
+        other => Err(method_not_found(
+            other,
+            "message/send, tasks/get, tasks/cancel",
+        )),
+    }
+}
+
+async fn dispatch_v1(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    r: &Request,
+) -> AppResult<Value> {
+    match r.method.as_str() {
+        v1::SEND => {
+            let p = v1::parse_send(&r.params)?;
+            let input = p.message.plain_value();
+            let task = tasks::submit(
+                state,
+                caller,
+                agent,
+                Submission {
+                    message: p.message,
+                    input,
+                    wait: !p.return_immediately,
+                },
+            )
+            .await?;
+            Ok(json!({"task": v1::task_json(&task, p.history_length, true)}))
+        }
+        v1::GET => {
+            let (id, history_length) = v1::parse_get(&r.params)?;
+            let task = find(state, caller, agent, &id).await?;
+            Ok(v1::task_json(&task, history_length, true))
+        }
+        v1::LIST => {
+            let p = v1::parse_list(&r.params)?;
+            let filter = TaskFilter {
+                context_id: p.context_id.clone(),
+                state: p.state,
+                updated_after_ms: p.updated_after_ms,
+                limit: p.page_size as i64,
+                offset: p.offset as i64,
+            };
+            let (found, total) = state
+                .store
+                .list_tasks(&caller.user, &agent.name, &filter)
+                .await
+                .map_err(|e| store_err(state, e))?;
+            let next = p.offset + found.len();
+            let next_page_token = if (next as i64) < total {
+                next.to_string()
+            } else {
+                String::new()
+            };
+            let tasks: Vec<Value> = found
+                .iter()
+                .map(|t| v1::task_json(t, p.history_length, p.include_artifacts))
+                .collect();
+            Ok(json!({
+                "tasks": tasks,
+                "nextPageToken": next_page_token,
+                "pageSize": p.page_size,
+                "totalSize": total,
+            }))
+        }
+        v1::CANCEL => {
+            let id = jsonrpc::required_str(&r.params, "id")?.to_string();
+            let task = cancel(state, caller, agent, &id).await?;
+            Ok(v1::task_json(&task, None, true))
+        }
+        other => Err(method_not_found(
+            other,
+            "SendMessage, GetTask, ListTasks, CancelTask",
+        )),
+    }
+}
+
+fn method_not_found(method: &str, known: &str) -> AppError {
+    let shown: String = method.chars().take(64).collect();
+    AppError::MethodNotFound(format!("method {shown:?} is not supported here ({known})"))
+}
+
+fn store_err(state: &AppState, e: sqlx::Error) -> AppError {
+    state.metrics.store_error();
+    AppError::from(e)
+}
+
+async fn find(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    id: &str,
+) -> AppResult<crate::a2a::model::Task> {
+    state
+        .store
+        .get_task(&caller.user, id, Some(&agent.name))
+        .await
+        .map_err(|e| store_err(state, e))?
+        .ok_or(AppError::TaskNotFound)
+}
+
+async fn cancel(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    id: &str,
+) -> AppResult<crate::a2a::model::Task> {
+    match state
+        .store
+        .cancel(&caller.user, id, Some(&agent.name), now_ms())
+        .await
+        .map_err(|e| store_err(state, e))?
+    {
+        CancelOutcome::Canceled(task) => {
+            state
+                .metrics
+                .transition(crate::a2a::model::TaskState::Canceled);
+            Ok(*task)
+        }
+        CancelOutcome::NotCancelable(s) => Err(AppError::TaskNotCancelable(format!(
+            "Task cannot be canceled: it is already {}",
+            s.as_str()
+        ))),
+        CancelOutcome::NotFound => Err(AppError::TaskNotFound),
+    }
+}

@@ -1,0 +1,62 @@
+//! What every handler shares.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::a2a::card::CardCache;
+use crate::a2a::forward::Forwarder;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub forwarder: Forwarder,
+    pub metrics: Metrics,
+    pub cards: CardCache,
+    /// Client for fetching downstream cards (no identity headers).
+    pub card_client: reqwest::Client,
+    /// Tasks this process is forwarding right now, failed at shutdown if
+    /// they do not finish in time.
+    pub in_flight: Mutex<HashSet<String>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Store) -> Result<Self, String> {
+        let metrics = Metrics::default();
+        let forwarder = Forwarder::new(config.assertion_key.clone(), metrics.clone())?;
+        let card_client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(AppState(Arc::new(Inner {
+            config,
+            store,
+            forwarder,
+            metrics,
+            cards: CardCache::default(),
+            card_client,
+            in_flight: Mutex::new(HashSet::new()),
+        })))
+    }
+
+    pub fn in_flight_ids(&self) -> Vec<String> {
+        self.in_flight
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}

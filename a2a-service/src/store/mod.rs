@@ -1,0 +1,527 @@
+//! Task and memory-document storage over SQLite or PostgreSQL.
+//!
+//! Both backends run the same SQL (numbered `$n` parameters, `ON CONFLICT`,
+//! TEXT for JSON, BIGINT unix milliseconds) through sqlx's Any driver;
+//! `sqlite.rs` and `postgres.rs` only open the pool and carry their embedded
+//! migrations. Every read goes to the database and every state change is a
+//! conditional `UPDATE`, so replicas sharing one PostgreSQL agree.
+
+mod postgres;
+mod sqlite;
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use crate::a2a::model::{Artifact, Message, Task, TaskState};
+use crate::config::DatabaseConfig;
+
+pub type StoreResult<T> = Result<T, sqlx::Error>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// How a finished forward ends a task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub state: TaskState,
+    pub reply: Option<Message>,
+    pub artifacts: Vec<Artifact>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+}
+
+/// A memory document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryEvent {
+    pub id: String,
+    pub owner: String,
+    pub session: String,
+    pub kind: String,
+    pub role: Option<String>,
+    pub task_id: Option<String>,
+    pub content: Value,
+    pub created_ms: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MemoryFilter {
+    pub session: Option<String>,
+    pub task_id: Option<String>,
+    pub kind: Option<String>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    pub context_id: Option<String>,
+    pub state: Option<TaskState>,
+    pub updated_after_ms: Option<i64>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Outcome of a cancel request.
+#[derive(Debug, PartialEq)]
+pub enum CancelOutcome {
+    Canceled(Box<Task>),
+    NotCancelable(TaskState),
+    NotFound,
+}
+
+/// Numbered-parameter SQL assembled from fixed fragments.
+struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Sql {
+    fn new(text: &str) -> Self {
+        Self {
+            text: text.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Appends `fragment`, where `?` stands for the next parameter.
+    fn push(&mut self, fragment: &str, arg: Arg) -> &mut Self {
+        self.args.push(arg);
+        let placeholder = format!("${}", self.args.len());
+        self.text.push_str(&fragment.replace('?', &placeholder));
+        self
+    }
+
+    fn raw(&mut self, fragment: &str) -> &mut Self {
+        self.text.push_str(fragment);
+        self
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for arg in &self.args {
+            q = match arg {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: Box::new(e),
+    })
+}
+
+fn task_from_row(row: &AnyRow) -> StoreResult<Task> {
+    let state: String = row.try_get("state")?;
+    let status_message: Option<String> = row.try_get("status_message")?;
+    let result: Option<String> = row.try_get("result")?;
+    Ok(Task {
+        id: row.try_get("id")?,
+        context_id: row.try_get("context_id")?,
+        owner: row.try_get("owner")?,
+        session: row.try_get("session")?,
+        agent: row.try_get("agent")?,
+        state: TaskState::parse(&state).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "state".into(),
+            source: format!("unknown task state {state:?}").into(),
+        })?,
+        input: decode_json("input", &row.try_get::<String, _>("input")?)?,
+        history: decode_json("history", &row.try_get::<String, _>("history")?)?,
+        artifacts: decode_json("artifacts", &row.try_get::<String, _>("artifacts")?)?,
+        status_message: status_message
+            .map(|m| decode_json("status_message", &m))
+            .transpose()?,
+        result: result.map(|r| decode_json("result", &r)).transpose()?,
+        error: row.try_get("error")?,
+        created_ms: row.try_get("created_ms")?,
+        updated_ms: row.try_get("updated_ms")?,
+        deadline_ms: row.try_get("deadline_ms")?,
+    })
+}
+
+fn memory_from_row(row: &AnyRow) -> StoreResult<MemoryEvent> {
+    Ok(MemoryEvent {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        session: row.try_get("session")?,
+        kind: row.try_get("kind")?,
+        role: row.try_get("role")?,
+        task_id: row.try_get("task_id")?,
+        content: decode_json("content", &row.try_get::<String, _>("content")?)?,
+        created_ms: row.try_get("created_ms")?,
+    })
+}
+
+/// `state IN (…)` for the given stored names, as parameters.
+fn push_state_list(sql: &mut Sql, states: &[&str]) {
+    sql.raw(" AND state IN (");
+    for (i, s) in states.iter().enumerate() {
+        if i > 0 {
+            sql.raw(", ");
+        }
+        sql.push("?", Arg::Text(s.to_string()));
+    }
+    sql.raw(")");
+}
+
+const TASK_COLUMNS: &str = "id, context_id, owner, session, agent, state, input, history, artifacts, \
+     status_message, result, error, created_ms, updated_ms, deadline_ms";
+
+impl Store {
+    pub async fn open(database: &DatabaseConfig) -> Result<Self, String> {
+        sqlx::any::install_default_drivers();
+        let (pool, backend) = match database {
+            DatabaseConfig::Sqlite(path) => (sqlite::connect(path).await?, Backend::Sqlite),
+            DatabaseConfig::Postgres(url) => (postgres::connect(url).await?, Backend::Postgres),
+        };
+        let migrator = match backend {
+            Backend::Sqlite => &sqlite::MIGRATOR,
+            Backend::Postgres => &postgres::MIGRATOR,
+        };
+        migrator.run(&pool).await.map_err(|e| {
+            format!(
+                "database migration failed: {}",
+                crate::error::one_line(&e.to_string())
+            )
+        })?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn insert_task(&self, t: &Task) -> StoreResult<()> {
+        let mut sql = Sql::new(&format!("INSERT INTO a2a_tasks ({TASK_COLUMNS}) VALUES ("));
+        let args = [
+            Arg::Text(t.id.clone()),
+            Arg::Text(t.context_id.clone()),
+            Arg::Text(t.owner.clone()),
+            Arg::Text(t.session.clone()),
+            Arg::Text(t.agent.clone()),
+            Arg::Text(t.state.as_str().into()),
+            Arg::Text(json_text(&t.input)),
+            Arg::Text(json_text(&t.history)),
+            Arg::Text(json_text(&t.artifacts)),
+        ];
+        for (i, arg) in args.into_iter().enumerate() {
+            sql.push(if i == 0 { "?" } else { ", ?" }, arg);
+        }
+        // status_message, result, error start empty.
+        sql.raw(", NULL, NULL, NULL");
+        sql.push(", ?", Arg::Int(t.created_ms));
+        sql.push(", ?", Arg::Int(t.updated_ms));
+        sql.push(", ?)", Arg::Int(t.deadline_ms));
+        sql.query().execute(&self.pool).await.map(|_| ())
+    }
+
+    /// The task, if `owner` owns it (and it belongs to `agent` when given).
+    pub async fn get_task(
+        &self,
+        owner: &str,
+        id: &str,
+        agent: Option<&str>,
+    ) -> StoreResult<Option<Task>> {
+        let mut sql = Sql::new(&format!("SELECT {TASK_COLUMNS} FROM a2a_tasks WHERE "));
+        sql.push("id = ?", Arg::Text(id.into()));
+        sql.push(" AND owner = ?", Arg::Text(owner.into()));
+        if let Some(agent) = agent {
+            sql.push(" AND agent = ?", Arg::Text(agent.into()));
+        }
+        sql.query()
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(task_from_row)
+            .transpose()
+    }
+
+    /// The owner's tasks with `agent`, newest first, and how many match.
+    pub async fn list_tasks(
+        &self,
+        owner: &str,
+        agent: &str,
+        f: &TaskFilter,
+    ) -> StoreResult<(Vec<Task>, i64)> {
+        let mut filter = Sql::new(" FROM a2a_tasks WHERE ");
+        filter.push("owner = ?", Arg::Text(owner.into()));
+        filter.push(" AND agent = ?", Arg::Text(agent.into()));
+        if let Some(c) = &f.context_id {
+            filter.push(" AND context_id = ?", Arg::Text(c.clone()));
+        }
+        if let Some(s) = f.state {
+            filter.push(" AND state = ?", Arg::Text(s.as_str().into()));
+        }
+        if let Some(after) = f.updated_after_ms {
+            filter.push(" AND updated_ms >= ?", Arg::Int(after));
+        }
+        let count_sql = Sql {
+            text: format!("SELECT COUNT(*) AS n{}", filter.text),
+            args: filter
+                .args
+                .iter()
+                .map(|a| match a {
+                    Arg::Text(s) => Arg::Text(s.clone()),
+                    Arg::Int(i) => Arg::Int(*i),
+                })
+                .collect(),
+        };
+        let total: i64 = count_sql
+            .query()
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let mut sql = Sql {
+            text: format!("SELECT {TASK_COLUMNS}{}", filter.text),
+            args: filter.args,
+        };
+        sql.raw(" ORDER BY created_ms DESC, id DESC");
+        sql.push(" LIMIT ?", Arg::Int(f.limit));
+        sql.push(" OFFSET ?", Arg::Int(f.offset));
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        Ok((
+            rows.iter().map(task_from_row).collect::<StoreResult<_>>()?,
+            total,
+        ))
+    }
+
+    /// Moves a task to `next` if its current state allows it.
+    pub async fn transition(&self, id: &str, next: TaskState, now_ms: i64) -> StoreResult<bool> {
+        let mut sql = Sql::new("UPDATE a2a_tasks SET ");
+        sql.push("state = ?", Arg::Text(next.as_str().into()));
+        sql.push(", updated_ms = ?", Arg::Int(now_ms));
+        sql.push(" WHERE id = ?", Arg::Text(id.into()));
+        push_state_list(&mut sql, &TaskState::sources_of(next));
+        Ok(sql.query().execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// Records a forward's outcome unless the task moved on meanwhile
+    /// (canceled, or failed as interrupted).
+    pub async fn complete(
+        &self,
+        id: &str,
+        c: &Completion,
+        reply_history: &[Message],
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let mut sql = Sql::new("UPDATE a2a_tasks SET ");
+        sql.push("state = ?", Arg::Text(c.state.as_str().into()));
+        sql.push(", history = ?", Arg::Text(json_text(&reply_history)));
+        sql.push(", artifacts = ?", Arg::Text(json_text(&c.artifacts)));
+        match &c.reply {
+            Some(m) => sql.push(", status_message = ?", Arg::Text(json_text(m))),
+            None => sql.raw(", status_message = NULL"),
+        };
+        match &c.result {
+            Some(r) => sql.push(", result = ?", Arg::Text(json_text(r))),
+            None => sql.raw(", result = NULL"),
+        };
+        match &c.error {
+            Some(e) => sql.push(", error = ?", Arg::Text(e.clone())),
+            None => sql.raw(", error = NULL"),
+        };
+        sql.push(", updated_ms = ?", Arg::Int(now_ms));
+        sql.push(" WHERE id = ?", Arg::Text(id.into()));
+        push_state_list(&mut sql, &[TaskState::Working.as_str()]);
+        Ok(sql.query().execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    pub async fn cancel(
+        &self,
+        owner: &str,
+        id: &str,
+        agent: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<CancelOutcome> {
+        let Some(task) = self.get_task(owner, id, agent).await? else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        if !task.state.can_become(TaskState::Canceled) {
+            return Ok(CancelOutcome::NotCancelable(task.state));
+        }
+        if self.transition(id, TaskState::Canceled, now_ms).await? {
+            let task = self.get_task(owner, id, agent).await?;
+            return Ok(task.map_or(CancelOutcome::NotFound, |t| {
+                CancelOutcome::Canceled(Box::new(t))
+            }));
+        }
+        // It finished between the read and the update.
+        match self.get_task(owner, id, agent).await? {
+            Some(t) => Ok(CancelOutcome::NotCancelable(t.state)),
+            None => Ok(CancelOutcome::NotFound),
+        }
+    }
+
+    /// Fails active tasks whose deadline passed: the forward that owned them
+    /// can no longer be running (its process died or stopped).
+    pub async fn fail_overdue(&self, now_ms: i64, reason: &str) -> StoreResult<u64> {
+        let mut sql = Sql::new("UPDATE a2a_tasks SET state = 'failed', ");
+        sql.push("error = ?", Arg::Text(reason.into()));
+        sql.push(", updated_ms = ?", Arg::Int(now_ms));
+        sql.push(" WHERE deadline_ms < ?", Arg::Int(now_ms));
+        push_state_list(
+            &mut sql,
+            &[TaskState::Submitted.as_str(), TaskState::Working.as_str()],
+        );
+        Ok(sql.query().execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Fails the given active tasks now (this process is stopping).
+    pub async fn fail_tasks(&self, ids: &[String], now_ms: i64, reason: &str) -> StoreResult<u64> {
+        let mut n = 0;
+        for id in ids {
+            let mut sql = Sql::new("UPDATE a2a_tasks SET state = 'failed', ");
+            sql.push("error = ?", Arg::Text(reason.into()));
+            sql.push(", updated_ms = ?", Arg::Int(now_ms));
+            sql.push(" WHERE id = ?", Arg::Text(id.clone()));
+            push_state_list(
+                &mut sql,
+                &[TaskState::Submitted.as_str(), TaskState::Working.as_str()],
+            );
+            n += sql.query().execute(&self.pool).await?.rows_affected();
+        }
+        Ok(n)
+    }
+
+    /// Removes tasks and memory documents last touched before `cutoff_ms`.
+    pub async fn delete_expired(&self, cutoff_ms: i64) -> StoreResult<(u64, u64)> {
+        let mut tasks = Sql::new("DELETE FROM a2a_tasks WHERE ");
+        tasks.push("updated_ms < ?", Arg::Int(cutoff_ms));
+        let t = tasks.query().execute(&self.pool).await?.rows_affected();
+        let mut mem = Sql::new("DELETE FROM memory_events WHERE ");
+        mem.push("created_ms < ?", Arg::Int(cutoff_ms));
+        let m = mem.query().execute(&self.pool).await?.rows_affected();
+        Ok((t, m))
+    }
+
+    pub async fn count_by_state(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM a2a_tasks GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>("state")?, r.try_get::<i64, _>("n")?)))
+            .collect()
+    }
+
+    /// Inserts a memory document; an existing id is left untouched.
+    /// Returns whether a row was written.
+    pub async fn insert_memory(&self, e: &MemoryEvent) -> StoreResult<bool> {
+        let mut sql = Sql::new(
+            "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms) VALUES (",
+        );
+        sql.push("?", Arg::Text(e.id.clone()));
+        sql.push(", ?", Arg::Text(e.owner.clone()));
+        sql.push(", ?", Arg::Text(e.session.clone()));
+        sql.push(", ?", Arg::Text(e.kind.clone()));
+        match &e.role {
+            Some(r) => sql.push(", ?", Arg::Text(r.clone())),
+            None => sql.raw(", NULL"),
+        };
+        match &e.task_id {
+            Some(t) => sql.push(", ?", Arg::Text(t.clone())),
+            None => sql.raw(", NULL"),
+        };
+        sql.push(", ?", Arg::Text(json_text(&e.content)));
+        sql.push(", ?) ON CONFLICT (id) DO NOTHING", Arg::Int(e.created_ms));
+        Ok(sql.query().execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// Inserts a batch in one transaction; returns how many were new.
+    pub async fn ingest(&self, events: &[MemoryEvent]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut written = 0;
+        for e in events {
+            let mut sql = Sql::new(
+                "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms) VALUES (",
+            );
+            sql.push("?", Arg::Text(e.id.clone()));
+            sql.push(", ?", Arg::Text(e.owner.clone()));
+            sql.push(", ?", Arg::Text(e.session.clone()));
+            sql.push(", ?", Arg::Text(e.kind.clone()));
+            match &e.role {
+                Some(r) => sql.push(", ?", Arg::Text(r.clone())),
+                None => sql.raw(", NULL"),
+            };
+            match &e.task_id {
+                Some(t) => sql.push(", ?", Arg::Text(t.clone())),
+                None => sql.raw(", NULL"),
+            };
+            sql.push(", ?", Arg::Text(json_text(&e.content)));
+            sql.push(", ?) ON CONFLICT (id) DO NOTHING", Arg::Int(e.created_ms));
+            written += sql.query().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    pub async fn get_memory(&self, owner: &str, id: &str) -> StoreResult<Option<MemoryEvent>> {
+        let mut sql = Sql::new(
+            "SELECT id, owner, session, kind, role, task_id, content, created_ms FROM memory_events WHERE ",
+        );
+        sql.push("id = ?", Arg::Text(id.into()));
+        sql.push(" AND owner = ?", Arg::Text(owner.into()));
+        sql.query()
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(memory_from_row)
+            .transpose()
+    }
+
+    pub async fn list_memory(
+        &self,
+        owner: &str,
+        f: &MemoryFilter,
+    ) -> StoreResult<Vec<MemoryEvent>> {
+        let mut sql = Sql::new(
+            "SELECT id, owner, session, kind, role, task_id, content, created_ms FROM memory_events WHERE ",
+        );
+        sql.push("owner = ?", Arg::Text(owner.into()));
+        if let Some(s) = &f.session {
+            sql.push(" AND session = ?", Arg::Text(s.clone()));
+        }
+        if let Some(t) = &f.task_id {
+            sql.push(" AND task_id = ?", Arg::Text(t.clone()));
+        }
+        if let Some(k) = &f.kind {
+            sql.push(" AND kind = ?", Arg::Text(k.clone()));
+        }
+        sql.raw(" ORDER BY created_ms DESC, id DESC");
+        sql.push(" LIMIT ?", Arg::Int(f.limit));
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        rows.iter().map(memory_from_row).collect()
+    }
+}

@@ -1,0 +1,874 @@
+//! Behaviour checks, run against each store backend.
+
+use std::time::Duration;
+
+use attach_a2a_service::a2a::model::{Task, TaskState, now_ms};
+use attach_a2a_service::auth::AssertionKey;
+use attach_a2a_service::store::MemoryEvent;
+use attach_a2a_service::tasks;
+use axum::body::Body;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{Db, Harness, Options, key, msg_v1, msg_v03};
+
+fn code(v: &Value) -> i64 {
+    v["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("expected an error: {v}"))
+}
+
+pub async fn blocking_v0_3(db: &Db) {
+    let h = Harness::new(db).await;
+    let r = h
+        .rpc(
+            "v03",
+            None,
+            "alice",
+            "message/send",
+            json!({"message": msg_v03("hello")}),
+        )
+        .await;
+    let task = &r["result"];
+    assert_eq!(r["id"], "req-1");
+    assert_eq!(task["kind"], "task");
+    assert_eq!(task["status"]["state"], "completed", "{r}");
+    assert_eq!(task["status"]["message"]["role"], "agent");
+    assert_eq!(
+        task["status"]["message"]["parts"][0],
+        json!({"kind": "text", "text": "echo: hello"})
+    );
+    assert!(task["status"]["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(task["history"].as_array().unwrap().len(), 2);
+    assert_eq!(task["history"][0]["role"], "user");
+    assert_eq!(task["history"][1]["taskId"], task["id"]);
+    assert_eq!(task["artifacts"][0]["parts"][0]["text"], "echo: hello");
+
+    let id = task["id"].as_str().unwrap();
+    let got = h
+        .rpc(
+            "v03",
+            None,
+            "alice",
+            "tasks/get",
+            json!({"id": id, "historyLength": 1}),
+        )
+        .await;
+    assert_eq!(got["result"]["status"]["state"], "completed");
+    assert_eq!(got["result"]["history"].as_array().unwrap().len(), 1);
+    assert_eq!(got["result"]["history"][0]["role"], "agent");
+
+    // The agent got the caller's identity with a fresh, valid assertion and no bearer.
+    let seen = h.seen.last();
+    assert_eq!(seen["x-attach-user"], "alice");
+    let assertion = seen["x-attach-assertion"].to_str().unwrap();
+    key()
+        .verify(
+            assertion,
+            "alice",
+            "alice-session",
+            attach_a2a_service::auth::unix_now(),
+        )
+        .unwrap();
+    assert!(seen.get("authorization").is_none());
+    assert!(seen.get("a2a-version").is_none());
+
+    // Memory documents for the task.
+    let events = h.memory("alice", &format!("task_id={id}")).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["task_result", "task_sent"]);
+}
+
+pub async fn blocking_v1(db: &Db) {
+    let h = Harness::new(db).await;
+    let r = h
+        .rpc(
+            "v1",
+            Some("1.0"),
+            "alice",
+            "SendMessage",
+            json!({"message": msg_v1("hi")}),
+        )
+        .await;
+    let task = &r["result"]["task"];
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{r}");
+    assert!(task.get("kind").is_none());
+    assert_eq!(task["status"]["message"]["role"], "ROLE_AGENT");
+    assert_eq!(
+        task["artifacts"][0]["parts"][0],
+        json!({"text": "echo: hi"})
+    );
+    assert_eq!(task["history"][0]["role"], "ROLE_USER");
+    assert_eq!(h.seen.last()["a2a-version"], "1.0");
+
+    let id = task["id"].as_str().unwrap();
+    let got = h
+        .rpc("v1", Some("1.0"), "alice", "GetTask", json!({"id": id}))
+        .await;
+    assert_eq!(got["result"]["id"], id);
+    assert_eq!(got["result"]["contextId"], task["contextId"]);
+
+    // A second task in the same context, then list.
+    let ctx = task["contextId"].clone();
+    let mut m = msg_v1("again");
+    m["contextId"] = ctx.clone();
+    h.rpc(
+        "v1",
+        Some("1.0"),
+        "alice",
+        "SendMessage",
+        json!({"message": m}),
+    )
+    .await;
+    h.rpc(
+        "v1",
+        Some("1.0"),
+        "alice",
+        "SendMessage",
+        json!({"message": msg_v1("other")}),
+    )
+    .await;
+    let list = h
+        .rpc(
+            "v1",
+            Some("1.0"),
+            "alice",
+            "ListTasks",
+            json!({"pageSize": 2}),
+        )
+        .await;
+    assert_eq!(list["result"]["totalSize"], 3);
+    assert_eq!(list["result"]["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(list["result"]["nextPageToken"], "2");
+    assert!(list["result"]["tasks"][0].get("artifacts").is_none());
+    let page2 = h
+        .rpc(
+            "v1",
+            Some("1.0"),
+            "alice",
+            "ListTasks",
+            json!({"pageSize": 2, "pageToken": "2"}),
+        )
+        .await;
+    assert_eq!(page2["result"]["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(page2["result"]["nextPageToken"], "");
+    let by_ctx = h
+        .rpc(
+            "v1",
+            Some("1.0"),
+            "alice",
+            "ListTasks",
+            json!({"contextId": ctx}),
+        )
+        .await;
+    assert_eq!(by_ctx["result"]["totalSize"], 2);
+    let by_state = h
+        .rpc(
+            "v1",
+            Some("1.0"),
+            "alice",
+            "ListTasks",
+            json!({"status": "TASK_STATE_FAILED"}),
+        )
+        .await;
+    assert_eq!(by_state["result"]["totalSize"], 0);
+
+    // Completed tasks cannot be canceled.
+    let c = h
+        .rpc("v1", Some("1.0"), "alice", "CancelTask", json!({"id": id}))
+        .await;
+    assert_eq!(code(&c), -32002);
+}
+
+pub async fn non_blocking_completes_in_background(db: &Db) {
+    let h = Harness::new(db).await;
+    // 1.0: returnImmediately on an agent that takes 1.5 s.
+    let r = h
+        .rpc(
+            "patient",
+            Some("1.0"),
+            "alice",
+            "SendMessage",
+            json!({"message": msg_v1("x"), "configuration": {"returnImmediately": true}}),
+        )
+        .await;
+    let task = &r["result"]["task"];
+    let state = task["status"]["state"].as_str().unwrap();
+    assert!(
+        state == "TASK_STATE_SUBMITTED" || state == "TASK_STATE_WORKING",
+        "{r}"
+    );
+    let id = task["id"].as_str().unwrap().to_string();
+    let done = h.settle("alice", &id).await;
+    assert_eq!(done["state"], "completed");
+    assert_eq!(done["result"], json!({"late": "x"}));
+
+    // 0.3: blocking false.
+    let r = h
+        .rpc(
+            "v03",
+            None,
+            "alice",
+            "message/send",
+            json!({"message": msg_v03("y"), "configuration": {"blocking": false}}),
+        )
+        .await;
+    let id = r["result"]["id"].as_str().unwrap().to_string();
+    assert!(
+        ["submitted", "working", "completed"]
+            .contains(&r["result"]["status"]["state"].as_str().unwrap())
+    );
+    assert_eq!(h.settle("alice", &id).await["state"], "completed");
+}
+
+pub async fn cancel_running_task(db: &Db) {
+    let h = Harness::new(db).await;
+    let r = h
+        .rpc(
+            "patient",
+            None,
+            "alice",
+            "message/send",
+            json!({"message": msg_v03("x"), "configuration": {"blocking": false}}),
+        )
+        .await;
+    let id = r["result"]["id"].as_str().unwrap().to_string();
+    let c = h
+        .rpc("patient", None, "alice", "tasks/cancel", json!({"id": id}))
+        .await;
+    assert_eq!(c["result"]["status"]["state"], "canceled", "{c}");
+    // The agent's late answer does not overwrite the cancellation.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let got = h
+        .rpc("patient", None, "alice", "tasks/get", json!({"id": id}))
+        .await;
+    assert_eq!(got["result"]["status"]["state"], "canceled");
+    let again = h
+        .rpc("patient", None, "alice", "tasks/cancel", json!({"id": id}))
+        .await;
+    assert_eq!(code(&again), -32002);
+}
+
+pub async fn failing_agents_fail_tasks(db: &Db) {
+    let h = Harness::new(db).await;
+    for (agent, reason) in [
+        ("failing", "HTTP 500"),
+        ("slow", "did not answer"),
+        ("refused", "unreachable"),
+    ] {
+        let r = h
+            .rpc(
+                agent,
+                None,
+                "alice",
+                "message/send",
+                json!({"message": msg_v03("x")}),
+            )
+            .await;
+        let task = &r["result"];
+        assert_eq!(task["status"]["state"], "failed", "{agent}: {r}");
+        let why = task["status"]["message"]["parts"][0]["text"]
+            .as_str()
+            .unwrap();
+        assert!(why.contains(reason), "{agent}: {why}");
+        let (_, status) = h
+            .get(
+                &format!("/a2a/tasks/status/{}", task["id"].as_str().unwrap()),
+                Some("alice"),
+            )
+            .await;
+        assert_eq!(status["state"], "failed");
+        assert!(status["error"].as_str().unwrap().contains(reason));
+    }
+    let r = h
+        .rpc(
+            "failing",
+            Some("1.0"),
+            "alice",
+            "SendMessage",
+            json!({"message": msg_v1("x")}),
+        )
+        .await;
+    assert_eq!(r["result"]["task"]["status"]["state"], "TASK_STATE_FAILED");
+}
+
+pub async fn envelope_errors(db: &Db) {
+    let h = Harness::new(db).await;
+    let cases: Vec<(Option<&str>, Vec<u8>, i64, Value)> = vec![
+        (None, b"{oops".to_vec(), -32700, Value::Null),
+        (None, b"\xff\xfe{}".to_vec(), -32700, Value::Null),
+        (None, b"[{}]".to_vec(), -32600, Value::Null),
+        (None, br#"{"jsonrpc":"1.0","id":7,"method":"tasks/get"}"#.to_vec(), -32600, json!(7)),
+        (None, br#"{"jsonrpc":"2.0","id":7,"method":"SendMessage","params":{}}"#.to_vec(), -32601, json!(7)),
+        (Some("1.0"), br#"{"jsonrpc":"2.0","id":7,"method":"message/send","params":{}}"#.to_vec(), -32601, json!(7)),
+        (Some("9.9"), br#"{"jsonrpc":"2.0","id":"v","method":"SendMessage","params":{}}"#.to_vec(), -32009, json!("v")),
+        (None, br#"{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"role":"user"}}}"#.to_vec(), -32602, json!(1)),
+        (Some("1.0"), br#"{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"m","role":"ROLE_USER","parts":[{"kind":"text","text":"x"}]}}}"#.to_vec(), -32602, json!(1)),
+        (None, br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{}}"#.to_vec(), -32602, json!(1)),
+        (None, br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"nope"}}"#.to_vec(), -32001, json!(1)),
+        (Some("1.0"), br#"{"jsonrpc":"2.0","id":1,"method":"CancelTask","params":{"id":"nope"}}"#.to_vec(), -32001, json!(1)),
+    ];
+    for (version, body, want, id) in cases {
+        let shown = String::from_utf8_lossy(&body).to_string();
+        let (status, v) = h.rpc_raw("v03", version, "alice", body).await;
+        assert_eq!(status, StatusCode::OK, "{shown}");
+        assert_eq!(code(&v), want, "{shown}: {v}");
+        assert_eq!(v["id"], id, "{shown}");
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert!(!v["error"]["message"].as_str().unwrap().contains('\n'));
+    }
+    // Unknown agent: 404 with a one-line reason.
+    let (status, v) = h.rpc_raw("ghost", None, "alice", b"{}".to_vec()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "unknown_agent");
+    // Nothing was written.
+    assert_eq!(h.seen.count(), 0);
+    assert!(h.memory("alice", "").await.is_empty());
+    let list = h
+        .rpc("v03", Some("1.0"), "alice", "ListTasks", json!({}))
+        .await;
+    assert_eq!(list["result"]["totalSize"], 0);
+}
+
+pub async fn isolation(db: &Db) {
+    let h = Harness::new(db).await;
+    let r = h
+        .rpc(
+            "v03",
+            None,
+            "alice",
+            "message/send",
+            json!({"message": msg_v03("secret")}),
+        )
+        .await;
+    let id = r["result"]["id"].as_str().unwrap().to_string();
+    let b = h
+        .rpc("v03", None, "bob", "tasks/get", json!({"id": id}))
+        .await;
+    assert_eq!(code(&b), -32001);
+    let b = h
+        .rpc("v03", None, "bob", "tasks/cancel", json!({"id": id}))
+        .await;
+    assert_eq!(code(&b), -32001);
+    let b = h
+        .rpc("v03", Some("1.0"), "bob", "GetTask", json!({"id": id}))
+        .await;
+    assert_eq!(code(&b), -32001);
+    let b = h
+        .rpc("v03", Some("1.0"), "bob", "ListTasks", json!({}))
+        .await;
+    assert_eq!(b["result"]["totalSize"], 0);
+    // The same task under another agent's route is not found either.
+    let other = h
+        .rpc("v1", None, "alice", "tasks/get", json!({"id": id}))
+        .await;
+    assert_eq!(code(&other), -32001);
+    let (status, _) = h.get(&format!("/a2a/tasks/status/{id}"), Some("bob")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, doc) = h
+        .post(
+            "/mem/events",
+            Some("alice"),
+            &json!({"kind": "note", "content": {"a": 1}}),
+        )
+        .await;
+    let mem_id = doc["mem_id"].as_str().unwrap();
+    let (status, _) = h.get(&format!("/mem/events/{mem_id}"), Some("bob")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, got) = h.get(&format!("/mem/events/{mem_id}"), Some("alice")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["content"], json!({"a": 1}));
+    assert_eq!(got["session"], "alice-session");
+    assert!(h.memory("bob", "").await.is_empty());
+    assert_eq!(h.memory("alice", "kind=note").await.len(), 1);
+}
+
+pub async fn assertion_checks(db: &Db) {
+    let h = Harness::new(db).await;
+    let body = json!({"kind": "note", "content": 1}).to_string();
+    let now = attach_a2a_service::auth::unix_now();
+    let variants: Vec<(&str, Option<String>, &str)> = vec![
+        ("missing", None, "alice"),
+        (
+            "expired",
+            Some(key().sign(now - 30, "alice", "alice-session")),
+            "alice",
+        ),
+        (
+            "wrong key",
+            Some(AssertionKey::new([1; 32]).sign(now + 60, "alice", "alice-session")),
+            "alice",
+        ),
+        (
+            "other user",
+            Some(key().sign(now + 60, "alice", "alice-session")),
+            "mallory",
+        ),
+        ("garbage", Some("v1.x.y".into()), "alice"),
+    ];
+    for (what, assertion, user) in variants {
+        for (method, path) in [
+            ("POST", "/mem/events"),
+            ("GET", "/mem/events"),
+            ("POST", "/a2a/agents/v03"),
+            ("POST", "/a2a/tasks/send"),
+            ("POST", "/mem/ingest"),
+        ] {
+            let mut req = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .header("x-attach-user", user)
+                .header("x-attach-session", "alice-session");
+            if let Some(a) = &assertion {
+                req = req.header("x-attach-assertion", a.as_str());
+            }
+            let (status, v) = h.send(req.body(Body::from(body.clone())).unwrap()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{what} {path}: {v}");
+            assert_eq!(v["error"], "unauthorized");
+            assert!(!v["message"].as_str().unwrap().contains('\n'));
+        }
+    }
+    assert!(h.memory("alice", "").await.is_empty());
+    assert!(h.memory("mallory", "").await.is_empty());
+    assert_eq!(h.seen.count(), 0);
+    // Public routes need no assertion.
+    assert_eq!(h.get("/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(
+        h.get("/a2a/agents/v1/.well-known/agent-card.json", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+pub async fn ingest_is_idempotent(db: &Db) {
+    let h = Harness::new(db).await;
+    let e1 = uuid::Uuid::new_v4().to_string();
+    let e2 = uuid::Uuid::new_v4().to_string();
+    let batch = json!([
+        {"id": e1, "user": "alice", "session": "s1", "role": "user", "content": "hi", "timestamp": "2030-01-01T00:00:00Z"},
+        {"id": e2, "user": "bob", "session": "s2", "role": "assistant", "content": {"text": "yo"}},
+    ]);
+    let (status, v) = h.post("/mem/ingest", Some("attach-gateway"), &batch).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"accepted": 2, "inserted": 2}));
+    let (_, v) = h.post("/mem/ingest", Some("attach-gateway"), &batch).await;
+    assert_eq!(v, json!({"accepted": 2, "inserted": 0}));
+    let alice = h.memory("alice", "").await;
+    assert_eq!(alice.len(), 1);
+    assert_eq!(alice[0]["mem_id"], e1);
+    assert_eq!(alice[0]["session"], "s1");
+    assert_eq!(h.memory("bob", "session=s2").await.len(), 1);
+    // A user may not write other users' rows, and bad ids are refused whole.
+    let (status, _) = h
+        .post(
+            "/mem/ingest",
+            Some("alice"),
+            &json!([{"id": uuid::Uuid::new_v4().to_string(), "user": "bob", "content": 1}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = h
+        .post(
+            "/mem/ingest",
+            Some("attach-gateway"),
+            &json!([{"id": "not-a-uuid", "user": "bob", "content": 1}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(h.memory("bob", "").await.len(), 1);
+}
+
+pub async fn seed_routes(db: &Db) {
+    let h = Harness::new(db).await;
+    let (status, v) = h
+        .post(
+            "/a2a/tasks/send",
+            Some("alice"),
+            &json!({"target": "seed", "input": {"q": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["state"] == "submitted", "{v}");
+    let id = v["task_id"].as_str().unwrap().to_string();
+    let done = h.settle("alice", &id).await;
+    assert_eq!(done["state"], "completed");
+    assert_eq!(done["result"], json!({"echo": {"q": 1}}));
+    assert!(done["created"].as_str().unwrap().ends_with('Z'));
+    let events = h.memory("alice", &format!("task_id={id}")).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["kind"], "task_sent");
+    assert_eq!(events[1]["content"]["input"], json!({"q": 1}));
+    assert_eq!(events[0]["kind"], "task_result");
+    assert_eq!(events[0]["content"]["result"], json!({"echo": {"q": 1}}));
+
+    // A registered agent's URL is accepted; any other is refused.
+    let url = h.state.config.agents["seed"].url.clone();
+    let (status, v) = h
+        .post(
+            "/a2a/tasks/send",
+            Some("alice"),
+            &json!({"target_url": url, "input": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = h
+        .post(
+            "/a2a/tasks/send",
+            Some("alice"),
+            &json!({"target_url": "http://169.254.169.254/", "input": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["message"].as_str().unwrap().contains("A2A_AGENTS"), "{v}");
+    let (status, _) = h
+        .post(
+            "/a2a/tasks/send",
+            Some("alice"),
+            &json!({"target": "seed", "target_url": "http://elsewhere/", "input": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, v) = h
+        .post(
+            "/a2a/tasks/send",
+            Some("alice"),
+            &json!({"target": "ghost", "input": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "unknown_agent");
+
+    // A failing agent's task ends failed with its reason.
+    let (_, v) = h
+        .post(
+            "/a2a/tasks/send",
+            Some("alice"),
+            &json!({"target": "failing", "input": 1}),
+        )
+        .await;
+    let done = h.settle("alice", v["task_id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "failed");
+    assert!(done["result"].is_null());
+    let failed_events = h.memory("alice", "kind=task_result").await;
+    assert!(failed_events.iter().any(|e| {
+        e["content"]["error"]
+            .as_str()
+            .is_some_and(|s| s.contains("500"))
+    }));
+}
+
+pub async fn body_limits_and_bad_bodies(db: &Db) {
+    let h = Harness::with(
+        db,
+        Options {
+            max_body: Some("2048"),
+            ttl: None,
+        },
+    )
+    .await;
+    let big = json!({"kind": "note", "content": "x".repeat(4096)});
+    let (status, v) = h.post("/mem/events", Some("alice"), &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_eq!(v["error"], "payload_too_large");
+    let rpc = json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": msg_v03(&"y".repeat(4096))}});
+    let (status, _) = h
+        .rpc_raw("v03", None, "alice", rpc.to_string().into_bytes())
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, v) = h
+        .send(Harness::request(
+            "POST",
+            "/mem/events",
+            Some("alice"),
+            Body::from(&b"{\"kind\":\"n\",\"content\":\"\xff\"}"[..]),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("UTF-8"));
+    let (status, _) = h
+        .send(Harness::request(
+            "POST",
+            "/mem/events",
+            Some("alice"),
+            Body::from("{nope"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = h
+        .post("/mem/events", Some("alice"), &json!({"content": 1}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = h.get("/mem/events?limit=abc", Some("alice")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(h.memory("alice", "").await.is_empty());
+    assert_eq!(h.seen.count(), 0);
+}
+
+pub async fn memory_listing(db: &Db) {
+    let h = Harness::new(db).await;
+    for i in 0..5 {
+        let (status, _) = h.post("/mem/events", Some("alice"), &json!({"kind": if i % 2 == 0 {"even"} else {"odd"}, "content": i, "task_id": "t1"})).await;
+        assert_eq!(status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let all = h.memory("alice", "").await;
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[0]["content"], 4, "newest first");
+    assert_eq!(h.memory("alice", "limit=2").await.len(), 2);
+    assert_eq!(h.memory("alice", "limit=100000").await.len(), 5);
+    assert_eq!(h.memory("alice", "kind=even").await.len(), 3);
+    assert_eq!(
+        h.memory("alice", "session=alice-session&task_id=t1&kind=odd")
+            .await
+            .len(),
+        2
+    );
+    assert!(h.memory("alice", "session=other").await.is_empty());
+}
+
+fn stored_task(id: &str, state: TaskState, updated_ms: i64, deadline_ms: i64) -> Task {
+    Task {
+        id: id.into(),
+        context_id: "c".into(),
+        owner: "alice".into(),
+        session: "s".into(),
+        agent: "v03".into(),
+        state,
+        input: json!("x"),
+        history: Vec::new(),
+        artifacts: Vec::new(),
+        status_message: None,
+        result: None,
+        error: None,
+        created_ms: updated_ms,
+        updated_ms,
+        deadline_ms,
+    }
+}
+
+pub async fn housekeeping(db: &Db) {
+    let h = Harness::with(
+        db,
+        Options {
+            max_body: None,
+            ttl: Some("1h"),
+        },
+    )
+    .await;
+    let store = &h.state.store;
+    let now = now_ms();
+    let hour = 3_600_000;
+    store
+        .insert_task(&stored_task(
+            "old",
+            TaskState::Completed,
+            now - 2 * hour,
+            now - 2 * hour,
+        ))
+        .await
+        .unwrap();
+    store
+        .insert_task(&stored_task(
+            "orphan",
+            TaskState::Working,
+            now - 60_000,
+            now - 1000,
+        ))
+        .await
+        .unwrap();
+    store
+        .insert_task(&stored_task(
+            "queued",
+            TaskState::Submitted,
+            now - 60_000,
+            now - 1000,
+        ))
+        .await
+        .unwrap();
+    store
+        .insert_task(&stored_task(
+            "running",
+            TaskState::Working,
+            now,
+            now + 60_000,
+        ))
+        .await
+        .unwrap();
+    let old_doc = MemoryEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        owner: "alice".into(),
+        session: "s".into(),
+        kind: "note".into(),
+        role: None,
+        task_id: None,
+        content: json!(1),
+        created_ms: now - 2 * hour,
+    };
+    store.insert_memory(&old_doc).await.unwrap();
+    h.post(
+        "/mem/events",
+        Some("alice"),
+        &json!({"kind": "note", "content": 2}),
+    )
+    .await;
+
+    tasks::housekeeping(&h.state).await;
+
+    assert!(
+        store
+            .get_task("alice", "old", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    for id in ["orphan", "queued"] {
+        let t = store.get_task("alice", id, None).await.unwrap().unwrap();
+        assert_eq!(t.state, TaskState::Failed, "{id}");
+        assert!(t.error.unwrap().contains("interrupted"));
+    }
+    assert_eq!(
+        store
+            .get_task("alice", "running", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        TaskState::Working
+    );
+    let docs = h.memory("alice", "").await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["content"], 2);
+    // Failure is visible through the protocol too.
+    let got = h
+        .rpc("v03", None, "alice", "tasks/get", json!({"id": "orphan"}))
+        .await;
+    assert_eq!(got["result"]["status"]["state"], "failed");
+}
+
+pub async fn cards_and_health(db: &Db) {
+    let h = Harness::new(db).await;
+    let (status, card) = h
+        .get("/a2a/agents/v1/.well-known/agent-card.json", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(card["name"], "Downstream");
+    assert_eq!(card["url"], "https://gw.example/a2a/agents/v1");
+    assert_eq!(card["capabilities"]["streaming"], false);
+    assert_eq!(card["skills"][0]["id"], "echo");
+    assert_eq!(
+        card["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    );
+    assert_eq!(card["security"], json!([{"bearer": []}]));
+    let (status, legacy) = h.get("/a2a/agents/v1/.well-known/agent.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(legacy["url"], card["url"]);
+    let (status, synth) = h
+        .get("/a2a/agents/nocard/.well-known/agent-card.json", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(synth["name"], "nocard");
+    assert_eq!(synth["skills"], json!([]));
+    let (status, _) = h
+        .get("/a2a/agents/ghost/.well-known/agent-card.json", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    h.rpc(
+        "v03",
+        None,
+        "alice",
+        "message/send",
+        json!({"message": msg_v03("m")}),
+    )
+    .await;
+    let (status, health) = h.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["status"], "ok");
+    let (status, metrics) = h.get("/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("attach_a2a_tasks{state=\"completed\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("attach_a2a_forward_seconds_count{agent=\"v03\",outcome=\"ok\"} 1"));
+    assert!(!text.contains("alice"));
+}
+
+pub async fn bearer_forwarding(db: &Db) {
+    let h = Harness::new(db).await;
+    for (agent, expect) in [("bearer", Some("Bearer tok")), ("v1", None)] {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": msg_v1("x")}});
+        let mut req = Harness::request(
+            "POST",
+            &format!("/a2a/agents/{agent}"),
+            Some("alice"),
+            Body::from(body.to_string()),
+        );
+        req.headers_mut()
+            .insert("a2a-version", "1.0".parse().unwrap());
+        req.headers_mut()
+            .insert("authorization", "Bearer tok".parse().unwrap());
+        let (_, v) = h.send(req).await;
+        assert_eq!(
+            v["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED",
+            "{v}"
+        );
+        let seen = h.seen.last();
+        assert_eq!(
+            seen.get("authorization").map(|v| v.to_str().unwrap()),
+            expect,
+            "{agent}"
+        );
+    }
+}
+
+pub async fn replicas_share_state(db: &Db) {
+    let a = Harness::new(db).await;
+    let b = a.replica().await;
+    // Started on A in the background, read and canceled on B.
+    let r = a
+        .rpc(
+            "patient",
+            None,
+            "alice",
+            "message/send",
+            json!({"message": msg_v03("x"), "configuration": {"blocking": false}}),
+        )
+        .await;
+    let id = r["result"]["id"].as_str().unwrap().to_string();
+    let got = b
+        .rpc("patient", None, "alice", "tasks/get", json!({"id": id}))
+        .await;
+    assert_eq!(got["result"]["id"], id.as_str());
+    let c = b
+        .rpc("patient", None, "alice", "tasks/cancel", json!({"id": id}))
+        .await;
+    assert_eq!(c["result"]["status"]["state"], "canceled");
+    // A's exchange finishes later and leaves the cancellation alone.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let got = a
+        .rpc("patient", None, "alice", "tasks/get", json!({"id": id}))
+        .await;
+    assert_eq!(got["result"]["status"]["state"], "canceled");
+    // A blocking task on B is visible on A, with its memory documents.
+    let r = b
+        .rpc(
+            "v03",
+            None,
+            "alice",
+            "message/send",
+            json!({"message": msg_v03("y")}),
+        )
+        .await;
+    let id = r["result"]["id"].as_str().unwrap();
+    let got = a
+        .rpc("v03", None, "alice", "tasks/get", json!({"id": id}))
+        .await;
+    assert_eq!(got["result"]["status"]["state"], "completed");
+    assert_eq!(a.memory("alice", &format!("task_id={id}")).await.len(), 2);
+}

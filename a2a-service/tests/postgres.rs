@@ -1,0 +1,36 @@
+//! The same handler tests over PostgreSQL, against the server named by
+//! `A2A_TEST_DATABASE_URL` (see `tests/pg.sh`). Without it the tests print
+//! a notice and pass, except under `CI`, where they fail.
+
+mod common;
+
+use common::{Db, postgres_url, scenarios};
+
+macro_rules! postgres_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(url) = postgres_url() else { return };
+                scenarios::$name(&Db::Postgres(url)).await;
+            }
+        )*
+    };
+}
+
+postgres_tests!(
+    blocking_v0_3,
+    blocking_v1,
+    non_blocking_completes_in_background,
+    cancel_running_task,
+    failing_agents_fail_tasks,
+    envelope_errors,
+    isolation,
+    assertion_checks,
+    ingest_is_idempotent,
+    seed_routes,
+    memory_listing,
+    housekeeping,
+    cards_and_health,
+    replicas_share_state,
+);

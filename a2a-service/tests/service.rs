@@ -1,0 +1,35 @@
+//! Handler tests over SQLite.
+
+mod common;
+
+use common::{Db, scenarios};
+
+macro_rules! sqlite_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                scenarios::$name(&Db::Sqlite).await;
+            }
+        )*
+    };
+}
+
+sqlite_tests!(
+    blocking_v0_3,
+    blocking_v1,
+    non_blocking_completes_in_background,
+    cancel_running_task,
+    failing_agents_fail_tasks,
+    envelope_errors,
+    isolation,
+    assertion_checks,
+    ingest_is_idempotent,
+    seed_routes,
+    body_limits_and_bad_bodies,
+    memory_listing,
+    housekeeping,
+    cards_and_health,
+    replicas_share_state,
+    bearer_forwarding,
+);

@@ -1,0 +1,413 @@
+//! The companion A2A service (`attach-a2a`) that `attach run` starts next to
+//! Envoy: its agents (for the public card paths), the assertion key it shares
+//! with the filter, and the command that starts it.
+//!
+//! The service trusts `X-Attach-User`/`X-Attach-Session` only with a valid
+//! `X-Attach-Assertion`, an HMAC keyed with a secret that the filter and the
+//! service share. The launcher keeps that secret in
+//! `$ATTACH_DATA_DIR/assertion.key` (32 random bytes as base64url text, mode
+//! 0600, created on first use), puts it in the plugin configuration and hands
+//! it to the service in `ATTACH_ASSERTION_KEY`.
+
+use crate::env::{A2aSettings, AgentSource, Settings};
+use crate::error::Error;
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use serde::Deserialize;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const KEY_FILE: &str = "assertion.key";
+/// The key length the service accepts (the filter takes 32 or more).
+pub const KEY_BYTES: usize = 32;
+/// The Envoy cluster that reaches the service.
+pub const CLUSTER: &str = "a2a_service";
+/// Path prefixes Envoy routes to the service, in front of the engine's `/`.
+pub const ROUTE_PREFIXES: [&str; 2] = ["/a2a/", "/mem/"];
+/// The service's binary, looked up next to `attach` by default.
+pub const BIN_NAME: &str = "attach-a2a";
+/// Agent cards, the only public paths of the service, per agent name.
+const CARD_FILES: [&str; 2] = ["agent-card.json", "agent.json"];
+
+/// The names of the registered agents, checked as the service checks them
+/// (a name becomes part of an exact public path, so `*` and `/` are refused).
+pub fn agent_names(a2a: &A2aSettings) -> Result<Vec<String>, Error> {
+    let (var, names) = match &a2a.agents {
+        AgentSource::None => return Ok(Vec::new()),
+        AgentSource::List(list) => ("A2A_AGENTS", names_of_list(list)?),
+        AgentSource::File(path) => ("A2A_CONFIG", names_of_file(path)?),
+    };
+    let mut seen: Vec<String> = Vec::new();
+    for name in names {
+        if !valid_name(&name) {
+            return Err(Error::setting(
+                var,
+                format!("agent name {name:?} must be 1-64 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if seen.contains(&name) {
+            return Err(Error::setting(
+                var,
+                format!("agent {name:?} is registered twice"),
+            ));
+        }
+        seen.push(name);
+    }
+    Ok(seen)
+}
+
+fn names_of_list(list: &str) -> Result<Vec<String>, Error> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let head = entry.split(';').next().unwrap_or_default();
+            head.split_once('=')
+                .map(|(name, _)| name.trim().to_string())
+                .ok_or_else(|| {
+                    Error::setting("A2A_AGENTS", format!("entry {entry:?} is not name=url"))
+                })
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct AgentFile {
+    agents: Vec<AgentEntry>,
+}
+
+#[derive(Deserialize)]
+struct AgentEntry {
+    name: String,
+}
+
+fn names_of_file(path: &Path) -> Result<Vec<String>, Error> {
+    let at = path.display();
+    let text = fs::read_to_string(path)
+        .map_err(|e| Error::setting("A2A_CONFIG", format!("cannot read {at}: {e}")))?;
+    let file: AgentFile = serde_json::from_str(&text)
+        .map_err(|e| Error::setting("A2A_CONFIG", format!("{at}: {e}")))?;
+    Ok(file.agents.into_iter().map(|a| a.name).collect())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// The exact public paths of every agent's card: only these, never the
+/// JSON-RPC endpoint `/a2a/agents/{name}` next to them.
+pub fn card_paths(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .flat_map(|n| {
+            CARD_FILES
+                .iter()
+                .map(move |f| format!("/a2a/agents/{n}/.well-known/{f}"))
+        })
+        .collect()
+}
+
+/// Whether `text` is a key the service takes: base64url of exactly 32 bytes.
+pub fn key_fits_service(text: &str) -> bool {
+    decode_key(text).is_some_and(|k| k.len() == KEY_BYTES)
+}
+
+fn decode_key(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .or_else(|_| URL_SAFE.decode(text))
+        .ok()
+}
+
+/// The assertion key in `dir` (base64url, unpadded), creating it on first
+/// use; returns whether it was created. A key file that group or others can
+/// read is refused, as is one that is not 32 bytes of base64url.
+pub fn load_or_create_key(dir: &Path) -> Result<(String, bool), Error> {
+    let path = dir.join(KEY_FILE);
+    let io = |e: std::io::Error| Error::runtime(format!("{}: {e}", path.display()));
+    match read_key(&path) {
+        Ok(key) => return Ok((key, false)),
+        Err(Some(e)) => return Err(e),
+        Err(None) => {}
+    }
+    fs::create_dir_all(dir).map_err(io)?;
+    let mut raw = [0u8; KEY_BYTES];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .map_err(|e| Error::runtime(format!("/dev/urandom: {e}")))?;
+    let key = URL_SAFE_NO_PAD.encode(raw);
+    // Written under a private name, then linked into place: a launcher
+    // starting at the same moment either wins the link or reads a whole key.
+    let temp = dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
+    let _ = fs::remove_file(&temp);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .and_then(|mut f| f.write_all(format!("{key}\n").as_bytes()))
+        .and_then(|_| fs::hard_link(&temp, &path));
+    let _ = fs::remove_file(&temp);
+    match written {
+        Ok(()) => Ok((key, true)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => match read_key(&path) {
+            Ok(key) => Ok((key, false)),
+            Err(e) => Err(e.unwrap_or_else(|| io(ErrorKind::NotFound.into()))),
+        },
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// The key in `path`; `Err(None)` when there is no such file.
+fn read_key(path: &Path) -> Result<String, Option<Error>> {
+    let at = path.display();
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Err(None),
+        Err(e) => return Err(Some(Error::runtime(format!("{at}: {e}")))),
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Some(Error::runtime(format!(
+            "{at}: readable by others; run chmod 600 on it"
+        ))));
+    }
+    let text = fs::read_to_string(path).map_err(|e| Some(Error::runtime(format!("{at}: {e}"))))?;
+    let text = text.trim();
+    if !key_fits_service(text) {
+        return Err(Some(Error::runtime(format!(
+            "{at}: not a base64url key of {KEY_BYTES} bytes (remove it to get a new one)"
+        ))));
+    }
+    Ok(text.to_string())
+}
+
+/// `ATTACH_A2A_BIN`, else `attach-a2a` in the folder of the running `attach`.
+pub fn find_bin(a2a: &A2aSettings) -> Result<PathBuf, Error> {
+    let (path, given) = match &a2a.bin {
+        Some(p) => (p.clone(), true),
+        None => {
+            let exe = std::env::current_exe()
+                .map_err(|e| Error::runtime(format!("cannot locate attach itself: {e}")))?;
+            (exe.with_file_name(BIN_NAME), false)
+        }
+    };
+    let executable =
+        fs::metadata(&path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if executable {
+        return Ok(path);
+    }
+    let hint = if given {
+        ""
+    } else {
+        "; build it with `cargo build --release -p attach-a2a-service`, set ATTACH_A2A_BIN,"
+    };
+    Err(Error::setting(
+        "ATTACH_A2A_BIN",
+        format!(
+            "{} is not an executable file{hint} or set ATTACH_A2A=off to run without the A2A service",
+            path.display()
+        ),
+    ))
+}
+
+/// The service's command: it listens on 127.0.0.1:`port` only (Envoy is
+/// its one way in) and gets the gateway's data folder, address and key.
+/// Other `A2A_*` variables (A2A_DATABASE_URL, A2A_TASK_TTL, ...) pass
+/// through from the launcher's environment.
+pub fn command(bin: &Path, settings: &Settings, port: u16, key: &str) -> Command {
+    let mut c = Command::new(bin);
+    c.env("A2A_HOST", "127.0.0.1")
+        .env("A2A_PORT", port.to_string())
+        .env("ATTACH_DATA_DIR", &settings.data_dir)
+        .env("ATTACH_PUBLIC_URL", &settings.public_url)
+        .env("ATTACH_ASSERTION_KEY", key);
+    match &settings.issuer {
+        Some(issuer) => c.env("OIDC_ISSUER", issuer),
+        None => c.env_remove("OIDC_ISSUER"),
+    };
+    if let AgentSource::File(path) = &settings.a2a.agents {
+        c.env("A2A_CONFIG", path);
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::tests::settings;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("attach-a2a-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn names(pairs: &[(&str, &str)]) -> Result<Vec<String>, Error> {
+        agent_names(&settings(pairs).unwrap().a2a)
+    }
+
+    #[test]
+    fn names_from_the_agent_list() {
+        assert!(names(&[]).unwrap().is_empty());
+        assert_eq!(
+            names(&[(
+                "A2A_AGENTS",
+                " planner=http://127.0.0.1:8100 , coder=http://127.0.0.1:8101;kind=http;timeout=30,"
+            )])
+            .unwrap(),
+            ["planner", "coder"]
+        );
+        for bad in [
+            "a*=http://x",
+            "a/b=http://x",
+            "..=http://x",
+            "=http://x",
+            "planner",
+            "a=http://x,a=http://y",
+        ] {
+            let e = names(&[("A2A_AGENTS", bad)]).unwrap_err();
+            assert_eq!(e.var(), Some("A2A_AGENTS"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn names_from_the_agent_file() {
+        let dir = temp_dir("file");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a2a.json");
+        fs::write(
+            &path,
+            r#"{"agents": [{"name": "seed", "url": "http://127.0.0.1:9", "kind": "http"}, {"name": "b.2", "url": "http://x"}]}"#,
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        assert_eq!(names(&[("A2A_CONFIG", p)]).unwrap(), ["seed", "b.2"]);
+        fs::write(&path, r#"{"agents": [{"url": "http://x"}]}"#).unwrap();
+        assert_eq!(
+            names(&[("A2A_CONFIG", p)]).unwrap_err().var(),
+            Some("A2A_CONFIG")
+        );
+        let missing = dir.join("missing.json");
+        let e = names(&[("A2A_CONFIG", missing.to_str().unwrap())]).unwrap_err();
+        assert!(e.to_string().starts_with("A2A_CONFIG: cannot read"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn card_paths_are_exact_per_agent() {
+        let paths = card_paths(&["echo".to_string(), "seed".to_string()]);
+        assert_eq!(
+            paths,
+            [
+                "/a2a/agents/echo/.well-known/agent-card.json",
+                "/a2a/agents/echo/.well-known/agent.json",
+                "/a2a/agents/seed/.well-known/agent-card.json",
+                "/a2a/agents/seed/.well-known/agent.json",
+            ]
+        );
+        assert!(paths.iter().all(|p| !p.ends_with('*')));
+    }
+
+    #[test]
+    fn key_is_created_once_with_private_permissions() {
+        let dir = temp_dir("key");
+        let (key, created) = load_or_create_key(&dir).unwrap();
+        assert!(created);
+        assert_eq!(URL_SAFE_NO_PAD.decode(&key).unwrap().len(), 32);
+        let path = dir.join(KEY_FILE);
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_to_string(&path).unwrap().trim(), key);
+        let (again, created) = load_or_create_key(&dir).unwrap();
+        assert!(!created);
+        assert_eq!(again, key);
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        let other = temp_dir("key2");
+        assert_ne!(load_or_create_key(&other).unwrap().0, key);
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(&other).unwrap();
+    }
+
+    #[test]
+    fn open_or_bad_key_files_are_refused() {
+        let dir = temp_dir("keyperm");
+        load_or_create_key(&dir).unwrap();
+        let path = dir.join(KEY_FILE);
+        for mode in [0o640, 0o604, 0o644] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let e = load_or_create_key(&dir).unwrap_err();
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&path, URL_SAFE_NO_PAD.encode([1u8; 16])).unwrap();
+        let e = load_or_create_key(&dir).unwrap_err();
+        assert!(e.to_string().contains("32 bytes"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn key_length_the_service_takes() {
+        assert!(key_fits_service(&URL_SAFE_NO_PAD.encode([7u8; 32])));
+        assert!(key_fits_service(&URL_SAFE.encode([7u8; 32])));
+        assert!(!key_fits_service(&URL_SAFE_NO_PAD.encode([7u8; 48])));
+        assert!(!key_fits_service("!!"));
+    }
+
+    #[test]
+    fn binary_must_be_executable() {
+        let dir = temp_dir("bin");
+        fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("attach-a2a");
+        fs::write(&bin, "#!/bin/sh\n").unwrap();
+        let mut a2a = settings(&[]).unwrap().a2a;
+        a2a.bin = Some(bin.clone());
+        let e = find_bin(&a2a).unwrap_err();
+        assert_eq!(e.var(), Some("ATTACH_A2A_BIN"));
+        assert!(e.to_string().contains("ATTACH_A2A=off"), "{e}");
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(find_bin(&a2a).unwrap(), bin);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn command_environment() {
+        let s = settings(&[
+            ("OIDC_ISSUER", "https://idp.example"),
+            ("OIDC_AUD", "api"),
+            ("ATTACH_DATA_DIR", "/var/lib/attach"),
+            ("ATTACH_PUBLIC_URL", "https://gw.example"),
+        ])
+        .unwrap();
+        let c = command(Path::new("/bin/attach-a2a"), &s, 18090, "k3y");
+        let envs: std::collections::HashMap<String, Option<String>> = c
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        let get = |k: &str| envs.get(k).cloned().flatten();
+        assert_eq!(get("A2A_HOST").as_deref(), Some("127.0.0.1"));
+        assert_eq!(get("A2A_PORT").as_deref(), Some("18090"));
+        assert_eq!(get("ATTACH_DATA_DIR").as_deref(), Some("/var/lib/attach"));
+        assert_eq!(
+            get("ATTACH_PUBLIC_URL").as_deref(),
+            Some("https://gw.example")
+        );
+        assert_eq!(get("ATTACH_ASSERTION_KEY").as_deref(), Some("k3y"));
+        assert_eq!(get("OIDC_ISSUER").as_deref(), Some("https://idp.example"));
+    }
+}
