@@ -60,6 +60,7 @@ DID_PEER_STAMP := $(DID_PEER)/node_modules/.package-lock.json
 node-peers: $(DID_PEER_STAMP)
 
 $(DID_PEER_STAMP): $(DID_PEER)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs npm; }
 	cd $(DID_PEER) && npm ci --no-audit --no-fund
 	touch $@
 
