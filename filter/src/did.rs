@@ -339,7 +339,7 @@ fn verify_recoverable(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::crypto::test_util::bytes;
 
@@ -380,7 +380,8 @@ mod tests {
         out
     }
 
-    fn did_key(codec: &[u8], key: &[u8]) -> String {
+    /// The did:key of a public key with its multicodec prefix.
+    pub(crate) fn did_key(codec: &[u8], key: &[u8]) -> String {
         format!("did:key:z{}", base58_encode(&[codec, key].concat()))
     }
 

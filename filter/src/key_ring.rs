@@ -39,17 +39,26 @@ impl KeyRing {
     /// Replaces an issuer's keys. A document that does not parse leaves the
     /// previous keys in place: stale keys beat no keys.
     pub fn load(&mut self, issuer: usize, cas: u32, raw: &[u8]) -> Result<usize, JwksError> {
-        let Some(slot) = self.slots.get_mut(issuer) else {
-            return Ok(0);
-        };
-        slot.seen_cas = Some(cas);
+        if let Some(slot) = self.slots.get_mut(issuer) {
+            slot.seen_cas = Some(cas);
+        }
         let set = JwkSet::parse(raw)?;
         let n = set.len();
+        self.install(issuer, cas, set);
+        Ok(n)
+    }
+
+    /// Puts an already parsed key set in place: the VM that fetched a set
+    /// parses it once (building per-key tables costs milliseconds), not twice.
+    pub fn install(&mut self, issuer: usize, cas: u32, set: JwkSet) {
+        let Some(slot) = self.slots.get_mut(issuer) else {
+            return;
+        };
+        slot.seen_cas = Some(cas);
         slot.keys = Some(set);
         slot.generation = self.next_generation;
         slot.unreachable = false;
         self.next_generation += 1;
-        Ok(n)
     }
 
     pub fn set_unreachable(&mut self, issuer: usize, unreachable: bool) {

@@ -152,19 +152,27 @@ pub fn verify(
     if !missing.is_empty() {
         return Verdict::InsufficientScope(missing);
     }
+    let version = KeyVersion {
+        issuer: index,
+        generation,
+    };
+    admit(cache, raw, sub, &tok, version, now)
+}
+
+/// Remembers a token that passed every check and lets it through.
+fn admit(
+    cache: &mut TokenCache,
+    raw: &str,
+    user: String,
+    tok: &token::Token<'_>,
+    version: KeyVersion,
+    now: i64,
+) -> Verdict {
     let identity = Identity {
-        user: sub,
+        user,
         exp: tok.claims.exp.unwrap_or_default(),
     };
-    cache.insert(
-        raw,
-        identity.clone(),
-        KeyVersion {
-            issuer: index,
-            generation,
-        },
-        now,
-    );
+    cache.insert(raw, identity.clone(), version, now);
     Verdict::Allow(identity)
 }
 
@@ -203,16 +211,11 @@ fn verify_did(
         }
         Err(_) => return Verdict::Invalid(Reason::BadSignature),
     }
-    let identity = Identity {
-        user: iss.to_string(),
-        exp: tok.claims.exp.unwrap_or_default(),
-    };
     let version = KeyVersion {
         issuer: DID_ISSUER,
         generation: 0,
     };
-    cache.insert(raw, identity.clone(), version, now);
-    Verdict::Allow(identity)
+    admit(cache, raw, iss.to_string(), tok, version, now)
 }
 
 #[cfg(test)]
@@ -515,6 +518,7 @@ mod tests {
 #[cfg(test)]
 mod did_tests {
     use super::*;
+    use crate::did::tests::did_key;
     use crate::token::tests::encode;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -523,37 +527,10 @@ mod did_tests {
     const NOW: i64 = 1_700_000_000;
     const AUD: &str = "http://127.0.0.1:8080";
 
-    fn base58(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
-        let mut digits: Vec<u8> = Vec::new();
-        for &b in bytes {
-            let mut carry = u32::from(b);
-            for d in digits.iter_mut() {
-                carry += u32::from(*d) << 8;
-                *d = (carry % 58) as u8;
-                carry /= 58;
-            }
-            while carry > 0 {
-                digits.push((carry % 58) as u8);
-                carry /= 58;
-            }
-        }
-        let zeros = bytes.iter().take_while(|b| **b == 0).count();
-        std::iter::repeat_n('1', zeros)
-            .chain(
-                digits
-                    .iter()
-                    .rev()
-                    .map(|d| char::from(ALPHABET[usize::from(*d)])),
-            )
-            .collect()
-    }
-
     fn identity(seed: u8) -> (SigningKey, String) {
         let key = SigningKey::from_bytes(&[seed; 32]);
-        let mut bytes = vec![0xed, 0x01];
-        bytes.extend_from_slice(key.verifying_key().as_bytes());
-        (key, format!("did:key:z{}", base58(&bytes)))
+        let did = did_key(&[0xed, 0x01], key.verifying_key().as_bytes());
+        (key, did)
     }
 
     fn config(allow: &str, max_ttl: u64) -> Config {

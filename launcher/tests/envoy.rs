@@ -355,19 +355,47 @@ fn start_with_service(
         .unwrap()
 }
 
-/// Both children run; SIGTERM stops both; the key file is private.
-#[test]
-fn run_supervises_envoy_and_the_a2a_service() {
+/// `attach run` with the companion service, once Envoy is ready.
+struct Running {
+    child: std::process::Child,
+    dir: PathBuf,
+    /// Listener, Envoy admin, service.
+    ports: (u16, u16, u16),
+    /// The launcher's children (Envoy and the service).
+    kids: Vec<i32>,
+}
+
+fn run_with_service(name: &str) -> Option<Running> {
     let (Some((envoy, wasm)), Some(service)) = (prerequisites(), a2a_service()) else {
-        return;
+        return None;
     };
-    let dir = scratch("a2a");
+    let dir = scratch(name);
     let ports = (free_port(), free_port(), free_port());
     let mut child = start_with_service(&envoy, &wasm, &service, &dir, ports);
     wait_until("envoy admin /ready", &mut child, || {
         http_status(ports.1, "/ready") == Some(200)
     });
     let kids = children_of(child.id());
+    Some(Running {
+        child,
+        dir,
+        ports,
+        kids,
+    })
+}
+
+/// Both children run; SIGTERM stops both; the key file is private.
+#[test]
+fn run_supervises_envoy_and_the_a2a_service() {
+    let Some(Running {
+        mut child,
+        dir,
+        ports,
+        kids,
+    }) = run_with_service("a2a")
+    else {
+        return;
+    };
     assert_eq!(kids.len(), 2, "children: {kids:?}");
     let names: Vec<String> = kids.iter().map(|p| comm(*p)).collect();
     assert!(names.iter().any(|n| n == "attach-a2a"), "{names:?}");
@@ -398,16 +426,15 @@ fn run_supervises_envoy_and_the_a2a_service() {
 /// When the service dies, the launcher stops Envoy and fails.
 #[test]
 fn a_dying_service_stops_envoy() {
-    let (Some((envoy, wasm)), Some(service)) = (prerequisites(), a2a_service()) else {
+    let Some(Running {
+        mut child,
+        dir,
+        kids,
+        ..
+    }) = run_with_service("a2a-dies")
+    else {
         return;
     };
-    let dir = scratch("a2a-dies");
-    let ports = (free_port(), free_port(), free_port());
-    let mut child = start_with_service(&envoy, &wasm, &service, &dir, ports);
-    wait_until("envoy admin /ready", &mut child, || {
-        http_status(ports.1, "/ready") == Some(200)
-    });
-    let kids = children_of(child.id());
     let a2a = *kids.iter().find(|p| comm(**p) == "attach-a2a").unwrap();
     // SAFETY: killing our own grandchild.
     unsafe { libc::kill(a2a, libc::SIGKILL) };

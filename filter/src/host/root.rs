@@ -297,6 +297,12 @@ impl Root {
                         LogLevel::Info,
                         &format!("loaded {} key(s) of {}", set.len(), p.issuer),
                     );
+                    // The set just written is the shared entry's current
+                    // version (this VM holds the fetch lease): install it
+                    // under that CAS instead of parsing it again.
+                    if let Some((_, cas)) = shared::read_keys(&p.issuer) {
+                        vm.keys.borrow_mut().install(call.issuer, cas, set);
+                    }
                     vm.sync();
                     vm.wake(self.context_id);
                 }
