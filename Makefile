@@ -3,6 +3,7 @@
 #   make         build the filter and the launcher
 #   make run     build everything and run the gateway (Envoy + filter) in the foreground
 #   make test    formatting, lints, unit tests, then the end-to-end suite against a real Envoy
+#                (both with a private PostgreSQL server for the companion service's store)
 #   make bench   the benchmark (needs wrk, installed here when missing)
 #
 # Every target installs what it needs itself and is safe to re-run.
@@ -86,11 +87,12 @@ test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@$(MAKE) --no-print-directory wasm launcher venv node-peers postgres
-	ENVOY_BIN='$(TEST_ENVOY)' a2a-service/tests/pg.sh run -- $(CARGO) test --workspace
-	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python -m pytest -q tests/e2e
+	ENVOY_BIN='$(TEST_ENVOY)' a2a-service/tests/pg.sh run -- bash -c \
+	  '$(CARGO) test --workspace && $(VENV)/bin/python -m pytest -q tests/e2e'
 
-bench: wasm launcher venv
+bench: wasm launcher venv postgres
 	$(CARGO) build --release --target $(WASM_TARGET) -p attach-bench-noop
+	$(CARGO) build --release -p attach-bench-agent
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
 	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python bench/run.py
 

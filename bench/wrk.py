@@ -1,4 +1,4 @@
-"""Runs wrk against one URL and parses its `--latency` report."""
+"""Runs wrk against one URL (optionally with a Lua script) and parses its `--latency` report."""
 
 import re
 import shutil
@@ -72,11 +72,17 @@ def parse(output):
     )
 
 
-def run(url, load, headers=(), duration_s=None):
+def run(url, load, headers=(), duration_s=None, script=None, script_args=()):
+    """One wrk run; `script` is a Lua file (wrk's `-s`), `script_args` reach
+    its `init(args)`."""
     cmd = [binary(), *load.args(duration_s)]
     for h in headers:
         cmd += ["-H", h]
+    if script is not None:
+        cmd += ["-s", str(script)]
     cmd.append(url)
+    if script_args:
+        cmd += ["--", *script_args]
     limit = (load.duration_s if duration_s is None else duration_s) + 30
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, check=False)
     if done.returncode != 0:

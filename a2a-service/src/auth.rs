@@ -31,9 +31,12 @@ pub const CLOCK_SKEW_SECS: u64 = 5;
 /// An assertion claiming to live longer than this is refused.
 pub const MAX_LIFETIME_SECS: u64 = 300;
 
-/// The 32-byte key shared with the filter.
+/// The secret shared with the filter: at least [`MIN_KEY_BYTES`] bytes,
+/// the same rule the filter applies to its `assertion_key`.
 #[derive(Clone)]
-pub struct AssertionKey([u8; 32]);
+pub struct AssertionKey(Vec<u8>);
+
+pub const MIN_KEY_BYTES: usize = 32;
 
 impl fmt::Debug for AssertionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -42,21 +45,24 @@ impl fmt::Debug for AssertionKey {
 }
 
 impl AssertionKey {
-    pub fn new(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+    pub fn new(bytes: [u8; MIN_KEY_BYTES]) -> Self {
+        Self(bytes.to_vec())
     }
 
-    /// base64url text (padded or not) of exactly 32 bytes.
+    /// base64url text (padded or not) of at least 32 bytes.
     pub fn from_text(text: &str) -> Result<Self, String> {
         let bytes = crate::config::decode_base64url(text).ok_or("not base64url text")?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| format!("decodes to {} bytes, expected 32", b.len()))?;
+        if bytes.len() < MIN_KEY_BYTES {
+            return Err(format!(
+                "decodes to {} bytes, at least {MIN_KEY_BYTES} needed",
+                bytes.len()
+            ));
+        }
         Ok(Self(bytes))
     }
 
     fn mac(&self, exp: u64, user: &str, session: &str) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length; 32 bytes cannot fail.
+        // HMAC accepts keys of any length, so this cannot fail.
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(format!("v1\n{exp}\n{user}\n{session}").as_bytes());

@@ -10,10 +10,14 @@
 //! | `A2A_CONFIG` | unset | JSON file `{"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol"}]}` (instead of `A2A_AGENTS`) |
 //! | `A2A_TASK_TTL` | `24h` | tasks and memory documents older than this are removed (`90m`, `24h`, `7d`, `3600` seconds) |
 //! | `A2A_MAX_BODY` | `1048576` | largest request body in bytes (`512k`, `1m` accepted) |
-//! | `ATTACH_ASSERTION_KEY` | unset | base64url 32-byte key shared with the filter; else `$ATTACH_DATA_DIR/assertion.key` |
+//! | `ATTACH_ASSERTION_KEY` | unset | base64url key (≥ 32 bytes) shared with the filter; else `$ATTACH_DATA_DIR/assertion.key` (the same text, mode 0600) |
 //! | `ATTACH_PUBLIC_URL` | `http://127.0.0.1:8080` | the gateway's address, used in agent cards |
 //! | `OIDC_ISSUER` | unset | adds an `openIdConnect` scheme to agent cards |
 //! | `A2A_INGEST_IDENTITY` | `attach-gateway` | the asserted user allowed to ingest other users' memory events |
+//! | `MEM_BACKEND` | `service` | where the gateway mirrors model prompts and replies: `service` (`/mem/ingest`), `weaviate`, or `none`; with `weaviate`, `GET /mem/events` also reads Weaviate |
+//! | `WEAVIATE_URL` | unset | Weaviate's base URL (`http(s)://host:port`, without `/v1`); required with `MEM_BACKEND=weaviate` |
+//! | `WEAVIATE_API_KEY` | unset | sent to Weaviate as `Authorization: Bearer …` |
+//! | `WEAVIATE_TIMEOUT` | `5s` | longest wait for one Weaviate query (`500ms`, `5s`, `1m`) |
 //!
 //! `A2A_AGENTS` is a comma-separated list of `name=url` entries, each optionally
 //! followed by `;key=value` options:
@@ -91,6 +95,39 @@ pub enum DatabaseConfig {
     Postgres(String),
 }
 
+/// Where mirrored model exchanges live, which decides where memory reads go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemoryBackend {
+    /// The filter posts them to `/mem/ingest`: the store holds everything.
+    Service,
+    /// The filter writes them to Weaviate; the store keeps only documents
+    /// and task events, so reads merge both.
+    Weaviate(WeaviateConfig),
+    /// Nothing is mirrored; the store holds documents and task events.
+    None,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct WeaviateConfig {
+    /// Without a trailing `/`.
+    pub url: String,
+    pub api_key: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Leaves the API key out of logs and panics.
+impl fmt::Debug for WeaviateConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeaviateConfig")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| ".."))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+pub const DEFAULT_WEAVIATE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -104,6 +141,7 @@ pub struct Config {
     pub oidc_issuer: Option<String>,
     /// The user the gateway's own memory mirror asserts on `/mem/ingest`.
     pub ingest_identity: String,
+    pub memory_backend: MemoryBackend,
 }
 
 impl Config {
@@ -205,6 +243,8 @@ impl Config {
             }
         }
 
+        let memory_backend = parse_memory_backend(&get)?;
+
         Ok(Config {
             listen: SocketAddr::new(host, port),
             data_dir,
@@ -216,38 +256,84 @@ impl Config {
             public_url: public_url.trim_end_matches('/').to_string(),
             oidc_issuer: oidc_issuer.map(|s| s.trim_end_matches('/').to_string()),
             ingest_identity: get("A2A_INGEST_IDENTITY").unwrap_or_else(|| "attach-gateway".into()),
+            memory_backend,
         })
     }
 }
 
-fn read_key_file(path: &Path) -> Result<AssertionKey, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        ConfigError::new(
-            "ATTACH_ASSERTION_KEY",
-            format!(
-                "not set, and {} cannot be read ({e}); the launcher creates it",
-                path.display()
-            ),
-        )
-    })?;
-    if let Ok(raw) = <[u8; 32]>::try_from(bytes.as_slice()) {
-        return Ok(AssertionKey::new(raw));
+/// `MEM_BACKEND` and, for `weaviate`, its connection. The Weaviate
+/// variables are ignored for the other backends: the launcher passes one
+/// environment to every process.
+fn parse_memory_backend(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<MemoryBackend, ConfigError> {
+    match get("MEM_BACKEND").as_deref().map(str::trim) {
+        None | Some("service") => return Ok(MemoryBackend::Service),
+        Some("none") => return Ok(MemoryBackend::None),
+        Some("weaviate") => {}
+        Some(other) => {
+            return Err(ConfigError::new(
+                "MEM_BACKEND",
+                format!("expected service, weaviate or none, not {other:?}"),
+            ));
+        }
     }
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
-        ConfigError::new(
-            "ATTACH_ASSERTION_KEY",
-            format!(
-                "{} is neither 32 raw bytes nor base64url text",
-                path.display()
-            ),
-        )
-    })?;
-    AssertionKey::from_text(text).map_err(|reason| {
+    let url = get("WEAVIATE_URL")
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .ok_or_else(|| ConfigError::new("WEAVIATE_URL", "required with MEM_BACKEND=weaviate"))?;
+    if !is_http_url(&url) {
+        return Err(ConfigError::new(
+            "WEAVIATE_URL",
+            "expected an http:// or https:// URL",
+        ));
+    }
+    let timeout = match get("WEAVIATE_TIMEOUT") {
+        Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+            ConfigError::new(
+                "WEAVIATE_TIMEOUT",
+                format!("{v:?} is not a duration like 5s or 500ms"),
+            )
+        })?,
+        None => DEFAULT_WEAVIATE_TIMEOUT,
+    };
+    let api_key = get("WEAVIATE_API_KEY").map(|k| k.trim().to_string());
+    if api_key
+        .as_deref()
+        .is_some_and(|k| k.chars().any(|c| c.is_control() || c == ' '))
+    {
+        return Err(ConfigError::new(
+            "WEAVIATE_API_KEY",
+            "must not contain spaces or control characters",
+        ));
+    }
+    Ok(MemoryBackend::Weaviate(WeaviateConfig {
+        url,
+        api_key,
+        timeout,
+    }))
+}
+
+/// The key file the launcher writes: base64url text, readable by its owner
+/// only (a key others can read lets them forge any identity).
+fn read_key_file(path: &Path) -> Result<AssertionKey, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let refuse = |reason: String| {
         ConfigError::new(
             "ATTACH_ASSERTION_KEY",
             format!("{}: {reason}", path.display()),
         )
-    })
+    };
+    let meta = std::fs::metadata(path).map_err(|e| {
+        refuse(format!(
+            "not set, and the key file cannot be read ({e}); the launcher creates it"
+        ))
+    })?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(refuse("readable by others; run chmod 600 on it".into()));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| refuse(format!("cannot be read as text ({e})")))?;
+    AssertionKey::from_text(&text).map_err(refuse)
 }
 
 pub(crate) fn decode_base64url(text: &str) -> Option<Vec<u8>> {
@@ -482,6 +568,47 @@ mod tests {
         assert_eq!(c.max_body, 1 << 20);
         assert!(matches!(c.database, DatabaseConfig::Sqlite(ref p) if p.ends_with("a2a.sqlite3")));
         assert!(c.agents.is_empty());
+        assert_eq!(c.memory_backend, MemoryBackend::Service);
+    }
+
+    #[test]
+    fn memory_backends() {
+        let c = load(&[("ATTACH_ASSERTION_KEY", KEY), ("MEM_BACKEND", "none")]).unwrap();
+        assert_eq!(c.memory_backend, MemoryBackend::None);
+        // The Weaviate variables only matter with MEM_BACKEND=weaviate.
+        let c = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            ("MEM_BACKEND", "service"),
+            ("WEAVIATE_URL", "not a url"),
+        ])
+        .unwrap();
+        assert_eq!(c.memory_backend, MemoryBackend::Service);
+        let c = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            ("MEM_BACKEND", "weaviate"),
+            ("WEAVIATE_URL", "http://127.0.0.1:8081/"),
+            ("WEAVIATE_API_KEY", "secret-key"),
+            ("WEAVIATE_TIMEOUT", "750ms"),
+        ])
+        .unwrap();
+        let MemoryBackend::Weaviate(w) = &c.memory_backend else {
+            panic!("{:?}", c.memory_backend)
+        };
+        assert_eq!(w.url, "http://127.0.0.1:8081");
+        assert_eq!(w.api_key.as_deref(), Some("secret-key"));
+        assert_eq!(w.timeout, Duration::from_millis(750));
+        assert!(!format!("{c:?}").contains("secret-key"));
+        let c = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            ("MEM_BACKEND", "weaviate"),
+            ("WEAVIATE_URL", "https://weaviate.example"),
+        ])
+        .unwrap();
+        let MemoryBackend::Weaviate(w) = &c.memory_backend else {
+            panic!("{:?}", c.memory_backend)
+        };
+        assert_eq!(w.api_key, None);
+        assert_eq!(w.timeout, DEFAULT_WEAVIATE_TIMEOUT);
     }
 
     #[test]
@@ -516,6 +643,7 @@ mod tests {
             ("A2A_AGENTS", "a=http://x;kind=grpc"),
             ("A2A_DATABASE_URL", "mysql://x"),
             ("ATTACH_ASSERTION_KEY", "short"),
+            ("MEM_BACKEND", "redis"),
         ] {
             let vars = if var == "ATTACH_ASSERTION_KEY" {
                 vec![(var, value)]
@@ -529,14 +657,64 @@ mod tests {
     }
 
     #[test]
+    fn weaviate_needs_a_url() {
+        for (vars, variable) in [
+            (vec![], "WEAVIATE_URL"),
+            (vec![("WEAVIATE_URL", "weaviate:8080")], "WEAVIATE_URL"),
+            (
+                vec![
+                    ("WEAVIATE_URL", "http://weaviate:8080"),
+                    ("WEAVIATE_TIMEOUT", "never"),
+                ],
+                "WEAVIATE_TIMEOUT",
+            ),
+            (
+                vec![
+                    ("WEAVIATE_URL", "http://weaviate:8080"),
+                    ("WEAVIATE_API_KEY", "two words"),
+                ],
+                "WEAVIATE_API_KEY",
+            ),
+        ] {
+            let mut all = vec![("ATTACH_ASSERTION_KEY", KEY), ("MEM_BACKEND", "weaviate")];
+            all.extend(vars);
+            let err = load(&all).unwrap_err();
+            assert_eq!(err.variable, variable, "{err}");
+        }
+    }
+
+    #[test]
     fn missing_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let err = load(&[("ATTACH_DATA_DIR", dir.path().to_str().unwrap())]).unwrap_err();
+        let data_dir = dir.path().to_str().unwrap();
+        let err = load(&[("ATTACH_DATA_DIR", data_dir)]).unwrap_err();
         assert_eq!(err.variable, "ATTACH_ASSERTION_KEY");
-        std::fs::write(dir.path().join("assertion.key"), [7u8; 32]).unwrap();
-        assert!(load(&[("ATTACH_DATA_DIR", dir.path().to_str().unwrap())]).is_ok());
-        std::fs::write(dir.path().join("assertion.key"), format!("{KEY}\n")).unwrap();
-        assert!(load(&[("ATTACH_DATA_DIR", dir.path().to_str().unwrap())]).is_ok());
+        let path = dir.path().join("assertion.key");
+        std::fs::write(&path, format!("{KEY}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load(&[("ATTACH_DATA_DIR", data_dir)]).is_ok());
+        for mode in [0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = load(&[("ATTACH_DATA_DIR", data_dir)]).unwrap_err();
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+        std::fs::write(&path, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            load(&[("ATTACH_DATA_DIR", data_dir)]).is_err(),
+            "raw bytes are not the format"
+        );
+    }
+
+    #[test]
+    fn keys_shorter_than_32_bytes_are_refused() {
+        use base64::Engine;
+        let encode =
+            |n: usize| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(vec![5u8; n]);
+        assert!(load(&[("ATTACH_ASSERTION_KEY", &encode(31))]).is_err());
+        assert!(load(&[("ATTACH_ASSERTION_KEY", &encode(32))]).is_ok());
+        assert!(load(&[("ATTACH_ASSERTION_KEY", &encode(64))]).is_ok());
     }
 
     #[test]

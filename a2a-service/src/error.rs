@@ -25,10 +25,25 @@ pub enum AppError {
     PayloadTooLarge(usize),
     UnsupportedMediaType,
     Store(String),
+    /// A memory read from Weaviate failed: the caller's reason, and the
+    /// detail for the log.
+    MemoryBackend {
+        reason: &'static str,
+        detail: String,
+    },
     Internal(String),
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+impl From<crate::weaviate::WeaviateError> for AppError {
+    fn from(e: crate::weaviate::WeaviateError) -> Self {
+        AppError::MemoryBackend {
+            reason: e.reason(),
+            detail: one_line(&e.to_string()),
+        }
+    }
+}
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
@@ -76,6 +91,11 @@ impl AppError {
                 "store_unavailable",
                 "the task store failed".into(),
             ),
+            MemoryBackend { reason, .. } => (
+                StatusCode::BAD_GATEWAY,
+                "memory_backend_unavailable",
+                (*reason).into(),
+            ),
             Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m.clone()),
         }
     }
@@ -96,8 +116,14 @@ impl AppError {
             UnsupportedOperation(m) => (-32004, m.clone()),
             TaskNotFound => (-32001, "Task not found".to_string()),
             TaskNotCancelable(m) => (-32002, m.clone()),
-            Store(_) | Internal(_) | Unauthorized(_) | NotFound(_) | UnknownAgent(_)
-            | PayloadTooLarge(_) | UnsupportedMediaType => (-32603, self.http_parts().2),
+            Store(_)
+            | MemoryBackend { .. }
+            | Internal(_)
+            | Unauthorized(_)
+            | NotFound(_)
+            | UnknownAgent(_)
+            | PayloadTooLarge(_)
+            | UnsupportedMediaType => (-32603, self.http_parts().2),
         };
         json!({"code": code, "message": one_line(&message)})
     }
@@ -112,8 +138,12 @@ impl std::fmt::Display for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if let AppError::Store(detail) = &self {
-            eprintln!("attach-a2a: store error: {detail}");
+        match &self {
+            AppError::Store(detail) => eprintln!("attach-a2a: store error: {detail}"),
+            AppError::MemoryBackend { detail, .. } => {
+                eprintln!("attach-a2a: memory backend error: {detail}")
+            }
+            _ => {}
         }
         let (status, code, message) = self.http_parts();
         (

@@ -1,5 +1,6 @@
 //! Attach Gateway's companion service: A2A task state, forwarding to
-//! registered agents, and memory documents, behind the gateway's identity
+//! registered agents, and memory documents (read back from Weaviate too when
+//! the gateway mirrors model exchanges there), behind the gateway's identity
 //! assertion.
 
 pub mod a2a;
@@ -11,6 +12,7 @@ pub mod routes;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod weaviate;
 
 pub use routes::router;
 pub use state::AppState;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use attach_a2a_service::config::Config;
+use attach_a2a_service::config::{Config, MemoryBackend};
 use attach_a2a_service::store::Store;
 use attach_a2a_service::{AppState, router, tasks};
 
@@ -56,8 +56,12 @@ async fn main() -> ExitCode {
         }
     };
     let shown = listener.local_addr().map_or(listen, |a| a);
+    let memory = match &state.config.memory_backend {
+        MemoryBackend::Weaviate(w) => format!(", memory also read from Weaviate at {}", w.url),
+        MemoryBackend::Service | MemoryBackend::None => String::new(),
+    };
     eprintln!(
-        "attach-a2a: listening on {shown} ({} agent(s), {:?} store)",
+        "attach-a2a: listening on {shown} ({} agent(s), {:?} store{memory})",
         state.config.agents.len(),
         state.store.backend()
     );

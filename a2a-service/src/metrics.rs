@@ -22,6 +22,7 @@ struct Histogram {
 struct Inner {
     transitions: [AtomicU64; TaskState::ALL.len()],
     store_errors: AtomicU64,
+    memory_backend_errors: AtomicU64,
     auth_rejected: AtomicU64,
     forward: Mutex<BTreeMap<(String, &'static str), Histogram>>,
 }
@@ -38,6 +39,10 @@ impl Metrics {
 
     pub fn store_error(&self) {
         self.0.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn memory_backend_error(&self) {
+        self.0.memory_backend_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn auth_rejected(&self) {
@@ -95,6 +100,16 @@ impl Metrics {
             out,
             "attach_a2a_store_errors_total {}",
             self.0.store_errors.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP attach_a2a_memory_backend_errors_total Failed memory reads from Weaviate (MEM_BACKEND=weaviate)."
+        );
+        let _ = writeln!(out, "# TYPE attach_a2a_memory_backend_errors_total counter");
+        let _ = writeln!(
+            out,
+            "attach_a2a_memory_backend_errors_total {}",
+            self.0.memory_backend_errors.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

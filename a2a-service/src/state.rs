@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::a2a::card::CardCache;
 use crate::a2a::forward::Forwarder;
-use crate::config::Config;
+use crate::config::{Config, MemoryBackend};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::weaviate::Weaviate;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -20,6 +21,9 @@ pub struct Inner {
     pub cards: CardCache,
     /// Client for fetching downstream cards (no identity headers).
     pub card_client: reqwest::Client,
+    /// Where mirrored model exchanges are read from besides the store
+    /// (`MEM_BACKEND=weaviate`).
+    pub weaviate: Option<Weaviate>,
     /// Tasks this process is forwarding right now, failed at shutdown if
     /// they do not finish in time.
     pub in_flight: Mutex<HashSet<String>>,
@@ -42,6 +46,10 @@ impl AppState {
             .no_proxy()
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let weaviate = match &config.memory_backend {
+            MemoryBackend::Weaviate(w) => Some(Weaviate::new(w)?),
+            MemoryBackend::Service | MemoryBackend::None => None,
+        };
         Ok(AppState(Arc::new(Inner {
             config,
             store,
@@ -49,6 +57,7 @@ impl AppState {
             metrics,
             cards: CardCache::default(),
             card_client,
+            weaviate,
             in_flight: Mutex::new(HashSet::new()),
         })))
     }

@@ -6,7 +6,9 @@
 //! was canceled (or failed as interrupted) meanwhile keeps that state.
 //! The exchange always runs on its own tokio task: a blocking caller waits
 //! for it, a non-blocking caller gets the `submitted` task back at once,
-//! and a caller that disconnects does not abort it.
+//! and a caller that disconnects does not abort it. A task the agent left
+//! `input-required` (or `auth-required`) takes a follow-up message that
+//! names it, which goes to the agent's own task id.
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use crate::auth::Caller;
 use crate::config::AgentConfig;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::store::{Completion, MemoryEvent};
+use crate::store::{Completion, ExchangeMeta, MemoryEvent};
 
 /// Slack added to an agent's timeout before an active task counts as
 /// orphaned (covers the store writes around the exchange).
@@ -49,11 +51,8 @@ pub async fn submit(
             "message.role must be the user's".into(),
         ));
     }
-    if s.message.task_id.is_some() {
-        return Err(AppError::UnsupportedOperation(
-            "continuing an existing task is not supported; send without taskId to start a new task"
-                .into(),
-        ));
+    if let Some(id) = s.message.task_id.clone() {
+        return resume(state, caller, agent, &id, s).await;
     }
     let now = now_ms();
     let id = uuid::Uuid::new_v4().to_string();
@@ -81,6 +80,7 @@ pub async fn submit(
         created_ms: now,
         updated_ms: now,
         deadline_ms: now + (agent.timeout + DEADLINE_GRACE).as_millis() as i64,
+        agent_task_id: None,
     };
     state
         .store
@@ -88,6 +88,73 @@ pub async fn submit(
         .await
         .map_err(|e| store_err(state, e))?;
     state.metrics.transition(TaskState::Submitted);
+    start(state, caller, agent, task, s.wait).await
+}
+
+/// A follow-up message for a task waiting on its owner: the task goes back
+/// to `working` and the message goes to the agent's same task. Only the
+/// owner's tasks with this agent are found; a task in any other state
+/// refuses the message.
+async fn resume(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    id: &str,
+    s: Submission,
+) -> AppResult<Task> {
+    let mut task = state
+        .store
+        .get_task(&caller.user, id, Some(&agent.name))
+        .await
+        .map_err(|e| store_err(state, e))?
+        .ok_or(AppError::TaskNotFound)?;
+    if s.message
+        .context_id
+        .as_ref()
+        .is_some_and(|c| *c != task.context_id)
+    {
+        return Err(AppError::InvalidParams(
+            "message.contextId does not match the task's context".into(),
+        ));
+    }
+    if !task.state.can_become(TaskState::Working) || task.state == TaskState::Submitted {
+        return Err(AppError::UnsupportedOperation(format!(
+            "task is {}; only a task waiting for input takes another message",
+            task.state.as_str()
+        )));
+    }
+    let mut message = s.message;
+    message.context_id = Some(task.context_id.clone());
+    task.history.push(message);
+    let now = now_ms();
+    let deadline = now + (agent.timeout + DEADLINE_GRACE).as_millis() as i64;
+    let resumed = state
+        .store
+        .resume(&caller.user, id, &task.history, deadline, now)
+        .await
+        .map_err(|e| store_err(state, e))?;
+    if !resumed {
+        return Err(AppError::UnsupportedOperation(
+            "task is no longer waiting for input".into(),
+        ));
+    }
+    state.metrics.transition(TaskState::Working);
+    task.state = TaskState::Working;
+    task.input = s.input;
+    task.updated_ms = now;
+    task.deadline_ms = deadline;
+    start(state, caller, agent, task, s.wait).await
+}
+
+/// Records what was sent, then runs the task's exchange on its own tokio
+/// task; waits for it when the caller asked to block.
+async fn start(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    task: Task,
+    wait: bool,
+) -> AppResult<Task> {
     record_memory(
         state,
         caller,
@@ -96,9 +163,9 @@ pub async fn submit(
         json!({"agent": agent.name, "input": task.input}),
     )
     .await;
-
+    let id = task.id.clone();
     if let Ok(mut set) = state.in_flight.lock() {
-        set.insert(task.id.clone());
+        set.insert(id.clone());
     }
     let handle = tokio::spawn(run(
         state.clone(),
@@ -106,12 +173,16 @@ pub async fn submit(
         agent.clone(),
         task.clone(),
     ));
-    if !s.wait {
+    if !wait {
         return Ok(task);
     }
-    handle
+    let finished = handle
         .await
         .map_err(|_| AppError::Internal("the task's exchange stopped unexpectedly".into()))?;
+    if let Some(task) = finished {
+        return Ok(task);
+    }
+    // Someone else moved the task on (a cancel, a shutdown): the store knows.
     state
         .store
         .get_task(&caller.user, &id, None)
@@ -120,49 +191,59 @@ pub async fn submit(
         .ok_or(AppError::TaskNotFound)
 }
 
-/// The exchange for one task, from `working` to its end state.
-async fn run(state: AppState, caller: Caller, agent: AgentConfig, task: Task) {
+/// The exchange for one task, from `working` to its end state; the task as
+/// recorded, when this exchange was the one that ended it.
+async fn run(state: AppState, caller: Caller, agent: AgentConfig, task: Task) -> Option<Task> {
     let id = task.id.clone();
-    run_inner(&state, &caller, &agent, task).await;
+    let finished = run_inner(&state, &caller, &agent, task).await;
     if let Ok(mut set) = state.in_flight.lock() {
         set.remove(&id);
     }
+    finished
 }
 
-async fn run_inner(state: &AppState, caller: &Caller, agent: &AgentConfig, task: Task) {
-    match state
-        .store
-        .transition(&task.id, TaskState::Working, now_ms())
-        .await
-    {
-        Ok(true) => state.metrics.transition(TaskState::Working),
-        Ok(false) => return, // canceled before it started
-        Err(e) => {
-            state.metrics.store_error();
-            eprintln!(
-                "attach-a2a: cannot start task {}: {}",
-                task.id,
-                crate::error::one_line(&e.to_string())
-            );
-            return;
+async fn run_inner(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    mut task: Task,
+) -> Option<Task> {
+    // A resumed task is `working` already; a new one starts here.
+    if task.state == TaskState::Submitted {
+        match state
+            .store
+            .transition(&task.id, TaskState::Working, now_ms())
+            .await
+        {
+            Ok(true) => state.metrics.transition(TaskState::Working),
+            Ok(false) => return None, // canceled before it started
+            Err(e) => {
+                state.metrics.store_error();
+                eprintln!(
+                    "attach-a2a: cannot start task {}: {}",
+                    task.id,
+                    crate::error::one_line(&e.to_string())
+                );
+                return None;
+            }
         }
     }
-    let Some(message) = task.history.first() else {
-        return;
-    };
+    let message = task.history.last()?;
     let who = OnBehalfOf {
         caller,
         context_id: &task.context_id,
         task_id: &task.id,
+        agent_task_id: task.agent_task_id.as_deref(),
     };
     let completion = state.forwarder.run(agent, &who, message, &task.input).await;
     let mut history = task.history.clone();
     if let Some(reply) = &completion.reply {
         history.push(reply.clone());
     }
+    let now = now_ms();
     match state
         .store
-        .complete(&task.id, &completion, &history, now_ms())
+        .complete(&task.id, &completion, &history, now)
         .await
     {
         Ok(true) => {
@@ -175,8 +256,19 @@ async fn run_inner(state: &AppState, caller: &Caller, agent: &AgentConfig, task:
                 result_content(&completion),
             )
             .await;
+            task.state = completion.state;
+            task.history = history;
+            task.artifacts = completion.artifacts;
+            task.status_message = completion.reply;
+            task.result = completion.result;
+            task.error = completion.error;
+            task.updated_ms = now;
+            if completion.agent_task_id.is_some() {
+                task.agent_task_id = completion.agent_task_id;
+            }
+            Some(task)
         }
-        Ok(false) => {}
+        Ok(false) => None,
         Err(e) => {
             state.metrics.store_error();
             eprintln!(
@@ -184,6 +276,7 @@ async fn run_inner(state: &AppState, caller: &Caller, agent: &AgentConfig, task:
                 task.id,
                 crate::error::one_line(&e.to_string())
             );
+            None
         }
     }
 }
@@ -211,6 +304,7 @@ async fn record_memory(
         task_id: Some(task_id.into()),
         content,
         created_ms: now_ms(),
+        meta: ExchangeMeta::default(),
     };
     if let Err(e) = state.store.insert_memory(&event).await {
         state.metrics.store_error();

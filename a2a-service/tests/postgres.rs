@@ -21,6 +21,7 @@ macro_rules! postgres_tests {
 postgres_tests!(
     blocking_v0_3,
     blocking_v1,
+    input_required_then_continued,
     non_blocking_completes_in_background,
     cancel_running_task,
     failing_agents_fail_tasks,
@@ -33,4 +34,8 @@ postgres_tests!(
     housekeeping,
     cards_and_health,
     replicas_share_state,
+    ingest_keeps_exchange_meta,
+    ingest_refuses_bad_meta,
+    weaviate_reads,
+    weaviate_failures,
 );

@@ -18,6 +18,7 @@ macro_rules! sqlite_tests {
 sqlite_tests!(
     blocking_v0_3,
     blocking_v1,
+    input_required_then_continued,
     non_blocking_completes_in_background,
     cancel_running_task,
     failing_agents_fail_tasks,
@@ -31,5 +32,9 @@ sqlite_tests!(
     housekeeping,
     cards_and_health,
     replicas_share_state,
+    ingest_keeps_exchange_meta,
+    ingest_refuses_bad_meta,
+    weaviate_reads,
+    weaviate_failures,
     bearer_forwarding,
 );

@@ -5,6 +5,7 @@
 //! one is refused before Envoy ever starts (or by `envoy --mode validate`).
 
 use crate::alg::Alg;
+use crate::memory::sink::{Memory, MemoryConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -58,6 +59,9 @@ pub struct PluginConfig {
     /// `X-Attach-Assertion`, an HMAC over the identity headers.
     #[serde(default)]
     pub assertion_key: Option<String>,
+    /// Mirror model prompts and replies to a memory sink; off when absent.
+    #[serde(default)]
+    pub memory: Option<MemoryConfig>,
 }
 
 /// One trusted OIDC issuer.
@@ -345,6 +349,7 @@ pub struct Config {
     pub did: Option<DidPolicy>,
     pub cache_entries: usize,
     pub assertion_key: Option<Vec<u8>>,
+    pub memory: Option<Memory>,
 }
 
 /// Removes one trailing slash: `https://idp/` and `https://idp` name the same issuer.
@@ -502,6 +507,24 @@ impl PluginConfig {
             }
             None => None,
         };
+        let memory = match self.memory {
+            Some(m) => {
+                let m = m
+                    .validate(assertion_key.as_deref())
+                    .map_err(|(path, message)| err(path, message))?;
+                if !clusters.contains_key(&m.sink.url.origin()) {
+                    return Err(err(
+                        "clusters",
+                        format!(
+                            "no Envoy cluster for {} (needed by memory.url)",
+                            m.sink.url.origin()
+                        ),
+                    ));
+                }
+                Some(m)
+            }
+            None => None,
+        };
         Ok(Config {
             providers,
             public_paths,
@@ -517,6 +540,7 @@ impl PluginConfig {
             did: self.did,
             cache_entries: self.cache_entries,
             assertion_key,
+            memory,
         })
     }
 }
@@ -557,6 +581,33 @@ mod tests {
         assert!(c.provider_index("https://idp.example/").is_some());
         assert!(c.provider_index("https://idp.example.evil").is_none());
         assert_eq!(c.cluster_for(&p.discovery), Some("idp"));
+    }
+
+    #[test]
+    fn memory_needs_a_cluster_and_for_the_service_a_key() {
+        let key = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk";
+        let service = r#"{"sink":"service","url":"http://attach-a2a/mem/ingest"}"#;
+        let with = |memory: &str, extra: &str| {
+            Config::from_json(format!(r#"{{"memory":{memory}{extra}}}"#).as_bytes())
+        };
+        let e = with(service, r#","clusters":{"http://attach-a2a":"a2a"}"#).unwrap_err();
+        assert_eq!(e.path, "memory.sink", "{e}");
+        let e = with(service, &format!(r#","assertion_key":"{key}""#)).unwrap_err();
+        assert_eq!(e.path, "clusters", "{e}");
+        let c = with(
+            service,
+            &format!(r#","assertion_key":"{key}","clusters":{{"http://attach-a2a:80":"a2a"}}"#),
+        )
+        .unwrap();
+        let m = c.memory.unwrap();
+        assert_eq!(
+            c.clusters.get(&m.sink.url.origin()).map(String::as_str),
+            Some("a2a")
+        );
+        assert!(
+            Config::from_json(b"{}").unwrap().memory.is_none(),
+            "off by default"
+        );
     }
 
     #[test]

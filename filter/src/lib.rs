@@ -14,6 +14,7 @@ pub mod identity;
 pub mod jwk;
 pub mod jwks_schedule;
 pub mod key_ring;
+pub mod memory;
 pub mod reply;
 pub mod request_head;
 pub mod token;

@@ -20,6 +20,8 @@ pub struct RequestHead {
     has_preflight_method: bool,
     /// Names of inbound `x-attach-*` headers, to be removed.
     pub reserved: Vec<String>,
+    /// Envoy's `x-request-id` (the memory mirror keys event ids on it).
+    pub request_id: Option<String>,
 }
 
 impl RequestHead {
@@ -36,6 +38,7 @@ impl RequestHead {
                 "x-forwarded-proto" => forwarded_proto = text(),
                 "authorization" => head.authorization = text(),
                 "user-agent" => head.user_agent = value,
+                "x-request-id" => head.request_id = text(),
                 "origin" => head.has_origin = true,
                 "access-control-request-method" => head.has_preflight_method = true,
                 _ if identity::is_reserved(&name) => head.reserved.push(name),

@@ -11,6 +11,7 @@
 
 use crate::env::{A2aSettings, AgentSource, Settings};
 use crate::error::Error;
+use attach_filter::memory::sink::{MemoryConfig, SinkKind};
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use serde::Deserialize;
@@ -21,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const KEY_FILE: &str = "assertion.key";
-/// The key length the service accepts (the filter takes 32 or more).
+/// The length of a generated key, and the least the filter and the service
+/// accept.
 pub const KEY_BYTES: usize = 32;
 /// The Envoy cluster that reaches the service.
 pub const CLUSTER: &str = "a2a_service";
@@ -116,9 +118,9 @@ pub fn card_paths(names: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Whether `text` is a key the service takes: base64url of exactly 32 bytes.
+/// Whether `text` is a key the service takes: base64url of 32 bytes or more.
 pub fn key_fits_service(text: &str) -> bool {
-    decode_key(text).is_some_and(|k| k.len() == KEY_BYTES)
+    decode_key(text).is_some_and(|k| k.len() >= KEY_BYTES)
 }
 
 fn decode_key(text: &str) -> Option<Vec<u8>> {
@@ -185,7 +187,7 @@ fn read_key(path: &Path) -> Result<String, Option<Error>> {
     let text = text.trim();
     if !key_fits_service(text) {
         return Err(Some(Error::runtime(format!(
-            "{at}: not a base64url key of {KEY_BYTES} bytes (remove it to get a new one)"
+            "{at}: not a base64url key of at least {KEY_BYTES} bytes (remove it to get a new one)"
         ))));
     }
     Ok(text.to_string())
@@ -221,10 +223,17 @@ pub fn find_bin(a2a: &A2aSettings) -> Result<PathBuf, Error> {
 }
 
 /// The service's command: it listens on 127.0.0.1:`port` only (Envoy is
-/// its one way in) and gets the gateway's data folder, address and key.
+/// its one way in) and gets the gateway's data folder, address and key,
+/// and the memory backend the filter mirrors to (it reads from the same).
 /// Other `A2A_*` variables (A2A_DATABASE_URL, A2A_TASK_TTL, ...) pass
 /// through from the launcher's environment.
-pub fn command(bin: &Path, settings: &Settings, port: u16, key: &str) -> Command {
+pub fn command(
+    bin: &Path,
+    settings: &Settings,
+    port: u16,
+    key: &str,
+    memory: Option<&MemoryConfig>,
+) -> Command {
     let mut c = Command::new(bin);
     c.env("A2A_HOST", "127.0.0.1")
         .env("A2A_PORT", port.to_string())
@@ -237,6 +246,25 @@ pub fn command(bin: &Path, settings: &Settings, port: u16, key: &str) -> Command
     };
     if let AgentSource::File(path) = &settings.a2a.agents {
         c.env("A2A_CONFIG", path);
+    }
+    c.env_remove("WEAVIATE_URL").env_remove("WEAVIATE_API_KEY");
+    match memory {
+        None => {
+            c.env("MEM_BACKEND", "none");
+        }
+        Some(m) => {
+            c.env("A2A_INGEST_IDENTITY", &m.identity);
+            match m.sink {
+                SinkKind::Service => c.env("MEM_BACKEND", "service"),
+                SinkKind::Weaviate => {
+                    c.env("MEM_BACKEND", "weaviate").env("WEAVIATE_URL", &m.url);
+                    if let Some(k) = &m.api_key {
+                        c.env("WEAVIATE_API_KEY", k);
+                    }
+                    &mut c
+                }
+            };
+        }
     }
     c
 }
@@ -360,7 +388,8 @@ mod tests {
     fn key_length_the_service_takes() {
         assert!(key_fits_service(&URL_SAFE_NO_PAD.encode([7u8; 32])));
         assert!(key_fits_service(&URL_SAFE.encode([7u8; 32])));
-        assert!(!key_fits_service(&URL_SAFE_NO_PAD.encode([7u8; 48])));
+        assert!(key_fits_service(&URL_SAFE_NO_PAD.encode([7u8; 48])));
+        assert!(!key_fits_service(&URL_SAFE_NO_PAD.encode([7u8; 31])));
         assert!(!key_fits_service("!!"));
     }
 
@@ -389,7 +418,17 @@ mod tests {
             ("ATTACH_PUBLIC_URL", "https://gw.example"),
         ])
         .unwrap();
-        let c = command(Path::new("/bin/attach-a2a"), &s, 18090, "k3y");
+        let weaviate: MemoryConfig = serde_json::from_value(serde_json::json!({
+            "sink": "weaviate", "url": "http://127.0.0.1:8081", "api_key": "w"
+        }))
+        .unwrap();
+        let c = command(
+            Path::new("/bin/attach-a2a"),
+            &s,
+            18090,
+            "k3y",
+            Some(&weaviate),
+        );
         let envs: std::collections::HashMap<String, Option<String>> = c
             .get_envs()
             .map(|(k, v)| {
@@ -409,5 +448,21 @@ mod tests {
         );
         assert_eq!(get("ATTACH_ASSERTION_KEY").as_deref(), Some("k3y"));
         assert_eq!(get("OIDC_ISSUER").as_deref(), Some("https://idp.example"));
+        assert_eq!(get("MEM_BACKEND").as_deref(), Some("weaviate"));
+        assert_eq!(
+            get("WEAVIATE_URL").as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        assert_eq!(get("WEAVIATE_API_KEY").as_deref(), Some("w"));
+        assert_eq!(
+            get("A2A_INGEST_IDENTITY").as_deref(),
+            Some("attach-gateway")
+        );
+        let off = command(Path::new("/bin/attach-a2a"), &s, 18090, "k3y", None);
+        let backend = off
+            .get_envs()
+            .find(|(k, _)| *k == "MEM_BACKEND")
+            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
+        assert_eq!(backend.as_deref(), Some("none"));
     }
 }

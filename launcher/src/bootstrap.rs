@@ -64,6 +64,8 @@ pub fn render(input: &Input) -> Value {
             .plugin
             .callouts
             .iter()
+            // The service's cluster is rendered below with its real port.
+            .filter(|c| input.a2a_port.is_none() || c.cluster != crate::a2a::CLUSTER)
             .map(|c| callout_cluster(&c.cluster, &c.origin, &s.ca_bundle)),
     );
     if let Some(port) = input.a2a_port {

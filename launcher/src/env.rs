@@ -50,6 +50,88 @@ pub struct Settings {
     pub ca_bundle: PathBuf,
     pub did: DidSettings,
     pub a2a: A2aSettings,
+    pub memory: MemSettings,
+}
+
+/// The memory mirror's variables; `None` where unset, so a configuration
+/// file's `memory` section keeps its own values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemSettings {
+    /// `MEM_BACKEND`.
+    pub backend: Option<MemBackend>,
+    /// `MEM_MAX_BYTES`: text kept per message.
+    pub max_bytes: Option<usize>,
+    /// `MEM_QUEUE_MAX`: events waiting for delivery, across workers.
+    pub queue_max: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemBackend {
+    /// The companion service's store (needs the service).
+    Service,
+    /// `WEAVIATE_URL`, with `WEAVIATE_API_KEY` sent as a bearer token.
+    Weaviate {
+        url: String,
+        api_key: Option<String>,
+    },
+    None,
+}
+
+impl MemSettings {
+    fn from_env(env: Env, a2a: bool) -> Result<MemSettings, Error> {
+        let backend = match get(env, "MEM_BACKEND").map(|b| b.to_ascii_lowercase()) {
+            None => None,
+            Some(b) if b == "service" => {
+                if !a2a {
+                    return Err(Error::setting(
+                        "MEM_BACKEND",
+                        "service needs the companion service, and ATTACH_A2A is off",
+                    ));
+                }
+                Some(MemBackend::Service)
+            }
+            Some(b) if b == "weaviate" => {
+                let url = get(env, "WEAVIATE_URL").ok_or_else(|| {
+                    Error::setting("WEAVIATE_URL", "required when MEM_BACKEND is weaviate")
+                })?;
+                parse_url("WEAVIATE_URL", &url)?;
+                Some(MemBackend::Weaviate {
+                    url,
+                    api_key: get(env, "WEAVIATE_API_KEY"),
+                })
+            }
+            Some(b) if b == "none" => Some(MemBackend::None),
+            Some(b) => {
+                return Err(Error::setting(
+                    "MEM_BACKEND",
+                    format!("{b:?} is not one of service, weaviate, none"),
+                ));
+            }
+        };
+        let number = |var: &str, range: std::ops::RangeInclusive<usize>| match get(env, var) {
+            None => Ok(None),
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::setting(
+                        var,
+                        format!(
+                            "{raw:?} is not a number from {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                }),
+        };
+        Ok(MemSettings {
+            backend,
+            max_bytes: number("MEM_MAX_BYTES", 256..=16 * 1024 * 1024)?,
+            queue_max: number("MEM_QUEUE_MAX", 1..=10_000_000)?,
+        })
+    }
 }
 
 /// The companion A2A service that `attach run` starts next to Envoy.
@@ -323,6 +405,7 @@ impl Settings {
         );
 
         let a2a = A2aSettings::from_env(env, cwd, port, admin_port)?;
+        let memory = MemSettings::from_env(env, a2a.enabled)?;
 
         Ok(Settings {
             issuer,
@@ -340,6 +423,7 @@ impl Settings {
             ca_bundle,
             did,
             a2a,
+            memory,
         })
     }
 

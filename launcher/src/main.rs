@@ -278,7 +278,13 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
         let _ = std::io::stdout().flush();
         group.spawn(
             a2a::BIN_NAME,
-            a2a::command(bin, settings, port, &service.assertion_key),
+            a2a::command(
+                bin,
+                settings,
+                port,
+                &service.assertion_key,
+                plugin.config.memory.as_ref(),
+            ),
         )?;
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let ready = group.wait_ready(a2a::BIN_NAME, A2A_START_TIMEOUT, || {

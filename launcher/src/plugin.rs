@@ -3,11 +3,13 @@
 //! every origin the filter calls, and the filter's own validation on top.
 
 use crate::env::DEFAULT_DID_ALLOW;
+use crate::env::MemBackend;
 use crate::env::Settings;
 use crate::error::Error;
 use attach_filter::config::{
     Config, ConfigError, DidPolicy, PluginConfig, ProviderConfig, Url, normalize_issuer,
 };
+use attach_filter::memory::sink::{MemoryConfig, SinkKind};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -68,8 +70,9 @@ pub fn build_with(
     }
     apply_did(&mut config, settings);
     if let Some(service) = service {
-        apply_service(&mut config, service, settings, from_file)?;
+        apply_service(&mut config, service);
     }
+    apply_memory(&mut config, settings, service.is_some())?;
     add_callout_clusters(&mut config);
 
     let json = serde_json::to_string(&config)
@@ -85,9 +88,10 @@ pub fn build_with(
     let warnings = callouts
         .iter()
         .filter(|c| !c.origin.https && !c.origin.is_loopback())
+        .filter(|c| c.cluster != crate::a2a::CLUSTER)
         .map(|c| {
             format!(
-                "{} is plain http on a non-loopback host: key sets fetched from it can be tampered with",
+                "{} is plain http on a non-loopback host: what the filter fetches from or sends to it can be read and tampered with",
                 c.origin.origin()
             )
         })
@@ -100,37 +104,19 @@ pub fn build_with(
     })
 }
 
-/// The service's key (unless the file has one, which must then suit the
-/// service too) and its agents' card paths as exact public paths.
-fn apply_service(
-    config: &mut PluginConfig,
-    service: &Service,
-    settings: &Settings,
-    from_file: bool,
-) -> Result<(), Error> {
-    match &config.assertion_key {
-        Some(key) if !crate::a2a::key_fits_service(key) => {
-            let at = match (&settings.config_file, from_file) {
-                (Some(path), true) => format!("{}: ", path.display()),
-                _ => String::new(),
-            };
-            return Err(Error::setting(
-                "ATTACH_CONFIG",
-                format!(
-                    "{at}assertion_key: the A2A service takes base64url of exactly {} bytes (or set ATTACH_A2A=off)",
-                    crate::a2a::KEY_BYTES
-                ),
-            ));
-        }
-        Some(_) => {}
-        None => config.assertion_key = Some(service.assertion_key.clone()),
+/// The service's key (unless the file has one, which the service is then
+/// given) and its agents' card paths as exact public paths.
+fn apply_service(config: &mut PluginConfig, service: &Service) {
+    // A key from the file wins; the filter's validation holds it to the
+    // rule the service applies too (base64url, at least 32 bytes).
+    if config.assertion_key.is_none() {
+        config.assertion_key = Some(service.assertion_key.clone());
     }
     for path in &service.public_paths {
         if !config.public_paths.contains(path) {
             config.public_paths.push(path.clone());
         }
     }
-    Ok(())
 }
 
 /// DID sign-in: on by default, so the local stack needs no identity provider.
@@ -187,14 +173,75 @@ fn merge_provider(
     Ok(Some(config.providers.len() - 1))
 }
 
-/// Adds `attach_callout_<host>_<port>` for every issuer and `jwks_uri`
-/// origin that `clusters` does not already map.
+/// The logical origin through which the filter reaches the companion
+/// service: only the cluster name matters (the service's port is picked
+/// when the bootstrap is rendered).
+pub const SERVICE_ORIGIN: &str = "http://attach-a2a";
+
+/// The memory mirror: `MEM_BACKEND` (else the file's `memory` section, else
+/// the service when it runs) and the `MEM_*` limits on top.
+fn apply_memory(
+    config: &mut PluginConfig,
+    settings: &Settings,
+    service: bool,
+) -> Result<(), Error> {
+    let env = &settings.memory;
+    let sink = match &env.backend {
+        Some(MemBackend::None) => {
+            config.memory = None;
+            return Ok(());
+        }
+        Some(MemBackend::Service) => {
+            Some(json!({"sink": "service", "url": format!("{SERVICE_ORIGIN}/mem/ingest")}))
+        }
+        Some(MemBackend::Weaviate { url, api_key }) => {
+            Some(json!({"sink": "weaviate", "url": url, "api_key": api_key}))
+        }
+        None if config.memory.is_none() && service => {
+            Some(json!({"sink": "service", "url": format!("{SERVICE_ORIGIN}/mem/ingest")}))
+        }
+        None => None,
+    };
+    if let Some(sink) = sink {
+        let fresh: MemoryConfig = serde_json::from_value(sink)
+            .map_err(|e| Error::setting("MEM_BACKEND", e.to_string()))?;
+        match &mut config.memory {
+            Some(m) => {
+                m.sink = fresh.sink;
+                m.url = fresh.url;
+                m.api_key = fresh.api_key;
+            }
+            None => config.memory = Some(fresh),
+        }
+    }
+    let Some(memory) = &mut config.memory else {
+        return Ok(());
+    };
+    if let Some(n) = env.max_bytes {
+        memory.max_bytes = n;
+    }
+    if let Some(n) = env.queue_max {
+        memory.queue_max = n;
+    }
+    if memory.sink == SinkKind::Service && service {
+        config
+            .clusters
+            .insert(SERVICE_ORIGIN.to_string(), crate::a2a::CLUSTER.to_string());
+    }
+    Ok(())
+}
+
+/// Adds `attach_callout_<host>_<port>` for every issuer, `jwks_uri` and
+/// memory sink origin that `clusters` does not already map.
 pub fn add_callout_clusters(config: &mut PluginConfig) {
     let mut needed = Vec::new();
     for p in &config.providers {
         // URLs that do not parse are left for validation to report.
         needed.extend(Url::parse(normalize_issuer(p.issuer.trim())).ok());
         needed.extend(p.jwks_uri.as_deref().and_then(|u| Url::parse(u).ok()));
+    }
+    if let Some(m) = &config.memory {
+        needed.extend(Url::parse(m.url.trim()).ok());
     }
     for url in needed {
         let present = config
@@ -619,15 +666,14 @@ mod tests {
         assert_eq!(p.config.assertion_key.as_deref(), Some(own.as_str()));
         assert_eq!(p.config.public_paths[0], "/open");
         assert_eq!(p.config.public_paths.len(), 3);
-        // 48 bytes suit the filter but not the service.
-        let long = {
+        // A key the filter refuses is refused with the service too.
+        let short = {
             use base64::Engine;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([4u8; 48])
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([4u8; 31])
         };
-        let f = json!({ "assertion_key": long });
-        assert!(build(&s, Some(file(f.clone()))).is_ok());
+        let f = json!({ "assertion_key": short });
         let e = build_with(&s, Some(file(f)), Some(&service())).unwrap_err();
         assert_eq!(e.var(), Some("ATTACH_CONFIG"));
-        assert!(e.to_string().contains("/x.yaml: assertion_key"), "{e}");
+        assert!(e.to_string().contains("assertion_key"), "{e}");
     }
 }

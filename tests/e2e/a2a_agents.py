@@ -16,7 +16,7 @@ import asyncio
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import httpx
 import uvicorn
@@ -29,7 +29,7 @@ from a2a.server.tasks import InMemoryTaskStore
 from a2a.types import a2a_pb2 as pb
 from starlette.applications import Starlette
 
-from netutil import HOST, free_port, is_listening, wait_until
+from netutil import HOST, QuietHandler, free_port, is_listening, wait_until
 
 
 class UpperExecutor(AgentExecutor):
@@ -112,15 +112,9 @@ class SdkAgent:
         self.stop()
 
 
-class _JsonHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
+class _JsonHandler(QuietHandler):
     def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:

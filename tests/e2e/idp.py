@@ -15,18 +15,17 @@ import hashlib
 import hmac
 import json
 import secrets
-import socket
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
-from netutil import HOST, free_port, wait_until
+from netutil import HOST, Restartable, free_port, wait_until
 
 DEFAULT_AUDIENCE = "attach-api"
 DEFAULT_SUBJECT = "user-42"
@@ -144,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        idp = self.server.idp
+        idp = self.server.owner
         path = self.path.split("?", 1)[0]
         idp._record(path)
         if idp.delay_secs:
@@ -159,46 +158,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self):
-        self.server.idp._record(self.path.split("?", 1)[0])
+        self.server.owner._record(self.path.split("?", 1)[0])
         self.send_error(405)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, idp):
-        self.idp = idp
-        self.connections = set()
-        self.lock = threading.Lock()
-        super().__init__((HOST, idp.port), _Handler)
-
-    def process_request(self, request, client_address):
-        with self.lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request):
-        with self.lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self):
-        with self.lock:
-            conns = list(self.connections)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class IdP:
+class IdP(Restartable):
     """An OpenID provider on http://127.0.0.1:PORT[issuer_path].
 
     keys: algorithms (or SigningKey objects) published from the start; the
     first one is the default signing key.
     """
+
+    handler = _Handler
 
     def __init__(self, keys=("RS256",), issuer_path="", jwks_path="/keys/jwks.json", port=None):
         self.port = port or free_port()
@@ -250,48 +221,6 @@ class IdP:
         with self._lock:
             self._counts[path] += 1
             self._log.append((time.monotonic(), path))
-
-    def start(self):
-        """Starts listening (again) on the provider's port."""
-        if self._server is not None:
-            return self
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self._server = _Server(self)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self):
-        """Stops listening and drops open connections; the port stays reserved for start()."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        server.drop_connections()
-        self._thread.join(timeout=5)
-
-    up = start
-    down = stop
-
-    @property
-    def running(self):
-        return self._server is not None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # -- request accounting ----------------------------------------------
 

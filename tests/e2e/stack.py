@@ -43,6 +43,7 @@ def launch_stack(
     provider="env",
     audiences=(DEFAULT_AUDIENCE,),
     config=None,
+    upstream=None,
     **gateway_kw,
 ):
     """Starts IdP, upstream and gateway; stops all three on exit.
@@ -52,13 +53,16 @@ def launch_stack(
     (build entries with provider_entry()); pass a prepared IdP to control its
     keys or issuer path. With idp_up=False the IdP's port is reserved but
     nothing listens there until the test calls stack.idp.start().
+    upstream: a running engine stand-in (anything with a ``url``) to use
+    instead of a fresh echo Upstream; its owner starts and stops it.
     """
     idp = idp or IdP(keys=keys)
     with contextlib.ExitStack() as cleanup:
         if idp_up:
             idp.start()
         cleanup.callback(idp.stop)
-        upstream = cleanup.enter_context(Upstream())
+        if upstream is None:
+            upstream = cleanup.enter_context(Upstream())
         gw = Gateway(
             workdir,
             engine_url=upstream.url,

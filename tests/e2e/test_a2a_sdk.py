@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from google.protobuf import json_format
 from a2a.types import a2a_pb2 as pb
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
 
@@ -75,6 +76,21 @@ def test_card_is_public_through_the_sdk_resolver(a2a):
     assert ("JSONRPC", "0.3", base) in urls
     assert not card.capabilities.streaming
     assert "bearer" in card.security_schemes
+
+
+def test_card_parses_as_a_1_0_card_without_legacy_mapping(a2a):
+    """The raw card read by the 1.0 schema alone (no 0.3 compatibility step)."""
+    raw = a2a.get("/a2a/agents/upper/.well-known/agent-card.json").json()
+    card = json_format.ParseDict(raw, pb.AgentCard(), ignore_unknown_fields=True)
+    bearer = card.security_schemes["bearer"]
+    assert bearer.WhichOneof("scheme") == "http_auth_security_scheme", bearer
+    assert bearer.http_auth_security_scheme.scheme == "bearer"
+    assert bearer.http_auth_security_scheme.bearer_format == "JWT"
+    assert [list(r.schemes) for r in card.security_requirements][0] == ["bearer"]
+    assert {i.protocol_version for i in card.supported_interfaces} == {"1.0", "0.3"}
+    # ... and the same document as a 0.3 client reads it.
+    assert raw["securitySchemes"]["bearer"]["type"] == "http"
+    assert raw["security"][0] == {"bearer": []}
 
 
 def test_only_card_paths_are_public(a2a):

@@ -2,9 +2,9 @@
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-from netutil import HOST, free_port
+from netutil import HOST, QuietHandler, free_port
 
 
 class Recorded:
@@ -32,30 +32,11 @@ class Recorded:
         return f"<{self.method} {self.path} {self.headers!r}>"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server_version = "test-upstream"
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _read_body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def _handle(self):
-        body = self._read_body()
+        body = self.read_body()
         rec = Recorded(self.command, self.path, list(self.headers.items()), body)
         self.server.upstream._record(rec)
         reply = json.dumps(

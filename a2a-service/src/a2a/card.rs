@@ -3,9 +3,9 @@
 //! Built from the downstream agent's own card when it serves one (cached),
 //! else synthesized; then the address is rewritten to the gateway's, bearer
 //! sign-in is declared, and streaming is off. The card carries both the 0.3
-//! fields (`url`, `protocolVersion`, `security`) and the 1.0 ones
-//! (`supportedInterfaces`, `securityRequirements`) so clients of either
-//! generation read it.
+//! fields (`url`, `protocolVersion`, `security`, `type`-tagged schemes) and
+//! the 1.0 ones (`supportedInterfaces`, `securityRequirements`, wrapped
+//! schemes) so clients of either generation read it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -117,17 +117,22 @@ pub fn gateway_card(
     let mut schemes = Map::new();
     schemes.insert(
         "bearer".into(),
-        json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}),
+        scheme(
+            "http",
+            "httpAuthSecurityScheme",
+            json!({"scheme": "bearer", "bearerFormat": "JWT"}),
+        ),
     );
     let mut security = vec![json!({"bearer": []})];
     let mut requirements = vec![json!({"schemes": {"bearer": {"list": []}}})];
     if let Some(issuer) = oidc_issuer {
         schemes.insert(
             "oidc".into(),
-            json!({
-                "type": "openIdConnect",
-                "openIdConnectUrl": format!("{issuer}/.well-known/openid-configuration"),
-            }),
+            scheme(
+                "openIdConnect",
+                "openIdConnectSecurityScheme",
+                json!({"openIdConnectUrl": format!("{issuer}/.well-known/openid-configuration")}),
+            ),
         );
         security.push(json!({"oidc": []}));
         requirements.push(json!({"schemes": {"oidc": {"list": []}}}));
@@ -136,6 +141,20 @@ pub fn gateway_card(
     card.insert("security".into(), Value::Array(security));
     card.insert("securityRequirements".into(), Value::Array(requirements));
     Value::Object(card)
+}
+
+/// One security scheme in both generations' shapes: 0.3 discriminates by a
+/// `type` field beside the scheme's fields, 1.0 wraps the same fields in a
+/// member named after the kind (`httpAuthSecurityScheme`, ...). Each reader
+/// ignores the other's members, so one card serves both.
+fn scheme(legacy_type: &str, wrapper: &str, fields: Value) -> Value {
+    let mut scheme = match fields.clone() {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    scheme.insert("type".into(), json!(legacy_type));
+    scheme.insert(wrapper.into(), fields);
+    Value::Object(scheme)
 }
 
 #[cfg(test)]
@@ -167,10 +186,18 @@ mod tests {
         assert_eq!(card["name"], "planner");
         assert_eq!(card["capabilities"]["streaming"], false);
         assert_eq!(card["skills"], json!([]));
-        assert_eq!(card["securitySchemes"]["bearer"]["scheme"], "bearer");
+        let bearer = &card["securitySchemes"]["bearer"];
+        assert_eq!(bearer["type"], "http");
+        assert_eq!(bearer["scheme"], "bearer");
+        assert_eq!(bearer["httpAuthSecurityScheme"]["scheme"], "bearer");
+        assert_eq!(bearer["httpAuthSecurityScheme"]["bearerFormat"], "JWT");
+        let oidc = &card["securitySchemes"]["oidc"];
+        let discovery = "https://idp.example/.well-known/openid-configuration";
+        assert_eq!(oidc["type"], "openIdConnect");
+        assert_eq!(oidc["openIdConnectUrl"], discovery);
         assert_eq!(
-            card["securitySchemes"]["oidc"]["openIdConnectUrl"],
-            "https://idp.example/.well-known/openid-configuration"
+            oidc["openIdConnectSecurityScheme"]["openIdConnectUrl"],
+            discovery
         );
         assert_eq!(card["security"][0], json!({"bearer": []}));
         assert_eq!(card["supportedInterfaces"][0]["protocolVersion"], "1.0");

@@ -39,6 +39,65 @@ pub enum AgentReply {
 }
 
 type ReplyParser = fn(&Value) -> Result<AgentReply, String>;
+type MessageDecoder = fn(&Value) -> Result<Message, crate::error::AppError>;
+type PartDecoder = fn(&Value) -> Result<Part, crate::error::AppError>;
+
+/// An agent's task in either version's shape, once its state is read (the
+/// versions name states differently; the rest differs only in how messages
+/// and parts are spelled).
+pub fn task_reply(
+    task: &Value,
+    state: TaskState,
+    message: MessageDecoder,
+    part: PartDecoder,
+) -> Result<AgentReply, String> {
+    let status_message = match task.pointer("/status/message") {
+        None | Some(Value::Null) => None,
+        Some(m) => Some(message(m).map_err(|_| "agent replied with a malformed status message")?),
+    };
+    let artifacts = match task.get("artifacts") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|a| artifact(a, part))
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    let history = match task.get("history") {
+        Some(Value::Array(h)) => h.iter().filter_map(|m| message(m).ok()).collect(),
+        _ => Vec::new(),
+    };
+    Ok(AgentReply::Task {
+        id: task
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        state,
+        status_message,
+        artifacts,
+        history,
+    })
+}
+
+fn artifact(value: &Value, part: PartDecoder) -> Result<Artifact, String> {
+    let obj = value.as_object().ok_or("artifact is not an object")?;
+    let parts = match obj.get("parts") {
+        Some(Value::Array(p)) => p
+            .iter()
+            .map(part)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| "artifact with a malformed part")?,
+        _ => return Err("artifact without parts".into()),
+    };
+    let text = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_string);
+    Ok(Artifact {
+        artifact_id: text("artifactId").unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        name: text("name"),
+        description: text("description"),
+        parts,
+        metadata: obj.get("metadata").and_then(Value::as_object).cloned(),
+    })
+}
 
 #[derive(Clone)]
 pub struct Forwarder {
@@ -52,6 +111,8 @@ pub struct OnBehalfOf<'a> {
     pub caller: &'a Caller,
     pub context_id: &'a str,
     pub task_id: &'a str,
+    /// The agent's id for the task when this message continues it.
+    pub agent_task_id: Option<&'a str>,
 }
 
 impl Forwarder {
@@ -186,6 +247,7 @@ impl Forwarder {
             }],
             result: Some(reply),
             error: None,
+            agent_task_id: None,
         })
     }
 
@@ -229,7 +291,7 @@ impl Forwarder {
     ) -> Result<Completion, String> {
         // The agent keeps its own task ids; ours stay with us.
         let mut outgoing = message.clone();
-        outgoing.task_id = None;
+        outgoing.task_id = who.agent_task_id.map(str::to_string);
         let (send, get, params, parse): (_, _, _, ReplyParser) = match agent.protocol {
             ProtocolVersion::V1_0 => (
                 v1::SEND,
@@ -271,6 +333,7 @@ fn failed(reason: String) -> Completion {
         artifacts: Vec::new(),
         result: None,
         error: Some(reason),
+        agent_task_id: None,
     }
 }
 
@@ -303,9 +366,11 @@ fn completion_of(reply: AgentReply, agent: &str) -> Completion {
                 reply: Some(m),
                 artifacts,
                 error: None,
+                agent_task_id: None,
             }
         }
         AgentReply::Task {
+            id,
             state,
             status_message,
             artifacts,
@@ -345,6 +410,7 @@ fn completion_of(reply: AgentReply, agent: &str) -> Completion {
                 reply,
                 artifacts,
                 error,
+                agent_task_id: (!id.is_empty()).then_some(id),
             }
         }
     }

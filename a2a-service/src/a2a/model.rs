@@ -2,7 +2,7 @@
 //! Stored as JSON in the task rows; each protocol version renders them.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TaskState {
@@ -244,6 +244,9 @@ pub struct Task {
     pub updated_ms: i64,
     /// After this instant an active task is known to be orphaned.
     pub deadline_ms: i64,
+    /// The agent's own id for this task (A2A agents that answered with a
+    /// task), where a follow-up message is sent.
+    pub agent_task_id: Option<String>,
 }
 
 impl Task {
@@ -273,6 +276,33 @@ pub fn timestamp(ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// Unix milliseconds of an RFC 3339 instant. A numeric offset (`+02:00`)
+/// is applied rather than refused: clients and Weaviate do not all answer
+/// in UTC.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let split = text.len().checked_sub(6)?;
+    let (utc, offset_ms) = match text.get(split..).map(str::as_bytes) {
+        Some([sign @ (b'+' | b'-'), h1, h2, b':', m1, m2])
+            if split > 10 && [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()) =>
+        {
+            let hours = i64::from((h1 - b'0') * 10 + (h2 - b'0'));
+            let minutes = i64::from((m1 - b'0') * 10 + (m2 - b'0'));
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let offset = (hours * 60 + minutes) * 60_000;
+            (&text[..split], if *sign == b'-' { -offset } else { offset })
+        }
+        _ => (text, 0),
+    };
+    let since = humantime::parse_rfc3339_weak(utc)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(since.as_millis() as i64 - offset_ms)
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -280,9 +310,68 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Encodes a part in one protocol version's shape.
+pub type PartEncoder = fn(&Part) -> Value;
+
+/// The message fields both versions share; each version names the role
+/// (`user` / `ROLE_USER`) and encodes parts its own way.
+pub fn message_fields(m: &Message, role: &str, part: PartEncoder) -> Map<String, Value> {
+    let mut obj = Map::new();
+    obj.insert("messageId".into(), json!(m.message_id));
+    if let Some(c) = &m.context_id {
+        obj.insert("contextId".into(), json!(c));
+    }
+    if let Some(t) = &m.task_id {
+        obj.insert("taskId".into(), json!(t));
+    }
+    obj.insert("role".into(), json!(role));
+    obj.insert("parts".into(), m.parts.iter().map(part).collect());
+    if let Some(meta) = &m.metadata {
+        obj.insert("metadata".into(), Value::Object(meta.clone()));
+    }
+    if !m.reference_task_ids.is_empty() {
+        obj.insert("referenceTaskIds".into(), json!(m.reference_task_ids));
+    }
+    obj
+}
+
+/// An artifact; only the part shape differs between versions.
+pub fn artifact_fields(a: &Artifact, part: PartEncoder) -> Value {
+    let mut obj = Map::new();
+    obj.insert("artifactId".into(), json!(a.artifact_id));
+    if let Some(n) = &a.name {
+        obj.insert("name".into(), json!(n));
+    }
+    if let Some(d) = &a.description {
+        obj.insert("description".into(), json!(d));
+    }
+    obj.insert("parts".into(), a.parts.iter().map(part).collect());
+    if let Some(meta) = &a.metadata {
+        obj.insert("metadata".into(), Value::Object(meta.clone()));
+    }
+    Value::Object(obj)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_with_offsets() {
+        let utc = parse_timestamp("2030-01-01T00:00:00.250Z").unwrap();
+        assert_eq!(timestamp(utc), "2030-01-01T00:00:00.250Z");
+        assert_eq!(parse_timestamp("2030-01-01T02:00:00.250+02:00"), Some(utc));
+        assert_eq!(parse_timestamp("2029-12-31T23:30:00.250-00:30"), Some(utc));
+        assert_eq!(parse_timestamp("2030-01-01T00:00:00.250+00:00"), Some(utc));
+        for bad in [
+            "",
+            "soon",
+            "2030-01-01T00:00:00+24:00",
+            "2030-01-01T00:00:00++1:00",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn terminal_states_never_move() {

@@ -4,7 +4,9 @@
 use serde_json::{Map, Value, json};
 
 use super::jsonrpc::{optional_bool, optional_count, optional_object, optional_str, required_str};
-use super::model::{Artifact, Message, Part, Role, Task, TaskState, timestamp};
+use super::model::{
+    Artifact, Message, Part, Role, Task, TaskState, artifact_fields, message_fields, timestamp,
+};
 use crate::error::AppError;
 
 pub const SEND: &str = "message/send";
@@ -145,46 +147,17 @@ pub fn part_json(part: &Part) -> Value {
 }
 
 pub fn message_json(m: &Message) -> Value {
-    let mut obj = Map::new();
+    let role = match m.role {
+        Role::User => "user",
+        Role::Agent => "agent",
+    };
+    let mut obj = message_fields(m, role, part_json);
     obj.insert("kind".into(), json!("message"));
-    obj.insert("messageId".into(), json!(m.message_id));
-    obj.insert(
-        "role".into(),
-        json!(match m.role {
-            Role::User => "user",
-            Role::Agent => "agent",
-        }),
-    );
-    obj.insert("parts".into(), m.parts.iter().map(part_json).collect());
-    if let Some(c) = &m.context_id {
-        obj.insert("contextId".into(), json!(c));
-    }
-    if let Some(t) = &m.task_id {
-        obj.insert("taskId".into(), json!(t));
-    }
-    if let Some(meta) = &m.metadata {
-        obj.insert("metadata".into(), Value::Object(meta.clone()));
-    }
-    if !m.reference_task_ids.is_empty() {
-        obj.insert("referenceTaskIds".into(), json!(m.reference_task_ids));
-    }
     Value::Object(obj)
 }
 
 pub fn artifact_json(a: &Artifact) -> Value {
-    let mut obj = Map::new();
-    obj.insert("artifactId".into(), json!(a.artifact_id));
-    if let Some(n) = &a.name {
-        obj.insert("name".into(), json!(n));
-    }
-    if let Some(d) = &a.description {
-        obj.insert("description".into(), json!(d));
-    }
-    obj.insert("parts".into(), a.parts.iter().map(part_json).collect());
-    if let Some(meta) = &a.metadata {
-        obj.insert("metadata".into(), Value::Object(meta.clone()));
-    }
-    Value::Object(obj)
+    artifact_fields(a, part_json)
 }
 
 pub fn task_json(task: &Task, history_length: Option<usize>) -> Value {
@@ -257,63 +230,10 @@ pub fn parse_reply(result: &Value) -> Result<super::forward::AgentReply, String>
                 .and_then(Value::as_str)
                 .and_then(TaskState::parse)
                 .ok_or("agent replied with a task without a known state")?;
-            let status_message = match result.pointer("/status/message") {
-                None | Some(Value::Null) => None,
-                Some(m) => Some(
-                    parse_message(m)
-                        .map_err(|_| "agent replied with a malformed status message")?,
-                ),
-            };
-            let artifacts = parse_artifacts(result.get("artifacts"))?;
-            let history = match result.get("history") {
-                Some(Value::Array(h)) => h.iter().filter_map(|m| parse_message(m).ok()).collect(),
-                _ => Vec::new(),
-            };
-            Ok(AgentReply::Task {
-                id: result
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                state,
-                status_message,
-                artifacts,
-                history,
-            })
+            super::forward::task_reply(result, state, parse_message, parse_part)
         }
         _ => Err("agent replied with neither a task nor a message".into()),
     }
-}
-
-fn parse_artifacts(value: Option<&Value>) -> Result<Vec<Artifact>, String> {
-    let Some(Value::Array(items)) = value else {
-        return Ok(Vec::new());
-    };
-    items
-        .iter()
-        .map(|a| {
-            let obj = a.as_object().ok_or("artifact is not an object")?;
-            let parts = match obj.get("parts") {
-                Some(Value::Array(p)) => p.iter().map(parse_part).collect::<Result<Vec<_>, _>>(),
-                _ => return Err("artifact without parts".to_string()),
-            }
-            .map_err(|_| "artifact with a malformed part".to_string())?;
-            Ok(Artifact {
-                artifact_id: obj
-                    .get("artifactId")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                name: obj.get("name").and_then(Value::as_str).map(str::to_string),
-                description: obj
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                parts,
-                metadata: obj.get("metadata").and_then(Value::as_object).cloned(),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 use serde_json::{Map, Value, json};
 
 use super::jsonrpc::{optional_bool, optional_count, optional_object, optional_str, required_str};
-use super::model::{Artifact, Message, Part, Role, Task, TaskState, timestamp};
+use super::model::{
+    Artifact, Message, Part, Role, Task, TaskState, artifact_fields, message_fields,
+    parse_timestamp, timestamp,
+};
 use crate::error::AppError;
 
 pub const SEND: &str = "SendMessage";
@@ -187,45 +190,16 @@ pub fn part_json(part: &Part) -> Value {
 }
 
 pub fn message_json(m: &Message) -> Value {
-    let mut obj = Map::new();
-    obj.insert("messageId".into(), json!(m.message_id));
-    if let Some(c) = &m.context_id {
-        obj.insert("contextId".into(), json!(c));
-    }
-    if let Some(t) = &m.task_id {
-        obj.insert("taskId".into(), json!(t));
-    }
-    obj.insert(
-        "role".into(),
-        json!(match m.role {
-            Role::User => "ROLE_USER",
-            Role::Agent => "ROLE_AGENT",
-        }),
-    );
-    obj.insert("parts".into(), m.parts.iter().map(part_json).collect());
-    if let Some(meta) = &m.metadata {
-        obj.insert("metadata".into(), Value::Object(meta.clone()));
-    }
-    if !m.reference_task_ids.is_empty() {
-        obj.insert("referenceTaskIds".into(), json!(m.reference_task_ids));
-    }
+    let role = match m.role {
+        Role::User => "ROLE_USER",
+        Role::Agent => "ROLE_AGENT",
+    };
+    let obj = message_fields(m, role, part_json);
     Value::Object(obj)
 }
 
 pub fn artifact_json(a: &Artifact) -> Value {
-    let mut obj = Map::new();
-    obj.insert("artifactId".into(), json!(a.artifact_id));
-    if let Some(n) = &a.name {
-        obj.insert("name".into(), json!(n));
-    }
-    if let Some(d) = &a.description {
-        obj.insert("description".into(), json!(d));
-    }
-    obj.insert("parts".into(), a.parts.iter().map(part_json).collect());
-    if let Some(meta) = &a.metadata {
-        obj.insert("metadata".into(), Value::Object(meta.clone()));
-    }
-    Value::Object(obj)
+    artifact_fields(a, part_json)
 }
 
 pub fn task_json(task: &Task, history_length: Option<usize>, include_artifacts: bool) -> Value {
@@ -327,10 +301,7 @@ pub fn parse_list(params: &Map<String, Value>) -> Result<ListParams, AppError> {
     let updated_after_ms = match optional_str(params, "statusTimestampAfter")? {
         None | Some("") => None,
         Some(t) => Some(
-            humantime::parse_rfc3339_weak(t)
-                .ok()
-                .and_then(|st| st.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64)
+            parse_timestamp(t)
                 .ok_or_else(|| bad("statusTimestampAfter must be an RFC 3339 timestamp"))?,
         ),
     };
@@ -365,55 +336,7 @@ pub fn parse_reply(result: &Value) -> Result<super::forward::AgentReply, String>
         .pointer("/status/state")
         .and_then(parse_state)
         .ok_or("agent replied with neither a task nor a message")?;
-    let status_message = match task.pointer("/status/message") {
-        None | Some(Value::Null) => None,
-        Some(m) => {
-            Some(parse_message(m).map_err(|_| "agent replied with a malformed status message")?)
-        }
-    };
-    let mut artifacts = Vec::new();
-    if let Some(Value::Array(items)) = task.get("artifacts") {
-        for item in items {
-            let obj = item.as_object().ok_or("artifact is not an object")?;
-            let parts = match obj.get("parts") {
-                Some(Value::Array(p)) => p
-                    .iter()
-                    .map(parse_part)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| "artifact with a malformed part")?,
-                _ => return Err("artifact without parts".into()),
-            };
-            artifacts.push(Artifact {
-                artifact_id: obj
-                    .get("artifactId")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                name: obj.get("name").and_then(Value::as_str).map(str::to_string),
-                description: obj
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                parts,
-                metadata: obj.get("metadata").and_then(Value::as_object).cloned(),
-            });
-        }
-    }
-    let history = match task.get("history") {
-        Some(Value::Array(h)) => h.iter().filter_map(|m| parse_message(m).ok()).collect(),
-        _ => Vec::new(),
-    };
-    Ok(AgentReply::Task {
-        id: task
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        state,
-        status_message,
-        artifacts,
-        history,
-    })
+    super::forward::task_reply(task, state, parse_message, parse_part)
 }
 
 #[cfg(test)]

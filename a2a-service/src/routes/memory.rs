@@ -6,10 +6,17 @@
 //! 50 by default, at most 500, only the caller's documents).
 //! `POST /mem/ingest` takes the filter's memory mirror: a JSON array (or
 //! `{"events": [...]}`) of `{id (UUID), user, session, role, content, kind?,
-//! task_id?, timestamp?}`; duplicates by `id` are ignored. Rows are scoped to
-//! each event's `user`; a caller may ingest events of other users only when
-//! it is the gateway's own identity (`A2A_INGEST_IDENTITY`, default
-//! `attach-gateway`).
+//! task_id?, timestamp?}` plus the exchange's metadata `{model?, route?,
+//! request_id?, status?, latency_ms?, tokens_in?, tokens_out?, truncated?}`;
+//! duplicates by `id` are ignored. Rows are scoped to each event's `user`; a
+//! caller may ingest events of other users only when it is the gateway's own
+//! identity (`A2A_INGEST_IDENTITY`, default `attach-gateway`). Reads return
+//! the metadata present next to an event's other fields.
+//!
+//! With `MEM_BACKEND=weaviate` the filter writes mirrored exchanges to
+//! Weaviate instead, so reads also ask Weaviate: a listing merges both,
+//! and a single event not in the store is looked up there. A Weaviate
+//! failure fails the read (502) rather than showing half the events.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,27 +26,32 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::a2a::model::{now_ms, timestamp};
+use crate::a2a::model::{now_ms, parse_timestamp, timestamp};
 use crate::auth::Caller;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::store::{MemoryEvent, MemoryFilter};
+use crate::store::{ExchangeMeta, MemoryEvent, MemoryFilter};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 pub const MAX_INGEST_BATCH: usize = 1000;
 const MAX_KIND_LEN: usize = 64;
+const MAX_MODEL_LEN: usize = 256;
+const MAX_ROUTE_LEN: usize = 2048;
+const MAX_REQUEST_ID_LEN: usize = 256;
 
 fn event_json(e: &MemoryEvent) -> Value {
-    json!({
-        "mem_id": e.id,
-        "kind": e.kind,
-        "content": e.content,
-        "task_id": e.task_id,
-        "session": e.session,
-        "role": e.role,
-        "created": timestamp(e.created_ms),
-    })
+    let mut fields = e.meta.fields();
+    fields.extend([
+        ("mem_id".to_string(), json!(e.id)),
+        ("kind".to_string(), json!(e.kind)),
+        ("content".to_string(), e.content.clone()),
+        ("task_id".to_string(), json!(e.task_id)),
+        ("session".to_string(), json!(e.session)),
+        ("role".to_string(), json!(e.role)),
+        ("created".to_string(), json!(timestamp(e.created_ms))),
+    ]);
+    Value::Object(fields)
 }
 
 fn check_kind(kind: &str) -> AppResult<()> {
@@ -84,6 +96,7 @@ pub async fn create(
         task_id: opt_string(&body, "task_id")?,
         content,
         created_ms: now_ms(),
+        meta: ExchangeMeta::default(),
     };
     state
         .store
@@ -98,13 +111,45 @@ pub async fn fetch(
     caller: Caller,
     Path(mem_id): Path<String>,
 ) -> AppResult<Json<Value>> {
-    let event = state
+    let not_found = || AppError::NotFound("no such memory document".into());
+    let stored = state
         .store
         .get_memory(&caller.user, &mem_id)
         .await
-        .inspect_err(|_| state.metrics.store_error())?
-        .ok_or_else(|| AppError::NotFound("no such memory document".into()))?;
+        .inspect_err(|_| state.metrics.store_error())?;
+    if let Some(event) = stored {
+        return Ok(Json(event_json(&event)));
+    }
+    // Weaviate ids are UUIDs in canonical form; anything else is not there.
+    let (Some(weaviate), Ok(id)) = (&state.weaviate, uuid::Uuid::parse_str(&mem_id)) else {
+        return Err(not_found());
+    };
+    let event = weaviate
+        .get(&caller.user, &id.to_string())
+        .await
+        .inspect_err(|_| state.metrics.memory_backend_error())?
+        .ok_or_else(not_found)?;
     Ok(Json(event_json(&event)))
+}
+
+/// Store rows and Weaviate objects as one list, newest first (ties by id,
+/// as the store orders them), at most `limit`. An id on both sides is one
+/// event (the filter derives ids from the exchange), shown once, from the
+/// store.
+fn merge_newest_first(
+    mut stored: Vec<MemoryEvent>,
+    mirrored: Vec<MemoryEvent>,
+    limit: i64,
+) -> Vec<MemoryEvent> {
+    let known: std::collections::HashSet<String> = stored.iter().map(|e| e.id.clone()).collect();
+    stored.extend(mirrored.into_iter().filter(|e| !known.contains(&e.id)));
+    stored.sort_by(|a, b| {
+        b.created_ms
+            .cmp(&a.created_ms)
+            .then_with(|| b.id.cmp(&a.id))
+    });
+    stored.truncate(usize::try_from(limit).unwrap_or(0));
+    stored
 }
 
 #[derive(Deserialize)]
@@ -138,14 +183,76 @@ pub async fn list(
         kind: q.kind.filter(|s| !s.is_empty()),
         limit,
     };
-    let events = state
-        .store
-        .list_memory(&caller.user, &filter)
-        .await
-        .inspect_err(|_| state.metrics.store_error())?;
+    let stored = state.store.list_memory(&caller.user, &filter);
+    let events = match &state.weaviate {
+        None => stored.await.inspect_err(|_| state.metrics.store_error())?,
+        Some(weaviate) => {
+            let (stored, mirrored) = tokio::join!(stored, weaviate.list(&caller.user, &filter));
+            let mirrored = mirrored.inspect_err(|_| state.metrics.memory_backend_error());
+            let stored = stored.inspect_err(|_| state.metrics.store_error())?;
+            merge_newest_first(stored, mirrored?, limit)
+        }
+    };
     Ok(Json(
         json!({"events": events.iter().map(event_json).collect::<Vec<_>>()}),
     ))
+}
+
+/// An optional string of at most `max` characters, none of them control
+/// characters (they would end up in logs and in Weaviate filters).
+fn opt_label(obj: &Map<String, Value>, key: &str, max: usize) -> AppResult<Option<String>> {
+    let value = opt_string(obj, key)?;
+    if value
+        .as_deref()
+        .is_some_and(|v| v.chars().count() > max || v.chars().any(char::is_control))
+    {
+        return Err(AppError::BadRequest(format!(
+            "{key} must be at most {max} printable characters"
+        )));
+    }
+    Ok(value)
+}
+
+fn opt_count(obj: &Map<String, Value>, key: &str) -> AppResult<Option<u64>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| AppError::BadRequest(format!("{key} must be a non-negative integer"))),
+    }
+}
+
+/// The exchange metadata the filter sends with each mirrored event.
+fn exchange_meta(obj: &Map<String, Value>) -> AppResult<ExchangeMeta> {
+    let status = match opt_count(obj, "status") {
+        Ok(None) => None,
+        Ok(Some(n @ 100..=599)) => Some(n as u16),
+        _ => {
+            return Err(AppError::BadRequest(
+                "status must be an HTTP status code (100-599)".into(),
+            ));
+        }
+    };
+    let truncated = match obj.get("truncated") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "truncated must be true or false".into(),
+            ));
+        }
+    };
+    Ok(ExchangeMeta {
+        model: opt_label(obj, "model", MAX_MODEL_LEN)?,
+        route: opt_label(obj, "route", MAX_ROUTE_LEN)?,
+        request_id: opt_label(obj, "request_id", MAX_REQUEST_ID_LEN)?,
+        status,
+        latency_ms: opt_count(obj, "latency_ms")?,
+        tokens_in: opt_count(obj, "tokens_in")?,
+        tokens_out: opt_count(obj, "tokens_out")?,
+        truncated,
+    })
 }
 
 fn ingest_event(value: &Value, caller: &Caller, gateway_identity: &str) -> AppResult<MemoryEvent> {
@@ -176,10 +283,7 @@ fn ingest_event(value: &Value, caller: &Caller, gateway_identity: &str) -> AppRe
     check_kind(&kind)?;
     let created_ms = match opt_string(obj, "timestamp")? {
         None => now_ms(),
-        Some(t) => humantime::parse_rfc3339_weak(&t)
-            .ok()
-            .and_then(|st| st.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)
+        Some(t) => parse_timestamp(&t)
             .ok_or_else(|| AppError::BadRequest("timestamp must be RFC 3339".into()))?,
     };
     Ok(MemoryEvent {
@@ -191,6 +295,7 @@ fn ingest_event(value: &Value, caller: &Caller, gateway_identity: &str) -> AppRe
         task_id: opt_string(obj, "task_id")?,
         content: obj.get("content").cloned().unwrap_or(Value::Null),
         created_ms,
+        meta: exchange_meta(obj)?,
     })
 }
 

@@ -9,6 +9,7 @@
 mod postgres;
 mod sqlite;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -38,6 +39,8 @@ pub struct Completion {
     pub artifacts: Vec<Artifact>,
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// The agent's id for the task, when it answered with one.
+    pub agent_task_id: Option<String>,
 }
 
 /// A memory document.
@@ -51,6 +54,46 @@ pub struct MemoryEvent {
     pub task_id: Option<String>,
     pub content: Value,
     pub created_ms: i64,
+    pub meta: ExchangeMeta,
+}
+
+/// What the gateway's mirror knows of a model exchange besides its text,
+/// kept so that readers can tell which model answered, how fast, at what
+/// token cost, and whether the text was cut. Stored as one JSON object
+/// (only the fields present) so that adding a field needs no migration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The upstream's HTTP status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_out: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
+}
+
+impl ExchangeMeta {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The present fields as JSON members, to sit next to an event's own.
+    pub fn fields(&self) -> serde_json::Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -103,6 +146,14 @@ impl Sql {
         let placeholder = format!("${}", self.args.len());
         self.text.push_str(&fragment.replace('?', &placeholder));
         self
+    }
+
+    /// `fragment` with the value, or with `NULL` in place of `?`.
+    fn push_optional(&mut self, fragment: &str, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(v) => self.push(fragment, Arg::Text(v.to_string())),
+            None => self.raw(&fragment.replace('?', "NULL")),
+        }
     }
 
     fn raw(&mut self, fragment: &str) -> &mut Self {
@@ -158,6 +209,7 @@ fn task_from_row(row: &AnyRow) -> StoreResult<Task> {
         created_ms: row.try_get("created_ms")?,
         updated_ms: row.try_get("updated_ms")?,
         deadline_ms: row.try_get("deadline_ms")?,
+        agent_task_id: row.try_get("agent_task_id")?,
     })
 }
 
@@ -171,6 +223,11 @@ fn memory_from_row(row: &AnyRow) -> StoreResult<MemoryEvent> {
         task_id: row.try_get("task_id")?,
         content: decode_json("content", &row.try_get::<String, _>("content")?)?,
         created_ms: row.try_get("created_ms")?,
+        meta: row
+            .try_get::<Option<String>, _>("meta")?
+            .map(|m| decode_json("meta", &m))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
@@ -186,8 +243,28 @@ fn push_state_list(sql: &mut Sql, states: &[&str]) {
     sql.raw(")");
 }
 
+/// An insert that leaves an existing id untouched (ingest is idempotent).
+fn insert_memory_sql(e: &MemoryEvent) -> Sql {
+    let mut sql = Sql::new(
+        "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms, meta) VALUES (",
+    );
+    sql.push("?", Arg::Text(e.id.clone()));
+    sql.push(", ?", Arg::Text(e.owner.clone()));
+    sql.push(", ?", Arg::Text(e.session.clone()));
+    sql.push(", ?", Arg::Text(e.kind.clone()));
+    sql.push_optional(", ?", e.role.as_deref());
+    sql.push_optional(", ?", e.task_id.as_deref());
+    sql.push(", ?", Arg::Text(json_text(&e.content)));
+    sql.push(", ?", Arg::Int(e.created_ms));
+    let meta = (!e.meta.is_empty()).then(|| json_text(&e.meta));
+    sql.push_optional(", ?) ON CONFLICT (id) DO NOTHING", meta.as_deref());
+    sql
+}
+
+const MEMORY_COLUMNS: &str = "id, owner, session, kind, role, task_id, content, created_ms, meta";
+
 const TASK_COLUMNS: &str = "id, context_id, owner, session, agent, state, input, history, artifacts, \
-     status_message, result, error, created_ms, updated_ms, deadline_ms";
+     status_message, result, error, created_ms, updated_ms, deadline_ms, agent_task_id";
 
 impl Store {
     pub async fn open(database: &DatabaseConfig) -> Result<Self, String> {
@@ -244,7 +321,8 @@ impl Store {
         sql.raw(", NULL, NULL, NULL");
         sql.push(", ?", Arg::Int(t.created_ms));
         sql.push(", ?", Arg::Int(t.updated_ms));
-        sql.push(", ?)", Arg::Int(t.deadline_ms));
+        sql.push(", ?", Arg::Int(t.deadline_ms));
+        sql.push_optional(", ?)", t.agent_task_id.as_deref());
         sql.query().execute(&self.pool).await.map(|_| ())
     }
 
@@ -349,13 +427,40 @@ impl Store {
             Some(r) => sql.push(", result = ?", Arg::Text(json_text(r))),
             None => sql.raw(", result = NULL"),
         };
-        match &c.error {
-            Some(e) => sql.push(", error = ?", Arg::Text(e.clone())),
-            None => sql.raw(", error = NULL"),
-        };
+        sql.push_optional(", error = ?", c.error.as_deref());
+        if let Some(agent_task) = &c.agent_task_id {
+            sql.push(", agent_task_id = ?", Arg::Text(agent_task.clone()));
+        }
         sql.push(", updated_ms = ?", Arg::Int(now_ms));
         sql.push(" WHERE id = ?", Arg::Text(id.into()));
         push_state_list(&mut sql, &[TaskState::Working.as_str()]);
+        Ok(sql.query().execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// Takes a follow-up message for a task that waits for its owner
+    /// (`input-required` / `auth-required`): back to `working` with the
+    /// message appended, unless another request took it first.
+    pub async fn resume(
+        &self,
+        owner: &str,
+        id: &str,
+        history: &[Message],
+        deadline_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let mut sql = Sql::new("UPDATE a2a_tasks SET state = 'working'");
+        sql.push(", history = ?", Arg::Text(json_text(&history)));
+        sql.push(", deadline_ms = ?", Arg::Int(deadline_ms));
+        sql.push(", updated_ms = ?", Arg::Int(now_ms));
+        sql.push(" WHERE id = ?", Arg::Text(id.into()));
+        sql.push(" AND owner = ?", Arg::Text(owner.into()));
+        push_state_list(
+            &mut sql,
+            &[
+                TaskState::InputRequired.as_str(),
+                TaskState::AuthRequired.as_str(),
+            ],
+        );
         Ok(sql.query().execute(&self.pool).await?.rows_affected() == 1)
     }
 
@@ -439,23 +544,7 @@ impl Store {
     /// Inserts a memory document; an existing id is left untouched.
     /// Returns whether a row was written.
     pub async fn insert_memory(&self, e: &MemoryEvent) -> StoreResult<bool> {
-        let mut sql = Sql::new(
-            "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms) VALUES (",
-        );
-        sql.push("?", Arg::Text(e.id.clone()));
-        sql.push(", ?", Arg::Text(e.owner.clone()));
-        sql.push(", ?", Arg::Text(e.session.clone()));
-        sql.push(", ?", Arg::Text(e.kind.clone()));
-        match &e.role {
-            Some(r) => sql.push(", ?", Arg::Text(r.clone())),
-            None => sql.raw(", NULL"),
-        };
-        match &e.task_id {
-            Some(t) => sql.push(", ?", Arg::Text(t.clone())),
-            None => sql.raw(", NULL"),
-        };
-        sql.push(", ?", Arg::Text(json_text(&e.content)));
-        sql.push(", ?) ON CONFLICT (id) DO NOTHING", Arg::Int(e.created_ms));
+        let sql = insert_memory_sql(e);
         Ok(sql.query().execute(&self.pool).await?.rows_affected() == 1)
     }
 
@@ -464,23 +553,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut written = 0;
         for e in events {
-            let mut sql = Sql::new(
-                "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms) VALUES (",
-            );
-            sql.push("?", Arg::Text(e.id.clone()));
-            sql.push(", ?", Arg::Text(e.owner.clone()));
-            sql.push(", ?", Arg::Text(e.session.clone()));
-            sql.push(", ?", Arg::Text(e.kind.clone()));
-            match &e.role {
-                Some(r) => sql.push(", ?", Arg::Text(r.clone())),
-                None => sql.raw(", NULL"),
-            };
-            match &e.task_id {
-                Some(t) => sql.push(", ?", Arg::Text(t.clone())),
-                None => sql.raw(", NULL"),
-            };
-            sql.push(", ?", Arg::Text(json_text(&e.content)));
-            sql.push(", ?) ON CONFLICT (id) DO NOTHING", Arg::Int(e.created_ms));
+            let sql = insert_memory_sql(e);
             written += sql.query().execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
@@ -488,9 +561,9 @@ impl Store {
     }
 
     pub async fn get_memory(&self, owner: &str, id: &str) -> StoreResult<Option<MemoryEvent>> {
-        let mut sql = Sql::new(
-            "SELECT id, owner, session, kind, role, task_id, content, created_ms FROM memory_events WHERE ",
-        );
+        let mut sql = Sql::new(&format!(
+            "SELECT {MEMORY_COLUMNS} FROM memory_events WHERE "
+        ));
         sql.push("id = ?", Arg::Text(id.into()));
         sql.push(" AND owner = ?", Arg::Text(owner.into()));
         sql.query()
@@ -506,9 +579,9 @@ impl Store {
         owner: &str,
         f: &MemoryFilter,
     ) -> StoreResult<Vec<MemoryEvent>> {
-        let mut sql = Sql::new(
-            "SELECT id, owner, session, kind, role, task_id, content, created_ms FROM memory_events WHERE ",
-        );
+        let mut sql = Sql::new(&format!(
+            "SELECT {MEMORY_COLUMNS} FROM memory_events WHERE "
+        ));
         sql.push("owner = ?", Arg::Text(owner.into()));
         if let Some(s) = &f.session {
             sql.push(" AND session = ?", Arg::Text(s.clone()));

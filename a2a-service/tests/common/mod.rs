@@ -88,6 +88,33 @@ async fn agent_v1(State(seen): State<Seen>, headers: HeaderMap, body: String) ->
     )
 }
 
+/// Asks for more input on a new task; completes the task when a follow-up
+/// message names it.
+async fn agent_v1_ask(
+    State(seen): State<Seen>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::Json<Value> {
+    seen.0.lock().unwrap().push(headers);
+    let req: Value = serde_json::from_str(&body).unwrap();
+    let message = &req["params"]["message"];
+    let (state, text) = match message["taskId"].as_str() {
+        None => ("TASK_STATE_INPUT_REQUIRED", "which language?".to_string()),
+        Some("down-ask") => (
+            "TASK_STATE_COMPLETED",
+            format!("done in {}", text_of(message)),
+        ),
+        Some(other) => panic!("unexpected task id {other}"),
+    };
+    let reply = json!({"messageId": "r3", "role": "ROLE_AGENT", "parts": [{"text": text}]});
+    axum::Json(
+        json!({"jsonrpc": "2.0", "id": req["id"], "result": {"task": {
+            "id": "down-ask", "contextId": message["contextId"],
+            "status": {"state": state, "message": reply},
+        }}}),
+    )
+}
+
 async fn agent_v03(
     State(seen): State<Seen>,
     headers: HeaderMap,
@@ -137,6 +164,7 @@ pub async fn start_agents() -> (SocketAddr, Seen) {
     let app = Router::new()
         .route("/v1", post(agent_v1))
         .route("/v1/.well-known/agent-card.json", get(agent_card))
+        .route("/v1ask", post(agent_v1_ask))
         .route("/v03", post(agent_v03))
         .route("/http", post(agent_http))
         .route("/slow", post(agent_slow))
@@ -151,8 +179,131 @@ pub async fn start_agents() -> (SocketAddr, Seen) {
     (addr, seen)
 }
 
+/// How the Weaviate stand-in answers GraphQL queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeaviateMode {
+    /// `{"data": {"Get": {"MemoryEvent": [every object]}}}`.
+    Answer,
+    /// A GraphQL error naming a missing class, as before the first write.
+    NoClass,
+    /// A GraphQL error about the query.
+    QueryError,
+    /// This HTTP status, with an error body.
+    Status(u16),
+    /// Answers after two seconds.
+    Stall,
+}
+
+struct WeaviateInner {
+    objects: Vec<Value>,
+    queries: Vec<(HeaderMap, Value)>,
+    mode: WeaviateMode,
+}
+
+/// A Weaviate stand-in for the memory read path. It answers every query
+/// with all its objects, unfiltered and unsorted, so that the service's own
+/// scoping, ordering and limit are what the tests see; the queries it got
+/// are kept for checking their text.
+#[derive(Clone)]
+pub struct FakeWeaviate(Arc<Mutex<WeaviateInner>>);
+
+impl FakeWeaviate {
+    pub async fn start() -> (String, FakeWeaviate) {
+        let fake = FakeWeaviate(Arc::new(Mutex::new(WeaviateInner {
+            objects: Vec::new(),
+            queries: Vec::new(),
+            mode: WeaviateMode::Answer,
+        })));
+        let app = Router::new()
+            .route("/v1/graphql", post(fake_graphql))
+            .with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), fake)
+    }
+
+    /// Adds an object as Weaviate returns it: the selected properties
+    /// (absent ones null) and `_additional.id`.
+    pub fn add(&self, id: &str, properties: Value) {
+        let mut object = json!({
+            "user": null, "session": null, "role": null, "kind": null, "content": null,
+            "model": null, "route": null, "requestId": null, "taskId": null, "status": null,
+            "timestamp": null, "latencyMs": null, "tokensIn": null, "tokensOut": null,
+            "truncated": null,
+        });
+        for (k, v) in properties.as_object().unwrap() {
+            object[k] = v.clone();
+        }
+        object["_additional"] = json!({"id": id});
+        self.0.lock().unwrap().objects.push(object);
+    }
+
+    pub fn set_mode(&self, mode: WeaviateMode) {
+        self.0.lock().unwrap().mode = mode;
+    }
+
+    /// The GraphQL query texts received, oldest first.
+    pub fn queries(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .queries
+            .iter()
+            .map(|(_, body)| body["query"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn last_headers(&self) -> HeaderMap {
+        let inner = self.0.lock().unwrap();
+        inner.queries.last().expect("a query").0.clone()
+    }
+}
+
+async fn fake_graphql(
+    State(fake): State<FakeWeaviate>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body: Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(
+        body.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["query"],
+        "{body}"
+    );
+    let (mode, objects) = {
+        let mut inner = fake.0.lock().unwrap();
+        inner.queries.push((headers, body));
+        (inner.mode, inner.objects.clone())
+    };
+    match mode {
+        WeaviateMode::Answer => {
+            axum::Json(json!({"data": {"Get": {"MemoryEvent": objects}}})).into_response()
+        }
+        WeaviateMode::NoClass => axum::Json(json!({"data": null, "errors": [{
+            "message": "Cannot query field \"MemoryEvent\" on type \"GetObjectsObj\".",
+            "locations": [{"line": 1, "column": 9}],
+        }]}))
+        .into_response(),
+        WeaviateMode::QueryError => axum::Json(json!({"data": null, "errors": [{
+            "message": "no such prop with name 'secretProp' found in class 'MemoryEvent'",
+        }]}))
+        .into_response(),
+        WeaviateMode::Status(code) => (
+            StatusCode::from_u16(code).unwrap(),
+            axum::Json(json!({"error": [{"message": "internal detail 10.9.8.7"}]})),
+        )
+            .into_response(),
+        WeaviateMode::Stall => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            axum::Json(json!({"data": {"Get": {"MemoryEvent": []}}})).into_response()
+        }
+    }
+}
+
 /// A port nothing listens on.
-async fn closed_port() -> u16 {
+pub async fn closed_port() -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap().port()
 }
@@ -168,6 +319,8 @@ pub struct Harness {
 pub struct Options {
     pub max_body: Option<&'static str>,
     pub ttl: Option<&'static str>,
+    /// More environment variables for the service.
+    pub env: Vec<(&'static str, String)>,
 }
 
 async fn database_url(db: &Db) -> Option<String> {
@@ -198,6 +351,7 @@ impl Harness {
         let base = format!("http://{addr}");
         let agents = [
             format!("v1={base}/v1;timeout=5"),
+            format!("asker={base}/v1ask"),
             format!("v03={base}/v03;protocol=0.3"),
             format!("seed={base}/http;kind=http"),
             format!("failing={base}/fail;kind=http"),
@@ -222,6 +376,7 @@ impl Harness {
         if let Some(t) = opts.ttl {
             vars.insert("A2A_TASK_TTL", t.into());
         }
+        vars.extend(opts.env);
         let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
         let store = Store::open(&config.database).await.unwrap();
         let state = AppState::new(config, store).unwrap();
@@ -300,6 +455,23 @@ impl Harness {
             .await;
         assert_eq!(status, StatusCode::OK, "{value}");
         value
+    }
+
+    /// A 1.0 call (`A2A-Version: 1.0`).
+    pub async fn v1(&self, agent: &str, user: &str, method: &str, params: Value) -> Value {
+        self.rpc(agent, Some("1.0"), user, method, params).await
+    }
+
+    /// A 0.3 call (no version header).
+    pub async fn v03(&self, agent: &str, user: &str, method: &str, params: Value) -> Value {
+        self.rpc(agent, None, user, method, params).await
+    }
+
+    /// Starts a 0.3 task without waiting for it; returns its id.
+    pub async fn start_in_background(&self, agent: &str, user: &str) -> String {
+        let params = json!({"message": msg_v03("x"), "configuration": {"blocking": false}});
+        let r = self.v03(agent, user, "message/send", params).await;
+        r["result"]["id"].as_str().expect("a task id").to_string()
     }
 
     pub async fn rpc_raw(

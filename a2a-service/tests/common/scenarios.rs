@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use attach_a2a_service::a2a::model::{Task, TaskState, now_ms};
 use attach_a2a_service::auth::AssertionKey;
-use attach_a2a_service::store::MemoryEvent;
+use attach_a2a_service::store::{ExchangeMeta, MemoryEvent};
 use attach_a2a_service::tasks;
 use axum::body::Body;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{Db, Harness, Options, key, msg_v1, msg_v03};
+use super::{Db, FakeWeaviate, Harness, Options, WeaviateMode, closed_port, key, msg_v1, msg_v03};
 
 fn code(v: &Value) -> i64 {
     v["error"]["code"]
@@ -21,9 +21,8 @@ fn code(v: &Value) -> i64 {
 pub async fn blocking_v0_3(db: &Db) {
     let h = Harness::new(db).await;
     let r = h
-        .rpc(
+        .v03(
             "v03",
-            None,
             "alice",
             "message/send",
             json!({"message": msg_v03("hello")}),
@@ -46,9 +45,8 @@ pub async fn blocking_v0_3(db: &Db) {
 
     let id = task["id"].as_str().unwrap();
     let got = h
-        .rpc(
+        .v03(
             "v03",
-            None,
             "alice",
             "tasks/get",
             json!({"id": id, "historyLength": 1}),
@@ -82,9 +80,8 @@ pub async fn blocking_v0_3(db: &Db) {
 pub async fn blocking_v1(db: &Db) {
     let h = Harness::new(db).await;
     let r = h
-        .rpc(
+        .v1(
             "v1",
-            Some("1.0"),
             "alice",
             "SendMessage",
             json!({"message": msg_v1("hi")}),
@@ -102,9 +99,7 @@ pub async fn blocking_v1(db: &Db) {
     assert_eq!(h.seen.last()["a2a-version"], "1.0");
 
     let id = task["id"].as_str().unwrap();
-    let got = h
-        .rpc("v1", Some("1.0"), "alice", "GetTask", json!({"id": id}))
-        .await;
+    let got = h.v1("v1", "alice", "GetTask", json!({"id": id})).await;
     assert_eq!(got["result"]["id"], id);
     assert_eq!(got["result"]["contextId"], task["contextId"]);
 
@@ -112,39 +107,25 @@ pub async fn blocking_v1(db: &Db) {
     let ctx = task["contextId"].clone();
     let mut m = msg_v1("again");
     m["contextId"] = ctx.clone();
-    h.rpc(
+    h.v1("v1", "alice", "SendMessage", json!({"message": m}))
+        .await;
+    h.v1(
         "v1",
-        Some("1.0"),
-        "alice",
-        "SendMessage",
-        json!({"message": m}),
-    )
-    .await;
-    h.rpc(
-        "v1",
-        Some("1.0"),
         "alice",
         "SendMessage",
         json!({"message": msg_v1("other")}),
     )
     .await;
     let list = h
-        .rpc(
-            "v1",
-            Some("1.0"),
-            "alice",
-            "ListTasks",
-            json!({"pageSize": 2}),
-        )
+        .v1("v1", "alice", "ListTasks", json!({"pageSize": 2}))
         .await;
     assert_eq!(list["result"]["totalSize"], 3);
     assert_eq!(list["result"]["tasks"].as_array().unwrap().len(), 2);
     assert_eq!(list["result"]["nextPageToken"], "2");
     assert!(list["result"]["tasks"][0].get("artifacts").is_none());
     let page2 = h
-        .rpc(
+        .v1(
             "v1",
-            Some("1.0"),
             "alice",
             "ListTasks",
             json!({"pageSize": 2, "pageToken": "2"}),
@@ -153,19 +134,12 @@ pub async fn blocking_v1(db: &Db) {
     assert_eq!(page2["result"]["tasks"].as_array().unwrap().len(), 1);
     assert_eq!(page2["result"]["nextPageToken"], "");
     let by_ctx = h
-        .rpc(
-            "v1",
-            Some("1.0"),
-            "alice",
-            "ListTasks",
-            json!({"contextId": ctx}),
-        )
+        .v1("v1", "alice", "ListTasks", json!({"contextId": ctx}))
         .await;
     assert_eq!(by_ctx["result"]["totalSize"], 2);
     let by_state = h
-        .rpc(
+        .v1(
             "v1",
-            Some("1.0"),
             "alice",
             "ListTasks",
             json!({"status": "TASK_STATE_FAILED"}),
@@ -174,19 +148,74 @@ pub async fn blocking_v1(db: &Db) {
     assert_eq!(by_state["result"]["totalSize"], 0);
 
     // Completed tasks cannot be canceled.
-    let c = h
-        .rpc("v1", Some("1.0"), "alice", "CancelTask", json!({"id": id}))
-        .await;
+    let c = h.v1("v1", "alice", "CancelTask", json!({"id": id})).await;
     assert_eq!(code(&c), -32002);
+}
+
+/// A task that waits for input takes a follow-up message naming it; the
+/// agent gets its own task id back, and the task completes.
+pub async fn input_required_then_continued(db: &Db) {
+    let h = Harness::new(db).await;
+    let send = |user: &'static str, message: Value| {
+        let h = &h;
+        async move {
+            h.v1("asker", user, "SendMessage", json!({"message": message}))
+                .await
+        }
+    };
+    let r = send("alice", msg_v1("sort a list")).await;
+    let task = &r["result"]["task"];
+    assert_eq!(task["status"]["state"], "TASK_STATE_INPUT_REQUIRED", "{r}");
+    let id = task["id"].as_str().unwrap().to_string();
+    assert_ne!(id, "down-ask", "our task id, not the agent's");
+
+    // Another user naming the task: not found, and the task is untouched.
+    let mut follow = msg_v1("in Python");
+    follow["taskId"] = json!(id);
+    let r = send("bob", follow.clone()).await;
+    assert_eq!(code(&r), -32001, "{r}");
+    // A mismatching context is refused.
+    let mut wrong_ctx = follow.clone();
+    wrong_ctx["contextId"] = json!("another-context");
+    assert_eq!(code(&send("alice", wrong_ctx).await), -32602);
+
+    let r = send("alice", follow.clone()).await;
+    let task = &r["result"]["task"];
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{r}");
+    assert_eq!(task["id"], id.as_str());
+    assert_eq!(
+        task["status"]["message"]["parts"][0]["text"],
+        "done in in Python"
+    );
+    let roles: Vec<&str> = task["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["ROLE_USER", "ROLE_AGENT", "ROLE_USER", "ROLE_AGENT"]
+    );
+
+    // A finished task takes no more messages.
+    let r = send("alice", follow).await;
+    assert_eq!(code(&r), -32004, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("completed")
+    );
+    assert_eq!(h.seen.count(), 2, "refused messages never reach the agent");
 }
 
 pub async fn non_blocking_completes_in_background(db: &Db) {
     let h = Harness::new(db).await;
     // 1.0: returnImmediately on an agent that takes 1.5 s.
     let r = h
-        .rpc(
+        .v1(
             "patient",
-            Some("1.0"),
             "alice",
             "SendMessage",
             json!({"message": msg_v1("x"), "configuration": {"returnImmediately": true}}),
@@ -205,9 +234,8 @@ pub async fn non_blocking_completes_in_background(db: &Db) {
 
     // 0.3: blocking false.
     let r = h
-        .rpc(
+        .v03(
             "v03",
-            None,
             "alice",
             "message/send",
             json!({"message": msg_v03("y"), "configuration": {"blocking": false}}),
@@ -223,28 +251,19 @@ pub async fn non_blocking_completes_in_background(db: &Db) {
 
 pub async fn cancel_running_task(db: &Db) {
     let h = Harness::new(db).await;
-    let r = h
-        .rpc(
-            "patient",
-            None,
-            "alice",
-            "message/send",
-            json!({"message": msg_v03("x"), "configuration": {"blocking": false}}),
-        )
-        .await;
-    let id = r["result"]["id"].as_str().unwrap().to_string();
+    let id = h.start_in_background("patient", "alice").await;
     let c = h
-        .rpc("patient", None, "alice", "tasks/cancel", json!({"id": id}))
+        .v03("patient", "alice", "tasks/cancel", json!({"id": id}))
         .await;
     assert_eq!(c["result"]["status"]["state"], "canceled", "{c}");
     // The agent's late answer does not overwrite the cancellation.
     tokio::time::sleep(Duration::from_millis(1800)).await;
     let got = h
-        .rpc("patient", None, "alice", "tasks/get", json!({"id": id}))
+        .v03("patient", "alice", "tasks/get", json!({"id": id}))
         .await;
     assert_eq!(got["result"]["status"]["state"], "canceled");
     let again = h
-        .rpc("patient", None, "alice", "tasks/cancel", json!({"id": id}))
+        .v03("patient", "alice", "tasks/cancel", json!({"id": id}))
         .await;
     assert_eq!(code(&again), -32002);
 }
@@ -257,9 +276,8 @@ pub async fn failing_agents_fail_tasks(db: &Db) {
         ("refused", "unreachable"),
     ] {
         let r = h
-            .rpc(
+            .v03(
                 agent,
-                None,
                 "alice",
                 "message/send",
                 json!({"message": msg_v03("x")}),
@@ -281,9 +299,8 @@ pub async fn failing_agents_fail_tasks(db: &Db) {
         assert!(status["error"].as_str().unwrap().contains(reason));
     }
     let r = h
-        .rpc(
+        .v1(
             "failing",
-            Some("1.0"),
             "alice",
             "SendMessage",
             json!({"message": msg_v1("x")}),
@@ -324,44 +341,31 @@ pub async fn envelope_errors(db: &Db) {
     // Nothing was written.
     assert_eq!(h.seen.count(), 0);
     assert!(h.memory("alice", "").await.is_empty());
-    let list = h
-        .rpc("v03", Some("1.0"), "alice", "ListTasks", json!({}))
-        .await;
+    let list = h.v1("v03", "alice", "ListTasks", json!({})).await;
     assert_eq!(list["result"]["totalSize"], 0);
 }
 
 pub async fn isolation(db: &Db) {
     let h = Harness::new(db).await;
     let r = h
-        .rpc(
+        .v03(
             "v03",
-            None,
             "alice",
             "message/send",
             json!({"message": msg_v03("secret")}),
         )
         .await;
     let id = r["result"]["id"].as_str().unwrap().to_string();
-    let b = h
-        .rpc("v03", None, "bob", "tasks/get", json!({"id": id}))
-        .await;
+    let b = h.v03("v03", "bob", "tasks/get", json!({"id": id})).await;
     assert_eq!(code(&b), -32001);
-    let b = h
-        .rpc("v03", None, "bob", "tasks/cancel", json!({"id": id}))
-        .await;
+    let b = h.v03("v03", "bob", "tasks/cancel", json!({"id": id})).await;
     assert_eq!(code(&b), -32001);
-    let b = h
-        .rpc("v03", Some("1.0"), "bob", "GetTask", json!({"id": id}))
-        .await;
+    let b = h.v1("v03", "bob", "GetTask", json!({"id": id})).await;
     assert_eq!(code(&b), -32001);
-    let b = h
-        .rpc("v03", Some("1.0"), "bob", "ListTasks", json!({}))
-        .await;
+    let b = h.v1("v03", "bob", "ListTasks", json!({})).await;
     assert_eq!(b["result"]["totalSize"], 0);
     // The same task under another agent's route is not found either.
-    let other = h
-        .rpc("v1", None, "alice", "tasks/get", json!({"id": id}))
-        .await;
+    let other = h.v03("v1", "alice", "tasks/get", json!({"id": id})).await;
     assert_eq!(code(&other), -32001);
     let (status, _) = h.get(&format!("/a2a/tasks/status/{id}"), Some("bob")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -565,7 +569,7 @@ pub async fn body_limits_and_bad_bodies(db: &Db) {
         db,
         Options {
             max_body: Some("2048"),
-            ttl: None,
+            ..Options::default()
         },
     )
     .await;
@@ -646,6 +650,7 @@ fn stored_task(id: &str, state: TaskState, updated_ms: i64, deadline_ms: i64) ->
         created_ms: updated_ms,
         updated_ms,
         deadline_ms,
+        agent_task_id: None,
     }
 }
 
@@ -653,8 +658,8 @@ pub async fn housekeeping(db: &Db) {
     let h = Harness::with(
         db,
         Options {
-            max_body: None,
             ttl: Some("1h"),
+            ..Options::default()
         },
     )
     .await;
@@ -706,6 +711,7 @@ pub async fn housekeeping(db: &Db) {
         task_id: None,
         content: json!(1),
         created_ms: now - 2 * hour,
+        meta: ExchangeMeta::default(),
     };
     store.insert_memory(&old_doc).await.unwrap();
     h.post(
@@ -743,7 +749,7 @@ pub async fn housekeeping(db: &Db) {
     assert_eq!(docs[0]["content"], 2);
     // Failure is visible through the protocol too.
     let got = h
-        .rpc("v03", None, "alice", "tasks/get", json!({"id": "orphan"}))
+        .v03("v03", "alice", "tasks/get", json!({"id": "orphan"}))
         .await;
     assert_eq!(got["result"]["status"]["state"], "failed");
 }
@@ -760,7 +766,10 @@ pub async fn cards_and_health(db: &Db) {
     assert_eq!(card["skills"][0]["id"], "echo");
     assert_eq!(
         card["securitySchemes"]["bearer"],
-        json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+        json!({
+            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "httpAuthSecurityScheme": {"scheme": "bearer", "bearerFormat": "JWT"},
+        })
     );
     assert_eq!(card["security"], json!([{"bearer": []}]));
     let (status, legacy) = h.get("/a2a/agents/v1/.well-known/agent.json", None).await;
@@ -777,9 +786,8 @@ pub async fn cards_and_health(db: &Db) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    h.rpc(
+    h.v03(
         "v03",
-        None,
         "alice",
         "message/send",
         json!({"message": msg_v03("m")}),
@@ -831,44 +839,423 @@ pub async fn replicas_share_state(db: &Db) {
     let a = Harness::new(db).await;
     let b = a.replica().await;
     // Started on A in the background, read and canceled on B.
-    let r = a
-        .rpc(
-            "patient",
-            None,
-            "alice",
-            "message/send",
-            json!({"message": msg_v03("x"), "configuration": {"blocking": false}}),
-        )
-        .await;
-    let id = r["result"]["id"].as_str().unwrap().to_string();
+    let id = a.start_in_background("patient", "alice").await;
     let got = b
-        .rpc("patient", None, "alice", "tasks/get", json!({"id": id}))
+        .v03("patient", "alice", "tasks/get", json!({"id": id}))
         .await;
     assert_eq!(got["result"]["id"], id.as_str());
     let c = b
-        .rpc("patient", None, "alice", "tasks/cancel", json!({"id": id}))
+        .v03("patient", "alice", "tasks/cancel", json!({"id": id}))
         .await;
     assert_eq!(c["result"]["status"]["state"], "canceled");
     // A's exchange finishes later and leaves the cancellation alone.
     tokio::time::sleep(Duration::from_millis(1800)).await;
     let got = a
-        .rpc("patient", None, "alice", "tasks/get", json!({"id": id}))
+        .v03("patient", "alice", "tasks/get", json!({"id": id}))
         .await;
     assert_eq!(got["result"]["status"]["state"], "canceled");
     // A blocking task on B is visible on A, with its memory documents.
     let r = b
-        .rpc(
+        .v03(
             "v03",
-            None,
             "alice",
             "message/send",
             json!({"message": msg_v03("y")}),
         )
         .await;
     let id = r["result"]["id"].as_str().unwrap();
-    let got = a
-        .rpc("v03", None, "alice", "tasks/get", json!({"id": id}))
-        .await;
+    let got = a.v03("v03", "alice", "tasks/get", json!({"id": id})).await;
     assert_eq!(got["result"]["status"]["state"], "completed");
     assert_eq!(a.memory("alice", &format!("task_id={id}")).await.len(), 2);
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Mirrored exchanges keep their metadata, and reads show it next to the
+/// event's other fields (absent fields stay absent).
+pub async fn ingest_keeps_exchange_meta(db: &Db) {
+    let h = Harness::new(db).await;
+    let (prompt_id, reply_id) = (new_id(), new_id());
+    let batch = json!([
+        {"id": prompt_id, "user": "alice", "session": "s1", "role": "user", "kind": "prompt",
+         "content": "what is 2+2?", "model": "llama3", "route": "/api/chat",
+         "request_id": "req-1", "task_id": "t1", "status": 200,
+         "timestamp": "2030-01-01T00:00:00.000Z", "latency_ms": 812, "tokens_in": 9,
+         "truncated": false},
+        {"id": reply_id, "user": "alice", "session": "s1", "role": "assistant", "kind": "reply",
+         "content": "4", "model": "llama3", "route": "/api/chat", "request_id": "req-1",
+         "status": 200, "timestamp": "2030-01-01T00:00:00.812Z", "latency_ms": 812,
+         "tokens_out": 1, "truncated": true},
+    ]);
+    let (status, v) = h.post("/mem/ingest", Some("attach-gateway"), &batch).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"accepted": 2, "inserted": 2}));
+
+    let events = h.memory("alice", "session=s1").await;
+    assert_eq!(
+        events,
+        [
+            json!({"mem_id": reply_id, "kind": "reply", "content": "4", "task_id": null,
+                   "session": "s1", "role": "assistant", "created": "2030-01-01T00:00:00.812Z",
+                   "model": "llama3", "route": "/api/chat", "request_id": "req-1",
+                   "status": 200, "latency_ms": 812, "tokens_out": 1, "truncated": true}),
+            json!({"mem_id": prompt_id, "kind": "prompt", "content": "what is 2+2?",
+                   "task_id": "t1", "session": "s1", "role": "user",
+                   "created": "2030-01-01T00:00:00.000Z", "model": "llama3",
+                   "route": "/api/chat", "request_id": "req-1", "status": 200,
+                   "latency_ms": 812, "tokens_in": 9, "truncated": false}),
+        ]
+    );
+    let (status, one) = h
+        .get(&format!("/mem/events/{prompt_id}"), Some("alice"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one, events[1]);
+    assert_eq!(h.memory("alice", "kind=reply&task_id=t1").await.len(), 0);
+    assert_eq!(h.memory("alice", "kind=prompt&task_id=t1").await.len(), 1);
+
+    // A second delivery with other metadata changes nothing.
+    let mut again = batch.clone();
+    again[0]["model"] = json!("other");
+    let (_, v) = h.post("/mem/ingest", Some("attach-gateway"), &again).await;
+    assert_eq!(v, json!({"accepted": 2, "inserted": 0}));
+    assert_eq!(h.memory("alice", "session=s1").await, events);
+
+    // Events and documents without metadata show none of its fields, and
+    // null metadata counts as absent.
+    let bare = new_id();
+    let nulls = json!([{"id": bare, "user": "alice", "session": "s2", "role": "user",
+        "content": "x", "model": null, "status": null, "latency_ms": null, "truncated": null}]);
+    let (status, v) = h.post("/mem/ingest", Some("attach-gateway"), &nulls).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    h.post(
+        "/mem/events",
+        Some("alice"),
+        &json!({"kind": "note", "content": 1, "model": "ignored"}),
+    )
+    .await;
+    for event in [
+        h.memory("alice", "session=s2").await,
+        h.memory("alice", "kind=note").await,
+    ]
+    .concat()
+    {
+        let keys: Vec<&String> = event.as_object().unwrap().keys().collect();
+        let mut keys: Vec<&str> = keys.into_iter().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "content", "created", "kind", "mem_id", "role", "session", "task_id"
+            ],
+            "{event}"
+        );
+    }
+}
+
+/// A metadata field of the wrong type or size refuses the whole batch with
+/// a one-line reason naming the field.
+pub async fn ingest_refuses_bad_meta(db: &Db) {
+    let h = Harness::new(db).await;
+    let cases = [
+        ("model", json!(5)),
+        ("model", json!("m".repeat(257))),
+        ("route", json!(format!("/{}", "r".repeat(2048)))),
+        ("request_id", json!("req\n1")),
+        ("request_id", json!({"id": 1})),
+        ("status", json!("200")),
+        ("status", json!(42)),
+        ("status", json!(600)),
+        ("latency_ms", json!(-1)),
+        ("latency_ms", json!(1.5)),
+        ("tokens_in", json!("9")),
+        ("tokens_out", json!(true)),
+        ("truncated", json!("no")),
+        ("truncated", json!(0)),
+    ];
+    for (field, value) in cases {
+        let good = json!({"id": new_id(), "user": "alice", "session": "s1", "role": "user",
+            "kind": "prompt", "content": "ok", "model": "llama3", "status": 200,
+            "latency_ms": 3, "truncated": false});
+        let mut bad = good.clone();
+        bad["id"] = json!(new_id());
+        bad[field] = value.clone();
+        let (status, v) = h
+            .post("/mem/ingest", Some("attach-gateway"), &json!([good, bad]))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}={value}: {v}");
+        assert_eq!(v["error"], "bad_request");
+        let message = v["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{field}: {message}");
+        assert!(!message.contains('\n'));
+    }
+    assert!(h.memory("alice", "").await.is_empty());
+}
+
+const WEAVIATE_KEY: &str = "wv-test-key";
+
+/// A service with `MEM_BACKEND=weaviate` pointed at `url`.
+async fn weaviate_service(db: &Db, url: String) -> Harness {
+    Harness::with(
+        db,
+        Options {
+            env: vec![
+                ("MEM_BACKEND", "weaviate".into()),
+                ("WEAVIATE_URL", url),
+                ("WEAVIATE_API_KEY", WEAVIATE_KEY.into()),
+                ("WEAVIATE_TIMEOUT", "500ms".into()),
+            ],
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+fn ids(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["mem_id"].as_str().unwrap())
+        .collect()
+}
+
+/// With `MEM_BACKEND=weaviate`, listings merge the store's rows with the
+/// caller's Weaviate objects, and a single event missing from the store is
+/// looked up in Weaviate.
+pub async fn weaviate_reads(db: &Db) {
+    let (url, fake) = FakeWeaviate::start().await;
+    let h = weaviate_service(db, url).await;
+
+    // Before the filter's first write the class does not exist: the store's
+    // documents alone are the whole answer.
+    fake.set_mode(WeaviateMode::NoClass);
+    let (_, doc) = h
+        .post(
+            "/mem/events",
+            Some("alice"),
+            &json!({"kind": "note", "content": {"n": 1}}),
+        )
+        .await;
+    let doc_id = doc["mem_id"].as_str().unwrap().to_string();
+    assert_eq!(ids(&h.memory("alice", "").await), [doc_id.as_str()]);
+    fake.set_mode(WeaviateMode::Answer);
+
+    let [prompt, reply, namesake, bob, old] = [(); 5].map(|_| new_id());
+    let exchange = json!({"user": "alice", "session": "s1", "model": "llama3",
+        "route": "/api/chat", "requestId": "r1", "status": 200, "latencyMs": 40});
+    let with = |extra: Value| {
+        let mut o = exchange.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            o[k] = v.clone();
+        }
+        o
+    };
+    fake.add(
+        &prompt,
+        with(json!({"role": "user", "kind": "prompt", "content": "hi",
+            "timestamp": "2030-01-01T00:00:00.000Z", "tokensIn": 2, "truncated": false})),
+    );
+    fake.add(
+        &reply,
+        with(
+            json!({"role": "assistant", "kind": "reply", "content": "hello", "taskId": "t9",
+            "timestamp": "2030-01-01T00:00:00.040Z", "tokensOut": 1, "truncated": false}),
+        ),
+    );
+    // Another user sharing a word of the name, and another user: never shown.
+    fake.add(
+        &namesake,
+        with(
+            json!({"user": "alice smith", "kind": "prompt", "content": "theirs",
+            "timestamp": "2031-01-01T00:00:00Z"}),
+        ),
+    );
+    fake.add(
+        &bob,
+        with(json!({"user": "bob", "kind": "prompt", "content": "bob's",
+            "timestamp": "2031-01-01T00:00:00Z"})),
+    );
+    fake.add(
+        &old,
+        with(json!({"session": "s2", "kind": "prompt", "content": "old",
+            "timestamp": "2000-01-01T00:00:00Z"})),
+    );
+    // A store row between the prompt and the reply.
+    let ingested = new_id();
+    let (status, _) = h
+        .post(
+            "/mem/ingest",
+            Some("attach-gateway"),
+            &json!([{"id": ingested, "user": "alice", "session": "s1", "role": "user",
+                "kind": "prompt", "content": "stored", "timestamp": "2030-01-01T00:00:00.020Z"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let all = h.memory("alice", "").await;
+    assert_eq!(
+        ids(&all),
+        [
+            reply.as_str(),
+            ingested.as_str(),
+            prompt.as_str(),
+            doc_id.as_str(),
+            old.as_str()
+        ]
+    );
+    let reply_json = json!({"mem_id": reply, "kind": "reply", "content": "hello",
+        "task_id": "t9", "session": "s1", "role": "assistant",
+        "created": "2030-01-01T00:00:00.040Z", "model": "llama3", "route": "/api/chat",
+        "request_id": "r1", "status": 200, "latency_ms": 40, "tokens_out": 1,
+        "truncated": false});
+    assert_eq!(all[0], reply_json);
+    assert_eq!(
+        fake.last_headers()["authorization"],
+        format!("Bearer {WEAVIATE_KEY}")
+    );
+
+    // Filters go to both sides, and the limit applies to the merged list.
+    let two = h.memory("alice", "session=s1&limit=2").await;
+    assert_eq!(ids(&two), [reply.as_str(), ingested.as_str()]);
+    assert_eq!(
+        fake.queries().last().unwrap(),
+        r#"{ Get { MemoryEvent(where: {operator: And, operands: [{path: ["user"], operator: Equal, valueText: "alice"}, {path: ["session"], operator: Equal, valueText: "s1"}]}, limit: 2, sort: [{path: ["timestamp"], order: desc}]) { user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated _additional { id } } } }"#
+    );
+    assert_eq!(
+        ids(&h.memory("alice", "task_id=t9&kind=reply").await),
+        [reply.as_str()]
+    );
+    let q = fake.queries().pop().unwrap();
+    assert!(
+        q.contains(r#"{path: ["taskId"], operator: Equal, valueText: "t9"}"#),
+        "{q}"
+    );
+    assert!(
+        q.contains(r#"{path: ["kind"], operator: Equal, valueText: "reply"}"#),
+        "{q}"
+    );
+    assert_eq!(
+        ids(&h.memory("alice", "kind=note").await),
+        [doc_id.as_str()]
+    );
+    assert_eq!(ids(&h.memory("bob", "").await), [bob.as_str()]);
+
+    // A session that tries to close the string and widen the filter stays
+    // one value.
+    let hostile = r#"s1"}, {path: ["user"], operator: Equal, valueText: "bob"#;
+    let encoded: String = hostile.bytes().map(|b| format!("%{b:02X}")).collect();
+    let query = format!("session={encoded}");
+    assert!(h.memory("alice", &query).await.is_empty());
+    let q = fake.queries().pop().unwrap();
+    assert!(
+        q.contains(
+            r#"{path: ["session"], operator: Equal, valueText: "s1\"}, {path: [\"user\"], operator: Equal, valueText: \"bob"}]}, limit: 50, sort:"#
+        ),
+        "{q}"
+    );
+
+    // Single events: the store first, then Weaviate (scoped to the caller).
+    let asked = fake.queries().len();
+    let (status, got) = h.get(&format!("/mem/events/{doc_id}"), Some("alice")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["content"], json!({"n": 1}));
+    assert_eq!(fake.queries().len(), asked, "found in the store");
+    let (status, got) = h.get(&format!("/mem/events/{reply}"), Some("alice")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, reply_json);
+    let q = fake.queries().pop().unwrap();
+    assert!(
+        q.contains(&format!(
+            r#"[{{path: ["user"], operator: Equal, valueText: "alice"}}, {{path: ["id"], operator: Equal, valueText: "{reply}"}}]"#
+        )),
+        "{q}"
+    );
+    let (status, got) = h
+        .get(
+            &format!("/mem/events/{}", reply.to_uppercase()),
+            Some("alice"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["mem_id"], reply.as_str());
+    for (id, user) in [(&bob, "alice"), (&namesake, "alice"), (&reply, "bob")] {
+        let (status, _) = h.get(&format!("/mem/events/{id}"), Some(user)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id} as {user}");
+    }
+    let asked = fake.queries().len();
+    let (status, _) = h.get("/mem/events/not-a-uuid", Some("alice")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(fake.queries().len(), asked, "no UUID, nothing to ask");
+}
+
+/// A failing, slow or absent Weaviate fails reads with a 502 and a short
+/// reason, counted in the metrics; events the store holds stay readable
+/// one by one.
+pub async fn weaviate_failures(db: &Db) {
+    let (url, fake) = FakeWeaviate::start().await;
+    let h = weaviate_service(db, url).await;
+    let (status, doc) = h
+        .post(
+            "/mem/events",
+            Some("alice"),
+            &json!({"kind": "note", "content": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "documents are written to the store");
+    let doc_id = doc["mem_id"].as_str().unwrap().to_string();
+    let refused = |v: &Value, what: &str| {
+        assert_eq!(v["error"], "memory_backend_unavailable", "{what}: {v}");
+        let message = v["message"].as_str().unwrap();
+        for detail in [
+            "\n",
+            "10.9.8.7",
+            "secretProp",
+            "127.0.0.1",
+            "graphql",
+            WEAVIATE_KEY,
+        ] {
+            assert!(!message.contains(detail), "{what}: {message}");
+        }
+        message.to_string()
+    };
+    let modes = [
+        WeaviateMode::Status(500),
+        WeaviateMode::Status(401),
+        WeaviateMode::QueryError,
+        WeaviateMode::Stall,
+    ];
+    for mode in modes {
+        fake.set_mode(mode);
+        let what = format!("{mode:?}");
+        let (status, v) = h.get("/mem/events", Some("alice")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{what}: {v}");
+        let message = refused(&v, &what);
+        assert_eq!(
+            message.contains("in time"),
+            mode == WeaviateMode::Stall,
+            "{message}"
+        );
+        let (status, v) = h
+            .get(&format!("/mem/events/{}", new_id()), Some("alice"))
+            .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{what}: {v}");
+        refused(&v, &what);
+        let (status, _) = h.get(&format!("/mem/events/{doc_id}"), Some("alice")).await;
+        assert_eq!(status, StatusCode::OK, "{what}");
+    }
+    let (_, metrics) = h.get("/metrics", None).await;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("attach_a2a_memory_backend_errors_total 8"),
+        "{text}"
+    );
+    assert!(text.contains("attach_a2a_store_errors_total 0"), "{text}");
+
+    // Nothing listening at WEAVIATE_URL.
+    let port = closed_port().await;
+    let down = weaviate_service(db, format!("http://127.0.0.1:{port}")).await;
+    let (status, v) = down.get("/mem/events", Some("alice")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{v}");
+    refused(&v, "unreachable");
 }

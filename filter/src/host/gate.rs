@@ -6,11 +6,13 @@ use super::{log, now_ms, stream};
 use crate::RESOURCE_METADATA_PATH;
 use crate::assertion::{self, ASSERTION_HEADER};
 use crate::identity::{self, Identity, SESSION_HEADER, USER_HEADER};
+use crate::memory::capture::Capture;
+use crate::memory::routes::match_route;
 use crate::reply;
 use crate::request_head::RequestHead;
 use crate::verify::{self, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel};
+use proxy_wasm::types::{Action, BufferType, LogLevel};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -25,6 +27,8 @@ pub struct RequestState {
     stamped: Option<(String, String)>,
     /// An unknown-kid refetch was already granted for this request.
     refetched: bool,
+    /// A model exchange being mirrored to memory.
+    capture: Option<Capture>,
 }
 
 pub struct Gate {
@@ -87,7 +91,32 @@ impl HttpContext for Gate {
         }
     }
 
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if let Some(capture) = &mut self.state.borrow_mut().capture {
+            capture.request_chunk(
+                &stream::body_chunk(BufferType::HttpRequestBody, size),
+                end_of_stream,
+            );
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, size: usize, _: bool) -> Action {
+        if let Some(capture) = &mut self.state.borrow_mut().capture {
+            capture.response_chunk(&stream::body_chunk(BufferType::HttpResponseBody, size));
+        }
+        Action::Continue
+    }
+
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if let Some(capture) = &mut self.state.borrow_mut().capture {
+            let status = stream::response_header(":status").and_then(|s| s.parse().ok());
+            capture.response_head(
+                status,
+                stream::response_header("content-type").as_deref(),
+                stream::response_header("content-encoding").as_deref(),
+            );
+        }
         let stamp = self
             .vm
             .as_ref()
@@ -100,8 +129,14 @@ impl HttpContext for Gate {
     }
 
     fn on_log(&mut self) {
-        if let Some(vm) = &self.vm {
-            vm.forget(self.context_id);
+        let Some(vm) = &self.vm else { return };
+        vm.forget(self.context_id);
+        let capture = self.state.borrow_mut().capture.take();
+        if let (Some(capture), Some(mirror)) = (capture, &vm.mirror) {
+            match capture.finish(now_ms()) {
+                Ok(events) => mirror.enqueue(&vm.config, &events),
+                Err(why) => mirror.skipped(&format!("{why:?}")),
+            }
         }
     }
 }
@@ -171,6 +206,25 @@ fn stamp(vm: &Vm, state: &RefCell<RequestState>, identity: &Identity) {
     }
     if !vm.config.forward_authorization {
         stream::set_request_header("authorization", None);
+    }
+    if let Some(memory) = &vm.config.memory {
+        if let Some(route) = match_route(&memory.routes, &st.head.path) {
+            let request_id = st
+                .head
+                .request_id
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}", now_ms(), identity.user));
+            st.capture = Some(Capture::new(
+                route.clone(),
+                &identity.user,
+                &session,
+                &request_id,
+                now_ms(),
+                memory.max_bytes,
+            ));
+            // The mirror reads replies as text: ask the engine for no compression.
+            stream::set_request_header("accept-encoding", None);
+        }
     }
     st.stamped = Some((identity.user.clone(), session));
 }

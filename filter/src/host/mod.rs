@@ -1,9 +1,11 @@
 //! The only code that talks to the proxy-wasm host (Envoy).
 //!
 //! `root` owns the per-VM state and every callout; `gate` is the per-request
-//! filter; `shared` wraps shared data, the one channel between VMs.
+//! filter; `shared` wraps shared data, the one channel between VMs; `mirror`
+//! is the memory mirror's queue and deliveries.
 
 mod gate;
+mod mirror;
 mod root;
 mod shared;
 mod stream;

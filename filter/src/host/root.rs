@@ -2,6 +2,7 @@
 //! every callout (callouts made from a request's context die with it).
 
 use super::gate::{self, Gate, RequestState, Step};
+use super::mirror::{self, Mirror, Schema};
 use super::{log, now_ms, shared, stream};
 use crate::cache::TokenCache;
 use crate::config::{Config, Url};
@@ -56,6 +57,8 @@ pub struct Vm {
     /// Each issuer's fetch schedule as last read from shared data.
     seen: RefCell<Vec<FetchState>>,
     waiters: RefCell<Vec<Waiter>>,
+    /// The memory mirror, when configured.
+    pub mirror: Option<Mirror>,
 }
 
 impl Vm {
@@ -66,6 +69,7 @@ impl Vm {
             cache: RefCell::new(TokenCache::new(config.cache_entries)),
             seen: RefCell::new(vec![FetchState::default(); n]),
             waiters: RefCell::default(),
+            mirror: Mirror::start(&config),
             config,
         }
     }
@@ -179,9 +183,10 @@ enum Stage {
     Keys,
 }
 
-struct Call {
-    issuer: usize,
-    stage: Stage,
+enum Call {
+    Jwks { issuer: usize, stage: Stage },
+    MemorySchema { creating: bool },
+    MemoryBatch,
 }
 
 pub struct Root {
@@ -238,7 +243,7 @@ impl Root {
         let timeout = Duration::from_millis(vm.config.jwks.fetch_timeout_ms);
         match hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout) {
             Ok(token) => {
-                self.calls.insert(token, Call { issuer, stage });
+                self.calls.insert(token, Call::Jwks { issuer, stage });
             }
             Err(status) => self.failed(
                 vm,
@@ -266,11 +271,11 @@ impl Root {
         });
     }
 
-    fn on_document(&mut self, vm: &Vm, call: Call, body: &[u8]) {
-        let Some(p) = vm.config.providers.get(call.issuer) else {
+    fn on_document(&mut self, vm: &Vm, issuer: usize, stage: Stage, body: &[u8]) {
+        let Some(p) = vm.config.providers.get(issuer) else {
             return;
         };
-        match call.stage {
+        match stage {
             Stage::Discovery => match discovered_jwks_uri(body, &p.issuer) {
                 Ok(url) => {
                     let uri = format!("{}{}", url.origin(), url.path);
@@ -278,15 +283,15 @@ impl Root {
                         s.jwks_uri = Some(uri.clone());
                         true
                     });
-                    self.call(vm, call.issuer, Stage::Keys, &url);
+                    self.call(vm, issuer, Stage::Keys, &url);
                 }
-                Err(why) => self.failed(vm, call.issuer, why),
+                Err(why) => self.failed(vm, issuer, why),
             },
             Stage::Keys => match JwkSet::parse(body) {
                 Ok(set) => {
                     let now = now_ms();
                     if !shared::write_keys(&p.issuer, body) {
-                        self.failed(vm, call.issuer, "shared data refused the key set");
+                        self.failed(vm, issuer, "shared data refused the key set");
                         return;
                     }
                     shared::update_state(&p.issuer, |s| {
@@ -301,15 +306,95 @@ impl Root {
                     // version (this VM holds the fetch lease): install it
                     // under that CAS instead of parsing it again.
                     if let Some((_, cas)) = shared::read_keys(&p.issuer) {
-                        vm.keys.borrow_mut().install(call.issuer, cas, set);
+                        vm.keys.borrow_mut().install(issuer, cas, set);
                     }
                     vm.sync();
                     vm.wake(self.context_id);
                 }
-                Err(e) => self.failed(vm, call.issuer, &format!("key set unusable: {e}")),
+                Err(e) => self.failed(vm, issuer, &format!("key set unusable: {e}")),
             },
         }
     }
+}
+
+impl Root {
+    /// Sends the next memory batch (or Weaviate's schema check) if this
+    /// worker has nothing on the wire.
+    fn mirror(&mut self, vm: &Vm) {
+        let Some(mirror) = &vm.mirror else { return };
+        let out = match mirror.schema() {
+            Schema::Ready => match mirror.next_batch(&vm.config) {
+                Some(out) => out,
+                None => return,
+            },
+            Schema::Unknown { next_ms } if now_ms() >= next_ms => {
+                let Some(out) = vm
+                    .config
+                    .memory
+                    .as_ref()
+                    .and_then(|m| m.sink.schema_check())
+                else {
+                    return;
+                };
+                out
+            }
+            _ => return,
+        };
+        let batch = mirror.schema() == Schema::Ready;
+        match mirror::dispatch(&vm.config, &out) {
+            Ok(token) if batch => {
+                mirror.sending();
+                self.calls.insert(token, Call::MemoryBatch);
+            }
+            Ok(token) => {
+                mirror.set_schema(Schema::Checking);
+                self.calls
+                    .insert(token, Call::MemorySchema { creating: false });
+            }
+            Err(why) if batch => {
+                log(LogLevel::Warn, &format!("attach: memory delivery: {why}"));
+                mirror.delivered(&vm.config, None);
+            }
+            Err(why) => mirror.schema_failed(&why),
+        }
+    }
+
+    fn on_schema_reply(&mut self, vm: &Vm, creating: bool, status: &str) {
+        let Some(mirror) = &vm.mirror else { return };
+        match (creating, status) {
+            // 422: created meanwhile by another worker or gateway.
+            (false, "200") | (true, "200") | (true, "422") => mirror.set_schema(Schema::Ready),
+            (false, "404") => {
+                let Some(out) = vm.config.memory.as_ref().map(|m| m.sink.schema_create()) else {
+                    return;
+                };
+                match mirror::dispatch(&vm.config, &out) {
+                    Ok(token) => {
+                        self.calls
+                            .insert(token, Call::MemorySchema { creating: true });
+                    }
+                    Err(why) => mirror.schema_failed(&why),
+                }
+            }
+            (_, status) => mirror.schema_failed(&format!("HTTP status {status:?}")),
+        }
+    }
+}
+
+fn call_status(headers: usize) -> Option<String> {
+    if headers == 0 {
+        return None;
+    }
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+}
+
+fn call_body(body_size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 impl Context for Root {
@@ -320,31 +405,37 @@ impl Context for Root {
         let Some(vm) = self.vm.clone() else {
             return;
         };
-        if headers == 0 {
-            self.failed(
-                &vm,
-                call.issuer,
-                "no response (timeout or connection failure)",
-            );
+        let status = call_status(headers);
+        let (issuer, stage) = match call {
+            Call::Jwks { issuer, stage } => (issuer, stage),
+            Call::MemorySchema { creating } => {
+                self.on_schema_reply(&vm, creating, status.as_deref().unwrap_or("none"));
+                return;
+            }
+            Call::MemoryBatch => {
+                let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
+                let body = (ok && body_size <= MAX_DOCUMENT_BYTES).then(|| call_body(body_size));
+                if let Some(mirror) = &vm.mirror {
+                    mirror.delivered(&vm.config, body.as_deref());
+                }
+                self.mirror(&vm);
+                return;
+            }
+        };
+        let Some(status) = status else {
+            self.failed(&vm, issuer, "no response (timeout or connection failure)");
             return;
-        }
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        };
         if status != "200" {
-            self.failed(&vm, call.issuer, &format!("HTTP status {status}"));
+            self.failed(&vm, issuer, &format!("HTTP status {status}"));
             return;
         }
         if body_size > MAX_DOCUMENT_BYTES {
-            self.failed(&vm, call.issuer, "document too large");
+            self.failed(&vm, issuer, "document too large");
             return;
         }
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        self.on_document(&vm, call, &body);
+        let body = call_body(body_size);
+        self.on_document(&vm, issuer, stage, &body);
     }
 }
 
@@ -394,6 +485,13 @@ impl RootContext for Root {
             }
         }
         vm.wake(self.context_id);
+        self.mirror(&vm);
+    }
+
+    fn on_queue_ready(&mut self, _: u32) {
+        if let Some(vm) = self.vm.clone() {
+            self.mirror(&vm);
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -6,7 +6,7 @@
 
 use crate::reply::LocalReply;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::MapType;
+use proxy_wasm::types::{BufferType, MapType};
 
 /// Every request header, values as raw bytes.
 pub fn request_headers() -> Vec<(String, Vec<u8>)> {
@@ -32,4 +32,20 @@ pub fn send(reply: &LocalReply) -> bool {
 
 pub fn resume() -> bool {
     hostcalls::resume_http_request().is_ok()
+}
+
+/// A response header as text (lossy: only the memory mirror reads these).
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// The body chunk passing now (the filter never buffers, so it is the chunk).
+pub fn body_chunk(buffer: BufferType, size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(buffer, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }

@@ -1,0 +1,262 @@
+//! The memory mirror inside Envoy: a finished exchange's events go on a
+//! shared queue (all workers see one queue), and every worker's root
+//! context takes batches off it and delivers them with callouts. Nothing
+//! here runs on the request's path except the enqueue in `on_log`.
+
+use super::{log, now_ms};
+use crate::config::Config;
+use crate::memory::event::Event;
+use crate::memory::outbox::{Outbox, Outcome};
+use crate::memory::sink::Outgoing;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MetricType, Status};
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+const QUEUE_NAME: &str = "attach.memory";
+/// Events on the queue, kept beside it because a shared queue has no bound.
+/// (Each worker also holds at most one batch it took off the queue, until
+/// the sink accepts it.)
+const DEPTH_KEY: &str = "attach.memory.depth";
+/// Weaviate's schema is checked again after this long when it failed.
+const SCHEMA_RETRY_MS: u64 = 2_000;
+
+/// Counters in Envoy's stats (`wasmcustom.attach_memory_*`), summed over workers.
+struct Counters {
+    enqueued: u32,
+    sent: u32,
+    failed: u32,
+    dropped: u32,
+    skipped: u32,
+}
+
+impl Counters {
+    fn define() -> Option<Self> {
+        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        Some(Counters {
+            enqueued: counter("attach_memory_events_enqueued")?,
+            sent: counter("attach_memory_events_sent")?,
+            failed: counter("attach_memory_events_failed")?,
+            dropped: counter("attach_memory_events_dropped")?,
+            skipped: counter("attach_memory_exchanges_skipped")?,
+        })
+    }
+}
+
+fn add(metric: u32, n: usize) {
+    if n > 0 {
+        let _ = hostcalls::increment_metric(metric, i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
+/// Whether Weaviate's class is known to exist (the service needs nothing).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    Ready,
+    Unknown { next_ms: u64 },
+    Checking,
+}
+
+/// One worker's side of the mirror.
+pub struct Mirror {
+    queue: u32,
+    counters: Counters,
+    outbox: RefCell<Outbox>,
+    schema: Cell<Schema>,
+}
+
+impl Mirror {
+    /// Registers the queue (the same one for every worker) and the counters.
+    pub fn start(config: &Config) -> Option<Self> {
+        let memory = config.memory.as_ref()?;
+        let queue = hostcalls::register_shared_queue(QUEUE_NAME).ok()?;
+        let counters = Counters::define()?;
+        let schema = if memory.sink.schema_check().is_some() {
+            Schema::Unknown { next_ms: 0 }
+        } else {
+            Schema::Ready
+        };
+        Some(Mirror {
+            queue,
+            counters,
+            outbox: RefCell::default(),
+            schema: Cell::new(schema),
+        })
+    }
+
+    /// From a request's `on_log`: the exchange's events, or why there are none.
+    pub fn enqueue(&self, config: &Config, events: &[Event]) {
+        let Some(memory) = &config.memory else { return };
+        for event in events {
+            let Ok(bytes) = serde_json::to_vec(event) else {
+                continue;
+            };
+            if !self.make_room(memory.queue_max) {
+                add(self.counters.dropped, 1);
+                continue;
+            }
+            if hostcalls::enqueue_shared_queue(self.queue, Some(&bytes)).is_ok() {
+                add(self.counters.enqueued, 1);
+            } else {
+                self.taken(1);
+                add(self.counters.dropped, 1);
+            }
+        }
+    }
+
+    pub fn skipped(&self, why: &str) {
+        add(self.counters.skipped, 1);
+        log(
+            LogLevel::Debug,
+            &format!("attach: exchange not mirrored: {why}"),
+        );
+    }
+
+    /// Counts one more event on the queue; at the bound the oldest goes.
+    /// `false` when the count cannot be updated (contention): the new
+    /// event is dropped rather than let past the bound.
+    fn make_room(&self, max: usize) -> bool {
+        for _ in 0..16 {
+            let (depth, cas) = read_depth();
+            if depth < max as u64 {
+                if write_depth(depth + 1, cas) {
+                    return true;
+                }
+                continue;
+            }
+            match hostcalls::dequeue_shared_queue(self.queue) {
+                Ok(Some(_)) => {
+                    add(self.counters.dropped, 1);
+                    return true;
+                }
+                // The count ran ahead of the queue (a worker stopped
+                // between its take and its count): start it again.
+                _ => {
+                    write_depth(0, cas);
+                }
+            }
+        }
+        false
+    }
+
+    fn taken(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        for _ in 0..16 {
+            let (depth, cas) = read_depth();
+            if write_depth(depth.saturating_sub(n as u64), cas) {
+                return;
+            }
+        }
+    }
+
+    pub fn schema(&self) -> Schema {
+        self.schema.get()
+    }
+
+    pub fn set_schema(&self, schema: Schema) {
+        self.schema.set(schema);
+    }
+
+    pub fn schema_failed(&self, why: &str) {
+        log(
+            LogLevel::Warn,
+            &format!("attach: memory schema not ready: {why}"),
+        );
+        self.schema.set(Schema::Unknown {
+            next_ms: now_ms().saturating_add(SCHEMA_RETRY_MS),
+        });
+    }
+
+    /// The next batch to send, if this worker is free to send one.
+    pub fn next_batch(&self, config: &Config) -> Option<Outgoing> {
+        let memory = config.memory.as_ref()?;
+        let now = now_ms();
+        if self.schema.get() != Schema::Ready {
+            return None;
+        }
+        let mut outbox = self.outbox.borrow_mut();
+        if !outbox.idle(now) {
+            return None;
+        }
+        let queue = self.queue;
+        let taken = outbox.fill(memory.batch_events, memory.batch_bytes, || {
+            hostcalls::dequeue_shared_queue(queue).ok().flatten()
+        });
+        self.taken(taken);
+        if outbox.batch().is_empty() {
+            return None;
+        }
+        Some(
+            memory
+                .sink
+                .deliver(outbox.batch(), config.assertion_key.as_deref(), now / 1_000),
+        )
+    }
+
+    pub fn sending(&self) {
+        self.outbox.borrow_mut().sending();
+    }
+
+    /// A delivery's reply: `None` when no 2xx reply arrived.
+    pub fn delivered(&self, config: &Config, reply: Option<&[u8]>) {
+        let Some(memory) = &config.memory else { return };
+        let now = now_ms();
+        let mut outbox = self.outbox.borrow_mut();
+        let refused = reply.and_then(|body| memory.sink.failed_items(outbox.batch(), body));
+        let outcome = match refused {
+            Some(refused) => {
+                outbox.delivered(refused, now, memory.retry_initial_ms, memory.retry_max_ms)
+            }
+            None => outbox.failed(now, memory.retry_initial_ms, memory.retry_max_ms),
+        };
+        self.count(&outcome);
+    }
+
+    fn count(&self, outcome: &Outcome) {
+        add(self.counters.sent, outcome.sent);
+        add(self.counters.failed, outcome.retried);
+        add(self.counters.dropped, outcome.dropped);
+    }
+}
+
+fn read_depth() -> (u64, Option<u32>) {
+    match hostcalls::get_shared_data(DEPTH_KEY) {
+        Ok((Some(bytes), cas)) => {
+            let depth = <[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes);
+            (depth, cas)
+        }
+        Ok((None, cas)) => (0, cas),
+        Err(_) => (0, None),
+    }
+}
+
+/// Compare-and-swap; a missing record is created (any CAS is accepted then).
+fn write_depth(depth: u64, cas: Option<u32>) -> bool {
+    !matches!(
+        hostcalls::set_shared_data(DEPTH_KEY, Some(&depth.to_le_bytes()), cas),
+        Err(Status::CasMismatch)
+    )
+}
+
+/// Dispatches `out` to the sink's cluster; the callout's token on success.
+pub fn dispatch(config: &Config, out: &Outgoing) -> Result<u32, String> {
+    let memory = config.memory.as_ref().ok_or("memory mirror is off")?;
+    let url = &memory.sink.url;
+    let cluster = config
+        .cluster_for(url)
+        .ok_or_else(|| format!("no Envoy cluster for {}", url.origin()))?;
+    let authority = url.authority();
+    let mut headers: Vec<(&str, &str)> = vec![
+        (":method", out.method),
+        (":path", out.path.as_str()),
+        (":authority", authority.as_str()),
+        (":scheme", if url.https { "https" } else { "http" }),
+        ("user-agent", "attach-gateway"),
+    ];
+    headers.extend(out.headers.iter().map(|(k, v)| (*k, v.as_str())));
+    let timeout = Duration::from_millis(memory.timeout_ms);
+    hostcalls::dispatch_http_call(cluster, headers, out.body.as_deref(), vec![], timeout)
+        .map_err(|status| format!("cannot call {} via {cluster}: {status:?}", url.origin()))
+}

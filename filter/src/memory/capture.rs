@@ -1,0 +1,227 @@
+//! One model exchange as the filter sees it pass: the request body (kept
+//! until it can be parsed), the reply copied chunk by chunk, and the two
+//! events at the end. The host feeds it; nothing here holds traffic back.
+
+use super::event::{Event, Exchange};
+use super::prompt::{Prompt, PromptError, parse_prompt};
+use super::reply_capture::{Reply, ReplyCapture};
+use super::routes::ModelRoute;
+
+/// Request bodies larger than this are not mirrored (the prompt cannot be
+/// read without the whole JSON document).
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug)]
+pub struct Capture {
+    route: ModelRoute,
+    user: String,
+    session: String,
+    request_id: String,
+    start_ms: u64,
+    cap: usize,
+    request: Vec<u8>,
+    request_too_large: bool,
+    /// Parsed once, when the request body is complete.
+    prompt: Option<Result<Prompt, PromptError>>,
+    status: Option<u16>,
+    reply: Option<ReplyCapture>,
+    /// The reply is compressed: its text cannot be read.
+    reply_unreadable: bool,
+}
+
+/// Why an exchange produced no events.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Skipped {
+    RequestTooLarge,
+    Unreadable(String),
+}
+
+impl Capture {
+    pub fn new(
+        route: ModelRoute,
+        user: &str,
+        session: &str,
+        request_id: &str,
+        start_ms: u64,
+        cap: usize,
+    ) -> Self {
+        Capture {
+            route,
+            user: user.to_owned(),
+            session: session.to_owned(),
+            request_id: request_id.to_owned(),
+            start_ms,
+            cap,
+            request: Vec::new(),
+            request_too_large: false,
+            prompt: None,
+            status: None,
+            reply: None,
+            reply_unreadable: false,
+        }
+    }
+
+    pub fn request_chunk(&mut self, chunk: &[u8], end_of_stream: bool) {
+        if self.request_too_large || self.prompt.is_some() {
+            return;
+        }
+        if self.request.len().saturating_add(chunk.len()) > MAX_REQUEST_BYTES {
+            self.request_too_large = true;
+            self.request = Vec::new();
+            return;
+        }
+        self.request.extend_from_slice(chunk);
+        if end_of_stream {
+            self.prompt = Some(parse_prompt(&self.route, &self.request, self.cap));
+            self.request = Vec::new();
+        }
+    }
+
+    /// The prompt, parsed from what arrived if the body never said it ended.
+    fn take_prompt(&mut self) -> Result<Prompt, PromptError> {
+        match self.prompt.take() {
+            Some(p) => p,
+            None => parse_prompt(&self.route, &self.request, self.cap),
+        }
+    }
+
+    /// The reply's head. `stream` framing falls back on the request's own
+    /// `stream` flag when the engine sends no content type.
+    pub fn response_head(
+        &mut self,
+        status: Option<u16>,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) {
+        self.status = status;
+        self.reply_unreadable =
+            content_encoding.is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
+        let stream = match &self.prompt {
+            Some(Ok(p)) => p.stream,
+            _ => matches!(self.route.format, super::routes::WireFormat::Ollama),
+        };
+        self.reply = Some(ReplyCapture::new(
+            self.route.format,
+            stream,
+            content_type,
+            self.cap,
+        ));
+    }
+
+    pub fn response_chunk(&mut self, chunk: &[u8]) {
+        if self.reply_unreadable {
+            return;
+        }
+        if let Some(reply) = &mut self.reply {
+            reply.feed(chunk);
+        }
+    }
+
+    /// The prompt and reply events, once the exchange is over.
+    pub fn finish(mut self, end_ms: u64) -> Result<[Event; 2], Skipped> {
+        if self.request_too_large {
+            return Err(Skipped::RequestTooLarge);
+        }
+        let prompt = self
+            .take_prompt()
+            .map_err(|e| Skipped::Unreadable(e.to_string()))?;
+        let mut reply = match self.reply {
+            Some(r) if !self.reply_unreadable => r.finish(),
+            _ => Reply::default(),
+        };
+        if self.reply_unreadable {
+            reply.truncated = true;
+        }
+        let exchange = Exchange {
+            user: &self.user,
+            session: &self.session,
+            request_id: &self.request_id,
+            route: &self.route.path,
+            task_id: None,
+            status: self.status,
+            start_ms: self.start_ms,
+            end_ms,
+        };
+        Ok(exchange.events(prompt, reply))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::event::Kind;
+    use crate::memory::routes::WireFormat;
+
+    fn capture(path: &str, format: WireFormat) -> Capture {
+        Capture::new(
+            ModelRoute::new(path, format),
+            "alice",
+            "s1",
+            "req-1",
+            1_000,
+            1_024,
+        )
+    }
+
+    #[test]
+    fn ollama_stream_becomes_two_events() {
+        let mut c = capture("/api/chat", WireFormat::Ollama);
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"sort a list"}]}"#;
+        let (a, b) = body.split_at(10);
+        c.request_chunk(a, false);
+        c.request_chunk(b, true);
+        c.response_head(Some(200), None, None);
+        c.response_chunk(b"{\"message\":{\"content\":\"use \"},\"done\":false}\n{\"mess");
+        c.response_chunk(b"age\":{\"content\":\"sorted()\"},\"done\":true,\"eval_count\":4}\n");
+        let [prompt, reply] = c.finish(1_250).unwrap();
+        assert_eq!(
+            (prompt.kind, prompt.content.as_str()),
+            (Kind::Prompt, "sort a list")
+        );
+        assert_eq!(
+            (reply.kind, reply.content.as_str()),
+            (Kind::Reply, "use sorted()")
+        );
+        assert_eq!(
+            (reply.user.as_str(), reply.session.as_str()),
+            ("alice", "s1")
+        );
+        assert_eq!(
+            (reply.status, reply.latency_ms, reply.tokens_out),
+            (Some(200), 250, Some(4))
+        );
+        assert_eq!(prompt.model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn compressed_replies_keep_the_prompt_and_say_truncated() {
+        let mut c = capture("/v1/chat/completions", WireFormat::OpenAi);
+        c.request_chunk(br#"{"messages":[{"role":"user","content":"hi"}]}"#, true);
+        c.response_head(Some(200), Some("application/json"), Some("gzip"));
+        c.response_chunk(b"\x1f\x8b\x08\x00");
+        let [prompt, reply] = c.finish(1_001).unwrap();
+        assert_eq!(prompt.content, "hi");
+        assert!(reply.content.is_empty() && reply.truncated);
+    }
+
+    #[test]
+    fn unreadable_or_oversized_requests_are_skipped() {
+        let mut c = capture("/api/generate", WireFormat::Ollama);
+        c.request_chunk(b"not json", true);
+        assert!(matches!(c.finish(1_001), Err(Skipped::Unreadable(_))));
+
+        let mut c = capture("/api/generate", WireFormat::Ollama);
+        c.request_chunk(&vec![b' '; MAX_REQUEST_BYTES], false);
+        c.request_chunk(b"{}", true);
+        assert_eq!(c.finish(1_001).unwrap_err(), Skipped::RequestTooLarge);
+    }
+
+    #[test]
+    fn no_reply_at_all_still_records_the_prompt() {
+        let mut c = capture("/api/generate", WireFormat::Ollama);
+        c.request_chunk(br#"{"prompt":"why"}"#, false);
+        let [prompt, reply] = c.finish(1_500).unwrap();
+        assert_eq!(prompt.content, "why");
+        assert_eq!((reply.content.as_str(), reply.status), ("", None));
+    }
+}

@@ -1,0 +1,85 @@
+//! The memory mirror: model prompts and replies copied to a memory backend.
+//!
+//! Every byte these parsers see is hostile traffic, so they live here, away
+//! from the host, where they are tested natively; the host only feeds them
+//! bodies and ships the events they produce.
+//!
+//! [`routes`] says which requests are model calls, [`prompt`] reads the
+//! request body, [`reply_capture`] copies the reply as it streams past,
+//! [`event`] turns the pair into two events; [`sink`] builds the requests
+//! that deliver them (with [`weaviate`]'s bodies for that sink), and
+//! [`outbox`] holds a worker's batch until the sink took it.
+
+pub mod capture;
+pub mod event;
+pub mod outbox;
+pub mod prompt;
+pub mod reply_capture;
+pub mod routes;
+pub mod sink;
+pub mod weaviate;
+
+/// Text kept within a byte budget. Once anything is cut nothing more is
+/// added, so what is kept is always a prefix of the whole.
+#[derive(Clone, Debug)]
+struct Capped {
+    text: String,
+    cap: usize,
+    truncated: bool,
+}
+
+impl Capped {
+    fn new(cap: usize) -> Self {
+        Capped {
+            text: String::new(),
+            cap,
+            truncated: false,
+        }
+    }
+
+    fn push(&mut self, piece: &str) {
+        if self.truncated {
+            return;
+        }
+        let room = self.cap.saturating_sub(self.text.len());
+        if piece.len() <= room {
+            self.text.push_str(piece);
+            return;
+        }
+        let mut end = room;
+        while !piece.is_char_boundary(end) {
+            end = end.saturating_sub(1);
+        }
+        self.text.push_str(piece.get(..end).unwrap_or_default());
+        self.truncated = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Capped;
+
+    #[test]
+    fn capped_text_cuts_on_a_char_boundary_and_stays_a_prefix() {
+        let mut t = Capped::new(5);
+        t.push("ab");
+        t.push("cé");
+        assert_eq!((t.text.as_str(), t.truncated), ("abcé", false));
+        t.push("€x");
+        assert_eq!((t.text.as_str(), t.truncated), ("abcé", true));
+        t.push("y");
+        assert_eq!(t.text, "abcé", "nothing is added after a cut");
+
+        let mut exact = Capped::new(3);
+        exact.push("abc");
+        assert!(!exact.truncated);
+        exact.push("");
+        assert!(!exact.truncated);
+        exact.push("d");
+        assert!(exact.truncated);
+
+        let mut none = Capped::new(0);
+        none.push("é");
+        assert_eq!((none.text.as_str(), none.truncated), ("", true));
+    }
+}

@@ -1,0 +1,293 @@
+//! The prompt of a model request, read from its JSON body.
+//!
+//! A body that cannot be read is never the caller's problem: the request goes
+//! on untouched and only the mirroring is skipped, so errors say why and no
+//! more. The caller bounds the body it buffers; parsing allocates a small
+//! multiple of it at most.
+
+use super::Capped;
+use super::routes::{ModelRoute, RouteKind, WireFormat};
+use serde::Deserialize;
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prompt {
+    pub model: Option<String>,
+    /// For chat APIs the last user message: the earlier ones were mirrored
+    /// with the requests that sent them first.
+    pub text: String,
+    pub truncated: bool,
+    /// Whether the reply will stream, which decides its framing when the
+    /// upstream does not say.
+    pub stream: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptError {
+    NotJson,
+    WrongShape,
+    NoPrompt,
+}
+
+impl fmt::Display for PromptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PromptError::NotJson => "request body is not JSON",
+            PromptError::WrongShape => "request body is not shaped like the route's API",
+            PromptError::NoPrompt => "request carries no user message or prompt",
+        })
+    }
+}
+
+impl std::error::Error for PromptError {}
+
+#[derive(Deserialize)]
+struct ChatBody {
+    model: Option<String>,
+    stream: Option<bool>,
+    messages: Option<Vec<Message>>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: Option<String>,
+    content: Option<Content>,
+}
+
+/// OpenAI allows either form; Ollama only the string, but accepting parts
+/// there costs nothing.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CompletionBody {
+    model: Option<String>,
+    stream: Option<bool>,
+    prompt: Option<PromptField>,
+}
+
+/// OpenAI accepts a batch of prompts; token-id arrays carry no text and
+/// are refused as the wrong shape.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PromptField {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Reads the prompt of `body` sent to `route`, keeping at most `cap` bytes
+/// of text. Several text parts or prompts are joined with newlines.
+pub fn parse_prompt(route: &ModelRoute, body: &[u8], cap: usize) -> Result<Prompt, PromptError> {
+    let (model, stream, pieces) = match route.kind {
+        RouteKind::Chat => {
+            let body: ChatBody = serde_json::from_slice(body).map_err(classify)?;
+            let last_user = body
+                .messages
+                .into_iter()
+                .flatten()
+                .rev()
+                .find(|m| m.role.as_deref() == Some("user"))
+                .ok_or(PromptError::NoPrompt)?;
+            let pieces = match last_user.content {
+                None => Vec::new(),
+                Some(Content::Text(text)) => vec![text],
+                Some(Content::Parts(parts)) => parts
+                    .into_iter()
+                    .filter(|p| p.kind.as_deref() == Some("text"))
+                    .filter_map(|p| p.text)
+                    .collect(),
+            };
+            (body.model, body.stream, pieces)
+        }
+        RouteKind::Completion => {
+            let body: CompletionBody = serde_json::from_slice(body).map_err(classify)?;
+            let pieces = match body.prompt.ok_or(PromptError::NoPrompt)? {
+                PromptField::One(text) => vec![text],
+                PromptField::Many(texts) => texts,
+            };
+            (body.model, body.stream, pieces)
+        }
+    };
+    let mut text = Capped::new(cap);
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            text.push("\n");
+        }
+        text.push(piece);
+    }
+    Ok(Prompt {
+        model,
+        text: text.text,
+        truncated: text.truncated,
+        // Ollama streams unless told otherwise; OpenAI answers in one piece.
+        stream: stream.unwrap_or(route.format == WireFormat::Ollama),
+    })
+}
+
+fn classify(e: serde_json::Error) -> PromptError {
+    if e.is_data() {
+        PromptError::WrongShape
+    } else {
+        PromptError::NotJson
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::routes::default_routes;
+
+    fn route(path: &str) -> ModelRoute {
+        default_routes()
+            .into_iter()
+            .find(|r| r.path == path)
+            .unwrap()
+    }
+
+    fn parse(path: &str, body: &str) -> Result<Prompt, PromptError> {
+        parse_prompt(&route(path), body.as_bytes(), 1024)
+    }
+
+    #[test]
+    fn ollama_chat_takes_the_last_user_message_and_streams_by_default() {
+        let p = parse(
+            "/api/chat",
+            r#"{"model":"llama3.2","messages":[
+                {"role":"system","content":"be brief"},
+                {"role":"user","content":"first"},
+                {"role":"assistant","content":"ok"},
+                {"role":"user","content":"second \u00e9","images":null},
+                {"role":"tool","content":"42"}],
+               "options":{"temperature":0}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            Prompt {
+                model: Some("llama3.2".into()),
+                text: "second é".into(),
+                truncated: false,
+                stream: true,
+            }
+        );
+        let p = parse(
+            "/api/chat",
+            r#"{"messages":[{"role":"user","content":"x"}],"stream":false}"#,
+        )
+        .unwrap();
+        assert_eq!((p.model, p.stream), (None, false));
+    }
+
+    #[test]
+    fn ollama_generate_reads_prompt() {
+        let p = parse(
+            "/api/generate",
+            r#"{"model":"m","prompt":"why is the sky blue?"}"#,
+        )
+        .unwrap();
+        assert_eq!((p.text.as_str(), p.stream), ("why is the sky blue?", true));
+    }
+
+    #[test]
+    fn openai_chat_joins_text_parts_and_does_not_stream_by_default() {
+        let p = parse(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":[
+                {"type":"text","text":"look at"},
+                {"type":"image_url","image_url":{"url":"data:,"}},
+                {"type":"text","text":"this"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!((p.text.as_str(), p.stream), ("look at\nthis", false));
+        let p = parse(
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"user","content":null}],"stream":true}"#,
+        )
+        .unwrap();
+        assert_eq!((p.text.as_str(), p.stream), ("", true));
+    }
+
+    #[test]
+    fn openai_completions_take_one_prompt_or_several() {
+        let p = parse("/v1/completions", r#"{"model":"m","prompt":"once"}"#).unwrap();
+        assert_eq!(p.text, "once");
+        let p = parse("/v1/completions", r#"{"prompt":["a","b"]}"#).unwrap();
+        assert_eq!(p.text, "a\nb");
+        assert!(!p.stream);
+    }
+
+    #[test]
+    fn text_is_capped_on_a_char_boundary() {
+        let body = r#"{"messages":[{"role":"user","content":"aaé"}]}"#;
+        let p = parse_prompt(&route("/api/chat"), body.as_bytes(), 3).unwrap();
+        assert_eq!((p.text.as_str(), p.truncated), ("aa", true));
+        let p = parse_prompt(&route("/api/chat"), body.as_bytes(), 4).unwrap();
+        assert_eq!((p.text.as_str(), p.truncated), ("aaé", false));
+        let p = parse_prompt(&route("/v1/completions"), br#"{"prompt":["ab","c"]}"#, 2).unwrap();
+        assert_eq!((p.text.as_str(), p.truncated), ("ab", true));
+    }
+
+    #[test]
+    fn unreadable_bodies_say_why() {
+        use PromptError::*;
+        for (path, body, want) in [
+            ("/api/chat", "", NotJson),
+            ("/api/chat", "{\"messages\":[", NotJson),
+            ("/api/chat", "\u{feff}{}", NotJson),
+            ("/api/chat", "[]", WrongShape),
+            ("/api/chat", "\"x\"", WrongShape),
+            ("/api/chat", r#"{"messages":{}}"#, WrongShape),
+            (
+                "/api/chat",
+                r#"{"messages":[{"role":"user","content":5}]}"#,
+                WrongShape,
+            ),
+            ("/api/chat", r#"{"model":7,"messages":[]}"#, WrongShape),
+            ("/api/chat", r#"{"stream":"yes","messages":[]}"#, WrongShape),
+            ("/api/chat", r#"{}"#, NoPrompt),
+            (
+                "/api/chat",
+                r#"{"messages":[{"role":"system","content":"x"}]}"#,
+                NoPrompt,
+            ),
+            ("/v1/completions", r#"{"prompt":[1,2,3]}"#, WrongShape),
+            ("/v1/completions", r#"{"model":"m"}"#, NoPrompt),
+            ("/api/generate", r#"{"prompt":null}"#, NoPrompt),
+        ] {
+            assert_eq!(parse(path, body), Err(want), "{path} {body}");
+            assert!(!want.to_string().is_empty());
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        /// Arbitrary bytes, and arbitrary text in plausible places, never panic.
+        #[test]
+        fn never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            s in ".{0,40}",
+            cap in 0usize..16,
+        ) {
+            let framed = format!(r#"{{"messages":[{{"role":"user","content":{s}}}],"prompt":{s}}}"#);
+            for r in default_routes() {
+                let _ = parse_prompt(&r, &bytes, cap);
+                let _ = parse_prompt(&r, framed.as_bytes(), cap);
+                if let Ok(p) = parse_prompt(&r, framed.as_bytes(), cap) {
+                    proptest::prop_assert!(p.text.len() <= cap);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,750 @@
+//! The text of a model reply, copied out as its body streams past.
+//!
+//! The filter forwards every chunk untouched and never holds the reply, so a
+//! capture keeps only an unfinished line (or server-sent event) and the text
+//! so far, both bounded whatever the upstream sends. Chunk boundaries fall
+//! anywhere, even inside a UTF-8 character or a `\r\n`: bytes are only ever
+//! split on ASCII line ends, and text is decoded from whole JSON values.
+
+use super::Capped;
+use super::routes::WireFormat;
+use serde::Deserialize;
+
+/// Room for a frame around its text: ids, roles, finish reasons, usage.
+const FRAME_SLACK: usize = 64 * 1024;
+/// The most one line, event or plain body may buffer, whatever the cap.
+const MAX_FRAME: usize = 1 << 20;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    /// Text was cut at the cap, or a frame too large to buffer was skipped.
+    pub truncated: bool,
+    pub tokens_in: Option<u64>,
+    pub tokens_out: Option<u64>,
+    /// The model that answered, which may name a more precise version than
+    /// the one asked for.
+    pub model: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// One JSON document: a reply that does not stream.
+    Json,
+    /// Ollama's stream: one JSON object per line.
+    Ndjson,
+    /// OpenAI's stream: server-sent events whose `data` is JSON.
+    Sse,
+}
+
+#[derive(Debug)]
+pub struct ReplyCapture {
+    framing: Framing,
+    /// Longest line, event data or plain body kept for parsing.
+    limit: usize,
+    /// The unfinished line, or the whole body so far when it is plain JSON.
+    pending: Vec<u8>,
+    /// `pending` outgrew `limit`: the rest of that line (or body) is skipped.
+    overlong: bool,
+    /// The last chunk ended in `\r`, so a `\n` opening the next one belongs
+    /// to the same line end.
+    after_cr: bool,
+    event: SseEvent,
+    out: Collected,
+}
+
+/// The server-sent event being assembled from its `data:` lines.
+#[derive(Debug, Default)]
+struct SseEvent {
+    data: Vec<u8>,
+    has_data: bool,
+    overlong: bool,
+}
+
+#[derive(Debug)]
+struct Collected {
+    text: Capped,
+    dropped: bool,
+    tokens_in: Option<u64>,
+    tokens_out: Option<u64>,
+    model: Option<String>,
+}
+
+impl ReplyCapture {
+    /// `stream` is the request's own [`super::prompt::Prompt::stream`]: it
+    /// picks the framing when the reply's `content-type` does not. At most
+    /// `cap` bytes of text are kept.
+    pub fn new(format: WireFormat, stream: bool, content_type: Option<&str>, cap: usize) -> Self {
+        let essence = content_type
+            .and_then(|ct| ct.split(';').next())
+            .map(|ct| ct.trim().to_ascii_lowercase());
+        let framing = match essence.as_deref() {
+            Some("text/event-stream") => Framing::Sse,
+            Some("application/x-ndjson") => Framing::Ndjson,
+            Some("application/json") => Framing::Json,
+            _ if !stream => Framing::Json,
+            _ => match format {
+                WireFormat::Ollama => Framing::Ndjson,
+                WireFormat::OpenAi => Framing::Sse,
+            },
+        };
+        ReplyCapture {
+            framing,
+            // JSON escapes spend at most six bytes on one byte of text.
+            limit: cap
+                .saturating_mul(6)
+                .saturating_add(FRAME_SLACK)
+                .min(MAX_FRAME),
+            pending: Vec::new(),
+            overlong: false,
+            after_cr: false,
+            event: SseEvent::default(),
+            out: Collected {
+                text: Capped::new(cap),
+                dropped: false,
+                tokens_in: None,
+                tokens_out: None,
+                model: None,
+            },
+        }
+    }
+
+    /// Takes the next piece of the reply body, as it passes.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        match self.framing {
+            Framing::Json => self.keep(chunk),
+            Framing::Ndjson | Framing::Sse => self.split_lines(chunk),
+        }
+    }
+
+    /// Ends the reply: a last line without its line end still counts.
+    pub fn finish(mut self) -> Reply {
+        match self.framing {
+            Framing::Json => {
+                if !self.overlong {
+                    self.out.frame(&self.pending);
+                }
+            }
+            Framing::Ndjson | Framing::Sse => {
+                if self.overlong || !self.pending.is_empty() {
+                    self.end_pending_line();
+                }
+                if self.framing == Framing::Sse {
+                    self.line(Some(b""));
+                }
+            }
+        }
+        let out = self.out;
+        Reply {
+            text: out.text.text,
+            truncated: out.text.truncated || out.dropped,
+            tokens_in: out.tokens_in,
+            tokens_out: out.tokens_out,
+            model: out.model,
+        }
+    }
+
+    /// Buffers `bytes` unless that would pass the limit, in which case the
+    /// whole unfinished line or body is dropped.
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.overlong {
+            return;
+        }
+        if self.pending.len().saturating_add(bytes.len()) > self.limit {
+            self.pending = Vec::new();
+            self.overlong = true;
+            self.out.dropped = true;
+        } else {
+            self.pending.extend_from_slice(bytes);
+        }
+    }
+
+    /// Lines end in `\n`, `\r\n` or a lone `\r` (the SSE rule; in NDJSON a
+    /// raw `\r` can only be whitespace between values).
+    fn split_lines(&mut self, chunk: &[u8]) {
+        let mut rest = chunk;
+        if rest.is_empty() {
+            return;
+        }
+        if std::mem::take(&mut self.after_cr) {
+            rest = rest.strip_prefix(b"\n").unwrap_or(rest);
+        }
+        while let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let Some((line, tail)) = rest.split_at_checked(end) else {
+                break;
+            };
+            if self.pending.is_empty() && !self.overlong {
+                self.line(Some(line));
+            } else {
+                self.keep(line);
+                self.end_pending_line();
+            }
+            rest = match tail.split_first() {
+                Some((b'\r', after)) => match after.strip_prefix(b"\n") {
+                    Some(after_lf) => after_lf,
+                    None => {
+                        self.after_cr = after.is_empty();
+                        after
+                    }
+                },
+                Some((_, after)) => after,
+                None => tail,
+            };
+        }
+        self.keep(rest);
+    }
+
+    fn end_pending_line(&mut self) {
+        let mut line = std::mem::take(&mut self.pending);
+        if std::mem::take(&mut self.overlong) {
+            self.line(None);
+        } else {
+            self.line(Some(&line));
+        }
+        line.clear();
+        self.pending = line;
+    }
+
+    /// One complete line; `None` for one dropped as too long.
+    fn line(&mut self, line: Option<&[u8]>) {
+        match self.framing {
+            Framing::Json => {}
+            Framing::Ndjson => {
+                if let Some(line) = line {
+                    self.out.frame(line);
+                }
+            }
+            Framing::Sse => self.sse_line(line),
+        }
+    }
+
+    fn sse_line(&mut self, line: Option<&[u8]>) {
+        let Some(line) = line else {
+            self.event.overlong = true;
+            return;
+        };
+        if line.is_empty() {
+            let event = std::mem::take(&mut self.event);
+            if event.has_data && !event.overlong && event.data != b"[DONE]" {
+                self.out.frame(&event.data);
+            }
+            return;
+        }
+        let mut field = line.splitn(2, |&b| b == b':');
+        let name = field.next().unwrap_or_default();
+        let value = field.next().unwrap_or_default();
+        // Comments (`:` first) have an empty name; only `data` matters here.
+        if name != b"data" || self.event.overlong {
+            return;
+        }
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        let separator = usize::from(self.event.has_data);
+        if self
+            .event
+            .data
+            .len()
+            .saturating_add(separator)
+            .saturating_add(value.len())
+            > self.limit
+        {
+            self.event = SseEvent {
+                overlong: true,
+                ..SseEvent::default()
+            };
+            self.out.dropped = true;
+            return;
+        }
+        if self.event.has_data {
+            self.event.data.push(b'\n');
+        }
+        self.event.data.extend_from_slice(value);
+        self.event.has_data = true;
+    }
+}
+
+/// The fields of every reply shape, streamed or not, in either dialect.
+/// A frame that does not fit (an error object, a keep-alive) is skipped.
+#[derive(Deserialize)]
+struct Frame {
+    model: Option<String>,
+    /// Ollama chat.
+    message: Option<Message>,
+    /// Ollama generate.
+    response: Option<String>,
+    choices: Option<Vec<Choice>>,
+    usage: Option<Usage>,
+    prompt_eval_count: Option<u64>,
+    eval_count: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    index: Option<u64>,
+    message: Option<Message>,
+    delta: Option<Message>,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+impl Collected {
+    fn frame(&mut self, bytes: &[u8]) {
+        let Ok(frame) = serde_json::from_slice::<Frame>(bytes) else {
+            return;
+        };
+        if self.model.is_none() {
+            self.model = frame.model.filter(|m| !m.is_empty());
+        }
+        // With `n` > 1 the choices interleave; the first one is the reply.
+        let choice = frame
+            .choices
+            .into_iter()
+            .flatten()
+            .find(|c| c.index.unwrap_or(0) == 0);
+        let (choice_message, delta, choice_text) = match choice {
+            Some(c) => (c.message, c.delta, c.text),
+            None => (None, None, None),
+        };
+        for piece in [
+            frame.message.and_then(|m| m.content),
+            frame.response,
+            choice_message.and_then(|m| m.content),
+            delta.and_then(|m| m.content),
+            choice_text,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.text.push(&piece);
+        }
+        if let Some(usage) = frame.usage {
+            self.tokens_in = usage.prompt_tokens.or(self.tokens_in);
+            self.tokens_out = usage.completion_tokens.or(self.tokens_out);
+        }
+        self.tokens_in = frame.prompt_eval_count.or(self.tokens_in);
+        self.tokens_out = frame.eval_count.or(self.tokens_out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAP: usize = 4096;
+
+    fn capture(
+        format: WireFormat,
+        stream: bool,
+        content_type: Option<&str>,
+        cap: usize,
+        chunks: &[&[u8]],
+    ) -> Reply {
+        let mut c = ReplyCapture::new(format, stream, content_type, cap);
+        for chunk in chunks {
+            c.feed(chunk);
+        }
+        c.finish()
+    }
+
+    /// The same body split at every offset, and fed one byte at a time,
+    /// gives the same reply as in one piece.
+    fn assert_split_invariant(
+        format: WireFormat,
+        stream: bool,
+        content_type: Option<&str>,
+        cap: usize,
+        body: &[u8],
+    ) -> Reply {
+        let whole = capture(format, stream, content_type, cap, &[body]);
+        for i in 0..=body.len() {
+            let (a, b) = body.split_at(i);
+            assert_eq!(
+                capture(format, stream, content_type, cap, &[a, &[], b]),
+                whole,
+                "split at {i}"
+            );
+        }
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        assert_eq!(capture(format, stream, content_type, cap, &bytes), whole);
+        whole
+    }
+
+    const OLLAMA_CHAT_STREAM: &str = concat!(
+        r#"{"model":"llama3.2","created_at":"2025-01-01T00:00:00Z","message":{"role":"assistant","content":"Bon"},"done":false}"#,
+        "\n",
+        r#"{"model":"llama3.2","created_at":"2025-01-01T00:00:00Z","message":{"role":"assistant","content":"jour, "},"done":false}"#,
+        "\n",
+        r#"{"model":"llama3.2","message":{"role":"assistant","content":"café ☕ 🦀"},"done":false}"#,
+        "\r\n",
+        "\n",
+        r#"{"model":"llama3.2","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","total_duration":1,"prompt_eval_count":26,"eval_count":7}"#,
+        "\n",
+    );
+
+    #[test]
+    fn ollama_chat_stream() {
+        let r = assert_split_invariant(
+            WireFormat::Ollama,
+            true,
+            Some("application/x-ndjson"),
+            CAP,
+            OLLAMA_CHAT_STREAM.as_bytes(),
+        );
+        assert_eq!(
+            r,
+            Reply {
+                text: "Bonjour, café ☕ 🦀".into(),
+                truncated: false,
+                tokens_in: Some(26),
+                tokens_out: Some(7),
+                model: Some("llama3.2".into()),
+            }
+        );
+        // Without a content type the request's own `stream` decides.
+        let bare = capture(
+            WireFormat::Ollama,
+            true,
+            None,
+            CAP,
+            &[OLLAMA_CHAT_STREAM.as_bytes()],
+        );
+        assert_eq!(bare, r);
+    }
+
+    #[test]
+    fn ollama_generate_stream_without_a_final_line_end() {
+        let body = concat!(
+            r#"{"model":"m","response":"The sky","done":false}"#,
+            "\n",
+            r#"{"model":"m","response":" is blue.","done":false}"#,
+            "\n",
+            r#"{"error":"model unloaded"}"#,
+            "\n",
+            r#"{"model":"m","response":"","done":true,"prompt_eval_count":3,"eval_count":4}"#,
+        );
+        let r = assert_split_invariant(WireFormat::Ollama, true, None, CAP, body.as_bytes());
+        assert_eq!(r.text, "The sky is blue.");
+        assert_eq!(
+            (r.tokens_in, r.tokens_out, r.truncated),
+            (Some(3), Some(4), false)
+        );
+    }
+
+    #[test]
+    fn plain_json_replies() {
+        let ollama = r#"{"model":"llama3.2","message":{"role":"assistant","content":"Hi ✋"},"done":true,"prompt_eval_count":5,"eval_count":2}"#;
+        let r = assert_split_invariant(
+            WireFormat::Ollama,
+            false,
+            Some("application/json; charset=utf-8"),
+            CAP,
+            ollama.as_bytes(),
+        );
+        assert_eq!(
+            (
+                r.text.as_str(),
+                r.tokens_in,
+                r.tokens_out,
+                r.model.as_deref()
+            ),
+            ("Hi ✋", Some(5), Some(2), Some("llama3.2"))
+        );
+
+        let generate = r#"{"model":"m","response":"42","done":true}"#;
+        let r = capture(
+            WireFormat::Ollama,
+            false,
+            Some("application/json"),
+            CAP,
+            &[generate.as_bytes()],
+        );
+        assert_eq!((r.text.as_str(), r.tokens_in), ("42", None));
+
+        let openai = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-2024-08-06",
+            "choices":[{"index":0,"message":{"role":"assistant","content":"Hello!","refusal":null},"logprobs":null,"finish_reason":"stop"}],
+            "usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":0}}}"#;
+        let r = assert_split_invariant(
+            WireFormat::OpenAi,
+            false,
+            Some("application/json"),
+            CAP,
+            openai.as_bytes(),
+        );
+        assert_eq!(
+            (
+                r.text.as_str(),
+                r.tokens_in,
+                r.tokens_out,
+                r.model.as_deref()
+            ),
+            ("Hello!", Some(9), Some(3), Some("gpt-4o-2024-08-06"))
+        );
+
+        let completion = r#"{"choices":[{"text":" there","index":0}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+        let r = capture(
+            WireFormat::OpenAi,
+            false,
+            None,
+            CAP,
+            &[completion.as_bytes()],
+        );
+        assert_eq!(r.text, " there");
+
+        let error = r#"{"error":{"message":"no such model","type":"invalid_request_error"}}"#;
+        let r = capture(
+            WireFormat::OpenAi,
+            false,
+            Some("application/json"),
+            CAP,
+            &[error.as_bytes()],
+        );
+        assert_eq!(r, Reply::default());
+    }
+
+    const OPENAI_CHAT_SSE: &str = concat!(
+        ": keep-alive\r\n\r\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\r\n\r\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Grüß\"}}]}\n\n",
+        "event: message\nid: 3\ndata: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"OTHER\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\r\ndata:\"delta\":{\"content\":\" dich 👋\"}}]}\r\n\r\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\r\r",
+        "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":4,\"total_tokens\":15}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    #[test]
+    fn openai_chat_sse() {
+        let r = assert_split_invariant(
+            WireFormat::OpenAi,
+            true,
+            Some("text/event-stream; charset=utf-8"),
+            CAP,
+            OPENAI_CHAT_SSE.as_bytes(),
+        );
+        assert_eq!(
+            r,
+            Reply {
+                text: "Grüß dich 👋".into(),
+                truncated: false,
+                tokens_in: Some(11),
+                tokens_out: Some(4),
+                model: Some("gpt-4o".into()),
+            }
+        );
+        // Ollama's OpenAI-compatible API streams SSE too; the header decides.
+        let via_ollama = capture(
+            WireFormat::Ollama,
+            true,
+            Some("Text/Event-Stream"),
+            CAP,
+            &[OPENAI_CHAT_SSE.as_bytes()],
+        );
+        assert_eq!(via_ollama, r);
+    }
+
+    #[test]
+    fn openai_completion_sse_with_a_last_event_left_open() {
+        let body = concat!(
+            "data: {\"choices\":[{\"text\":\"Once\",\"index\":0}]}\n\n",
+            "data:{\"choices\":[{\"text\":\" upon\",\"index\":0}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":2}}",
+        );
+        let r = assert_split_invariant(WireFormat::OpenAi, true, None, CAP, body.as_bytes());
+        assert_eq!(r.text, "Once upon");
+        assert_eq!((r.tokens_in, r.tokens_out), (Some(2), Some(2)));
+    }
+
+    #[test]
+    fn a_split_inside_crlf_is_one_line_end() {
+        let body = b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\ndata: x\r\n\r\n";
+        let at = body.iter().position(|&b| b == b'\r').unwrap() + 1;
+        let (a, b) = body.split_at(at);
+        assert_eq!(b.first(), Some(&b'\n'));
+        // The two data lines belong to one event, whose data is then not
+        // JSON: a `\r` ending one chunk must not make the `\n` a blank line.
+        let r = capture(
+            WireFormat::OpenAi,
+            true,
+            Some("text/event-stream"),
+            CAP,
+            &[a, b],
+        );
+        assert_eq!(r.text, "");
+        let r = capture(
+            WireFormat::OpenAi,
+            true,
+            Some("text/event-stream"),
+            CAP,
+            &[body],
+        );
+        assert_eq!(r.text, "");
+    }
+
+    #[test]
+    fn a_split_inside_a_utf8_character() {
+        let body = "{\"response\":\"é🦀\"}\n".as_bytes();
+        let crab = body.iter().position(|&b| b == 0xf0).unwrap();
+        for at in [crab - 1, crab + 1, crab + 2, crab + 3] {
+            let (a, b) = body.split_at(at);
+            let r = capture(WireFormat::Ollama, true, None, CAP, &[a, b]);
+            assert_eq!(r.text, "é🦀");
+        }
+    }
+
+    #[test]
+    fn text_past_the_cap_is_dropped_but_tokens_are_still_read() {
+        let r = assert_split_invariant(
+            WireFormat::Ollama,
+            true,
+            None,
+            9,
+            OLLAMA_CHAT_STREAM.as_bytes(),
+        );
+        assert_eq!(r.text, "Bonjour, ");
+        assert!(r.truncated);
+        assert_eq!((r.tokens_in, r.tokens_out), (Some(26), Some(7)));
+
+        let r = capture(
+            WireFormat::OpenAi,
+            true,
+            Some("text/event-stream"),
+            4,
+            &[OPENAI_CHAT_SSE.as_bytes()],
+        );
+        assert_eq!(r.text, "Grü", "cut on a char boundary");
+        assert!(r.truncated);
+        assert_eq!((r.tokens_in, r.tokens_out), (Some(11), Some(4)));
+
+        let r = capture(
+            WireFormat::OpenAi,
+            true,
+            Some("text/event-stream"),
+            0,
+            &[OPENAI_CHAT_SSE.as_bytes()],
+        );
+        assert_eq!(
+            (r.text.as_str(), r.truncated, r.tokens_out),
+            ("", true, Some(4))
+        );
+    }
+
+    #[test]
+    fn an_overlong_line_is_dropped_and_the_stream_goes_on() {
+        let cap = 16;
+        let limit = ReplyCapture::new(WireFormat::Ollama, true, None, cap).limit;
+        let huge = format!("{{\"response\":\"{}\"}}", "x".repeat(limit));
+        let body =
+            format!("{{\"response\":\"a\"}}\n{huge}\n{{\"response\":\"b\",\"eval_count\":9}}\n");
+        let chunks: Vec<&[u8]> = body.as_bytes().chunks(4000).collect();
+        let r = capture(WireFormat::Ollama, true, None, cap, &chunks);
+        assert_eq!(
+            (r.text.as_str(), r.truncated, r.tokens_out),
+            ("ab", true, Some(9))
+        );
+
+        // The same for an SSE event made of many small data lines.
+        let mut sse = String::from("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n");
+        for _ in 0..=limit / 1000 {
+            sse.push_str(&format!("data: {}\n", " ".repeat(1000)));
+        }
+        sse.push_str("\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n");
+        let r = capture(WireFormat::OpenAi, true, None, cap, &[sse.as_bytes()]);
+        assert_eq!((r.text.as_str(), r.truncated), ("ab", true));
+
+        // And a plain body: nothing to show for it but the flag.
+        let plain = format!("{{\"response\":\"{}\"}}", "x".repeat(limit));
+        let r = capture(
+            WireFormat::Ollama,
+            false,
+            Some("application/json"),
+            cap,
+            &[plain.as_bytes()],
+        );
+        assert_eq!((r.text.as_str(), r.truncated), ("", true));
+        let mut c = ReplyCapture::new(WireFormat::Ollama, false, None, cap);
+        c.feed(plain.as_bytes());
+        assert!(c.pending.capacity() == 0, "the dropped body is freed");
+    }
+
+    #[test]
+    fn buffers_stay_within_the_limit() {
+        assert_eq!(
+            ReplyCapture::new(WireFormat::OpenAi, true, None, usize::MAX).limit,
+            MAX_FRAME
+        );
+        let mut c = ReplyCapture::new(WireFormat::OpenAi, true, None, 0);
+        let line = vec![b'a'; 10_000];
+        for _ in 0..100 {
+            c.feed(&line);
+            assert!(c.pending.len() <= c.limit);
+        }
+        let r = c.finish();
+        assert!(r.truncated);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        /// Arbitrary bytes in arbitrary chunks never panic, in any framing,
+        /// and never keep more text than the cap.
+        #[test]
+        fn never_panics(
+            chunks in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(b"data: {}[]\"\r\n:choices\xc3\xa9 x".to_vec()), 0..40),
+                0..8,
+            ),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            cap in 0usize..8,
+        ) {
+            for (format, stream, ct) in [
+                (WireFormat::Ollama, true, None),
+                (WireFormat::Ollama, false, None),
+                (WireFormat::OpenAi, true, Some("text/event-stream")),
+                (WireFormat::OpenAi, false, Some("application/json")),
+            ] {
+                let mut c = ReplyCapture::new(format, stream, ct, cap);
+                for chunk in &chunks {
+                    c.feed(chunk);
+                }
+                c.feed(&noise);
+                proptest::prop_assert!(c.finish().text.len() <= cap);
+            }
+        }
+
+        /// Generated streams give the same reply however they are cut.
+        #[test]
+        fn any_split_of_a_stream_gives_the_same_reply(
+            pieces in proptest::collection::vec("[a-zé☕🦀\\\\\"]{0,6}", 1..6),
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+        ) {
+            let mut body = String::new();
+            let mut want = String::new();
+            for p in &pieces {
+                body.push_str("data: ");
+                body.push_str(&serde_json::json!({"choices": [{"delta": {"content": p}}]}).to_string());
+                body.push_str("\r\n\r\n");
+                want.push_str(p);
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut start = 0;
+            for cut in cuts {
+                chunks.push(&body.as_bytes()[start..cut]);
+                start = cut;
+            }
+            chunks.push(&body.as_bytes()[start..]);
+            let r = capture(WireFormat::OpenAi, true, None, CAP, &chunks);
+            proptest::prop_assert_eq!(r.text, want);
+        }
+    }
+}

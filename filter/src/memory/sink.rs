@@ -1,0 +1,417 @@
+//! Where mirrored events go, and the requests that take them there.
+//!
+//! Two sinks: the companion service's `POST /mem/ingest` (the filter asserts
+//! its own identity, as any caller behind the gateway must), or Weaviate's
+//! REST API (the class is created once, then batches of objects). The host
+//! only dispatches what [`Sink::deliver`] and [`Sink::schema_steps`] build.
+
+use super::event::Event;
+use super::routes::{ModelRoute, default_routes};
+use super::weaviate;
+use crate::assertion;
+use crate::config::Url;
+use serde::{Deserialize, Serialize};
+
+/// The plugin configuration's `memory` section.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    pub sink: SinkKind,
+    /// `service`: the ingest URL (`http://127.0.0.1:PORT/mem/ingest`);
+    /// `weaviate`: Weaviate's base URL.
+    pub url: String,
+    /// Weaviate only: sent as `Authorization: Bearer`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default = "default_routes")]
+    pub routes: Vec<ModelRoute>,
+    /// Text kept per message; beyond it the event says `truncated`.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Events waiting across all workers; beyond it the oldest are dropped.
+    #[serde(default = "default_queue_max")]
+    pub queue_max: usize,
+    #[serde(default = "default_batch_events")]
+    pub batch_events: usize,
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// First retry delay after a failed delivery; doubles up to `retry_max_ms`.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// The user the filter asserts to the service (its `A2A_INGEST_IDENTITY`).
+    #[serde(default = "default_identity")]
+    pub identity: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    Service,
+    Weaviate,
+}
+
+fn default_max_bytes() -> usize {
+    64 * 1024
+}
+fn default_queue_max() -> usize {
+    10_000
+}
+fn default_batch_events() -> usize {
+    100
+}
+fn default_batch_bytes() -> usize {
+    1024 * 1024
+}
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+fn default_retry_initial_ms() -> u64 {
+    200
+}
+fn default_retry_max_ms() -> u64 {
+    10_000
+}
+fn default_identity() -> String {
+    "attach-gateway".into()
+}
+
+/// A validated memory section: what the filter runs with.
+#[derive(Clone, Debug)]
+pub struct Memory {
+    pub sink: Sink,
+    pub routes: Vec<ModelRoute>,
+    pub max_bytes: usize,
+    pub queue_max: usize,
+    pub batch_events: usize,
+    pub batch_bytes: usize,
+    pub timeout_ms: u64,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Sink {
+    pub kind: SinkKind,
+    pub url: Url,
+    /// Path of the ingest route (service) or the base path (Weaviate).
+    path: String,
+    api_key: Option<String>,
+    identity: String,
+}
+
+/// One callout: request headers beyond the pseudo-headers, and the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub method: &'static str,
+    pub path: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl MemoryConfig {
+    /// `key` is the validated assertion key, which the service sink needs.
+    pub fn validate(self, key: Option<&[u8]>) -> Result<Memory, (&'static str, String)> {
+        let url = Url::parse(self.url.trim()).map_err(|m| ("memory.url", m.to_string()))?;
+        let path = self
+            .url
+            .trim()
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()))
+            .unwrap_or_default();
+        if path.contains(['?', '#']) {
+            return Err(("memory.url", "must not carry a query or fragment".into()));
+        }
+        if self.sink == SinkKind::Service && key.is_none() {
+            return Err((
+                "memory.sink",
+                "the service sink needs assertion_key (the service refuses unasserted callers)"
+                    .into(),
+            ));
+        }
+        if self.sink == SinkKind::Service && path.is_empty() {
+            return Err(("memory.url", "must name the ingest route".into()));
+        }
+        if self
+            .api_key
+            .as_deref()
+            .is_some_and(|k| k.is_empty() || k.bytes().any(|b| b.is_ascii_control() || b == b' '))
+        {
+            return Err(("memory.api_key", "must be a non-empty token".into()));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            r.check()
+                .map_err(|m| ("memory.routes", format!("[{i}] {m}")))?;
+        }
+        if !(256..=16 * 1024 * 1024).contains(&self.max_bytes) {
+            return Err((
+                "memory.max_bytes",
+                "must be between 256 and 16777216".into(),
+            ));
+        }
+        if self.queue_max == 0 || self.batch_events == 0 || self.batch_bytes < 1024 {
+            return Err((
+                "memory",
+                "queue_max and batch_events must be positive, batch_bytes at least 1024".into(),
+            ));
+        }
+        if self.timeout_ms == 0
+            || self.retry_initial_ms == 0
+            || self.retry_max_ms < self.retry_initial_ms
+        {
+            return Err((
+                "memory",
+                "timeout_ms and retry_initial_ms must be positive, retry_max_ms at least retry_initial_ms"
+                    .into(),
+            ));
+        }
+        if self.identity.is_empty() || self.identity.chars().any(char::is_control) {
+            return Err(("memory.identity", "must be a printable user id".into()));
+        }
+        Ok(Memory {
+            sink: Sink {
+                kind: self.sink,
+                url,
+                path: path.trim_end_matches('/').to_string(),
+                api_key: self.api_key,
+                identity: self.identity,
+            },
+            routes: self.routes,
+            max_bytes: self.max_bytes,
+            queue_max: self.queue_max,
+            batch_events: self.batch_events,
+            batch_bytes: self.batch_bytes,
+            timeout_ms: self.timeout_ms,
+            retry_initial_ms: self.retry_initial_ms,
+            retry_max_ms: self.retry_max_ms,
+        })
+    }
+}
+
+/// The session the filter's own ingest requests assert.
+const SINK_SESSION: &str = "memory-mirror";
+/// Assertions on deliveries live as long as the filter's own.
+const ASSERTION_TTL_SECS: u64 = 60;
+
+impl Sink {
+    /// Before the first batch: Weaviate's class must exist. First a read;
+    /// on 404 the creation; the service needs nothing.
+    pub fn schema_check(&self) -> Option<Outgoing> {
+        (self.kind == SinkKind::Weaviate).then(|| Outgoing {
+            method: "GET",
+            path: format!("{}/v1/schema/{}", self.path, weaviate::CLASS),
+            headers: self.auth_headers(),
+            body: None,
+        })
+    }
+
+    pub fn schema_create(&self) -> Outgoing {
+        let mut headers = self.auth_headers();
+        headers.push(("content-type", "application/json".into()));
+        Outgoing {
+            method: "POST",
+            path: format!("{}/v1/schema", self.path),
+            headers,
+            body: Some(weaviate::class_schema()),
+        }
+    }
+
+    /// The delivery of `items` (queue items: event JSON). Items that do not
+    /// parse as events are left out of a Weaviate batch (the service would
+    /// refuse the whole batch for them, so they are left out there too).
+    pub fn deliver(&self, items: &[Vec<u8>], key: Option<&[u8]>, now_secs: u64) -> Outgoing {
+        let events: Vec<Event> = items
+            .iter()
+            .filter_map(|i| serde_json::from_slice(i).ok())
+            .collect();
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        match self.kind {
+            SinkKind::Service => {
+                headers.push(("x-attach-user", self.identity.clone()));
+                headers.push(("x-attach-session", SINK_SESSION.into()));
+                if let Some(key) = key {
+                    let exp = now_secs.saturating_add(ASSERTION_TTL_SECS);
+                    headers.push((
+                        assertion::ASSERTION_HEADER,
+                        assertion::sign(key, exp, &self.identity, SINK_SESSION),
+                    ));
+                }
+                let body = serde_json::to_vec(&events).unwrap_or_else(|_| b"[]".to_vec());
+                Outgoing {
+                    method: "POST",
+                    path: self.path.clone(),
+                    headers,
+                    body: Some(body),
+                }
+            }
+            SinkKind::Weaviate => {
+                headers.extend(self.auth_headers());
+                Outgoing {
+                    method: "POST",
+                    path: format!("{}/v1/batch/objects", self.path),
+                    headers,
+                    body: Some(weaviate::batch_body(&events)),
+                }
+            }
+        }
+    }
+
+    /// Which of the delivered `items` must be sent again after a 2xx reply:
+    /// none for the service (its ingest is all or nothing), the objects
+    /// Weaviate reported failed. `None` when the reply cannot be read, so
+    /// the whole batch is retried.
+    pub fn failed_items(&self, items: &[Vec<u8>], reply: &[u8]) -> Option<Vec<Vec<u8>>> {
+        if self.kind == SinkKind::Service {
+            return Some(Vec::new());
+        }
+        let failed = weaviate::failed_ids(reply).ok()?;
+        Some(
+            items
+                .iter()
+                .filter(|item| {
+                    serde_json::from_slice::<IdOnly>(item)
+                        .is_ok_and(|e| failed.iter().any(|f| f.eq_ignore_ascii_case(&e.id)))
+                })
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn auth_headers(&self) -> Vec<(&'static str, String)> {
+        self.api_key
+            .iter()
+            .map(|k| ("authorization", format!("Bearer {k}")))
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::event::{Kind, Role};
+
+    fn config(sink: &str, url: &str) -> MemoryConfig {
+        serde_json::from_value(serde_json::json!({"sink": sink, "url": url})).unwrap()
+    }
+
+    fn event(id: &str) -> Vec<u8> {
+        serde_json::to_vec(&Event {
+            id: id.into(),
+            user: "alice".into(),
+            session: "s".into(),
+            role: Role::User,
+            kind: Kind::Prompt,
+            content: "hi".into(),
+            model: None,
+            route: "/api/chat".into(),
+            request_id: "r".into(),
+            task_id: None,
+            status: Some(200),
+            timestamp: "2026-01-01T00:00:00.000Z".into(),
+            latency_ms: 3,
+            tokens_in: None,
+            tokens_out: None,
+            truncated: false,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let m = config("service", "http://127.0.0.1:9/mem/ingest")
+            .validate(Some(&[1; 32]))
+            .unwrap();
+        assert_eq!(m.routes.len(), 4);
+        assert_eq!((m.max_bytes, m.queue_max), (65_536, 10_000));
+        assert_eq!(m.sink.path, "/mem/ingest");
+
+        let refused = |c: MemoryConfig, key: Option<&[u8]>| c.validate(key).unwrap_err().0;
+        assert_eq!(
+            refused(config("service", "http://127.0.0.1:9/mem/ingest"), None),
+            "memory.sink"
+        );
+        assert_eq!(
+            refused(config("service", "http://127.0.0.1:9"), Some(&[1; 32])),
+            "memory.url"
+        );
+        assert_eq!(refused(config("weaviate", "ftp://x"), None), "memory.url");
+        let mut c = config("weaviate", "http://127.0.0.1:8081");
+        c.batch_events = 0;
+        assert_eq!(refused(c, None), "memory");
+        let mut c = config("weaviate", "http://127.0.0.1:8081");
+        c.api_key = Some("two words".into());
+        assert_eq!(refused(c, None), "memory.api_key");
+        assert!(
+            serde_json::from_value::<MemoryConfig>(
+                serde_json::json!({"sink": "disk", "url": "http://x"})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn service_delivery_asserts_the_gateway_identity() {
+        let key = [7u8; 32];
+        let m = config("service", "http://127.0.0.1:9/mem/ingest")
+            .validate(Some(&key))
+            .unwrap();
+        let out = m
+            .sink
+            .deliver(&[event("a"), b"not json".to_vec()], Some(&key), 1_000);
+        assert_eq!((out.method, out.path.as_str()), ("POST", "/mem/ingest"));
+        let header = |n: &str| {
+            out.headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header("x-attach-user").as_deref(), Some("attach-gateway"));
+        let assertion = header(assertion::ASSERTION_HEADER).unwrap();
+        assert!(
+            assertion::check(&key, &assertion, "attach-gateway", SINK_SESSION, 1_000, 5).is_ok()
+        );
+        let body: serde_json::Value = serde_json::from_slice(out.body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            body.as_array().unwrap().len(),
+            1,
+            "unreadable items are left out"
+        );
+        assert_eq!(m.sink.failed_items(&[event("a")], b"{}"), Some(vec![]));
+        assert!(m.sink.schema_check().is_none());
+    }
+
+    #[test]
+    fn weaviate_delivery_retries_only_failed_objects() {
+        let mut c = config("weaviate", "http://127.0.0.1:8081/");
+        c.api_key = Some("k3y".into());
+        let m = c.validate(None).unwrap();
+        let check = m.sink.schema_check().unwrap();
+        assert_eq!(check.path, "/v1/schema/MemoryEvent");
+        assert_eq!(check.headers, vec![("authorization", "Bearer k3y".into())]);
+        assert_eq!(m.sink.schema_create().path, "/v1/schema");
+
+        let a = "00000000-0000-8000-8000-00000000000a";
+        let b = "00000000-0000-8000-8000-00000000000b";
+        let items = [event(a), event(b)];
+        let out = m.sink.deliver(&items, None, 0);
+        assert_eq!(out.path, "/v1/batch/objects");
+        let reply = serde_json::json!([
+            {"id": a, "result": {"status": "SUCCESS"}},
+            {"id": b.to_uppercase(), "result": {"status": "FAILED", "errors": {"error": [{"message": "x"}]}}},
+        ]);
+        let again = m
+            .sink
+            .failed_items(&items, reply.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(again, vec![event(b)]);
+        assert_eq!(m.sink.failed_items(&items, b"<html>"), None);
+    }
+}
