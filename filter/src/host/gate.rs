@@ -207,7 +207,7 @@ fn stamp(vm: &Vm, state: &RefCell<RequestState>, identity: &Identity) {
     if !vm.config.forward_authorization {
         stream::set_request_header("authorization", None);
     }
-    if let Some(memory) = &vm.config.memory {
+    if let (Some(memory), Some(mirror)) = (&vm.config.memory, &vm.mirror) {
         if let Some(route) = match_route(&memory.routes, &st.head.path) {
             let request_id = st
                 .head
@@ -221,6 +221,7 @@ fn stamp(vm: &Vm, state: &RefCell<RequestState>, identity: &Identity) {
                 &request_id,
                 now_ms(),
                 memory.max_bytes,
+                mirror.budget.clone(),
             ));
             // The mirror reads replies as text: ask the engine for no compression.
             stream::set_request_header("accept-encoding", None);

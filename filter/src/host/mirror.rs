@@ -5,12 +5,14 @@
 
 use super::{log, now_ms};
 use crate::config::Config;
+use crate::memory::capture::{Budget, VM_BUDGET_BYTES};
 use crate::memory::event::Event;
 use crate::memory::outbox::{Outbox, Outcome};
 use crate::memory::sink::Outgoing;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::Duration;
 
 const QUEUE_NAME: &str = "attach.memory";
@@ -63,6 +65,8 @@ pub struct Mirror {
     counters: Counters,
     outbox: RefCell<Outbox>,
     schema: Cell<Schema>,
+    /// Request bytes this VM's captures hold.
+    pub budget: Rc<Budget>,
 }
 
 impl Mirror {
@@ -81,6 +85,7 @@ impl Mirror {
             counters,
             outbox: RefCell::default(),
             schema: Cell::new(schema),
+            budget: Budget::new(VM_BUDGET_BYTES),
         })
     }
 

@@ -7,9 +7,50 @@ use super::prompt::{Prompt, PromptError, parse_prompt};
 use super::reply_capture::{Reply, ReplyCapture};
 use super::routes::ModelRoute;
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 /// Request bodies larger than this are not mirrored (the prompt cannot be
 /// read without the whole JSON document).
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+
+/// Request bytes all captures of one VM may hold at once: many large
+/// bodies in flight must not exhaust the VM's memory (which would take
+/// every request down with it); beyond it new bodies are not mirrored.
+pub const VM_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+
+/// The request bytes held by one VM's captures.
+#[derive(Debug)]
+pub struct Budget {
+    used: Cell<usize>,
+    limit: usize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Rc<Self> {
+        Rc::new(Budget {
+            used: Cell::new(0),
+            limit,
+        })
+    }
+
+    fn take(&self, n: usize) -> bool {
+        let used = self.used.get().saturating_add(n);
+        if used > self.limit {
+            return false;
+        }
+        self.used.set(used);
+        true
+    }
+
+    fn give(&self, n: usize) {
+        self.used.set(self.used.get().saturating_sub(n));
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.get()
+    }
+}
 
 #[derive(Debug)]
 pub struct Capture {
@@ -20,6 +61,9 @@ pub struct Capture {
     start_ms: u64,
     cap: usize,
     request: Vec<u8>,
+    /// What `request` holds of the VM's budget.
+    budget: Rc<Budget>,
+    reserved: usize,
     request_too_large: bool,
     /// Parsed once, when the request body is complete.
     prompt: Option<Result<Prompt, PromptError>>,
@@ -27,12 +71,15 @@ pub struct Capture {
     reply: Option<ReplyCapture>,
     /// The reply is compressed: its text cannot be read.
     reply_unreadable: bool,
+    out_of_budget: bool,
 }
 
 /// Why an exchange produced no events.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Skipped {
     RequestTooLarge,
+    /// Other captures held the VM's whole budget.
+    NoBudget,
     Unreadable(String),
 }
 
@@ -44,6 +91,7 @@ impl Capture {
         request_id: &str,
         start_ms: u64,
         cap: usize,
+        budget: Rc<Budget>,
     ) -> Self {
         Capture {
             route,
@@ -53,7 +101,10 @@ impl Capture {
             start_ms,
             cap,
             request: Vec::new(),
+            budget,
+            reserved: 0,
             request_too_large: false,
+            out_of_budget: false,
             prompt: None,
             status: None,
             reply: None,
@@ -62,19 +113,31 @@ impl Capture {
     }
 
     pub fn request_chunk(&mut self, chunk: &[u8], end_of_stream: bool) {
-        if self.request_too_large || self.prompt.is_some() {
+        if self.request_too_large || self.out_of_budget || self.prompt.is_some() {
             return;
         }
         if self.request.len().saturating_add(chunk.len()) > MAX_REQUEST_BYTES {
             self.request_too_large = true;
-            self.request = Vec::new();
+            self.free_request();
             return;
         }
+        if !self.budget.take(chunk.len()) {
+            self.out_of_budget = true;
+            self.free_request();
+            return;
+        }
+        self.reserved += chunk.len();
         self.request.extend_from_slice(chunk);
         if end_of_stream {
             self.prompt = Some(parse_prompt(&self.route, &self.request, self.cap));
-            self.request = Vec::new();
+            self.free_request();
         }
+    }
+
+    fn free_request(&mut self) {
+        self.request = Vec::new();
+        self.budget.give(self.reserved);
+        self.reserved = 0;
     }
 
     /// The prompt, parsed from what arrived if the body never said it ended.
@@ -122,10 +185,13 @@ impl Capture {
         if self.request_too_large {
             return Err(Skipped::RequestTooLarge);
         }
+        if self.out_of_budget {
+            return Err(Skipped::NoBudget);
+        }
         let prompt = self
             .take_prompt()
             .map_err(|e| Skipped::Unreadable(e.to_string()))?;
-        let mut reply = match self.reply {
+        let mut reply = match self.reply.take() {
             Some(r) if !self.reply_unreadable => r.finish(),
             _ => Reply::default(),
         };
@@ -146,6 +212,12 @@ impl Capture {
     }
 }
 
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.free_request();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +232,7 @@ mod tests {
             "req-1",
             1_000,
             1_024,
+            Budget::new(VM_BUDGET_BYTES),
         )
     }
 
@@ -223,5 +296,30 @@ mod tests {
         let [prompt, reply] = c.finish(1_500).unwrap();
         assert_eq!(prompt.content, "why");
         assert_eq!((reply.content.as_str(), reply.status), ("", None));
+    }
+
+    #[test]
+    fn the_vm_budget_bounds_bodies_held_at_once() {
+        let budget = Budget::new(100);
+        let route = || ModelRoute::new("/api/generate", WireFormat::Ollama);
+        let new = |b: &Rc<Budget>| Capture::new(route(), "u", "s", "r", 0, 64, b.clone());
+        let mut a = new(&budget);
+        a.request_chunk(&[b' '; 60], false);
+        assert_eq!(budget.used(), 60);
+        let mut b = new(&budget);
+        b.request_chunk(&[b' '; 60], false);
+        assert_eq!(b.finish(1).unwrap_err(), Skipped::NoBudget);
+        assert_eq!(budget.used(), 60, "the refused body took nothing");
+        a.request_chunk(br#"{"prompt":"x"}"#, true);
+        assert_eq!(budget.used(), 0, "a parsed body gives its bytes back");
+        let mut c = new(&budget);
+        c.request_chunk(&[b' '; 80], false);
+        drop(c);
+        assert_eq!(
+            budget.used(),
+            0,
+            "a capture dropped mid-body gives its bytes back"
+        );
+        assert_eq!(a.finish(2).unwrap()[0].content, "x");
     }
 }
