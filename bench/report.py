@@ -1,6 +1,9 @@
-"""The Markdown report: one row per setup, then the ratios against their targets."""
+"""The Markdown report: one row per setup, then the ratios against their
+targets; then the A2A hand-off rows and their targets; then the memory
+mirror rows and theirs."""
 
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 
 from wrk import Result
 
@@ -16,19 +19,94 @@ class Row:
 
 
 @dataclass
+class A2aRow:
+    key: str  # "a2a-sqlite" or "a2a-pg"
+    store: str
+    setup = "A2A SendMessage round trip"
+    result: Result | None = None
+    error: str | None = None
+    workers: int | None = None  # Envoy's --concurrency as the launcher chose it
+    checked: str | None = None  # what the completed-task count found
+
+
+@dataclass
+class MemSample:
+    """One run of a memory row's stack."""
+
+    result: Result
+    ttfb_us: list  # time to first body byte of each sequential probe
+    counters: dict | None = None  # the filter's memory counters after the drain (mirror on)
+    engine: tuple | None = None  # (chat requests received, replies finished) by the engine
+    answered: int | None = None  # exchanges the bench read whole
+    in_flight: int | None = None  # requests wrk may have abandoned at its stops
+    measured_events: int | None = None  # events sent for the measured load
+    events_per_s: float | None = None
+    drain_s: float | None = None  # from wrk's end until the queue was empty
+    store: dict | None = None  # what the store holds afterwards (memory.store_counts)
+
+    def ttfb_median(self):
+        return statistics.median(self.ttfb_us)
+
+    def ttfb_p90(self):
+        ordered = sorted(self.ttfb_us)
+        return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
+@dataclass
+class MemRow:
+    key: str  # "mem-off" or "mem-on"
+    mirror: bool
+    setup: str
+    samples: list = field(default_factory=list)
+    error: str | None = None
+    workers: int | None = None
+
+    @property
+    def result(self):
+        """The median over the samples of each wrk figure; None when a
+        sample failed or none ran."""
+        if self.error or not self.samples:
+            return None
+        rs = [s.result for s in self.samples]
+        return Result(
+            rps=statistics.median(r.rps for r in rs),
+            p50_us=statistics.median(r.p50_us for r in rs),
+            p99_us=statistics.median(r.p99_us for r in rs),
+            requests=sum(r.requests for r in rs),
+            non_2xx=sum(r.non_2xx for r in rs),
+            socket_errors=sum(r.socket_errors for r in rs),
+            output="",
+        )
+
+    def ttfb(self):
+        """(median, p90) over the samples of their TTFB median and p90 (µs)."""
+        if self.result is None:
+            return None, None
+        return (
+            statistics.median(s.ttfb_median() for s in self.samples),
+            statistics.median(s.ttfb_p90() for s in self.samples),
+        )
+
+
+@dataclass
 class Target:
-    """`measured` must be >= (at_least=True) or <= `bound`."""
+    """`measured` must be >= (at_least=True) or <= `bound`; > or < when strict."""
 
     bound: float
     at_least: bool
+    strict: bool = False
 
     def describe(self, fmt):
-        return ("≥ " if self.at_least else "≤ ") + fmt(self.bound)
+        sign = (">" if self.at_least else "<") if self.strict else ("≥" if self.at_least else "≤")
+        return f"{sign} {fmt(self.bound)}"
 
     def verdict(self, measured):
         if measured is None:
             return "MISS (not measured)"
-        ok = measured >= self.bound if self.at_least else measured <= self.bound
+        if self.at_least:
+            ok = measured > self.bound if self.strict else measured >= self.bound
+        else:
+            ok = measured < self.bound if self.strict else measured <= self.bound
         return "PASS" if ok else "MISS"
 
 
@@ -137,20 +215,132 @@ def ratios_table(rows, algs):
     return lines
 
 
-def markdown(rows, algs, notes):
-    out = ["## Benchmark", "", *results_table(rows), "", *ratios_table(rows, algs), ""]
-    out += [f"- {n}" for n in notes]
+def _ms(us):
+    return f"{us / 1000:,.2f}"
+
+
+def a2a_table(rows):
+    lines = ["| Store | Tasks/s | p50 (ms) | p99 (ms) |", "|---|---:|---:|---:|"]
+    for row in rows:
+        r = row.result
+        if r is None:
+            lines.append(f"| {row.store} | FAILED | | |")
+        else:
+            lines.append(f"| {row.store} | {r.rps:,.0f} | {_ms(r.p50_us)} | {_ms(r.p99_us)} |")
+    return lines
+
+
+def a2a_targets_table(rows):
+    sqlite = _find(rows, "a2a-sqlite")
+    checks = [
+        ("SQLite ≥ 1,000 tasks/s", sqlite and sqlite.rps, lambda x: f"{x:,.0f} tasks/s", Target(1000, True)),
+        ("p99 < 25 ms (SQLite)", sqlite and sqlite.p99_us / 1000, lambda x: f"{x:,.2f} ms", Target(25, False, True)),
+    ]
+    lines = ["| Target | Measured | |", "|---|---:|---|"]
+    for label, measured, fmt, target in checks:
+        lines.append(f"| {label} | {_cell(measured, fmt)} | {target.verdict(measured)} |")
+    return lines
+
+
+def _us(us):
+    return f"{us:,.0f}"
+
+
+def mem_table(rows):
+    lines = [
+        "| Setup | Req/s | p50 (ms) | p99 (ms) | TTFB median (µs) | TTFB p90 (µs) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        r = row.result
+        if r is None:
+            lines.append(f"| {row.setup} | FAILED | | | | |")
+            continue
+        median, p90 = row.ttfb()
+        lines.append(
+            f"| {row.setup} | {r.rps:,.0f} | {_ms(r.p50_us)} | {_ms(r.p99_us)} | {_us(median)} | {_us(p90)} |"
+        )
+    return lines
+
+
+def ttfb_difference(rows):
+    """(on − off TTFB median, spread of the off samples' medians), in µs."""
+    off = next((r for r in rows if r.key == "mem-off" and r.result is not None), None)
+    on = next((r for r in rows if r.key == "mem-on" and r.result is not None), None)
+    if off is None or on is None:
+        return None, None
+    medians = [s.ttfb_median() for s in off.samples]
+    return on.ttfb()[0] - off.ttfb()[0], max(medians) - min(medians)
+
+
+def mem_targets_table(rows):
+    off, on = _find(rows, "mem-off"), _find(rows, "mem-on")
+    ratio = _ratio(on and on.rps, off and off.rps)
+    lines = ["| Target | Measured | |", "|---|---:|---|"]
+    lines.append(f"| on/off throughput ≥ 0.90 | {_cell(ratio, _plain)} | {Target(0.90, True).verdict(ratio)} |")
+    diff, spread = ttfb_difference(rows)
+    if diff is None:
+        lines.append("| TTFB on − off, within noise | n/a | not measured |")
+    else:
+        if len(next(r for r in rows if r.key == "mem-off").samples) < 2:
+            verdict = "noise unknown (one off sample)"
+        else:
+            verdict = "within noise" if abs(diff) <= spread else "outside noise"
+        lines.append(
+            f"| TTFB on − off, within noise | {diff:+,.0f} µs (off spread {spread:,.0f} µs) | {verdict} |"
+        )
+    mem_on = next((r for r in rows if r.key == "mem-on"), None)
+    if mem_on is None or mem_on.result is None:
+        lines.append("| events/s delivered, none lost | n/a | MISS (not measured) |")
+    else:
+        rate = statistics.median(s.events_per_s for s in mem_on.samples)
+        events = sum(s.counters["sent"] for s in mem_on.samples)
+        lines.append(
+            f"| events/s delivered, none lost | {rate:,.0f} events/s, 0 of {events:,} lost | PASS |"
+        )
+    return lines
+
+
+def _failure(out, label, error):
+    out.append(f"- {label} FAILED:")
+    out.append("")
+    out.append("```")
+    out.extend((error or "").splitlines())
+    out.append("```")
+
+
+def markdown(rows, a2a_rows, algs, notes, a2a_notes, machine, mem_rows=(), mem_notes=()):
+    out = ["## Benchmark", ""]
+    if rows:
+        out += [*results_table(rows), "", *ratios_table(rows, algs), ""]
+        out += [f"- {n}" for n in notes]
+        out.append("")
+    if a2a_rows:
+        out += ["### A2A hand-off", ""]
+        out += ["Completed A2A `SendMessage` round trips through the gateway, per task store.", ""]
+        out += [*a2a_table(a2a_rows), "", *a2a_targets_table(a2a_rows), ""]
+        out += [f"- {n}" for n in a2a_notes]
+        out.append("")
+    if mem_rows:
+        out += ["### Memory mirror", ""]
+        out += ["A streaming chat route through the gateway with the memory mirror off and on.", ""]
+        out += [*mem_table(mem_rows), "", *mem_targets_table(mem_rows), ""]
+        out += [f"- {n}" for n in mem_notes]
+        out.append("")
+    out.append(f"- {machine}")
     problems = [(row, row.result.problems()) for row in rows if row.result and row.result.problems()]
     failed = [row for row in rows if row.result is None]
-    if problems or failed:
+    a2a_failed = [row for row in a2a_rows if row.result is None]
+    mem_failed = [row for row in mem_rows if row.result is None]
+    if problems or failed or a2a_failed or mem_failed:
         out.append("")
         out.append("### Problems")
         for row, what in problems:
             out.append(f"- ⚠ {row.setup} {row.alg}: {'; '.join(what)}")
         for row in failed:
-            out.append(f"- {row.setup} {row.alg} FAILED:")
-            out.append("")
-            out.append("```")
-            out.extend((row.error or "").splitlines())
-            out.append("```")
+            _failure(out, f"{row.setup} {row.alg}", row.error)
+        for row in a2a_failed:
+            _failure(out, f"{row.setup}, {row.store}", row.error)
+        for row in mem_failed:
+            _failure(out, f"Memory mirror, {row.setup}", row.error or "no sample ran")
     return "\n".join(out) + "\n"

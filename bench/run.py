@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Throughput and latency of the attach filter inside a real Envoy, next to
-plain Envoy and Envoy's own `jwt_authn` filter verifying the same tokens.
+plain Envoy and Envoy's own `jwt_authn` filter verifying the same tokens;
+then completed A2A `SendMessage` round trips through the whole gateway
+(`attach run`) with the SQLite and the PostgreSQL task store; then a
+streaming chat route through the gateway with the memory mirror off and on.
 
-    python bench/run.py [--duration S] [--connections N] [--quick]
+    python bench/run.py [--duration S] [--connections N] [--quick] [--only KEYS]
 
 Prints a Markdown report and writes it to target/bench/results.md. Exits 1
 when a setup could not be measured or saw errors under load.
@@ -18,7 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import a2a
 import envoy_setup as es
+import memory
 import wrk
 from did import DidSigner
 from idp import AUDIENCE, IdentityProvider, Keys
@@ -139,7 +144,7 @@ def load_average():
         return "?"
 
 
-def notes(load, warmup_s, binary, wasm_bytes, load_before):
+def notes(load, warmup_s, binary, wasm_bytes):
     return [
         f"Load: `{load.describe()}` against one Envoy per setup ({envoy_version(binary)}, "
         "`--concurrency 1 --disable-hot-restart`), route a `direct_response` 200, the same bearer "
@@ -155,9 +160,56 @@ def notes(load, warmup_s, binary, wasm_bytes, load_before):
         "Rows run in the order (a), (a'), then per algorithm (b), (d) cache on, (c), (d) cache off, "
         "so that compared rows run back to back. DID rows use a fresh did:key identity per algorithm; "
         "jwt_authn has no DID (or ES256K) counterpart.",
-        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
-        f"wrk runs on the same machine; 1-minute load average {load_before} before the run, {load_average()} after.",
     ]
+
+
+def machine(load_before):
+    return (
+        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
+        f"wrk runs on the same machine; 1-minute load average {load_before} before the run, {load_average()} after."
+    )
+
+
+def missing_artifacts(rows, a2a_rows, binary, wasm, noop, mem_rows=()):
+    """What the selected rows need and cannot find, one line each."""
+    missing = []
+    if not os.access(binary, os.X_OK):
+        missing.append(f"envoy not found at {binary} (make venv, or set ENVOY_BIN)")
+    if not wasm.is_file():
+        missing.append(f"filter not built: {wasm} (cargo build --release --target wasm32-wasip1 -p attach-filter)")
+    if any(r.key == "a-wasm" for r in rows) and not noop.is_file():
+        missing.append(
+            f"empty filter not built: {noop} (cargo build --release --target wasm32-wasip1 -p attach-bench-noop)"
+        )
+    if a2a_rows or mem_rows:
+        missing += a2a.missing_binaries()
+    return missing
+
+
+def print_result(row, unit="req/s"):
+    if row.result:
+        r = row.result
+        print(f"    {r.rps:,.0f} {unit}, p50 {r.p50_us:,.0f} µs, p99 {r.p99_us:,.0f} µs", file=sys.stderr, flush=True)
+
+
+def print_sample(row, sample, n):
+    """One memory sample as it finishes (or fails)."""
+    if isinstance(sample, BaseException):
+        print(f"    {row.key} #{n}: FAILED: {str(sample).splitlines()[0]}", file=sys.stderr, flush=True)
+        return
+    r = sample.result
+    line = (
+        f"    {row.key} #{n}: {r.rps:,.0f} req/s, p50 {r.p50_us:,.0f} µs, p99 {r.p99_us:,.0f} µs, "
+        f"TTFB median {sample.ttfb_median():,.0f} µs"
+    )
+    if sample.events_per_s is not None:
+        line += f", {sample.events_per_s:,.0f} events/s delivered"
+    print(line, file=sys.stderr, flush=True)
+
+
+def failed(row, e):
+    row.error = str(e)
+    print(f"    FAILED: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
 
 
 def main():
@@ -167,39 +219,58 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--warmup", type=int, help="seconds of unreported warm-up per setup (default 2)")
     parser.add_argument("--quick", action="store_true", help="2 s rows and 1 s warm-ups, for a smoke check")
-    parser.add_argument("--only", help="comma-separated row keys to run (a, b, c, d-off, d-on), for profiling")
+    parser.add_argument(
+        "--only",
+        help="comma-separated row keys to run (a, a-wasm, b, c, c-did, d-off, d-on, a2a-sqlite, a2a-pg, "
+        "mem-off, mem-on; mem for both), for profiling",
+    )
+    parser.add_argument(
+        "--mem-rounds",
+        type=int,
+        help=f"samples per memory row, off and on alternating (default {memory.ROUNDS}; "
+        f"{memory.QUICK_ROUNDS} with --quick)",
+    )
     args = parser.parse_args()
     duration = args.duration or (2 if args.quick else 10)
     warmup_s = args.warmup or (1 if args.quick else 2)
     load = wrk.Load(args.threads, args.connections, duration)
 
-    binary, wasm = envoy_binary(), wasm_file()
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"envoy not found at {binary} (make venv, or set ENVOY_BIN)")
-    if not wasm.is_file():
-        sys.exit(f"filter not built: {wasm} (cargo build --release --target wasm32-wasip1 -p attach-filter)")
-    noop = noop_wasm_file()
-    if not noop.is_file():
-        sys.exit(f"empty filter not built: {noop} (cargo build --release --target wasm32-wasip1 -p attach-bench-noop)")
+    mem_rounds = args.mem_rounds or memory.rounds_for(args.quick)
+    mem_probes = memory.probes_for(args.quick)
+
+    rows, a2a_rows, mem_rows = plan(), a2a.plan(), memory.plan()
+    if args.only:
+        keep = set(args.only.split(","))
+        if "mem" in keep:
+            keep = (keep - {"mem"}) | {r.key for r in mem_rows}
+        unknown = keep - {r.key for r in rows + a2a_rows + mem_rows}
+        if unknown:
+            sys.exit(f"--only: no rows named {', '.join(sorted(unknown))}")
+        rows = [r for r in rows if r.key in keep]
+        a2a_rows = [r for r in a2a_rows if r.key in keep]
+        mem_rows = [r for r in mem_rows if r.key in keep]
+
+    binary, wasm, noop = envoy_binary(), wasm_file(), noop_wasm_file()
+    missing = missing_artifacts(rows, a2a_rows, binary, wasm, noop, mem_rows)
+    if missing:
+        sys.exit("\n".join(missing))
     wrk.binary()
 
     load_before = load_average()
     keys = Keys(ALGS)
     idp = IdentityProvider(keys).start()
-    rows = plan()
-    if args.only:
-        keep = set(args.only.split(","))
-        rows = [r for r in rows if r.key in keep]
+    total = len(rows) + len(a2a_rows) + len(mem_rows)
     try:
         tokens = {alg: keys.token(alg, idp.issuer) for alg in ALGS}
         did_tokens = {alg: DidSigner(alg).token(AUDIENCE) for alg in DID_ALGS}
         with tempfile.TemporaryDirectory(prefix="attach-bench-") as tmp:
             # Every row loads the same module, even if it is rebuilt meanwhile.
             wasm = Path(shutil.copy(wasm, Path(tmp) / wasm.name))
-            noop = Path(shutil.copy(noop, Path(tmp) / noop.name))
+            if any(r.key == "a-wasm" for r in rows):
+                noop = Path(shutil.copy(noop, Path(tmp) / noop.name))
             wasm_bytes = wasm.stat().st_size
             for i, row in enumerate(run_order(rows)):
-                print(f"[{i + 1}/{len(rows)}] {row.setup} {row.alg} {row.cache}", file=sys.stderr, flush=True)
+                print(f"[{i + 1}/{total}] {row.setup} {row.alg} {row.cache}", file=sys.stderr, flush=True)
                 http_filters, clusters = filters_for(row, idp, keys, wasm, noop)
                 envoy = es.Envoy(binary, Path(tmp) / f"row{i}", http_filters, clusters)
                 try:
@@ -210,24 +281,61 @@ def main():
                         token = tokens["ES256" if row.alg == "—" else row.alg]
                     row.result = measure(row, envoy, token, load, warmup_s)
                 except (es.SetupFailed, RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
-                    row.error = str(e)
-                    print(f"    FAILED: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
+                    failed(row, e)
                 finally:
                     envoy.stop()
-                if row.result:
-                    r = row.result
-                    print(f"    {r.rps:,.0f} req/s, p50 {r.p50_us:,.0f} µs, p99 {r.p99_us:,.0f} µs",
-                          file=sys.stderr, flush=True)
+                print_result(row)
+            for i, row in enumerate(a2a_rows, start=len(rows)):
+                print(f"[{i + 1}/{total}] {row.setup}, {row.store}", file=sys.stderr, flush=True)
+                try:
+                    row.result = a2a.measure(
+                        row, Path(tmp) / row.key, binary, wasm, idp.issuer, tokens["ES256"], load, warmup_s
+                    )
+                except (es.SetupFailed, RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
+                    failed(row, e)
+                print_result(row, "tasks/s")
+            if mem_rows:
+                first = len(rows) + len(a2a_rows) + 1
+                names = ", ".join(r.key for r in mem_rows)
+                print(
+                    f"[{first}-{total}/{total}] memory mirror ({names}), {mem_rounds} round(s), alternating",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                memory.run_rows(
+                    mem_rows,
+                    Path(tmp),
+                    binary,
+                    wasm,
+                    idp.issuer,
+                    tokens["ES256"],
+                    load,
+                    warmup_s,
+                    mem_rounds,
+                    mem_probes,
+                    print_sample,
+                )
     finally:
         idp.stop()
 
-    text = markdown(rows, ALGS, notes(load, warmup_s, binary, wasm_bytes, load_before))
+    text = markdown(
+        rows,
+        a2a_rows,
+        ALGS,
+        notes(load, warmup_s, binary, wasm_bytes),
+        a2a.notes(load, warmup_s, a2a_rows),
+        machine(load_before),
+        mem_rows,
+        memory.notes(load, warmup_s, mem_rounds, mem_probes, mem_rows),
+    )
     out = REPO / "target/bench/results.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)
     print(f"(written to {out.relative_to(REPO)})", file=sys.stderr)
-    bad = any(row.result is None or row.result.problems() for row in rows)
+    bad = any(row.result is None or row.result.problems() for row in rows) or any(
+        row.result is None for row in a2a_rows + mem_rows
+    )
     return 1 if bad else 0
 
 

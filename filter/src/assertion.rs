@@ -70,9 +70,75 @@ pub fn check(
         .map_err(|_| AssertionError::Mismatch)
 }
 
+/// How long after its expiry an assertion still carries its session over.
+/// Continuing a session needs the caller's own valid token as well (the
+/// user must match), so an old assertion only lets a user keep their own
+/// session id across the hops of a long task.
+pub const SESSION_CONTINUITY_SECS: u64 = 24 * 3_600;
+
+/// The session a request continues: a service behind the gateway (an agent
+/// calling back through it for the same caller) presents the session and
+/// assertion it was given, and the filter keeps that session instead of
+/// deriving a new one from its own user agent.
+pub fn continued_session<'a>(
+    key: &[u8],
+    assertion: Option<&str>,
+    session: Option<&'a str>,
+    user: &str,
+    now: u64,
+) -> Option<&'a str> {
+    let (assertion, session) = (assertion?, session?);
+    check(key, assertion, user, session, now, SESSION_CONTINUITY_SECS)
+        .ok()
+        .map(|()| session)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_continue_only_with_a_genuine_assertion_for_the_same_user() {
+        let key = [3u8; 32];
+        let a = sign(&key, 1_000, "alice", "s-1");
+        let cont = |a: Option<&str>, s: Option<&'static str>, user: &str, now: u64| {
+            continued_session(&key, a, s, user, now)
+        };
+        assert_eq!(cont(Some(&a), Some("s-1"), "alice", 900), Some("s-1"));
+        assert_eq!(
+            cont(
+                Some(&a),
+                Some("s-1"),
+                "alice",
+                1_000 + SESSION_CONTINUITY_SECS
+            ),
+            Some("s-1"),
+            "a long task keeps its session"
+        );
+        assert_eq!(
+            cont(
+                Some(&a),
+                Some("s-1"),
+                "alice",
+                2_000 + SESSION_CONTINUITY_SECS
+            ),
+            None
+        );
+        assert_eq!(
+            cont(Some(&a), Some("s-1"), "bob", 900),
+            None,
+            "another user"
+        );
+        assert_eq!(
+            cont(Some(&a), Some("s-2"), "alice", 900),
+            None,
+            "another session"
+        );
+        assert_eq!(cont(None, Some("s-1"), "alice", 900), None);
+        assert_eq!(cont(Some(&a), None, "alice", 900), None);
+        let forged = sign(&[4u8; 32], 1_000, "alice", "s-1");
+        assert_eq!(cont(Some(&forged), Some("s-1"), "alice", 900), None);
+    }
 
     const KEY: [u8; 32] = [7; 32];
 

@@ -22,6 +22,13 @@ pub struct RequestHead {
     pub reserved: Vec<String>,
     /// Envoy's `x-request-id` (the memory mirror keys event ids on it).
     pub request_id: Option<String>,
+    /// An inbound `x-attach-session` and `x-attach-assertion` (removed like
+    /// every `x-attach-*` header): a service behind the gateway calling back
+    /// through it may continue its caller's session with them.
+    pub session: Option<String>,
+    pub assertion: Option<String>,
+    /// The client sent `accept-encoding` (the memory mirror removes it).
+    pub accepts_encoding: bool,
 }
 
 impl RequestHead {
@@ -39,9 +46,17 @@ impl RequestHead {
                 "authorization" => head.authorization = text(),
                 "user-agent" => head.user_agent = value,
                 "x-request-id" => head.request_id = text(),
+                "accept-encoding" => head.accepts_encoding = true,
                 "origin" => head.has_origin = true,
                 "access-control-request-method" => head.has_preflight_method = true,
-                _ if identity::is_reserved(&name) => head.reserved.push(name),
+                _ if identity::is_reserved(&name) => {
+                    match name.as_str() {
+                        identity::SESSION_HEADER => head.session = text(),
+                        crate::assertion::ASSERTION_HEADER => head.assertion = text(),
+                        _ => {}
+                    }
+                    head.reserved.push(name);
+                }
                 _ => {}
             }
         }

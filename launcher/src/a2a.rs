@@ -195,28 +195,44 @@ fn read_key(path: &Path) -> Result<String, Option<Error>> {
 
 /// `ATTACH_A2A_BIN`, else `attach-a2a` in the folder of the running `attach`.
 pub fn find_bin(a2a: &A2aSettings) -> Result<PathBuf, Error> {
-    let (path, given) = match &a2a.bin {
-        Some(p) => (p.clone(), true),
-        None => {
-            let exe = std::env::current_exe()
-                .map_err(|e| Error::runtime(format!("cannot locate attach itself: {e}")))?;
-            (exe.with_file_name(BIN_NAME), false)
-        }
+    sibling_bin(
+        a2a.bin.as_deref(),
+        BIN_NAME,
+        "ATTACH_A2A_BIN",
+        "cargo build --release -p attach-a2a-service",
+        "set ATTACH_A2A=off to run without the A2A service",
+    )
+}
+
+/// `given` (from `var`), else `name` in the folder of the running `attach`;
+/// it must be an executable file.
+pub fn sibling_bin(
+    given: Option<&Path>,
+    name: &str,
+    var: &'static str,
+    build: &str,
+    alternative: &str,
+) -> Result<PathBuf, Error> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|e| Error::runtime(format!("cannot locate attach itself: {e}")))?
+            .with_file_name(name),
     };
     let executable =
         fs::metadata(&path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if executable {
         return Ok(path);
     }
-    let hint = if given {
-        ""
+    let hint = if given.is_some() {
+        String::new()
     } else {
-        "; build it with `cargo build --release -p attach-a2a-service`, set ATTACH_A2A_BIN,"
+        format!("; build it with `{build}`, set {var},")
     };
     Err(Error::setting(
-        "ATTACH_A2A_BIN",
+        var,
         format!(
-            "{} is not an executable file{hint} or set ATTACH_A2A=off to run without the A2A service",
+            "{} is not an executable file{hint} or {alternative}",
             path.display()
         ),
     ))

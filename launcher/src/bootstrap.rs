@@ -1,6 +1,7 @@
 //! Renders the Envoy bootstrap (v3 API) for one local gateway.
 
 use crate::a2a;
+use crate::dev::{self, DevPlan};
 use crate::env::Settings;
 use crate::plugin::{ENGINE_CLUSTER, Plugin};
 use attach_filter::config::Url;
@@ -27,7 +28,12 @@ pub struct Input<'a> {
     pub admin_port: u16,
     /// The A2A service's port on 127.0.0.1, when it runs.
     pub a2a_port: Option<u16>,
+    /// The local demo's page and token responder (`ATTACH_DEV=on`).
+    pub dev: Option<&'a DevPlan>,
 }
+
+/// The demo page is served by Envoy itself, from the file.
+const MAX_PAGE_BYTES: u64 = 1024 * 1024;
 
 /// One route of the gateway's single virtual host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +76,9 @@ pub fn render(input: &Input) -> Value {
     );
     if let Some(port) = input.a2a_port {
         clusters.push(a2a_cluster(port));
+    }
+    if let Some(d) = input.dev {
+        clusters.push(loopback_cluster(dev::TOKEN_CLUSTER, d.token_port));
     }
     json!({
         "node": {"id": format!("attach-{}", s.port), "cluster": "attach"},
@@ -115,26 +124,24 @@ fn listener(input: &Input) -> Value {
 
 fn http_connection_manager(input: &Input) -> Value {
     let engine = &input.settings.engine;
-    let routes: Vec<Value> = routes(input.a2a_port.is_some())
-        .into_iter()
-        .map(|r| {
-            let mut route = json!({
-                "cluster": r.cluster,
-                // Model replies stream for minutes: no overall deadline.
-                "timeout": "0s",
-            });
-            if r.cluster == a2a::CLUSTER {
-                route["timeout"] = json!(A2A_ROUTE_TIMEOUT);
-            }
-            if r.cluster == ENGINE_CLUSTER {
-                // Engines such as Ollama refuse Host names they do not know;
-                // the original one travels in X-Forwarded-Host.
-                route["host_rewrite_literal"] = json!(engine.authority());
-                route["append_x_forwarded_host"] = json!(true);
-            }
-            json!({"match": {"prefix": r.prefix}, "route": route})
-        })
-        .collect();
+    let mut table: Vec<Value> = input.dev.map(dev_routes).unwrap_or_default();
+    table.extend(routes(input.a2a_port.is_some()).into_iter().map(|r| {
+        let mut route = json!({
+            "cluster": r.cluster,
+            // Model replies stream for minutes: no overall deadline.
+            "timeout": "0s",
+        });
+        if r.cluster == a2a::CLUSTER {
+            route["timeout"] = json!(A2A_ROUTE_TIMEOUT);
+        }
+        if r.cluster == ENGINE_CLUSTER {
+            // Engines such as Ollama refuse Host names they do not know;
+            // the original one travels in X-Forwarded-Host.
+            route["host_rewrite_literal"] = json!(engine.authority());
+            route["append_x_forwarded_host"] = json!(true);
+        }
+        json!({"match": {"prefix": r.prefix}, "route": route})
+    }));
     json!({
         "@type": HCM,
         "stat_prefix": "attach",
@@ -149,7 +156,8 @@ fn http_connection_manager(input: &Input) -> Value {
         "path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD",
         "route_config": {
             "name": "attach",
-            "virtual_hosts": [{"name": "attach", "domains": ["*"], "routes": routes}],
+            "virtual_hosts": [{"name": "attach", "domains": ["*"], "routes": table}],
+            "max_direct_response_body_size_bytes": MAX_PAGE_BYTES,
         },
         "http_filters": [
             wasm_filter(input.wasm, &input.plugin.json),
@@ -211,15 +219,38 @@ fn engine_cluster(engine: &Url, ca_bundle: &Path) -> Value {
 
 /// The A2A service, on loopback only: Envoy (and so the filter) is its one way in.
 fn a2a_cluster(port: u16) -> Value {
+    loopback_cluster(a2a::CLUSTER, port)
+}
+
+fn loopback_cluster(name: &str, port: u16) -> Value {
     json!({
-        "name": a2a::CLUSTER,
+        "name": name,
         "type": "STATIC",
         "connect_timeout": "2s",
         "load_assignment": {
-            "cluster_name": a2a::CLUSTER,
+            "cluster_name": name,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address("127.0.0.1", port)}}]}],
         },
     })
+}
+
+/// `/demo` (the page, from its file) and `/dev/token` (the launcher's
+/// token responder), exact paths ahead of every prefix route.
+fn dev_routes(d: &DevPlan) -> Vec<Value> {
+    vec![
+        json!({
+            "match": {"path": dev::DEMO_PATH},
+            "direct_response": {"status": 200, "body": {"filename": d.page.to_string_lossy()}},
+            "response_headers_to_add": [
+                {"header": {"key": "content-type", "value": "text/html; charset=utf-8"}},
+                {"header": {"key": "cache-control", "value": "no-store"}},
+            ],
+        }),
+        json!({
+            "match": {"path": dev::TOKEN_PATH},
+            "route": {"cluster": dev::TOKEN_CLUSTER, "timeout": "5s"},
+        }),
+    ]
 }
 
 fn callout_cluster(name: &str, origin: &Url, ca_bundle: &Path) -> Value {
@@ -260,6 +291,7 @@ mod tests {
             wasm: Path::new("/opt/attach/attach_filter.wasm"),
             admin_port: 9901,
             a2a_port: None,
+            dev: None,
         })
     }
 
@@ -339,6 +371,7 @@ mod tests {
             wasm: Path::new("/w.wasm"),
             admin_port: 1,
             a2a_port: None,
+            dev: None,
         });
         // Through the text Envoy reads, back to the plugin configuration.
         let text = serde_json::to_string(&b).unwrap();
@@ -450,6 +483,7 @@ mod tests {
             wasm: Path::new("/w.wasm"),
             admin_port: 9901,
             a2a_port: Some(port),
+            dev: None,
         });
         (b, p)
     }

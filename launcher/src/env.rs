@@ -51,6 +51,68 @@ pub struct Settings {
     pub did: DidSettings,
     pub a2a: A2aSettings,
     pub memory: MemSettings,
+    pub dev: DevSettings,
+}
+
+/// `ATTACH_DEV=on`, set by `make run`: the local demo. The example planner
+/// and coder agents run next to the service, `/demo` serves the demo page
+/// and `/dev/token` hands out DID tokens of the local identity to anyone
+/// who can reach the gateway, so it is refused on a non-loopback address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevSettings {
+    pub enabled: bool,
+    /// `ATTACH_MODEL`: the model the agents ask for.
+    pub model: String,
+    /// `ATTACH_DEMO_PAGE`, absolute.
+    pub page: PathBuf,
+    /// `ATTACH_AGENT_BIN`, absolute; `None` for `attach-agent` next to `attach`.
+    pub agent_bin: Option<PathBuf>,
+}
+
+pub const DEFAULT_MODEL: &str = "tinyllama";
+pub const DEFAULT_DEMO_PAGE: &str = "examples/static/demo.html";
+
+impl DevSettings {
+    fn from_env(env: Env, cwd: &Path, bind: IpAddr, a2a: bool) -> Result<DevSettings, Error> {
+        let enabled = match get(env, "ATTACH_DEV") {
+            None => false,
+            Some(raw) => on_off("ATTACH_DEV", &raw)?,
+        };
+        if enabled && !bind.is_loopback() {
+            return Err(Error::setting(
+                "ATTACH_DEV",
+                format!(
+                    "on hands out tokens at /dev/token, so the gateway must listen on loopback, not {bind}"
+                ),
+            ));
+        }
+        if enabled && !a2a {
+            return Err(Error::setting(
+                "ATTACH_DEV",
+                "the demo agents need the companion service, and ATTACH_A2A is off",
+            ));
+        }
+        Ok(DevSettings {
+            enabled,
+            model: get(env, "ATTACH_MODEL").unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+            page: absolute(
+                cwd,
+                &get(env, "ATTACH_DEMO_PAGE").unwrap_or_else(|| DEFAULT_DEMO_PAGE.to_string()),
+            ),
+            agent_bin: get(env, "ATTACH_AGENT_BIN").map(|p| absolute(cwd, &p)),
+        })
+    }
+}
+
+fn on_off(var: &str, raw: &str) -> Result<bool, Error> {
+    match raw.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(Error::setting(
+            var,
+            format!("{raw:?} is neither on nor off"),
+        )),
+    }
 }
 
 /// The memory mirror's variables; `None` where unset, so a configuration
@@ -160,16 +222,7 @@ impl A2aSettings {
     fn from_env(env: Env, cwd: &Path, port: u16, admin_port: Option<u16>) -> Result<Self, Error> {
         let enabled = match get(env, "ATTACH_A2A") {
             None => true,
-            Some(raw) => match raw.to_ascii_lowercase().as_str() {
-                "on" | "true" | "yes" | "1" => true,
-                "off" | "false" | "no" | "0" => false,
-                _ => {
-                    return Err(Error::setting(
-                        "ATTACH_A2A",
-                        format!("{raw:?} is neither on nor off"),
-                    ));
-                }
-            },
+            Some(raw) => on_off("ATTACH_A2A", &raw)?,
         };
         let off = A2aSettings {
             enabled: false,
@@ -406,6 +459,7 @@ impl Settings {
 
         let a2a = A2aSettings::from_env(env, cwd, port, admin_port)?;
         let memory = MemSettings::from_env(env, a2a.enabled)?;
+        let dev = DevSettings::from_env(env, cwd, bind, a2a.enabled)?;
 
         Ok(Settings {
             issuer,
@@ -424,6 +478,7 @@ impl Settings {
             did,
             a2a,
             memory,
+            dev,
         })
     }
 

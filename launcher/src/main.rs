@@ -4,6 +4,7 @@
 mod a2a;
 mod bootstrap;
 mod config_file;
+mod dev;
 mod env;
 mod envoy_bin;
 mod error;
@@ -63,7 +64,7 @@ fn dispatch(args: &[String]) -> Result<i32, Error> {
         ["run"] => run(env, &cwd),
         ["render"] => {
             let p = prepare(env, &cwd)?;
-            let rendered = render(env, &cwd, &p.settings, &p.plugin)?;
+            let rendered = render(env, &cwd, &p)?;
             warn(&p);
             print_json(&rendered.bootstrap)
         }
@@ -98,6 +99,8 @@ struct Prepared {
     settings: Settings,
     plugin: Plugin,
     service: Option<ServicePlan>,
+    /// The local demo, with `ATTACH_DEV=on`.
+    dev: Option<dev::DevPlan>,
 }
 
 struct ServicePlan {
@@ -119,9 +122,26 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
             settings,
             plugin,
             service: None,
+            dev: None,
         });
     }
-    let agents = a2a::agent_names(&settings.a2a)?;
+    let mut agents = a2a::agent_names(&settings.a2a)?;
+    let dev = dev::DevPlan::new(&settings)?;
+    if let Some(d) = &dev {
+        for name in d.names() {
+            if agents.contains(&name) {
+                return Err(Error::setting(
+                    "A2A_AGENTS",
+                    format!("{name:?} is the demo's agent (ATTACH_DEV=on); pick another name"),
+                ));
+            }
+            agents.push(name);
+        }
+    }
+    let mut public_paths = a2a::card_paths(&agents);
+    if dev.is_some() {
+        public_paths.extend(dev::DevPlan::public_paths().map(String::from));
+    }
     let file_key = file.as_ref().and_then(|f| f.assertion_key.clone());
     let (key, created) = match file_key {
         Some(k) => (k, false),
@@ -129,7 +149,7 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
     };
     let wanted = plugin::Service {
         assertion_key: key,
-        public_paths: a2a::card_paths(&agents),
+        public_paths,
     };
     let plugin = plugin::build_with(&settings, file, Some(&wanted))?;
     let assertion_key = plugin
@@ -146,6 +166,7 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
             assertion_key,
             created_key,
         }),
+        dev,
     })
 }
 
@@ -170,7 +191,8 @@ struct Rendered {
 }
 
 /// The bootstrap and the ports it uses.
-fn render(env: Env, cwd: &Path, settings: &Settings, plugin: &Plugin) -> Result<Rendered, Error> {
+fn render(env: Env, cwd: &Path, prepared: &Prepared) -> Result<Rendered, Error> {
+    let (settings, plugin) = (&prepared.settings, &prepared.plugin);
     let wasm = env::wasm_path(env, cwd)?;
     if bootstrap::needs_ca_bundle(settings, plugin) && !settings.ca_bundle.is_file() {
         return Err(Error::setting(
@@ -190,6 +212,7 @@ fn render(env: Env, cwd: &Path, settings: &Settings, plugin: &Plugin) -> Result<
         wasm: &wasm,
         admin_port,
         a2a_port,
+        dev: prepared.dev.as_ref(),
     });
     Ok(Rendered {
         bootstrap: value,
@@ -199,9 +222,18 @@ fn render(env: Env, cwd: &Path, settings: &Settings, plugin: &Plugin) -> Result<
 }
 
 fn print_token(env: Env, cwd: &Path) -> Result<i32, Error> {
-    let Prepared {
-        settings, plugin, ..
-    } = prepare(env, cwd)?;
+    let p = prepare(env, cwd)?;
+    let mint = token_minter(&p.settings, &p.plugin)?;
+    println!("{}", mint());
+    Ok(0)
+}
+
+/// Mints DID-JWTs of the local identity (created on first use) for this
+/// gateway's DID audience, each valid for up to an hour from its minting.
+fn token_minter(
+    settings: &Settings,
+    plugin: &Plugin,
+) -> Result<impl Fn() -> String + Send + 'static, Error> {
     let Some(did) = &plugin.config.did else {
         return Err(Error::setting(
             "DID_ALLOW",
@@ -209,6 +241,7 @@ fn print_token(env: Env, cwd: &Path) -> Result<i32, Error> {
         ));
     };
     let audience = did.audiences.first().cloned().unwrap_or_default();
+    let ttl = did.max_ttl_secs.min(3_600);
     let (identity, created) = token::load_or_create(&settings.data_dir)?;
     if created {
         eprintln!(
@@ -217,15 +250,12 @@ fn print_token(env: Env, cwd: &Path) -> Result<i32, Error> {
             settings.data_dir.join(token::IDENTITY_FILE).display()
         );
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| Error::runtime(format!("clock: {e}")))?
-        .as_secs();
-    println!(
-        "{}",
-        identity.token(&audience, now, did.max_ttl_secs.min(3_600))
-    );
-    Ok(0)
+    Ok(move || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        identity.token(&audience, now, ttl)
+    })
 }
 
 fn print_json(value: &Value) -> Result<i32, Error> {
@@ -242,11 +272,15 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
     supervise::die_with_parent()?;
     let prepared = prepare(env, cwd)?;
     let (settings, plugin) = (&prepared.settings, &prepared.plugin);
-    let rendered = render(env, cwd, settings, plugin)?;
+    let rendered = render(env, cwd, &prepared)?;
     let admin_port = rendered.admin_port;
     let envoy = envoy_bin::find(env, cwd)?;
     let a2a_bin = match &prepared.service {
         Some(_) => Some(a2a::find_bin(&settings.a2a)?),
+        None => None,
+    };
+    let agent_bin = match &prepared.dev {
+        Some(_) => Some(dev::find_agent_bin(settings)?),
         None => None,
     };
     ensure_free("ATTACH_PORT", settings, settings.port)?;
@@ -276,16 +310,17 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
             service.agents.join(", ")
         );
         let _ = std::io::stdout().flush();
-        group.spawn(
-            a2a::BIN_NAME,
-            a2a::command(
-                bin,
-                settings,
-                port,
-                &service.assertion_key,
-                plugin.config.memory.as_ref(),
-            ),
-        )?;
+        let mut command = a2a::command(
+            bin,
+            settings,
+            port,
+            &service.assertion_key,
+            plugin.config.memory.as_ref(),
+        );
+        if let Some(d) = &prepared.dev {
+            command.env("A2A_AGENTS", d.agent_list(settings));
+        }
+        group.spawn(a2a::BIN_NAME, command)?;
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let ready = group.wait_ready(a2a::BIN_NAME, A2A_START_TIMEOUT, || {
             TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
@@ -296,6 +331,11 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
                 a2a::BIN_NAME
             );
             return Ok(if code == 0 { 1 } else { code });
+        }
+    }
+    if let (Some(d), Some(bin)) = (&prepared.dev, &agent_bin) {
+        if let Some(code) = start_demo(&mut group, d, bin, &prepared)? {
+            return Ok(code);
         }
     }
     let _ = std::io::stdout().flush();
@@ -310,6 +350,39 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
         .arg("--disable-hot-restart");
     group.spawn("envoy", command)?;
     group.run()
+}
+
+/// The demo's agents (each waited for until it listens) and the token
+/// responder; `Some(exit code)` when an agent stopped instead of starting.
+fn start_demo(
+    group: &mut supervise::Group,
+    d: &dev::DevPlan,
+    bin: &Path,
+    prepared: &Prepared,
+) -> Result<Option<i32>, Error> {
+    let settings = &prepared.settings;
+    for agent in &d.agents {
+        let name = format!("{} {}", dev::AGENT_BIN, agent.name);
+        group.spawn(&name, dev::DevPlan::agent_command(bin, agent, settings))?;
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, agent.port));
+        let ready = group.wait_ready(&name, A2A_START_TIMEOUT, || {
+            TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+        })?;
+        if let supervise::Ready::Stopped(code) = ready {
+            eprintln!("attach: {name} stopped before it listened on {address}");
+            return Ok(Some(if code == 0 { 1 } else { code }));
+        }
+    }
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, d.token_port))
+        .map_err(|e| Error::runtime(format!("dev token responder: {e}")))?;
+    dev::serve_tokens(listener, token_minter(settings, &prepared.plugin)?);
+    println!(
+        "attach: demo at {}{} (agents: planner, coder; model {})",
+        settings.gateway_url(),
+        dev::DEMO_PATH,
+        settings.dev.model
+    );
+    Ok(None)
 }
 
 /// Refuses to start when the port is taken, with a message naming the variable.

@@ -229,3 +229,37 @@ def test_the_shared_key_is_private_and_in_the_plugin_config(svc):
         timeout=10,
     )
     assert r.status_code == 200, r.text
+
+
+def _key(svc):
+    text = (svc.gateway.data_dir / "assertion.key").read_text().strip()
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_an_agent_calling_back_continues_its_callers_session(svc):
+    """An agent behind the gateway that calls it again for the same caller
+    (same token) presents the session and assertion it was given: the
+    gateway keeps that session. Anything less gets the usual derived one."""
+    key, now = _key(svc), int(time.time())
+
+    def stamped(sub, headers):
+        svc.upstream.clear()
+        r = svc.request("GET", "/api/tags", headers=list(headers.items()), token=svc.token(sub=sub))
+        assert r.status == 200, r
+        seen = svc.upstream.last().header("x-attach-session")
+        assert r.header("x-attach-session") == seen
+        return seen
+
+    derived = stamped("alice", {})
+    carried = {"X-Attach-Session": "planner-run-1",
+               "X-Attach-Assertion": _assertion(key, "alice", "planner-run-1", now + 60)}
+    assert stamped("alice", carried) == "planner-run-1"
+    # Long after the assertion's own expiry (a slow model call) it still carries the session.
+    old = dict(carried, **{"X-Attach-Assertion": _assertion(key, "alice", "planner-run-1", now - 3600)})
+    assert stamped("alice", old) == "planner-run-1"
+    # Not for another user, not with another key, not for another session.
+    assert stamped("bob", carried) != "planner-run-1"
+    forged = dict(carried, **{"X-Attach-Assertion": _assertion(os.urandom(32), "alice", "planner-run-1", now + 60)})
+    assert stamped("alice", forged) == derived
+    swapped = dict(carried, **{"X-Attach-Session": "planner-run-2"})
+    assert stamped("alice", swapped) == derived

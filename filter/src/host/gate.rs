@@ -110,12 +110,17 @@ impl HttpContext for Gate {
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if let Some(capture) = &mut self.state.borrow_mut().capture {
-            let status = stream::response_header(":status").and_then(|s| s.parse().ok());
-            capture.response_head(
-                status,
-                stream::response_header("content-type").as_deref(),
-                stream::response_header("content-encoding").as_deref(),
-            );
+            let (mut status, mut content_type, mut encoding) = (None, None, None);
+            for (name, value) in stream::response_headers() {
+                let text = || String::from_utf8(value).ok();
+                match name.as_str() {
+                    ":status" => status = text().and_then(|s| s.parse().ok()),
+                    "content-type" => content_type = text(),
+                    "content-encoding" => encoding = text(),
+                    _ => {}
+                }
+            }
+            capture.response_head(status, content_type.as_deref(), encoding.as_deref());
         }
         let stamp = self
             .vm
@@ -196,11 +201,24 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
 
 fn stamp(vm: &Vm, state: &RefCell<RequestState>, identity: &Identity) {
     let mut st = state.borrow_mut();
-    let session = identity::session_id(&identity.user, &st.head.user_agent);
+    let now_secs = now_ms() / 1_000;
+    let continued = vm.config.assertion_key.as_deref().and_then(|key| {
+        assertion::continued_session(
+            key,
+            st.head.assertion.as_deref(),
+            st.head.session.as_deref(),
+            &identity.user,
+            now_secs,
+        )
+    });
+    let session = match continued {
+        Some(s) => s.to_string(),
+        None => identity::session_id(&identity.user, &st.head.user_agent),
+    };
     stream::set_request_header(USER_HEADER, Some(&identity.user));
     stream::set_request_header(SESSION_HEADER, Some(&session));
     if let Some(key) = &vm.config.assertion_key {
-        let exp = now_ms() / 1_000 + ASSERTION_TTL_SECS;
+        let exp = now_secs + ASSERTION_TTL_SECS;
         let value = assertion::sign(key, exp, &identity.user, &session);
         stream::set_request_header(ASSERTION_HEADER, Some(&value));
     }
@@ -224,7 +242,9 @@ fn stamp(vm: &Vm, state: &RefCell<RequestState>, identity: &Identity) {
                 mirror.budget.clone(),
             ));
             // The mirror reads replies as text: ask the engine for no compression.
-            stream::set_request_header("accept-encoding", None);
+            if st.head.accepts_encoding {
+                stream::set_request_header("accept-encoding", None);
+            }
         }
     }
     st.stamped = Some((identity.user.clone(), session));

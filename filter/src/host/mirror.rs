@@ -156,6 +156,16 @@ impl Mirror {
         }
     }
 
+    /// Whether a full batch waits: the queue's signal only starts a delivery
+    /// then, and the tick takes whatever is there, so that steady traffic
+    /// goes out in full batches rather than one callout per exchange.
+    pub fn full_batch_waiting(&self, config: &Config) -> bool {
+        config
+            .memory
+            .as_ref()
+            .is_some_and(|m| read_depth().0 >= m.batch_events as u64)
+    }
+
     pub fn schema(&self) -> Schema {
         self.schema.get()
     }

@@ -489,7 +489,12 @@ impl RootContext for Root {
     }
 
     fn on_queue_ready(&mut self, _: u32) {
-        if let Some(vm) = self.vm.clone() {
+        let Some(vm) = self.vm.clone() else { return };
+        if vm
+            .mirror
+            .as_ref()
+            .is_some_and(|m| m.full_batch_waiting(&vm.config))
+        {
             self.mirror(&vm);
         }
     }

@@ -34,12 +34,9 @@ pub fn resume() -> bool {
     hostcalls::resume_http_request().is_ok()
 }
 
-/// A response header as text (lossy: only the memory mirror reads these).
-pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
+/// Every response header, values as raw bytes (one host call).
+pub fn response_headers() -> Vec<(String, Vec<u8>)> {
+    hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default()
 }
 
 /// The body chunk passing now (the filter never buffers, so it is the chunk).

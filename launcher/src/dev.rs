@@ -1,0 +1,270 @@
+//! The local demo (`ATTACH_DEV=on`, as `make run` sets it): the example
+//! planner and coder agents next to the companion service, the demo page at
+//! `/demo`, and `/dev/token`, which hands out DID tokens of the local
+//! identity. None of it exists in the compose or Kubernetes configurations.
+
+use crate::a2a;
+use crate::env::{AgentSource, Settings};
+use crate::error::Error;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub const AGENT_BIN: &str = "attach-agent";
+pub const DEMO_PATH: &str = "/demo";
+pub const TOKEN_PATH: &str = "/dev/token";
+/// The Envoy cluster that reaches the launcher's token responder.
+pub const TOKEN_CLUSTER: &str = "attach_dev_token";
+/// Largest request head the token responder reads.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// One example agent: its name in the registry, its role, its timeout as
+/// the service applies it (the planner waits for the coder, so it gets more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoAgent {
+    pub name: &'static str,
+    pub port: u16,
+    timeout_secs: u64,
+}
+
+/// What the demo adds to one `attach run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevPlan {
+    pub agents: Vec<DemoAgent>,
+    pub token_port: u16,
+    pub page: PathBuf,
+}
+
+impl DevPlan {
+    /// `None` unless `ATTACH_DEV` is on; ports are picked free now.
+    pub fn new(settings: &Settings) -> Result<Option<DevPlan>, Error> {
+        if !settings.dev.enabled {
+            return Ok(None);
+        }
+        if let AgentSource::File(_) = settings.a2a.agents {
+            return Err(Error::setting(
+                "ATTACH_DEV",
+                "the demo adds its agents to A2A_AGENTS; list your agents there instead of A2A_CONFIG",
+            ));
+        }
+        if !settings.dev.page.is_file() {
+            return Err(Error::setting(
+                "ATTACH_DEMO_PAGE",
+                format!("{} is not a file", settings.dev.page.display()),
+            ));
+        }
+        let ports = free_ports(3)?;
+        Ok(Some(DevPlan {
+            agents: vec![
+                DemoAgent {
+                    name: "planner",
+                    port: ports[0],
+                    timeout_secs: 600,
+                },
+                DemoAgent {
+                    name: "coder",
+                    port: ports[1],
+                    timeout_secs: 300,
+                },
+            ],
+            token_port: ports[2],
+            page: settings.dev.page.clone(),
+        }))
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.agents.iter().map(|a| a.name.to_string()).collect()
+    }
+
+    /// The registry entries for the service: bearer forwarding on, because
+    /// the agents call the gateway again as the same caller.
+    pub fn registry(&self) -> String {
+        self.agents
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}=http://127.0.0.1:{};forward_bearer=true;timeout={}",
+                    a.name, a.port, a.timeout_secs
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `A2A_AGENTS` for the service: the caller's list, then the demo's.
+    pub fn agent_list(&self, settings: &Settings) -> String {
+        match &settings.a2a.agents {
+            AgentSource::List(list) if !list.trim().is_empty() => {
+                format!("{},{}", list.trim().trim_end_matches(','), self.registry())
+            }
+            _ => self.registry(),
+        }
+    }
+
+    pub fn public_paths() -> [&'static str; 2] {
+        [DEMO_PATH, TOKEN_PATH]
+    }
+
+    pub fn agent_command(bin: &Path, agent: &DemoAgent, settings: &Settings) -> Command {
+        let mut c = Command::new(bin);
+        c.env("AGENT_ROLE", agent.name)
+            .env("AGENT_HOST", "127.0.0.1")
+            .env("AGENT_PORT", agent.port.to_string())
+            .env("GATEWAY_URL", settings.gateway_url())
+            .env("MODEL", &settings.dev.model);
+        c
+    }
+}
+
+/// `ATTACH_AGENT_BIN`, else `attach-agent` next to `attach`.
+pub fn find_agent_bin(settings: &Settings) -> Result<PathBuf, Error> {
+    a2a::sibling_bin(
+        settings.dev.agent_bin.as_deref(),
+        AGENT_BIN,
+        "ATTACH_AGENT_BIN",
+        "cargo build --release -p attach-example-agents",
+        "set ATTACH_DEV=off to run without the demo",
+    )
+}
+
+fn free_ports(n: usize) -> Result<Vec<u16>, Error> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::runtime(format!("cannot find a free port: {e}")))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::runtime(format!("cannot find a free port: {e}")))
+}
+
+/// Answers every `GET` on `listener` with a fresh token from `mint`, as
+/// `{"token": ...}`; runs on its own thread for the life of the launcher.
+/// Envoy is the only client (the port is loopback), one request per
+/// connection.
+pub fn serve_tokens(listener: TcpListener, mint: impl Fn() -> String + Send + 'static) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = answer(stream, &mint);
+        }
+    });
+}
+
+fn answer(mut stream: TcpStream, mint: &impl Fn() -> String) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD_BYTES {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let (status, body) = if head.starts_with(b"GET ") {
+        ("200 OK", format!("{{\"token\":\"{}\"}}", mint()))
+    } else {
+        (
+            "405 Method Not Allowed",
+            "{\"error\":\"method_not_allowed\"}".to_string(),
+        )
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::tests::settings;
+
+    fn page() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("attach-dev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let page = dir.join("demo.html");
+        std::fs::write(&page, "<!doctype html>").unwrap();
+        page
+    }
+
+    #[test]
+    fn off_unless_asked() {
+        assert_eq!(DevPlan::new(&settings(&[]).unwrap()).unwrap(), None);
+    }
+
+    #[test]
+    fn registers_both_agents_after_the_callers() {
+        let page = page();
+        let page = page.to_str().unwrap();
+        let s = settings(&[
+            ("ATTACH_DEV", "on"),
+            ("ATTACH_DEMO_PAGE", page),
+            ("A2A_AGENTS", "seed=http://127.0.0.1:9;kind=http"),
+        ])
+        .unwrap();
+        let plan = DevPlan::new(&s).unwrap().unwrap();
+        assert_eq!(plan.names(), ["planner", "coder"]);
+        let list = plan.agent_list(&s);
+        assert!(list.starts_with("seed=http://127.0.0.1:9;kind=http,planner=http://127.0.0.1:"));
+        assert!(list.contains(";forward_bearer=true;timeout=600,coder=http://127.0.0.1:"));
+        let c = DevPlan::agent_command(Path::new("/bin/attach-agent"), &plan.agents[1], &s);
+        let role = c
+            .get_envs()
+            .find(|(k, _)| *k == "AGENT_ROLE")
+            .and_then(|(_, v)| v);
+        assert_eq!(role, Some(std::ffi::OsStr::new("coder")));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_serve_safely() {
+        let page = page();
+        let page = page.to_str().unwrap();
+        let err = settings(&[("ATTACH_DEV", "on"), ("ATTACH_BIND", "0.0.0.0")]).unwrap_err();
+        assert_eq!(err.var(), Some("ATTACH_DEV"));
+        let err = settings(&[("ATTACH_DEV", "on"), ("ATTACH_A2A", "off")]).unwrap_err();
+        assert_eq!(err.var(), Some("ATTACH_DEV"));
+        let s = settings(&[
+            ("ATTACH_DEV", "on"),
+            ("ATTACH_DEMO_PAGE", "/nonexistent.html"),
+        ])
+        .unwrap();
+        assert_eq!(
+            DevPlan::new(&s).unwrap_err().var(),
+            Some("ATTACH_DEMO_PAGE")
+        );
+        let s = settings(&[
+            ("ATTACH_DEV", "on"),
+            ("ATTACH_DEMO_PAGE", page),
+            ("A2A_CONFIG", "/etc/agents.json"),
+        ])
+        .unwrap();
+        assert_eq!(DevPlan::new(&s).unwrap_err().var(), Some("ATTACH_DEV"));
+    }
+
+    #[test]
+    fn token_responder_answers_get_only() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        serve_tokens(listener, || "t0k3n".to_string());
+        let ask = |request: &str| {
+            let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).unwrap();
+            reply
+        };
+        let ok = ask("GET /dev/token HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.ends_with("{\"token\":\"t0k3n\"}"), "{ok}");
+        assert!(ok.contains("cache-control: no-store"));
+        let refused = ask("POST /dev/token HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        assert!(refused.starts_with("HTTP/1.1 405"), "{refused}");
+    }
+}
