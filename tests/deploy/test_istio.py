@@ -1,0 +1,243 @@
+"""The Kubernetes / Istio manifests under deploy/istio/: they parse, carry
+the fields Istio needs, agree with the plugin configuration they embed, and
+Envoy (with the filter) accepts what they would make the gateway run."""
+
+import json
+import re
+from urllib.parse import urlsplit
+
+import pytest
+
+from deploy_support import (
+    DEPLOY,
+    ISTIO_SOURCE,
+    KEY_PLACEHOLDER,
+    REPO,
+    STRING_VALUE,
+    TEST_KEY,
+    WASM_FILTER,
+    agent_list,
+    called_origins,
+    card_paths,
+    cluster_for,
+    embedded_expected,
+    envoy_validate,
+    load_yaml_docs,
+    local_wasm_filter,
+    origin,
+    source,
+    wasm_bootstrap,
+    wasm_path,
+)
+
+ISTIO = DEPLOY / "istio"
+MANIFESTS = sorted(ISTIO.glob("*.yaml"))
+WASM_DIGEST = "${ATTACH_WASM_SHA256}"
+MANIFEST_DIGEST = "${ATTACH_OCI_MANIFEST_SHA256}"
+
+
+@pytest.fixture(scope="module")
+def objects():
+    """{(kind, namespace, name): object} of every manifest under deploy/istio/."""
+    found = {}
+    for path in MANIFESTS:
+        for doc in load_yaml_docs(path):
+            key = (doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"])
+            assert key not in found, f"{key} is defined twice"
+            found[key] = doc
+    return found
+
+
+def of_kind(objects, kind):
+    return [o for (k, _, _), o in objects.items() if k == kind]
+
+
+def one(objects, kind):
+    found = of_kind(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def filter_version():
+    text = (REPO / "filter/Cargo.toml").read_text()
+    return re.search(r'^version = "([^"]+)"', text, re.M).group(1)
+
+
+def test_every_yaml_file_under_deploy_parses():
+    files = sorted(DEPLOY.rglob("*.yaml")) + sorted(DEPLOY.rglob("*.yml")) + [REPO / "docker-compose.yml"]
+    assert len(files) >= 8
+    for path in files:
+        assert load_yaml_docs(path), f"{path} is empty"
+
+
+def test_every_manifest_names_its_object():
+    for path in MANIFESTS:
+        for doc in load_yaml_docs(path):
+            assert doc.get("apiVersion") and doc.get("kind"), path
+            assert doc["metadata"].get("name"), path
+            if doc["kind"] != "Namespace":
+                assert doc["metadata"].get("namespace"), f"{path}: {doc['kind']} without a namespace"
+
+
+def test_placeholders_are_the_ones_each_file_tells_envsubst_to_fill():
+    """Each file that has ${...} placeholders names exactly those in its
+    envsubst line, so that envsubst leaves nothing unfilled (or filled wrongly)."""
+    for path in MANIFESTS:
+        text = path.read_text()
+        used = set(re.findall(r"\$\{[A-Z0-9_]+\}", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))))
+        if not used:
+            continue
+        m = re.search(r"envsubst '([^']+)'", text)
+        assert m, f"{path.name} has placeholders but no envsubst line"
+        assert set(m.group(1).split()) == used, path.name
+
+
+def test_wasm_plugin(objects):
+    plugin = one(objects, "WasmPlugin")
+    assert plugin["apiVersion"] == "extensions.istio.io/v1alpha1"
+    spec = plugin["spec"]
+    assert spec["phase"] == "AUTHN"
+    assert spec["failStrategy"] == "FAIL_CLOSE"
+    assert spec["pluginName"] == "attach"
+    assert spec["selector"]["matchLabels"] == {"istio": "ingressgateway"}
+    assert spec["sha256"] == MANIFEST_DIGEST
+    url = urlsplit(spec["url"])
+    assert url.scheme == "oci" and url.path.endswith(f"/attach-filter:{filter_version()}")
+    # An object (Istio turns it into the StringValue's JSON), equal to the source.
+    assert isinstance(spec["pluginConfig"], dict)
+    assert spec["pluginConfig"] == embedded_expected(ISTIO_SOURCE)
+
+
+def test_envoy_filter(objects):
+    ef = one(objects, "EnvoyFilter")
+    assert ef["apiVersion"] == "networking.istio.io/v1alpha3"
+    assert ef["spec"]["workloadSelector"]["labels"] == {"istio": "ingressgateway"}
+    (patch,) = ef["spec"]["configPatches"]
+    assert patch["applyTo"] == "HTTP_FILTER"
+    listener = patch["match"]["listener"]["filterChain"]["filter"]
+    assert listener["name"] == "envoy.filters.network.http_connection_manager"
+    assert listener["subFilter"]["name"] == "envoy.filters.http.router"
+    assert patch["patch"]["operation"] == "INSERT_BEFORE"
+    value = patch["patch"]["value"]
+    assert value["name"] == "envoy.filters.http.wasm"
+    assert value["typed_config"]["@type"] == WASM_FILTER
+    config = value["typed_config"]["config"]
+    assert config["failure_policy"] == "FAIL_CLOSED"
+    assert config["root_id"] == "attach"
+    vm = config["vm_config"]
+    assert vm["runtime"] == "envoy.wasm.runtime.v8"
+    remote = vm["code"]["remote"]
+    assert remote["sha256"] == WASM_DIGEST
+    http_uri = remote["http_uri"]
+    assert http_uri["timeout"]
+    uri = urlsplit(http_uri["uri"])
+    assert uri.scheme == "https" and uri.path.endswith(f"-{filter_version()}.wasm")
+    assert http_uri["cluster"] == f"outbound|{uri.port or 443}||{uri.hostname}"
+    # Istio builds that cluster from a ServiceEntry.
+    entries = {h: se for se in of_kind(objects, "ServiceEntry") for h in se["spec"]["hosts"]}
+    assert (uri.port or 443) in [p["number"] for p in entries[uri.hostname]["spec"]["ports"]]
+    assert config["configuration"]["@type"] == STRING_VALUE
+    assert json.loads(config["configuration"]["value"]) == embedded_expected(ISTIO_SOURCE)
+
+
+def test_service_entries_and_clusters_cover_every_origin_the_filter_calls(objects):
+    config = source(ISTIO_SOURCE)
+    origins = called_origins(config)
+    assert {h for _, h, _ in origins} == {"idp.example.com", "weaviate.example.com"}
+    entries = {}
+    for se in of_kind(objects, "ServiceEntry"):
+        for host in se["spec"]["hosts"]:
+            entries[host] = se
+    rules = {dr["spec"]["host"]: dr for dr in of_kind(objects, "DestinationRule")}
+    for scheme, host, port in origins:
+        cluster = cluster_for(config, (scheme, host, port))
+        assert cluster == f"outbound|{port}||{host}", f"{scheme}://{host}:{port} maps to {cluster!r}"
+        assert host in entries, f"no ServiceEntry for {host}"
+        spec = entries[host]["spec"]
+        assert spec["location"] == "MESH_EXTERNAL" and spec["resolution"] == "DNS"
+        assert port in [p["number"] for p in spec["ports"]]
+        if scheme == "https":
+            # The callout is plain HTTP in Envoy: the gateway's cluster originates TLS.
+            rule = rules[host]["spec"]
+            assert rule["trafficPolicy"]["tls"] == {"mode": "SIMPLE", "sni": host}
+            assert rule["workloadSelector"]["matchLabels"] == {"istio": "ingressgateway"}
+            assert rules[host]["metadata"]["namespace"] == "istio-system"
+    # Every cluster name the configuration uses is Istio's name for its origin.
+    for key, name in config["clusters"].items():
+        _, host, port = origin(key)
+        assert name == f"outbound|{port}||{host}"
+
+
+def test_companion_service(objects):
+    config = source(ISTIO_SOURCE)
+    deployment = one(objects, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    env = {e["name"]: e for e in container["env"]}
+    secret = one(objects, "Secret")
+    for name in ("A2A_DATABASE_URL", "ATTACH_ASSERTION_KEY"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"]
+        assert ref["key"] in secret["stringData"]
+    assert secret["stringData"]["ATTACH_ASSERTION_KEY"] == KEY_PLACEHOLDER
+    # More than one replica: the shared store is PostgreSQL, never SQLite.
+    assert secret["stringData"]["A2A_DATABASE_URL"] == "${A2A_DATABASE_URL}"
+    assert "postgres://" in (ISTIO / "attach-a2a.yaml").read_text()
+
+    configmap = one(objects, "ConfigMap")
+    assert container["envFrom"] == [{"configMapRef": {"name": configmap["metadata"]["name"]}}]
+    data = configmap["data"]
+    assert data["MEM_BACKEND"] == "weaviate" == config["memory"]["sink"]
+    assert data["WEAVIATE_URL"] == config["memory"]["url"]
+    assert data["ATTACH_PUBLIC_URL"] == config["resource"]
+    assert data["OIDC_ISSUER"] == config["providers"][0]["issuer"]
+    assert data["A2A_HOST"] == "0.0.0.0"
+    assert card_paths(agent_list(data["A2A_AGENTS"])) <= set(config["public_paths"])
+
+    port = int(data["A2A_PORT"])
+    assert [p["containerPort"] for p in container["ports"]] == [port]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    service = one(objects, "Service")
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+    assert [p["port"] for p in service["spec"]["ports"]] == [port]
+
+    # The gateway routes /a2a/ and /mem/ to it.
+    vs = one(objects, "VirtualService")["spec"]
+    first = vs["http"][0]
+    assert [m["uri"]["prefix"] for m in first["match"]] == ["/a2a/", "/mem/"]
+    destination = first["route"][0]["destination"]
+    name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+    assert destination == {"host": f"{name}.{namespace}.svc.cluster.local", "port": {"number": port}}
+    assert "match" not in vs["http"][-1], "the engine's catch-all route comes last"
+
+
+def _test_plugin_json(embedded):
+    """The embedded configuration with the key filled, as the filter gets it."""
+    text = json.dumps(embedded)
+    assert KEY_PLACEHOLDER in text
+    return text.replace(KEY_PLACEHOLDER, TEST_KEY)
+
+
+def test_envoy_accepts_the_wasm_plugin_configuration(objects, tmp_path, artifacts):
+    plugin_config = one(objects, "WasmPlugin")["spec"]["pluginConfig"]
+    envoy_validate(wasm_bootstrap(local_wasm_filter(_test_plugin_json(plugin_config))), tmp_path)
+
+
+def test_envoy_accepts_the_envoy_filter_patch(objects, tmp_path, artifacts):
+    value = one(objects, "EnvoyFilter")["spec"]["configPatches"][0]["patch"]["value"]
+    config = value["typed_config"]["config"]
+    config["configuration"]["value"] = _test_plugin_json(json.loads(config["configuration"]["value"]))
+    http_uri = config["vm_config"]["code"]["remote"]["http_uri"]
+    uri = urlsplit(http_uri["uri"])
+    clusters = [(http_uri["cluster"], uri.hostname, uri.port or 443)]
+    # As written (the module fetched from http_uri), with a well-formed digest.
+    remote = json.loads(json.dumps(value).replace(WASM_DIGEST, "0" * 64))
+    envoy_validate(wasm_bootstrap(remote, clusters), tmp_path, "remote.json")
+    # With the module from the local build, so that the filter checks its configuration.
+    config["vm_config"]["code"] = {"local": {"filename": str(wasm_path())}}
+    envoy_validate(wasm_bootstrap(value, clusters), tmp_path, "local.json")
