@@ -36,30 +36,13 @@ BANNER = re.compile(r"attach: gateway on http://127\.0\.0\.1:(\d+) -> ")
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 15
 
-# One blocking 1.0 SendMessage per request, each with its own messageId:
-# "<run>-<wrk thread>-<n>", the run label coming from wrk's `-- ARGS`.
-SEND_MESSAGE_LUA = r"""
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("thread_number", threads)
-end
-
-local prefix, counter = "", 0
-function init(args)
-  prefix = (args[1] or "run") .. "-" .. tostring(thread_number or 0)
-end
-
-wrk.method = "POST"
-local body = '{"jsonrpc":"2.0","id":%d,"method":"SendMessage","params":{"message":'
+# One blocking 1.0 SendMessage per request, each with its own messageId.
+SEND_MESSAGE_LUA = wrk.numbered_post_script(
+    """'{"jsonrpc":"2.0","id":%d,"method":"SendMessage","params":{"message":'
   .. '{"messageId":"%s-%d","role":"ROLE_USER","parts":[{"text":"ping"}]},'
-  .. '"configuration":{"returnImmediately":false}}}'
-
-function request()
-  counter = counter + 1
-  return wrk.format(nil, nil, nil, string.format(body, counter, prefix, counter))
-end
-"""
+  .. '"configuration":{"returnImmediately":false}}}'""",
+    "counter, prefix, counter",
+)
 
 
 def plan():

@@ -46,28 +46,11 @@ QUICK_TTFB_PROBES = 100
 # Variables that would change either setup: none may leak in from the caller.
 _MEMORY_VARS = ("MEM_", "WEAVIATE_")
 
-# One streaming chat per request, each with its own content:
-# "<run>-<wrk thread>-<n>", the run label coming from wrk's `-- ARGS`.
-CHAT_LUA = r"""
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("thread_number", threads)
-end
-
-local prefix, counter = "", 0
-function init(args)
-  prefix = (args[1] or "run") .. "-" .. tostring(thread_number or 0)
-end
-
-wrk.method = "POST"
-local body = '{"model":"bench","messages":[{"role":"user","content":"%s-%d: how are you?"}],"stream":true}'
-
-function request()
-  counter = counter + 1
-  return wrk.format(nil, nil, nil, string.format(body, prefix, counter))
-end
-"""
+# One streaming chat per request, each with its own content.
+CHAT_LUA = wrk.numbered_post_script(
+    """'{"model":"bench","messages":[{"role":"user","content":"%s-%d: how are you?"}],"stream":true}'""",
+    "prefix, counter",
+)
 
 
 def plan():

@@ -88,3 +88,33 @@ def run(url, load, headers=(), duration_s=None, script=None, script_args=()):
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
     return parse(done.stdout)
+
+
+_NUMBERED_POST = r"""
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_number", threads)
+end
+
+local prefix, counter = "", 0
+function init(args)
+  prefix = (args[1] or "run") .. "-" .. tostring(thread_number or 0)
+end
+
+wrk.method = "POST"
+local body = %s
+
+function request()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, string.format(body, %s))
+end
+"""
+
+
+def numbered_post_script(body, args):
+    """A wrk Lua script that POSTs `body`, a Lua `string.format` template,
+    filled with `args`, a Lua expression list over `prefix` ("<run label>-<wrk
+    thread>", the label coming from wrk's `-- ARGS`) and `counter` (the
+    request's number in its thread): every request is distinct."""
+    return _NUMBERED_POST % (body, args)

@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from deploy_support import missing_artifacts
+import deploy_support  # noqa: F401  (puts the e2e helpers on the path)
+from gateway import missing_artifacts
 
 
 @pytest.fixture(scope="session")

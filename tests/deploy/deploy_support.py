@@ -3,9 +3,8 @@ YAML loading, `envoy --mode validate`, and the plugin configuration sources."""
 
 import copy
 import json
-import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,43 +21,16 @@ TEST_KEY = "dGVzdC1vbmx5LWFzc2VydGlvbi1rZXktMzItYnl0ZXM"
 STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
 WASM_FILTER = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
-# Variables of the launcher that must not leak in from the caller's environment.
-_OWN_VARS = ("ATTACH_", "OIDC_", "DID_", "A2A_", "MEM_", "WEAVIATE_", "ENGINE_URL", "ENVOY_BIN")
-
-
-def wasm_path():
-    return Path(
-        os.environ.get("ATTACH_WASM") or REPO / "target/wasm32-wasip1/release/attach_filter.wasm"
-    )
-
-
-def attach_bin():
-    return Path(os.environ.get("ATTACH_BIN") or REPO / "target/release/attach")
-
-
-def envoy_bin():
-    if os.environ.get("ENVOY_BIN"):
-        return Path(os.environ["ENVOY_BIN"])
-    venv = REPO / ".venv/bin/envoy"
-    if venv.exists():
-        return venv
-    found = shutil.which("envoy")
-    return Path(found) if found else venv
-
-
-def missing_artifacts():
-    missing = []
-    if not os.access(attach_bin(), os.X_OK):
-        missing.append(f"launcher {attach_bin()} (make launcher)")
-    if not wasm_path().is_file():
-        missing.append(f"filter {wasm_path()} (make wasm)")
-    if not os.access(envoy_bin(), os.X_OK):
-        missing.append(f"envoy {envoy_bin()} (make venv, or set ENVOY_BIN)")
-    return missing
+# The e2e suite's helpers find the project's binaries and clean the
+# environment; these checks use the same ones.
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+from gateway import envoy_bin, wasm_path  # noqa: E402
+from gateway import clean_env as _clean_env  # noqa: E402
+from gateway import launcher_bin as attach_bin  # noqa: E402
 
 
 def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_VARS)}
+    env = _clean_env()
     env.update(extra)
     return env
 

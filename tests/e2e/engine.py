@@ -41,9 +41,8 @@ read a reply always finds it recorded.
 import json
 import threading
 import time
-from http.server import ThreadingHTTPServer
 
-from netutil import HOST, QuietHandler, free_port
+from netutil import HOST, free_port, QuietHandler, Restartable
 from upstream import Recorded
 
 OLLAMA_ROUTES = ("/api/chat", "/api/generate")
@@ -115,8 +114,8 @@ class _Handler(QuietHandler):
     def _handle(self):
         raw = self.read_body()
         path = self.path.split("?", 1)[0]
-        self.server.engine._record(Recorded(self.command, self.path, list(self.headers.items()), raw))
-        self.server.engine._serve(self, path, raw)
+        self.server.owner._record(Recorded(self.command, self.path, list(self.headers.items()), raw))
+        self.server.owner._serve(self, path, raw)
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
@@ -152,17 +151,10 @@ class _Handler(QuietHandler):
         self.wfile.flush()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, engine):
-        self.engine = engine
-        super().__init__((HOST, engine.port), _Handler)
-
-
-class Engine:
+class Engine(Restartable):
     """The model engine on http://127.0.0.1:PORT (``url``)."""
+
+    handler = _Handler
 
     def __init__(self, reply=None, chunks=4, pause=0.0, tokens=None, model=None, port=None):
         self.port = port or free_port()
@@ -181,8 +173,6 @@ class Engine:
         self._lock = threading.Lock()
         self._requests = []
         self._answers = []
-        self._server = None
-        self._thread = None
 
     # -- controls -------------------------------------------------------------
 
@@ -402,24 +392,6 @@ class Engine:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self):
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
     def stop(self):
         self.release()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            self._thread.join(timeout=5)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        super().stop()

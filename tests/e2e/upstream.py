@@ -2,9 +2,8 @@
 
 import json
 import threading
-from http.server import ThreadingHTTPServer
 
-from netutil import HOST, QuietHandler, free_port
+from netutil import HOST, free_port, QuietHandler, Restartable
 
 
 class Recorded:
@@ -38,7 +37,7 @@ class _Handler(QuietHandler):
     def _handle(self):
         body = self.read_body()
         rec = Recorded(self.command, self.path, list(self.headers.items()), body)
-        self.server.upstream._record(rec)
+        self.server.owner._record(rec)
         reply = json.dumps(
             {
                 "method": rec.method,
@@ -57,25 +56,16 @@ class _Handler(QuietHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, upstream):
-        self.upstream = upstream
-        super().__init__((HOST, upstream.port), _Handler)
-
-
-class Upstream:
+class Upstream(Restartable):
     """The engine stand-in on http://127.0.0.1:PORT."""
+
+    handler = _Handler
 
     def __init__(self, port=None):
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
         self._lock = threading.Lock()
         self._requests = []
-        self._server = None
-        self._thread = None
 
     def _record(self, rec):
         with self._lock:
@@ -95,23 +85,3 @@ class Upstream:
         assert reqs, "the upstream received no request"
         return reqs[-1]
 
-    def start(self):
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self):
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            self._thread.join(timeout=5)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
