@@ -293,6 +293,25 @@ def test_only_the_failed_object_is_sent_again(wv):
     assert wait_counter(gw, "attach_memory_events_failed", failed_before + 1) == failed_before + 1
 
 
+def test_a_batch_the_sink_refuses_is_dropped_and_counted_not_retried(wv):
+    w, gw = wv.weaviate, wv.gateway
+    sub = unique("rejected")
+    before = counters(gw)
+    w.fail(422, times=1, path=BATCH)
+    r, _ = exchange(wv, sub, "refused as a whole")
+    assert r.status == 200
+    dropped = wait_counter(gw, "attach_memory_events_dropped", before["attach_memory_events_dropped"] + 2)
+    assert dropped == before["attach_memory_events_dropped"] + 2
+    # The worker is free at once: the next exchange arrives, the refused one never does.
+    exchange(wv, sub, "after the refusal")
+    objects = wait_objects(w, sub, 2)
+    assert sorted(o["properties"]["kind"] for o in objects) == ["prompt", "reply"]
+    assert all("refused" not in o["properties"]["content"] for o in objects), objects
+    refused = [r for r in w.requests_to(BATCH, "POST") if r.status == 422]
+    assert len(refused) == 1, "a refused batch is not sent again"
+    assert counters(gw)["attach_memory_events_failed"] == before["attach_memory_events_failed"]
+
+
 # -- a bounded queue ---------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ use super::{log, now_ms};
 use crate::config::Config;
 use crate::memory::capture::{Budget, VM_BUDGET_BYTES};
 use crate::memory::event::Event;
-use crate::memory::outbox::{Outbox, Outcome};
+use crate::memory::outbox::{Outbox, Outcome, Verdict};
 use crate::memory::sink::Outgoing;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
@@ -214,17 +214,32 @@ impl Mirror {
         self.outbox.borrow_mut().sending();
     }
 
-    /// A delivery's reply: `None` when no 2xx reply arrived.
-    pub fn delivered(&self, config: &Config, reply: Option<&[u8]>) {
+    /// A delivery's answer: its status (`None`: no answer) and, for a
+    /// 2xx, its body.
+    pub fn delivered(&self, config: &Config, status: Option<u16>, reply: Option<&[u8]>) {
         let Some(memory) = &config.memory else { return };
         let now = now_ms();
         let mut outbox = self.outbox.borrow_mut();
-        let refused = reply.and_then(|body| memory.sink.failed_items(outbox.batch(), body));
-        let outcome = match refused {
-            Some(refused) => {
-                outbox.delivered(refused, now, memory.retry_initial_ms, memory.retry_max_ms)
+        let (initial, max) = (memory.retry_initial_ms, memory.retry_max_ms);
+        let outcome = match Verdict::of(status) {
+            Verdict::Accepted => {
+                match reply.and_then(|body| memory.sink.failed_items(outbox.batch(), body)) {
+                    Some(refused) => outbox.delivered(refused, now, initial, max),
+                    None => outbox.failed(now, initial, max),
+                }
             }
-            None => outbox.failed(now, memory.retry_initial_ms, memory.retry_max_ms),
+            Verdict::Rejected => {
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "attach: memory sink refused a batch of {} event(s) with HTTP {}; dropped",
+                        outbox.batch().len(),
+                        status.unwrap_or_default()
+                    ),
+                );
+                outbox.rejected()
+            }
+            Verdict::Retry => outbox.failed(now, initial, max),
         };
         self.count(&outcome);
     }

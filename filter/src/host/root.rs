@@ -353,7 +353,7 @@ impl Root {
             }
             Err(why) if batch => {
                 log(LogLevel::Warn, &format!("attach: memory delivery: {why}"));
-                mirror.delivered(&vm.config, None);
+                mirror.delivered(&vm.config, None, None);
             }
             Err(why) => mirror.schema_failed(&why),
         }
@@ -413,10 +413,11 @@ impl Context for Root {
                 return;
             }
             Call::MemoryBatch => {
-                let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
+                let code = status.as_deref().and_then(|s| s.parse::<u16>().ok());
+                let ok = code.is_some_and(|c| (200..300).contains(&c));
                 let body = (ok && body_size <= MAX_DOCUMENT_BYTES).then(|| call_body(body_size));
                 if let Some(mirror) = &vm.mirror {
-                    mirror.delivered(&vm.config, body.as_deref());
+                    mirror.delivered(&vm.config, code, body.as_deref());
                 }
                 self.mirror(&vm);
                 return;

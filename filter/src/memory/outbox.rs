@@ -21,6 +21,31 @@ pub struct Outbox {
     next_attempt_ms: u64,
 }
 
+/// How the sink's answer to a delivery is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// 2xx: the body says which objects (if any) were refused.
+    Accepted,
+    /// A 4xx that says the batch itself is wrong (400, 413, 422, ...):
+    /// sending it again cannot help, and retrying it forever would block
+    /// every event behind it, so it is dropped and counted.
+    Rejected,
+    /// No answer, 5xx, or a 4xx that may pass later (401/403 while keys
+    /// roll, 408, 429): retried with backoff.
+    Retry,
+}
+
+impl Verdict {
+    pub fn of(status: Option<u16>) -> Verdict {
+        match status {
+            Some(200..=299) => Verdict::Accepted,
+            Some(401 | 403 | 408 | 429) => Verdict::Retry,
+            Some(400..=499) => Verdict::Rejected,
+            _ => Verdict::Retry,
+        }
+    }
+}
+
 /// What a finished delivery changed, for the counters.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -105,6 +130,19 @@ impl Outbox {
             sent,
             retried,
             dropped: 0,
+        }
+    }
+
+    /// The sink refused the batch for good: it is dropped.
+    pub fn rejected(&mut self) -> Outcome {
+        self.in_flight = false;
+        self.failures = 0;
+        self.partial = 0;
+        let dropped = self.held.len();
+        self.held.clear();
+        Outcome {
+            dropped,
+            ..Outcome::default()
         }
     }
 
@@ -193,6 +231,34 @@ mod tests {
         assert!(
             o.batch().is_empty() && o.idle(4_000),
             "success resets the backoff"
+        );
+    }
+
+    #[test]
+    fn answers_are_sorted_into_accepted_rejected_and_retry() {
+        assert_eq!(Verdict::of(Some(200)), Verdict::Accepted);
+        assert_eq!(Verdict::of(Some(204)), Verdict::Accepted);
+        for status in [400, 404, 413, 422] {
+            assert_eq!(Verdict::of(Some(status)), Verdict::Rejected, "{status}");
+        }
+        for status in [
+            Some(401),
+            Some(403),
+            Some(408),
+            Some(429),
+            Some(500),
+            Some(503),
+            None,
+        ] {
+            assert_eq!(Verdict::of(status), Verdict::Retry, "{status:?}");
+        }
+        let mut o = Outbox::default();
+        o.fill(10, 1_000, source(3, 1));
+        o.sending();
+        assert_eq!(o.rejected().dropped, 3);
+        assert!(
+            o.batch().is_empty() && o.idle(0),
+            "the next batch goes at once"
         );
     }
 

@@ -63,8 +63,10 @@ fn default_queue_max() -> usize {
 fn default_batch_events() -> usize {
     100
 }
+/// Below the companion service's default body limit (1 MiB) with room for
+/// the array around the events.
 fn default_batch_bytes() -> usize {
-    1024 * 1024
+    512 * 1024
 }
 fn default_timeout_ms() -> u64 {
     5_000
