@@ -91,36 +91,28 @@ impl Metrics {
                 state.as_str()
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP attach_a2a_store_errors_total Failed store operations."
-        );
-        let _ = writeln!(out, "# TYPE attach_a2a_store_errors_total counter");
-        let _ = writeln!(
-            out,
-            "attach_a2a_store_errors_total {}",
-            self.0.store_errors.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP attach_a2a_memory_backend_errors_total Failed memory reads from Weaviate (MEM_BACKEND=weaviate)."
-        );
-        let _ = writeln!(out, "# TYPE attach_a2a_memory_backend_errors_total counter");
-        let _ = writeln!(
-            out,
-            "attach_a2a_memory_backend_errors_total {}",
-            self.0.memory_backend_errors.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP attach_a2a_auth_rejected_total Requests refused for a missing or invalid gateway assertion."
-        );
-        let _ = writeln!(out, "# TYPE attach_a2a_auth_rejected_total counter");
-        let _ = writeln!(
-            out,
-            "attach_a2a_auth_rejected_total {}",
-            self.0.auth_rejected.load(Ordering::Relaxed)
-        );
+        let counters = [
+            (
+                "attach_a2a_store_errors_total",
+                "Failed store operations.",
+                &self.0.store_errors,
+            ),
+            (
+                "attach_a2a_memory_backend_errors_total",
+                "Failed memory reads from Weaviate (MEM_BACKEND=weaviate).",
+                &self.0.memory_backend_errors,
+            ),
+            (
+                "attach_a2a_auth_rejected_total",
+                "Requests refused for a missing or invalid gateway assertion.",
+                &self.0.auth_rejected,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
         let _ = writeln!(
             out,
             "# HELP attach_a2a_forward_seconds Time spent on an agent exchange."

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::a2a::card::gateway_card;
 use crate::a2a::jsonrpc::{self, Request};
-use crate::a2a::model::now_ms;
+use crate::a2a::model::{Message, Task, now_ms};
 use crate::a2a::{ProtocolVersion, v0_3, v1};
 use crate::auth::Caller;
 use crate::config::AgentConfig;
@@ -81,6 +81,28 @@ pub async fn rpc(
     Json(body).into_response()
 }
 
+/// A send in either version: the message's content is the task's input.
+async fn send(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    message: Message,
+    wait: bool,
+) -> AppResult<Task> {
+    let input = message.plain_value();
+    tasks::submit(
+        state,
+        caller,
+        agent,
+        Submission {
+            message,
+            input,
+            wait,
+        },
+    )
+    .await
+}
+
 async fn dispatch_v0_3(
     state: &AppState,
     caller: &Caller,
@@ -90,18 +112,7 @@ async fn dispatch_v0_3(
     match r.method.as_str() {
         v0_3::SEND => {
             let p = v0_3::parse_send(&r.params)?;
-            let input = p.message.plain_value();
-            let task = tasks::submit(
-                state,
-                caller,
-                agent,
-                Submission {
-                    message: p.message,
-                    input,
-                    wait: p.blocking,
-                },
-            )
-            .await?;
+            let task = send(state, caller, agent, p.message, p.blocking).await?;
             Ok(v0_3::task_json(&task, p.history_length))
         }
         v0_3::GET => {
@@ -130,18 +141,7 @@ async fn dispatch_v1(
     match r.method.as_str() {
         v1::SEND => {
             let p = v1::parse_send(&r.params)?;
-            let input = p.message.plain_value();
-            let task = tasks::submit(
-                state,
-                caller,
-                agent,
-                Submission {
-                    message: p.message,
-                    input,
-                    wait: !p.return_immediately,
-                },
-            )
-            .await?;
+            let task = send(state, caller, agent, p.message, !p.return_immediately).await?;
             Ok(json!({"task": v1::task_json(&task, p.history_length, true)}))
         }
         v1::GET => {
