@@ -243,19 +243,17 @@ async fn run_inner(
     let now = now_ms();
     match state
         .store
-        .complete(&task.id, &completion, &history, now)
+        .complete(
+            &task.id,
+            &completion,
+            &history,
+            now,
+            &memory_event(caller, &task.id, "task_result", result_content(&completion)),
+        )
         .await
     {
         Ok(true) => {
             state.metrics.transition(completion.state);
-            record_memory(
-                state,
-                caller,
-                &task.id,
-                "task_result",
-                result_content(&completion),
-            )
-            .await;
             task.state = completion.state;
             task.history = history;
             task.artifacts = completion.artifacts;
@@ -288,14 +286,9 @@ fn result_content(c: &Completion) -> Value {
     }
 }
 
-async fn record_memory(
-    state: &AppState,
-    caller: &Caller,
-    task_id: &str,
-    kind: &str,
-    content: Value,
-) {
-    let event = MemoryEvent {
+/// The service's own event about a task, in its caller's memory.
+fn memory_event(caller: &Caller, task_id: &str, kind: &str, content: Value) -> MemoryEvent {
+    MemoryEvent {
         id: uuid::Uuid::new_v4().to_string(),
         owner: caller.user.clone(),
         session: caller.session.clone(),
@@ -305,7 +298,17 @@ async fn record_memory(
         content,
         created_ms: now_ms(),
         meta: ExchangeMeta::default(),
-    };
+    }
+}
+
+async fn record_memory(
+    state: &AppState,
+    caller: &Caller,
+    task_id: &str,
+    kind: &str,
+    content: Value,
+) {
+    let event = memory_event(caller, task_id, kind, content);
     if let Err(e) = state.store.insert_memory(&event).await {
         state.metrics.store_error();
         eprintln!(

@@ -407,13 +407,16 @@ impl Store {
     }
 
     /// Records a forward's outcome unless the task moved on meanwhile
-    /// (canceled, or failed as interrupted).
+    /// (canceled, or failed as interrupted), and with it `result_event`, in
+    /// one transaction: whoever sees the task
+    /// ended also finds its result in memory.
     pub async fn complete(
         &self,
         id: &str,
         c: &Completion,
         reply_history: &[Message],
         now_ms: i64,
+        result_event: &MemoryEvent,
     ) -> StoreResult<bool> {
         let mut sql = Sql::new("UPDATE a2a_tasks SET ");
         sql.push("state = ?", Arg::Text(c.state.as_str().into()));
@@ -434,7 +437,16 @@ impl Store {
         sql.push(", updated_ms = ?", Arg::Int(now_ms));
         sql.push(" WHERE id = ?", Arg::Text(id.into()));
         push_state_list(&mut sql, &[TaskState::Working.as_str()]);
-        Ok(sql.query().execute(&self.pool).await?.rows_affected() == 1)
+        let mut tx = self.pool.begin().await?;
+        if sql.query().execute(&mut *tx).await?.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_memory_sql(result_event)
+            .query()
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Takes a follow-up message for a task that waits for its owner
