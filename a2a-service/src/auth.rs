@@ -1,29 +1,31 @@
 //! The gateway's identity assertion and the `Caller` extractor.
 //!
-//! The filter stamps every request it lets through with `X-Attach-User`,
-//! `X-Attach-Session` and
-//! `X-Attach-Assertion: v1.<exp>.<base64url-nopad HMAC-SHA256(key, "v1\n<exp>\n<user>\n<session>")>`.
-//! A request without a valid assertion never reached the service through the
-//! gateway, so it gets a 401 and nothing is written.
+//! The filter stamps the requests it routes here with `X-Attach-User`,
+//! `X-Attach-Session` and `X-Attach-Assertion` (the format and its MAC are
+//! the filter's own [`attach_filter::assertion`], written once), bound to
+//! this service's audience. A request without a valid assertion for this
+//! audience never reached the service through the gateway, so it gets a 401
+//! and nothing is written. An assertion the gateway made for another
+//! upstream, or this service made for an agent, is refused here too.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use attach_filter::assertion::{self as wire, AssertionError};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
 use crate::error::AppError;
 use crate::state::AppState;
 
-pub const USER_HEADER: &str = "x-attach-user";
-pub const SESSION_HEADER: &str = "x-attach-session";
-pub const ASSERTION_HEADER: &str = "x-attach-assertion";
+pub use attach_filter::assertion::{ASSERTION_HEADER, MIN_KEY_BYTES, SERVICE_AUDIENCE};
+pub use attach_filter::identity::{SESSION_HEADER, USER_HEADER};
 
+/// The audience of the assertions this service gives the agents it calls:
+/// they hand it back to the gateway to keep the caller's session, but it is
+/// not this service's own, so an agent cannot replay it here.
+pub const AGENT_AUDIENCE: &str = "attach-agent";
 /// Lifetime of the assertions this service mints for forwarded requests.
 pub const ASSERTION_LIFETIME_SECS: u64 = 60;
 /// Clock difference tolerated between the filter and the service.
@@ -35,8 +37,6 @@ pub const MAX_LIFETIME_SECS: u64 = 300;
 /// the same rule the filter applies to its `assertion_key`.
 #[derive(Clone)]
 pub struct AssertionKey(Vec<u8>);
-
-pub const MIN_KEY_BYTES: usize = 32;
 
 impl fmt::Debug for AssertionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -61,26 +61,62 @@ impl AssertionKey {
         Ok(Self(bytes))
     }
 
-    fn mac(&self, exp: u64, user: &str, session: &str) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac =
-            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(format!("v1\n{exp}\n{user}\n{session}").as_bytes());
-        mac
+    /// The header value for `user`/`session`, made for `audience` and
+    /// valid until `exp` (unix seconds).
+    pub fn sign_for(&self, audience: &str, exp: u64, user: &str, session: &str) -> String {
+        wire::sign(&self.0, audience, exp, user, session)
     }
 
-    /// The header value for `user`/`session`, valid until `exp` (unix seconds).
+    /// An assertion for this service itself, as the gateway makes them.
     pub fn sign(&self, exp: u64, user: &str, session: &str) -> String {
-        let tag = self.mac(exp, user, session).finalize().into_bytes();
-        format!("v1.{exp}.{}", URL_SAFE_NO_PAD.encode(tag))
+        self.sign_for(SERVICE_AUDIENCE, exp, user, session)
     }
 
-    /// A fresh assertion for a request this service makes on the caller's behalf.
-    pub fn sign_now(&self, user: &str, session: &str) -> String {
-        self.sign(unix_now() + ASSERTION_LIFETIME_SECS, user, session)
+    /// The memory mirror's credential, as the filter makes it.
+    pub fn sign_mirror(&self, exp: u64) -> String {
+        wire::sign_mirror(&self.0, exp)
     }
 
-    /// Checks `assertion` against the two identity headers at time `now`.
+    /// A fresh assertion for an agent this service calls on the caller's behalf.
+    pub fn sign_for_agent(&self, user: &str, session: &str) -> String {
+        self.sign_for(
+            AGENT_AUDIENCE,
+            unix_now() + ASSERTION_LIFETIME_SECS,
+            user,
+            session,
+        )
+    }
+
+    /// Checks `assertion`, made for `audience`, against the two identity
+    /// headers at time `now`.
+    pub fn verify_for(
+        &self,
+        audience: &str,
+        assertion: &str,
+        user: &str,
+        session: &str,
+        now: u64,
+    ) -> Result<(), &'static str> {
+        wire::check(
+            &self.0,
+            audience,
+            assertion,
+            user,
+            session,
+            now,
+            CLOCK_SKEW_SECS,
+            MAX_LIFETIME_SECS,
+        )
+        .map_err(|e| match e {
+            AssertionError::Malformed => "malformed gateway assertion",
+            AssertionError::Mismatch => "gateway assertion does not match the identity headers",
+            AssertionError::Expired => "gateway assertion expired",
+            AssertionError::TooLongLived => "gateway assertion lives too long",
+            AssertionError::WrongAudience => "gateway assertion is for another service",
+        })
+    }
+
+    /// Checks an assertion for this service against the identity headers.
     pub fn verify(
         &self,
         assertion: &str,
@@ -88,32 +124,7 @@ impl AssertionKey {
         session: &str,
         now: u64,
     ) -> Result<(), &'static str> {
-        let mut fields = assertion.split('.');
-        let (Some("v1"), Some(exp), Some(tag), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Err("malformed gateway assertion");
-        };
-        if exp.is_empty() || !exp.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("malformed gateway assertion");
-        }
-        let exp: u64 = exp.parse().map_err(|_| "malformed gateway assertion")?;
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| "malformed gateway assertion")?;
-        if tag.len() != 32 {
-            return Err("malformed gateway assertion");
-        }
-        self.mac(exp, user, session)
-            .verify_slice(&tag)
-            .map_err(|_| "gateway assertion does not match the identity headers")?;
-        if now > exp.saturating_add(CLOCK_SKEW_SECS) {
-            return Err("gateway assertion expired");
-        }
-        if exp > now + MAX_LIFETIME_SECS + CLOCK_SKEW_SECS {
-            return Err("gateway assertion lives too long");
-        }
-        Ok(())
+        self.verify_for(SERVICE_AUDIENCE, assertion, user, session, now)
     }
 }
 
@@ -194,6 +205,60 @@ where
     }
 }
 
+/// Who writes to `POST /mem/ingest`: the gateway's memory mirror, which may
+/// write events of any user, or a caller writing events of its own. The
+/// mirror proves itself with its own credential, which no token can produce
+/// (unlike a user name, which any issuer could put in `sub`).
+#[derive(Clone, Debug)]
+pub enum Ingester {
+    Mirror,
+    Caller(Caller),
+}
+
+impl Ingester {
+    pub fn from_headers(
+        headers: &HeaderMap,
+        key: &AssertionKey,
+        now: u64,
+    ) -> Result<Self, AppError> {
+        if headers.contains_key(USER_HEADER) {
+            return Caller::from_headers(headers, key, now).map(Ingester::Caller);
+        }
+        let assertion = header(headers, ASSERTION_HEADER)?.ok_or_else(|| {
+            AppError::Unauthorized("missing gateway assertion; call through the gateway".into())
+        })?;
+        key.verify_for(wire::MIRROR_AUDIENCE, assertion, "", "", now)
+            .map_err(|reason| AppError::Unauthorized(reason.into()))?;
+        Ok(Ingester::Mirror)
+    }
+
+    /// Whether this writer may write an event of `user`.
+    pub fn may_write_for(&self, user: &str) -> bool {
+        match self {
+            Ingester::Mirror => true,
+            Ingester::Caller(caller) => caller.user == user,
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for Ingester
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let result =
+            Ingester::from_headers(&parts.headers, &state.config.assertion_key, unix_now());
+        if result.is_err() {
+            state.metrics.auth_rejected();
+        }
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +280,7 @@ mod tests {
     fn accepts_a_fresh_assertion() {
         let now = 1_700_000_000;
         let a = key().sign(now + 60, "alice", "s1");
-        assert!(a.starts_with("v1.1700000060."));
+        assert!(a.starts_with("v2.1700000060.attach-a2a."));
         let caller = Caller::from_headers(&headers("alice", "s1", &a), &key(), now).unwrap();
         assert_eq!(caller.user, "alice");
         assert_eq!(caller.session, "s1");
@@ -244,10 +309,26 @@ mod tests {
                 ),
                 "other key",
             ),
-            (headers("alice", "s1", "v1.abc.def"), "malformed"),
+            (headers("alice", "s1", "v2.abc.def"), "malformed"),
             (
-                headers("alice", "s1", &good.replacen("v1", "v2", 1)),
+                headers("alice", "s1", &good.replacen("v2", "v1", 1)),
                 "version",
+            ),
+            (
+                headers(
+                    "alice",
+                    "s1",
+                    &key().sign_for("attach-agent", now + 60, "alice", "s1"),
+                ),
+                "an agent's assertion",
+            ),
+            (
+                headers(
+                    "alice",
+                    "s1",
+                    &key().sign_for("engine", now + 60, "alice", "s1"),
+                ),
+                "another upstream's assertion",
             ),
             (headers("alice", "s1", &format!("{good}.x")), "extra field"),
         ];
@@ -264,5 +345,43 @@ mod tests {
         let now = 1_700_000_000;
         let a = key().sign(now - 4, "alice", "s1");
         assert!(Caller::from_headers(&headers("alice", "s1", &a), &key(), now).is_ok());
+    }
+
+    /// Issue: a token with `sub = attach-gateway` could write events into
+    /// anyone's memory. Only the mirror's own credential may.
+    #[test]
+    fn only_the_mirror_credential_ingests_for_others() {
+        let now = 1_700_000_000;
+        let mut mirror = HeaderMap::new();
+        mirror.insert(
+            ASSERTION_HEADER,
+            HeaderValue::from_str(&key().sign_mirror(now + 60)).unwrap(),
+        );
+        let who = Ingester::from_headers(&mirror, &key(), now).unwrap();
+        assert!(who.may_write_for("alice") && who.may_write_for("bob"));
+
+        let named = headers(
+            "attach-gateway",
+            "s",
+            &key().sign(now + 60, "attach-gateway", "s"),
+        );
+        let who = Ingester::from_headers(&named, &key(), now).unwrap();
+        assert!(who.may_write_for("attach-gateway"));
+        assert!(!who.may_write_for("alice"), "a user name grants nothing");
+
+        // A user's assertion without the user header is no mirror credential.
+        let mut bare = HeaderMap::new();
+        bare.insert(
+            ASSERTION_HEADER,
+            HeaderValue::from_str(&key().sign(now + 60, "", "")).unwrap(),
+        );
+        assert!(Ingester::from_headers(&bare, &key(), now).is_err());
+        let mut forged = HeaderMap::new();
+        forged.insert(
+            ASSERTION_HEADER,
+            HeaderValue::from_str(&AssertionKey::new([1; 32]).sign_mirror(now + 60)).unwrap(),
+        );
+        assert!(Ingester::from_headers(&forged, &key(), now).is_err());
+        assert!(Ingester::from_headers(&HeaderMap::new(), &key(), now).is_err());
     }
 }

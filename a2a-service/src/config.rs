@@ -13,7 +13,6 @@
 //! | `ATTACH_ASSERTION_KEY` | unset | base64url key (≥ 32 bytes) shared with the filter; else `$ATTACH_DATA_DIR/assertion.key` (the same text, mode 0600) |
 //! | `ATTACH_PUBLIC_URL` | `http://127.0.0.1:8080` | the gateway's address, used in agent cards |
 //! | `OIDC_ISSUER` | unset | adds an `openIdConnect` scheme to agent cards |
-//! | `A2A_INGEST_IDENTITY` | `attach-gateway` | the asserted user allowed to ingest other users' memory events |
 //! | `MEM_BACKEND` | `service` | where the gateway mirrors model prompts and replies: `service` (`/mem/ingest`), `weaviate`, or `none`; with `weaviate`, `GET /mem/events` also reads Weaviate |
 //! | `WEAVIATE_URL` | unset | Weaviate's base URL (`http(s)://host:port`, without `/v1`); required with `MEM_BACKEND=weaviate` |
 //! | `WEAVIATE_API_KEY` | unset | sent to Weaviate as `Authorization: Bearer …` |
@@ -139,8 +138,6 @@ pub struct Config {
     pub assertion_key: AssertionKey,
     pub public_url: String,
     pub oidc_issuer: Option<String>,
-    /// The user the gateway's own memory mirror asserts on `/mem/ingest`.
-    pub ingest_identity: String,
     pub memory_backend: MemoryBackend,
 }
 
@@ -255,7 +252,6 @@ impl Config {
             assertion_key,
             public_url: public_url.trim_end_matches('/').to_string(),
             oidc_issuer: oidc_issuer.map(|s| s.trim_end_matches('/').to_string()),
-            ingest_identity: get("A2A_INGEST_IDENTITY").unwrap_or_else(|| "attach-gateway".into()),
             memory_backend,
         })
     }

@@ -29,6 +29,7 @@ postgres_tests!(
     isolation,
     assertion_checks,
     ingest_is_idempotent,
+    ingest_for_others_needs_the_mirror_credential,
     seed_routes,
     memory_listing,
     housekeeping,

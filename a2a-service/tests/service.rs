@@ -26,6 +26,7 @@ sqlite_tests!(
     isolation,
     assertion_checks,
     ingest_is_idempotent,
+    ingest_for_others_needs_the_mirror_credential,
     seed_routes,
     body_limits_and_bad_bodies,
     memory_listing,

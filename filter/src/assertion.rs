@@ -3,9 +3,18 @@
 //!
 //! Headers alone are only as trustworthy as the network path: anything that
 //! reaches a service's port directly could send them. So the filter adds
-//! `X-Attach-Assertion: v1.<exp>.<mac>`, an HMAC-SHA256 over the two headers
-//! and a short expiry, keyed with a secret the filter and the services share
-//! (never the caller). A service recomputes it and refuses what does not match.
+//! `X-Attach-Assertion: v2.<exp>.<audience>.<mac>`, an HMAC-SHA256 over the
+//! audience, a short expiry and the two headers, keyed with a secret the
+//! filter and the services share (never the caller). A service recomputes it
+//! and refuses what does not match or names another audience, so an upstream
+//! that receives an assertion cannot replay it at a different service; and
+//! the filter only adds it on the routes that name an audience
+//! ([`crate::config::AssertionRoute`]), so the model engine never sees one.
+//!
+//! The memory mirror authenticates to its sink with the same construction
+//! under the reserved audience [`MIRROR_AUDIENCE`] and no user: no token can
+//! produce it (every verified identity has a non-empty user, and no route
+//! may name that audience), unlike a user name any issuer could choose.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,22 +24,48 @@ use sha2::Sha256;
 pub const ASSERTION_HEADER: &str = "x-attach-assertion";
 /// Keys shorter than this are refused at configuration time.
 pub const MIN_KEY_BYTES: usize = 32;
+/// The companion service's audience (its `/a2a/` and `/mem/` routes).
+pub const SERVICE_AUDIENCE: &str = "attach-a2a";
+/// The audience of the memory mirror's own credential; no route may name it.
+pub const MIRROR_AUDIENCE: &str = "attach-mirror";
+/// Audiences are short tokens that cannot contain the value's `.` separator.
+pub const MAX_AUDIENCE_CHARS: usize = 64;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
-/// The exact bytes the MAC covers. Newlines cannot occur in header values,
-/// so no two (user, session, exp) triples share a message.
-fn message(exp: u64, user: &str, session: &str) -> String {
-    format!("v1\n{exp}\n{user}\n{session}")
+/// Whether `audience` may appear in an assertion: 1 to 64 of
+/// `[A-Za-z0-9_:-]`, so it can never contain the `.` separator.
+pub fn valid_audience(audience: &str) -> bool {
+    (1..=MAX_AUDIENCE_CHARS).contains(&audience.len())
+        && audience
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_:-".contains(&b))
 }
 
-/// The header value asserting `user` and `session` until `exp` (unix seconds).
-pub fn sign(key: &[u8], exp: u64, user: &str, session: &str) -> String {
-    let mac = HmacSha256::new_from_slice(key)
-        .map(|m| m.chain_update(message(exp, user, session).as_bytes()))
+/// The exact bytes the MAC covers. Newlines cannot occur in header values
+/// or audiences, so no two (audience, exp, user, session) share a message.
+fn message(audience: &str, exp: u64, user: &str, session: &str) -> String {
+    format!("v2\n{audience}\n{exp}\n{user}\n{session}")
+}
+
+fn mac(key: &[u8], audience: &str, exp: u64, user: &str, session: &str) -> Option<HmacSha256> {
+    HmacSha256::new_from_slice(key)
+        .ok()
+        .map(|m| m.chain_update(message(audience, exp, user, session).as_bytes()))
+}
+
+/// The header value asserting `user` and `session` to `audience` until
+/// `exp` (unix seconds).
+pub fn sign(key: &[u8], audience: &str, exp: u64, user: &str, session: &str) -> String {
+    let tag = mac(key, audience, exp, user, session)
         .map(|m| URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()))
         .unwrap_or_default();
-    format!("v1.{exp}.{mac}")
+    format!("v2.{exp}.{audience}.{tag}")
+}
+
+/// The memory mirror's credential for its deliveries, valid until `exp`.
+pub fn sign_mirror(key: &[u8], exp: u64) -> String {
+    sign(key, MIRROR_AUDIENCE, exp, "", "")
 }
 
 /// Why an assertion was refused.
@@ -39,35 +74,85 @@ pub enum AssertionError {
     Malformed,
     Expired,
     Mismatch,
+    /// Genuine, but made for another audience.
+    WrongAudience,
+    /// Claims to stay valid for longer than the checker accepts.
+    TooLongLived,
 }
 
-/// Checks an assertion against the headers it claims to cover; `skew` seconds
-/// of clock difference are tolerated on the expiry. The MAC comparison is
-/// constant-time.
+/// An assertion's fields, before its MAC is checked.
+struct Parsed<'a> {
+    exp: u64,
+    audience: &'a str,
+    tag: Vec<u8>,
+}
+
+fn parse(value: &str) -> Result<Parsed<'_>, AssertionError> {
+    let mut parts = value.split('.');
+    let (Some("v2"), Some(exp), Some(audience), Some(tag), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(AssertionError::Malformed);
+    };
+    if exp.is_empty() || !exp.bytes().all(|b| b.is_ascii_digit()) || !valid_audience(audience) {
+        return Err(AssertionError::Malformed);
+    }
+    let exp: u64 = exp.parse().map_err(|_| AssertionError::Malformed)?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| AssertionError::Malformed)?;
+    Ok(Parsed { exp, audience, tag })
+}
+
+impl Parsed<'_> {
+    /// Constant-time MAC comparison, then the expiry with `skew` seconds
+    /// of clock difference tolerated.
+    fn check(
+        &self,
+        key: &[u8],
+        user: &str,
+        session: &str,
+        now: u64,
+        skew: u64,
+    ) -> Result<(), AssertionError> {
+        mac(key, self.audience, self.exp, user, session)
+            .ok_or(AssertionError::Mismatch)?
+            .verify_slice(&self.tag)
+            .map_err(|_| AssertionError::Mismatch)?;
+        if now > self.exp.saturating_add(skew) {
+            return Err(AssertionError::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// Checks an assertion made for `audience` against the headers it claims to
+/// cover at time `now`; one that expires more than `max_lifetime` seconds
+/// (plus `skew`) from now is refused as well.
+#[allow(clippy::too_many_arguments)]
 pub fn check(
     key: &[u8],
+    audience: &str,
     value: &str,
     user: &str,
     session: &str,
     now: u64,
     skew: u64,
+    max_lifetime: u64,
 ) -> Result<(), AssertionError> {
-    let mut parts = value.splitn(3, '.');
-    let (Some("v1"), Some(exp), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(AssertionError::Malformed);
-    };
-    let exp: u64 = exp.parse().map_err(|_| AssertionError::Malformed)?;
-    let mac = URL_SAFE_NO_PAD
-        .decode(mac)
-        .map_err(|_| AssertionError::Malformed)?;
-    if now > exp.saturating_add(skew) {
-        return Err(AssertionError::Expired);
+    let parsed = parse(value)?;
+    parsed.check(key, user, session, now, skew)?;
+    if parsed.audience != audience {
+        return Err(AssertionError::WrongAudience);
     }
-    HmacSha256::new_from_slice(key)
-        .map_err(|_| AssertionError::Mismatch)?
-        .chain_update(message(exp, user, session).as_bytes())
-        .verify_slice(&mac)
-        .map_err(|_| AssertionError::Mismatch)
+    if parsed.exp > now.saturating_add(max_lifetime).saturating_add(skew) {
+        return Err(AssertionError::TooLongLived);
+    }
+    Ok(())
 }
 
 /// How long after its expiry an assertion still carries its session over.
@@ -79,7 +164,8 @@ pub const SESSION_CONTINUITY_SECS: u64 = 24 * 3_600;
 /// The session a request continues: a service behind the gateway (an agent
 /// calling back through it for the same caller) presents the session and
 /// assertion it was given, and the filter keeps that session instead of
-/// deriving a new one from its own user agent.
+/// deriving a new one from its own user agent. Any audience the gateway
+/// signed for will do: the assertion only names a session of this user.
 pub fn continued_session<'a>(
     key: &[u8],
     assertion: Option<&str>,
@@ -88,7 +174,12 @@ pub fn continued_session<'a>(
     now: u64,
 ) -> Option<&'a str> {
     let (assertion, session) = (assertion?, session?);
-    check(key, assertion, user, session, now, SESSION_CONTINUITY_SECS)
+    let parsed = parse(assertion).ok()?;
+    if parsed.audience == MIRROR_AUDIENCE {
+        return None;
+    }
+    parsed
+        .check(key, user, session, now, SESSION_CONTINUITY_SECS)
         .ok()
         .map(|()| session)
 }
@@ -97,14 +188,23 @@ pub fn continued_session<'a>(
 mod tests {
     use super::*;
 
+    const KEY: [u8; 32] = [7; 32];
+    const AUD: &str = "attach-a2a";
+
     #[test]
     fn sessions_continue_only_with_a_genuine_assertion_for_the_same_user() {
         let key = [3u8; 32];
-        let a = sign(&key, 1_000, "alice", "s-1");
+        let a = sign(&key, AUD, 1_000, "alice", "s-1");
         let cont = |a: Option<&str>, s: Option<&'static str>, user: &str, now: u64| {
             continued_session(&key, a, s, user, now)
         };
         assert_eq!(cont(Some(&a), Some("s-1"), "alice", 900), Some("s-1"));
+        let other_audience = sign(&key, "agent:planner", 1_000, "alice", "s-1");
+        assert_eq!(
+            cont(Some(&other_audience), Some("s-1"), "alice", 900),
+            Some("s-1"),
+            "any audience the gateway signed for"
+        );
         assert_eq!(
             cont(
                 Some(&a),
@@ -136,75 +236,146 @@ mod tests {
         );
         assert_eq!(cont(None, Some("s-1"), "alice", 900), None);
         assert_eq!(cont(Some(&a), None, "alice", 900), None);
-        let forged = sign(&[4u8; 32], 1_000, "alice", "s-1");
+        let forged = sign(&[4u8; 32], AUD, 1_000, "alice", "s-1");
         assert_eq!(cont(Some(&forged), Some("s-1"), "alice", 900), None);
+        let mirror = sign_mirror(&key, 1_000);
+        assert_eq!(cont(Some(&mirror), Some(""), "", 900), None);
     }
-
-    const KEY: [u8; 32] = [7; 32];
 
     #[test]
     fn signed_assertions_check_out() {
-        let v = sign(&KEY, 1_060, "alice", "0123456789abcdef");
-        assert!(v.starts_with("v1.1060."));
+        let v = sign(&KEY, AUD, 1_060, "alice", "0123456789abcdef");
+        assert!(v.starts_with("v2.1060.attach-a2a."));
         assert_eq!(
-            check(&KEY, &v, "alice", "0123456789abcdef", 1_000, 5),
+            check(&KEY, AUD, &v, "alice", "0123456789abcdef", 1_000, 5, 300),
             Ok(())
         );
     }
 
     #[test]
     fn every_change_is_refused() {
-        let v = sign(&KEY, 1_060, "alice", "s");
+        let v = sign(&KEY, AUD, 1_060, "alice", "s");
         let cases = [
             (
-                check(&KEY, &v, "bob", "s", 1_000, 5),
+                check(&KEY, AUD, &v, "bob", "s", 1_000, 5, 300),
                 AssertionError::Mismatch,
             ),
             (
-                check(&KEY, &v, "alice", "t", 1_000, 5),
+                check(&KEY, AUD, &v, "alice", "t", 1_000, 5, 300),
                 AssertionError::Mismatch,
             ),
             (
-                check(&[8; 32], &v, "alice", "s", 1_000, 5),
+                check(&[8; 32], AUD, &v, "alice", "s", 1_000, 5, 300),
                 AssertionError::Mismatch,
             ),
             (
-                check(&KEY, &v, "alice", "s", 1_066, 5),
+                check(&KEY, AUD, &v, "alice", "s", 1_066, 5, 300),
                 AssertionError::Expired,
             ),
             (
-                check(&KEY, &v.replace("1060", "9999"), "alice", "s", 1_000, 5),
+                check(
+                    &KEY,
+                    AUD,
+                    &v.replace("1060", "9999"),
+                    "alice",
+                    "s",
+                    1_000,
+                    5,
+                    300,
+                ),
                 AssertionError::Mismatch,
             ),
             (
-                check(&KEY, "v2.1.AAAA", "alice", "s", 0, 5),
+                check(
+                    &KEY,
+                    AUD,
+                    &v.replace(AUD, "attach-b2b"),
+                    "alice",
+                    "s",
+                    1_000,
+                    5,
+                    300,
+                ),
+                AssertionError::Mismatch,
+            ),
+            (
+                check(&KEY, "engine", &v, "alice", "s", 1_000, 5, 300),
+                AssertionError::WrongAudience,
+            ),
+            (
+                check(
+                    &KEY,
+                    AUD,
+                    &v.replacen("v2", "v1", 1),
+                    "alice",
+                    "s",
+                    1_000,
+                    5,
+                    300,
+                ),
                 AssertionError::Malformed,
             ),
             (
-                check(&KEY, "v1.x.AAAA", "alice", "s", 0, 5),
+                check(&KEY, AUD, &format!("{v}.x"), "alice", "s", 1_000, 5, 300),
                 AssertionError::Malformed,
             ),
             (
-                check(&KEY, "v1.1.!!", "alice", "s", 0, 5),
+                check(&KEY, AUD, "v2.1.a.b.AAAA", "alice", "s", 0, 5, 300),
                 AssertionError::Malformed,
             ),
             (
-                check(&KEY, "", "alice", "s", 0, 5),
+                check(&KEY, AUD, "v2.x.a.AAAA", "alice", "s", 0, 5, 300),
+                AssertionError::Malformed,
+            ),
+            (
+                check(&KEY, AUD, "v2.1.a b.AAAA", "alice", "s", 0, 5, 300),
+                AssertionError::Malformed,
+            ),
+            (
+                check(&KEY, AUD, "v2.1.a.!!", "alice", "s", 0, 5, 300),
+                AssertionError::Malformed,
+            ),
+            (
+                check(&KEY, AUD, "", "alice", "s", 0, 5, 300),
                 AssertionError::Malformed,
             ),
         ];
         for (got, want) in cases {
             assert_eq!(got, Err(want));
         }
-        assert_eq!(check(&KEY, &v, "alice", "s", 1_065, 5), Ok(()));
+        assert_eq!(check(&KEY, AUD, &v, "alice", "s", 1_065, 5, 300), Ok(()));
+    }
+
+    #[test]
+    fn the_mirror_credential_is_its_own_audience() {
+        let m = sign_mirror(&KEY, 1_060);
+        assert_eq!(
+            check(&KEY, MIRROR_AUDIENCE, &m, "", "", 1_000, 5, 300),
+            Ok(())
+        );
+        // Nothing a user request carries passes for it, nor the reverse.
+        let user = sign(&KEY, AUD, 1_060, "attach-gateway", "");
+        assert!(check(&KEY, MIRROR_AUDIENCE, &user, "", "", 1_000, 5, 300).is_err());
+        assert!(check(&KEY, AUD, &m, "", "", 1_000, 5, 300).is_err());
+    }
+
+    #[test]
+    fn audiences_are_plain_tokens() {
+        for good in ["attach-a2a", "agent:planner", "a", "A_b-9"] {
+            assert!(valid_audience(good), "{good}");
+        }
+        for bad in ["", "a.b", "a b", "é", &"a".repeat(65)] {
+            assert!(!valid_audience(bad), "{bad}");
+        }
     }
 
     #[test]
     fn known_answer() {
-        // Python: hmac.new(b"\x07"*32, b"v1\n1060\nalice\ns", "sha256") base64url without padding.
+        // Python: hmac.new(b"\x07"*32, b"v2\nattach-a2a\n1060\nalice\ns", "sha256"),
+        // base64url without padding.
         assert_eq!(
-            sign(&KEY, 1_060, "alice", "s"),
-            "v1.1060.k5_iY1fvxwrh_NI5P9U0OalgqpFt-K9tPK-D_GSQg2Q"
+            sign(&KEY, AUD, 1_060, "alice", "s"),
+            "v2.1060.attach-a2a.qTvxuKqqTwpcy_P9idBvJaq4GAvEueYFoGPX2Jsy1kc"
         );
     }
 }

@@ -59,6 +59,11 @@ pub struct PluginConfig {
     /// `X-Attach-Assertion`, an HMAC over the identity headers.
     #[serde(default)]
     pub assertion_key: Option<String>,
+    /// The routes whose upstream checks the assertion, each with the audience
+    /// the assertion is made for; no other request carries one, so the model
+    /// engine never holds an assertion it could replay at a service.
+    #[serde(default = "default_assertion_routes")]
+    pub assertion_routes: Vec<AssertionRouteConfig>,
     /// Mirror model prompts and replies to a memory sink; off when absent.
     #[serde(default)]
     pub memory: Option<MemoryConfig>,
@@ -81,6 +86,32 @@ pub struct ProviderConfig {
     /// Scopes required of this issuer's tokens.
     #[serde(default)]
     pub required_scopes: Vec<String>,
+    /// Put before `sub` to make the user (`X-Attach-User`). Default: none
+    /// with a single issuer, `"{issuer}#"` with several, so that `alice`
+    /// at one issuer is never `alice` at another.
+    #[serde(default)]
+    pub subject_prefix: Option<String>,
+}
+
+/// One entry of [`PluginConfig::assertion_routes`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionRouteConfig {
+    /// Exact path, or a prefix when ending in `*`.
+    pub path: String,
+    /// What the assertion is bound to; the service behind the route checks it.
+    pub audience: String,
+}
+
+/// The companion service's routes, bound to its audience.
+fn default_assertion_routes() -> Vec<AssertionRouteConfig> {
+    ["/a2a/*", "/mem/*"]
+        .into_iter()
+        .map(|path| AssertionRouteConfig {
+            path: path.into(),
+            audience: crate::assertion::SERVICE_AUDIENCE.into(),
+        })
+        .collect()
 }
 
 /// Which self-issued DID tokens are accepted. A DID-JWT proves possession of
@@ -309,6 +340,17 @@ pub enum PathRule {
 }
 
 impl PathRule {
+    /// `/exact`, or `/prefix*`.
+    fn parse(rule: &str) -> Result<PathRule, &'static str> {
+        if !rule.starts_with('/') {
+            return Err("must start with /");
+        }
+        Ok(match rule.strip_suffix('*') {
+            Some(prefix) => PathRule::Prefix(prefix.to_string()),
+            None => PathRule::Exact(rule.to_string()),
+        })
+    }
+
     pub fn matches(&self, path: &str) -> bool {
         // The query string never decides whether a path is public.
         let path = path.split_once('?').map_or(path, |(p, _)| p);
@@ -330,6 +372,15 @@ pub struct Provider {
     pub discovery: Url,
     pub jwks_uri: Option<Url>,
     pub required_scopes: Vec<String>,
+    /// Put before `sub` to make the user; see [`ProviderConfig::subject_prefix`].
+    pub subject_prefix: String,
+}
+
+/// A validated [`AssertionRouteConfig`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssertionRoute {
+    pub path: PathRule,
+    pub audience: String,
 }
 
 /// A configuration that passed every check; what the filter runs with.
@@ -349,7 +400,28 @@ pub struct Config {
     pub did: Option<DidPolicy>,
     pub cache_entries: usize,
     pub assertion_key: Option<Vec<u8>>,
+    pub assertion_routes: Vec<AssertionRoute>,
     pub memory: Option<Memory>,
+}
+
+/// No two issuers may produce the same user: when one prefix starts
+/// another's, `prefix + sub` of one can equal `prefix + sub` of the other.
+/// (Issuer URLs contain no `#`, so the default prefixes never collide.)
+fn check_distinct_users(providers: &[Provider]) -> Result<(), ConfigError> {
+    for (i, p) in providers.iter().enumerate() {
+        for (j, q) in providers.iter().enumerate() {
+            if i != j && q.subject_prefix.starts_with(&p.subject_prefix) {
+                return Err(err(
+                    format!("providers[{j}].subject_prefix"),
+                    format!(
+                        "{:?} starts with the subject prefix of providers[{i}] ({:?}), so two issuers could name the same user",
+                        q.subject_prefix, p.subject_prefix
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes one trailing slash: `https://idp/` and `https://idp` name the same issuer.
@@ -386,6 +458,15 @@ impl Config {
     pub fn is_public(&self, path: &str) -> bool {
         self.public_paths.iter().any(|r| r.matches(path))
     }
+
+    /// The audience of the assertion a request to `path` carries, if any
+    /// (the first matching route decides).
+    pub fn assertion_audience(&self, path: &str) -> Option<&str> {
+        self.assertion_routes
+            .iter()
+            .find(|r| r.path.matches(path))
+            .map(|r| r.audience.as_str())
+    }
 }
 
 impl PluginConfig {
@@ -403,6 +484,7 @@ impl PluginConfig {
             }
             clusters.insert(url.origin(), cluster.clone());
         }
+        let provider_count = self.providers.len();
         for (i, p) in self.providers.into_iter().enumerate() {
             let at = |field: &str| format!("providers[{i}].{field}");
             let issuer = normalize_issuer(p.issuer.trim()).to_string();
@@ -435,6 +517,19 @@ impl PluginConfig {
                     ),
                 ));
             }
+            let subject_prefix = match p.subject_prefix {
+                Some(prefix) => {
+                    if prefix.starts_with("did:") || prefix.chars().any(char::is_control) {
+                        return Err(err(
+                            at("subject_prefix"),
+                            "must not start with did: or contain control characters",
+                        ));
+                    }
+                    prefix
+                }
+                None if provider_count > 1 => format!("{issuer}#"),
+                None => String::new(),
+            };
             providers.push(Provider {
                 issuer,
                 audiences: p.audiences,
@@ -442,18 +537,41 @@ impl PluginConfig {
                 discovery,
                 jwks_uri,
                 required_scopes: p.required_scopes,
+                subject_prefix,
             });
         }
-        let mut public_paths = Vec::with_capacity(self.public_paths.len());
-        for (i, p) in self.public_paths.iter().enumerate() {
-            if !p.starts_with('/') {
-                return Err(err(format!("public_paths[{i}]"), "must start with /"));
-            }
-            public_paths.push(match p.strip_suffix('*') {
-                Some(prefix) => PathRule::Prefix(prefix.to_string()),
-                None => PathRule::Exact(p.clone()),
-            });
-        }
+        check_distinct_users(&providers)?;
+        let public_paths = self
+            .public_paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PathRule::parse(p).map_err(|m| err(format!("public_paths[{i}]"), m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let assertion_routes = self
+            .assertion_routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let at = |field: &str| format!("assertion_routes[{i}].{field}");
+                let path = PathRule::parse(&r.path).map_err(|m| err(at("path"), m))?;
+                if !crate::assertion::valid_audience(&r.audience) {
+                    return Err(err(
+                        at("audience"),
+                        "must be 1-64 letters, digits, '_', ':' or '-'",
+                    ));
+                }
+                if r.audience == crate::assertion::MIRROR_AUDIENCE {
+                    return Err(err(
+                        at("audience"),
+                        "is reserved for the memory mirror's own deliveries",
+                    ));
+                }
+                Ok(AssertionRoute {
+                    path,
+                    audience: r.audience.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if self.max_token_bytes < 64 || self.max_token_bytes > 1024 * 1024 {
             return Err(err("max_token_bytes", "must be between 64 and 1048576"));
         }
@@ -540,6 +658,7 @@ impl PluginConfig {
             did: self.did,
             cache_entries: self.cache_entries,
             assertion_key,
+            assertion_routes,
             memory,
         })
     }
@@ -581,6 +700,81 @@ mod tests {
         assert!(c.provider_index("https://idp.example/").is_some());
         assert!(c.provider_index("https://idp.example.evil").is_none());
         assert_eq!(c.cluster_for(&p.discovery), Some("idp"));
+    }
+
+    #[test]
+    fn subject_prefixes_keep_issuers_apart() {
+        let two = |a: &str, b: &str| {
+            Config::from_json(
+                format!(
+                    r#"{{"providers":[{{"issuer":"https://idp.example","audiences":["api"]{a}}},
+                                      {{"issuer":"https://idp.example/b","audiences":["api"]{b}}}],
+                        "clusters":{{"https://idp.example":"idp"}}}}"#
+                )
+                .as_bytes(),
+            )
+        };
+        let c = two("", "").unwrap();
+        let prefixes: Vec<_> = c
+            .providers
+            .iter()
+            .map(|p| p.subject_prefix.as_str())
+            .collect();
+        assert_eq!(prefixes, ["https://idp.example#", "https://idp.example/b#"]);
+        let single = Config::from_json(provider_json("https://idp.example").as_bytes()).unwrap();
+        assert_eq!(single.providers[0].subject_prefix, "");
+        assert!(two(r#","subject_prefix":"a:""#, r#","subject_prefix":"b:""#).is_ok());
+        for (a, b) in [
+            (r#","subject_prefix":"""#, ""),
+            (r#","subject_prefix":"a""#, r#","subject_prefix":"ab""#),
+            (r#","subject_prefix":"x""#, r#","subject_prefix":"x""#),
+            (r#","subject_prefix":"did:x:""#, ""),
+            (r#","subject_prefix":"a\u0000""#, ""),
+        ] {
+            let e = two(a, b).unwrap_err().to_string();
+            assert!(e.contains("subject_prefix"), "{a} {b}: {e}");
+        }
+    }
+
+    #[test]
+    fn assertions_go_only_to_the_routes_that_name_an_audience() {
+        let c = Config::from_json(b"{}").unwrap();
+        assert_eq!(c.assertion_audience("/a2a/agents/x"), Some("attach-a2a"));
+        assert_eq!(
+            c.assertion_audience("/mem/events?limit=1"),
+            Some("attach-a2a")
+        );
+        assert_eq!(c.assertion_audience("/api/chat"), None);
+        assert_eq!(c.assertion_audience("/v1/chat/completions"), None);
+        let own = Config::from_json(
+            br#"{"assertion_routes":[{"path":"/tools/*","audience":"tools"},{"path":"/x","audience":"x"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(own.assertion_audience("/tools/run"), Some("tools"));
+        assert_eq!(own.assertion_audience("/x"), Some("x"));
+        assert_eq!(own.assertion_audience("/a2a/agents/x"), None);
+        for (bad, path) in [
+            (
+                r#"[{"path":"tools","audience":"t"}]"#,
+                "assertion_routes[0].path",
+            ),
+            (
+                r#"[{"path":"/t","audience":"a.b"}]"#,
+                "assertion_routes[0].audience",
+            ),
+            (
+                r#"[{"path":"/t","audience":""}]"#,
+                "assertion_routes[0].audience",
+            ),
+            (
+                r#"[{"path":"/t","audience":"attach-mirror"}]"#,
+                "assertion_routes[0].audience",
+            ),
+        ] {
+            let e = Config::from_json(format!(r#"{{"assertion_routes":{bad}}}"#).as_bytes())
+                .unwrap_err();
+            assert_eq!(e.path, path, "{bad}");
+        }
     }
 
     #[test]

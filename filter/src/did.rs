@@ -86,6 +86,46 @@ const ED25519_PUB: u64 = 0xed;
 const SECP256K1_PUB: u64 = 0xe7;
 const P256_PUB: u64 = 0x1200;
 
+/// The one spelling of a DID that names the same account as `did`: every
+/// alias of a `did:pkh:eip155` account (upper- or mixed-case hex, a chain id
+/// with leading zeros) maps to lower-case hex and the chain id in plain
+/// decimal, so one key never signs in as several users on one chain. The
+/// chain id stays part of the identity, as in CAIP-10: `eip155:1` and
+/// `eip155:137` are two accounts (an allow-list can admit one chain and not
+/// the other). Other DIDs are already canonical: did:key's base58btc
+/// encoding of a multicodec key has one spelling per key (the varint is
+/// read as minimal, compressed points only). A DID that is not well formed
+/// is returned unchanged, for [`resolve`] to refuse.
+pub fn canonical(did: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let Some(rest) = did.strip_prefix("did:pkh:eip155:") else {
+        return Cow::Borrowed(did);
+    };
+    let Some((chain, address)) = rest.split_once(':') else {
+        return Cow::Borrowed(did);
+    };
+    let Some(hex) = address.strip_prefix("0x") else {
+        return Cow::Borrowed(did);
+    };
+    if chain.is_empty()
+        || !chain.bytes().all(|b| b.is_ascii_digit())
+        || hex.len() != 40
+        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Cow::Borrowed(did);
+    }
+    let chain = match chain.trim_start_matches('0') {
+        "" => "0",
+        digits => digits,
+    };
+    let canonical = format!("did:pkh:eip155:{chain}:0x{}", hex.to_ascii_lowercase());
+    if canonical == did {
+        Cow::Borrowed(did)
+    } else {
+        Cow::Owned(canonical)
+    }
+}
+
 /// Resolves a DID (not a DID URL: no path, query or fragment) to its key.
 pub fn resolve(did: &str) -> Result<DidKey, DidError> {
     let rest = did.strip_prefix("did:").ok_or(DidError::Malformed)?;
@@ -931,6 +971,40 @@ pub(crate) mod tests {
             .unwrap_err(),
             DidError::UnsupportedKeyType
         );
+    }
+
+    #[test]
+    fn pkh_aliases_have_one_spelling() {
+        let lower = "did:pkh:eip155:1:0x2c7536e3605d9c16a7a3d7b1898e529396a65c23";
+        for alias in [
+            lower,
+            "did:pkh:eip155:1:0x2c7536E3605D9C16a7a3D7b1898e529396a65c23",
+            "did:pkh:eip155:01:0x2C7536E3605D9C16A7A3D7B1898E529396A65C23",
+            "did:pkh:eip155:0001:0x2c7536e3605d9c16a7a3d7b1898e529396a65c23",
+        ] {
+            assert_eq!(canonical(alias), lower, "{alias}");
+            assert!(resolve(&canonical(alias)).is_ok());
+        }
+        // The chain stays part of the identity.
+        assert_eq!(
+            canonical("did:pkh:eip155:137:0x2C7536E3605D9C16a7a3D7b1898e529396a65c23"),
+            "did:pkh:eip155:137:0x2c7536e3605d9c16a7a3d7b1898e529396a65c23"
+        );
+        assert_eq!(
+            canonical("did:pkh:eip155:00:0x2c7536e3605d9c16a7a3d7b1898e529396a65c23"),
+            "did:pkh:eip155:0:0x2c7536e3605d9c16a7a3d7b1898e529396a65c23"
+        );
+        // did:key and malformed DIDs are left as they are.
+        for same in [
+            "did:key:z6MkkhEFZ6GwXiidbcqCtaHGMGConNj3wrh4ut8WQbLPuspF",
+            "did:pkh:eip155:1:0X2c7536e3605d9c16a7a3d7b1898e529396a65c23",
+            "did:pkh:eip155:1:0x2c75",
+            "did:pkh:eip155::0x2c7536e3605d9c16a7a3d7b1898e529396a65c23",
+            "did:pkh:eip155:x1:0x2c7536e3605d9c16a7a3d7b1898e529396a65c23",
+            "did:pkh:EIP155:1:0x2C7536E3605D9C16a7a3D7b1898e529396a65c23",
+        ] {
+            assert_eq!(canonical(same), same);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::alg::Alg;
 use crate::cache::{KeyVersion, TokenCache};
 use crate::claims::{self, ClaimError};
-use crate::config::{Config, DidPolicy};
+use crate::config::{Config, DidPolicy, Provider};
 use crate::did;
 use crate::identity::Identity;
 use crate::jwk::JwkSet;
@@ -114,10 +114,11 @@ pub fn verify(
     else {
         return Verdict::Invalid(Reason::AlgorithmNotAllowed);
     };
-    let sub = match claims::check(&tok.claims, now, cfg.leeway_secs, &provider.audiences)
+    let user = match claims::check(&tok.claims, now, cfg.leeway_secs, &provider.audiences)
         .and_then(|()| claims::subject(&tok.claims))
+        .and_then(|sub| oidc_user(provider, sub))
     {
-        Ok(sub) => sub.to_string(),
+        Ok(user) => user,
         Err(e) => return Verdict::Invalid(Reason::Claim(e)),
     };
     let (set, generation) = match keys.keys(index) {
@@ -142,21 +143,42 @@ pub fn verify(
     {
         return Verdict::Invalid(Reason::BadSignature);
     }
-    let missing: Vec<String> = cfg
-        .required_scopes
-        .iter()
-        .chain(&provider.required_scopes)
-        .filter(|need| !tok.claims.scopes().any(|have| have == need.as_str()))
-        .cloned()
-        .collect();
-    if !missing.is_empty() {
-        return Verdict::InsufficientScope(missing);
+    if let Some(refusal) = missing_scopes(
+        cfg.required_scopes.iter().chain(&provider.required_scopes),
+        &tok,
+    ) {
+        return refusal;
     }
     let version = KeyVersion {
         issuer: index,
         generation,
     };
-    admit(cache, raw, sub, &tok, version, now)
+    admit(cache, raw, user, &tok, version, now)
+}
+
+/// The user an OIDC subject becomes: the provider's prefix and `sub`. A
+/// user that could pass for a DID is refused: DIDs are verified by their
+/// own keys, and an issuer must never speak for one.
+fn oidc_user(provider: &Provider, sub: &str) -> Result<String, ClaimError> {
+    let user = format!("{}{sub}", provider.subject_prefix);
+    if user.starts_with("did:") {
+        return Err(ClaimError::InvalidSub);
+    }
+    Ok(user)
+}
+
+/// `InsufficientScope` with the required scopes the token lacks, if any
+/// (RFC 6750 section 3.1). Applies to every kind of token: a scope the
+/// configuration requires is never waived for a self-issued one.
+fn missing_scopes<'a>(
+    required: impl Iterator<Item = &'a String>,
+    tok: &token::Token<'_>,
+) -> Option<Verdict> {
+    let missing: Vec<String> = required
+        .filter(|need| !tok.claims.scopes().any(|have| have == need.as_str()))
+        .cloned()
+        .collect();
+    (!missing.is_empty()).then_some(Verdict::InsufficientScope(missing))
 }
 
 /// Remembers a token that passed every check and lets it through.
@@ -187,11 +209,14 @@ fn verify_did(
     cache: &mut TokenCache,
 ) -> Verdict {
     let iss = tok.claims.iss.as_deref().unwrap_or_default();
-    if !policy.allows(iss) {
+    // Aliases of one account are one user: the allow-list, the key id and
+    // the stamped identity all see the canonical spelling.
+    let did = did::canonical(iss);
+    if !policy.allows(&did) {
         return Verdict::Invalid(Reason::DidNotAllowed);
     }
     if let Some(kid) = &tok.header.kid {
-        if kid.split('#').next() != Some(iss) {
+        if kid.split('#').next().map(did::canonical).as_deref() != Some(&*did) {
             return Verdict::Invalid(Reason::KidMismatch);
         }
     }
@@ -200,7 +225,7 @@ fn verify_did(
     {
         return Verdict::Invalid(Reason::Claim(e));
     }
-    let key = match did::resolve(iss) {
+    let key = match did::resolve(&did) {
         Ok(key) => key,
         Err(_) => return Verdict::Invalid(Reason::UnknownIssuer),
     };
@@ -211,11 +236,15 @@ fn verify_did(
         }
         Err(_) => return Verdict::Invalid(Reason::BadSignature),
     }
+    if let Some(refusal) = missing_scopes(cfg.required_scopes.iter(), tok) {
+        return refusal;
+    }
     let version = KeyVersion {
         issuer: DID_ISSUER,
         generation: 0,
     };
-    admit(cache, raw, iss.to_string(), tok, version, now)
+    let did = did.into_owned();
+    admit(cache, raw, did, tok, version, now)
 }
 
 #[cfg(test)]
@@ -259,8 +288,9 @@ mod tests {
 
     impl KeyStore for Keys {
         fn keys(&self, issuer: usize) -> KeyState<'_> {
+            // Every issuer of a test shares the one set.
             match (&self.0, issuer) {
-                (Some(keys), 0) => KeyState::Ready {
+                (Some(keys), 0 | 1) => KeyState::Ready {
                     keys,
                     generation: self.1,
                 },
@@ -358,6 +388,86 @@ mod tests {
         assert_eq!(
             run(&config(""), &Keys(None, 0), &t),
             Verdict::AwaitKeys { issuer: 0 }
+        );
+    }
+
+    fn config_json(json: &str) -> Config {
+        Config::from_json(json.as_bytes()).unwrap()
+    }
+
+    const ISS2: &str = "https://idp2.example";
+
+    fn two_issuers(prefixes: (&str, &str)) -> Config {
+        config_json(&format!(
+            r#"{{"providers":[{{"issuer":"{ISS}","audiences":["api"]{}}},
+                              {{"issuer":"{ISS2}","audiences":["api"]{}}}],
+                "clusters":{{"{ISS}":"idp","{ISS2}":"idp2"}}}}"#,
+            prefixes.0, prefixes.1
+        ))
+    }
+
+    fn user_of(verdict: Verdict) -> String {
+        match verdict {
+            Verdict::Allow(identity) => identity.user,
+            other => panic!("refused: {other:?}"),
+        }
+    }
+
+    /// Issue: `alice` at a second issuer read the memory of `alice` at the
+    /// first. With several issuers each user is qualified by its issuer.
+    #[test]
+    fn the_same_subject_at_two_issuers_is_two_users() {
+        let sk = signing_key(4);
+        let set = keys(&[jwk(&sk, "k")]);
+        let h = r#"{"alg":"ES256","kid":"k"}"#;
+        let cfg = two_issuers(("", ""));
+        let at_one = sign(&sk, h, &claims(""));
+        let at_two = sign(&sk, h, &claims("").replace(ISS, ISS2));
+        assert_eq!(
+            user_of(run(&cfg, &set, &at_one)),
+            "https://idp.example#alice"
+        );
+        assert_eq!(
+            user_of(run(&cfg, &set, &at_two)),
+            "https://idp2.example#alice"
+        );
+        // Explicit prefixes are used as given.
+        let named = two_issuers((
+            r#","subject_prefix":"corp:""#,
+            r#","subject_prefix":"partner:""#,
+        ));
+        assert_eq!(user_of(run(&named, &set, &at_one)), "corp:alice");
+        assert_eq!(user_of(run(&named, &set, &at_two)), "partner:alice");
+        // A single issuer keeps the plain `sub`.
+        assert_eq!(run(&config(""), &set, &at_one), alice());
+    }
+
+    /// Issue: an OIDC token with `sub` = a victim's `did:key:…` read the
+    /// victim's memory. No issuer may speak for a DID.
+    #[test]
+    fn an_oidc_subject_that_looks_like_a_did_is_refused() {
+        let sk = signing_key(5);
+        let set = keys(&[jwk(&sk, "k")]);
+        let h = r#"{"alg":"ES256","kid":"k"}"#;
+        let did = "did:key:z6MkkhEFZ6GwXiidbcqCtaHGMGConNj3wrh4ut8WQbLPuspF";
+        let t = sign(&sk, h, &claims("").replace("alice", did));
+        assert_eq!(
+            run(&config(""), &set, &t),
+            Verdict::Invalid(Reason::Claim(ClaimError::InvalidSub))
+        );
+        // Nor through a prefix that completes one.
+        let cfg = config(r#","subject_prefix":"di""#);
+        let t = sign(&sk, h, &claims("").replace("alice", "d:key:z6Mk"));
+        assert_eq!(
+            run(&cfg, &set, &t),
+            Verdict::Invalid(Reason::Claim(ClaimError::InvalidSub))
+        );
+        // With several issuers the qualified form cannot be a DID either.
+        let two = two_issuers(("", ""));
+        let t = sign(&sk, h, &claims("").replace("alice", did));
+        assert_eq!(
+            user_of(run(&two, &set, &t)),
+            format!("https://idp.example#{did}")
         );
     }
 
@@ -678,6 +788,81 @@ mod did_tests {
         ));
         assert_eq!(
             run(&config(&format!("{other:?}"), 3600), &t),
+            Verdict::Invalid(Reason::DidNotAllowed)
+        );
+    }
+
+    /// Issue: with `"required_scopes": ["x"]` an OIDC token without the
+    /// scope got 403 and a self-issued did:key token without it got 200.
+    #[test]
+    fn required_scopes_apply_to_did_tokens() {
+        let (key, did) = identity(9);
+        let cfg = Config::from_json(
+            format!(
+                r#"{{"required_scopes":["x"],"did":{{"audiences":["{AUD}"],"allow":["did:key:*"]}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let without = token(&key, r#"{"alg":"EdDSA"}"#, &claims(&did, NOW, NOW + 60));
+        assert_eq!(
+            run(&cfg, &without),
+            Verdict::InsufficientScope(vec!["x".into()])
+        );
+        let with = token(
+            &key,
+            r#"{"alg":"EdDSA"}"#,
+            &claims(&did, NOW, NOW + 60).replace('}', r#","scope":"y x"}"#),
+        );
+        assert!(matches!(run(&cfg, &with), Verdict::Allow(_)));
+    }
+
+    fn pkh_token(sk: &k256::ecdsa::SigningKey, did: &str) -> String {
+        use sha2::Digest;
+        let input = format!(
+            "{}.{}",
+            encode(r#"{"alg":"ES256K-R"}"#),
+            encode(&claims(did, NOW, NOW + 60))
+        );
+        let digest = sha2::Sha256::digest(input.as_bytes());
+        let (sig, id) = sk.sign_prehash_recoverable(&digest);
+        let mut rsv = sig.to_bytes().to_vec();
+        rsv.push(u8::from(id.is_y_odd()));
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(rsv))
+    }
+
+    /// Issue: one key signed in as `eip155:1`, `eip155:01` and upper-case
+    /// hex, several users. Every alias is stamped as the canonical DID, and
+    /// the allow-list sees that spelling too.
+    #[test]
+    fn did_pkh_aliases_are_one_user() {
+        use sha3::Digest;
+        let sk = k256::ecdsa::SigningKey::from_slice(&[0x21; 32]).unwrap();
+        let point = sk.verifying_key().to_sec1_point(false);
+        let hash = sha3::Keccak256::digest(&point.as_bytes()[1..]);
+        let hex: String = hash[12..].iter().map(|b| format!("{b:02x}")).collect();
+        let canonical = format!("did:pkh:eip155:1:0x{hex}");
+        let cfg = config(r#""did:pkh:eip155:1:*""#, 3600);
+        for alias in [
+            canonical.clone(),
+            format!("did:pkh:eip155:01:0x{}", hex.to_uppercase()),
+            format!("did:pkh:eip155:001:0x{hex}"),
+        ] {
+            assert_eq!(
+                run(&cfg, &pkh_token(&sk, &alias)),
+                Verdict::Allow(Identity {
+                    user: canonical.clone(),
+                    exp: NOW + 60
+                }),
+                "{alias}"
+            );
+        }
+        // The chain id is part of the identity: chain 137 is not allowed here.
+        assert_eq!(
+            run(
+                &cfg,
+                &pkh_token(&sk, &format!("did:pkh:eip155:137:0x{hex}"))
+            ),
             Verdict::Invalid(Reason::DidNotAllowed)
         );
     }

@@ -269,7 +269,6 @@ pub fn command(
             c.env("MEM_BACKEND", "none");
         }
         Some(m) => {
-            c.env("A2A_INGEST_IDENTITY", &m.identity);
             match m.sink {
                 SinkKind::Service => c.env("MEM_BACKEND", "service"),
                 SinkKind::Weaviate => {
@@ -470,10 +469,6 @@ mod tests {
             Some("http://127.0.0.1:8081")
         );
         assert_eq!(get("WEAVIATE_API_KEY").as_deref(), Some("w"));
-        assert_eq!(
-            get("A2A_INGEST_IDENTITY").as_deref(),
-            Some("attach-gateway")
-        );
         let off = command(Path::new("/bin/attach-a2a"), &s, 18090, "k3y", None);
         let backend = off
             .get_envs()

@@ -653,7 +653,7 @@ mod tests {
         // Without the service nothing changes.
         let p = build(&s, None).unwrap();
         assert_eq!(p.config.assertion_key, None);
-        assert!(!p.json.contains("/a2a/"));
+        assert!(!p.config.public_paths.iter().any(|p| p.starts_with("/a2a/")));
     }
 
     #[test]

@@ -62,7 +62,7 @@ def test_seed_send_and_status(svc):
     # The agent saw the caller's identity, asserted by the service, not the token.
     seen = svc.seed.requests[-1]
     assert seen["user"] == "alice"
-    assert seen["headers"].get("x-attach-assertion", "").startswith("v1.")
+    assert seen["headers"].get("x-attach-assertion", "").startswith("v2.")
     assert "authorization" not in seen["headers"], "no forward_bearer: no token downstream"
 
 
@@ -163,9 +163,9 @@ def test_identity_headers_cannot_be_forged_through_the_gateway(svc):
 # -- the service's port, reached directly ---------------------------------------------
 
 
-def _assertion(key, user, session, exp):
-    mac = hmac.new(key, f"v1\n{exp}\n{user}\n{session}".encode(), hashlib.sha256).digest()
-    return f"v1.{exp}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+def _assertion(key, user, session, exp, audience="attach-a2a"):
+    mac = hmac.new(key, f"v2\n{audience}\n{exp}\n{user}\n{session}".encode(), hashlib.sha256)
+    return f"v2.{exp}.{audience}.{base64.urlsafe_b64encode(mac.digest()).rstrip(b'=').decode()}"
 
 
 def test_direct_calls_without_a_valid_assertion_are_refused(svc):
@@ -175,7 +175,7 @@ def test_direct_calls_without_a_valid_assertion_are_refused(svc):
     wrong_key = os.urandom(32)
     attempts = [
         {"X-Attach-User": "mallory", "X-Attach-Session": "s1"},
-        {"X-Attach-User": "mallory", "X-Attach-Session": "s1", "X-Attach-Assertion": "v1.1.AAAA"},
+        {"X-Attach-User": "mallory", "X-Attach-Session": "s1", "X-Attach-Assertion": "v2.1.attach-a2a.AAAA"},
         {
             "X-Attach-User": "mallory",
             "X-Attach-Session": "s1",

@@ -135,7 +135,8 @@ def test_identity_on_response_and_authorization_forwarding_can_be_disabled(make_
 
 def test_identity_assertion_is_an_hmac_over_the_stamped_headers(make_stack):
     """With assertion_key set, services behind the gateway can check that
-    X-Attach-User/-Session came from the filter: v1.<exp>.<HMAC-SHA256>."""
+    X-Attach-User/-Session came from the filter:
+    v2.<exp>.<audience>.<HMAC-SHA256>, only on the routes that name an audience."""
     import base64
     import hashlib
     import hmac
@@ -143,16 +144,22 @@ def test_identity_assertion_is_an_hmac_over_the_stamped_headers(make_stack):
 
     key = bytes(range(32))
     encoded = base64.urlsafe_b64encode(key).rstrip(b"=").decode()
-    s = make_stack(config={"assertion_key": encoded})
-    resp = s.get("/", token=s.token(sub="alice"), headers=SPOOFED + [("User-Agent", "ua")])
+    routes = [{"path": "/svc/*", "audience": "svc"}]
+    s = make_stack(config={"assertion_key": encoded, "assertion_routes": routes})
+    resp = s.get("/svc/x", token=s.token(sub="alice"), headers=SPOOFED + [("User-Agent", "ua")])
     assert resp.status == 200, resp
     rec = s.upstream.last()
     value = rec.header("x-attach-assertion")
     assert value and value != "forged", rec
-    version, exp, mac = value.split(".")
-    assert version == "v1"
+    version, exp, audience, mac = value.split(".")
+    assert (version, audience) == ("v2", "svc")
     assert time.time() < int(exp) <= time.time() + 61
-    message = f"v1\n{exp}\nalice\n{session_id('alice', 'ua')}".encode()
+    message = f"v2\nsvc\n{exp}\nalice\n{session_id('alice', 'ua')}".encode()
     want = base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).rstrip(b"=")
     assert mac.encode() == want
     assert resp.header("x-attach-assertion") is None, "the assertion is for upstreams only"
+    # Any other route (the model engine's) gets none, and no spoofed one either.
+    s.upstream.clear()
+    resp = s.get("/api/chat", token=s.token(sub="alice"), headers=SPOOFED)
+    assert resp.status == 200, resp
+    assert s.upstream.last().header("x-attach-assertion") is None

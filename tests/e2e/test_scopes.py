@@ -43,7 +43,8 @@ PASSING = {
 @pytest.mark.parametrize("case", sorted(PASSING))
 def test_token_with_required_scopes_passes(gw, case):
     resp = gw.get("/", token=gw.token(**PASSING[case]))
-    assert_passed(resp, gw.upstream, "user-42")
+    # Two issuers are configured, so each user is qualified by its issuer.
+    assert_passed(resp, gw.upstream, f"{gw.idp.issuer}#user-42")
 
 
 INSUFFICIENT = {
@@ -69,7 +70,7 @@ def test_token_lacking_scopes_gets_403(gw, case):
 
 def test_provider_scopes_apply_only_to_that_provider(gw, other_idp):
     resp = gw.get("/", token=other_idp.token(scope="read", sub="other-user"))
-    assert_passed(resp, gw.upstream, "other-user")
+    assert_passed(resp, gw.upstream, f"{other_idp.issuer}#other-user")
 
 
 def test_global_scopes_apply_to_every_provider(gw, other_idp):

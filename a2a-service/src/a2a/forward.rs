@@ -135,7 +135,7 @@ impl Forwarder {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let caller = who.caller;
-        let assertion = self.key.sign_now(&caller.user, &caller.session);
+        let assertion = self.key.sign_for_agent(&caller.user, &caller.session);
         for (name, value) in [
             (USER_HEADER, caller.user.as_str()),
             (SESSION_HEADER, caller.session.as_str()),

@@ -9,8 +9,8 @@
 //! task_id?, timestamp?}` plus the exchange's metadata `{model?, route?,
 //! request_id?, status?, latency_ms?, tokens_in?, tokens_out?, truncated?}`;
 //! duplicates by `id` are ignored. Rows are scoped to each event's `user`; a
-//! caller may ingest events of other users only when it is the gateway's own
-//! identity (`A2A_INGEST_IDENTITY`, default `attach-gateway`). Reads return
+//! caller may ingest events of its own, and only the gateway's memory mirror
+//! (with its own credential, [`crate::auth::Ingester`]) those of any user. Reads return
 //! the metadata present next to an event's other fields.
 //!
 //! With `MEM_BACKEND=weaviate` the filter writes mirrored exchanges to
@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::a2a::model::{now_ms, parse_timestamp, timestamp};
-use crate::auth::Caller;
+use crate::auth::{Caller, Ingester};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::{ExchangeMeta, MemoryEvent, MemoryFilter};
@@ -255,7 +255,7 @@ fn exchange_meta(obj: &Map<String, Value>) -> AppResult<ExchangeMeta> {
     })
 }
 
-fn ingest_event(value: &Value, caller: &Caller, gateway_identity: &str) -> AppResult<MemoryEvent> {
+fn ingest_event(value: &Value, writer: &Ingester) -> AppResult<MemoryEvent> {
     let Value::Object(obj) = value else {
         return Err(AppError::BadRequest(
             "each event must be a JSON object".into(),
@@ -274,9 +274,9 @@ fn ingest_event(value: &Value, caller: &Caller, gateway_identity: &str) -> AppRe
     let user = opt_string(obj, "user")?
         .filter(|u| !u.is_empty())
         .ok_or_else(|| AppError::BadRequest("each event needs a user".into()))?;
-    if user != caller.user && caller.user != gateway_identity {
+    if !writer.may_write_for(&user) {
         return Err(AppError::Unauthorized(
-            "only the gateway's own identity may ingest other users' events".into(),
+            "only the gateway's memory mirror may ingest other users' events".into(),
         ));
     }
     let kind = opt_string(obj, "kind")?.unwrap_or_else(|| "message".into());
@@ -301,7 +301,7 @@ fn ingest_event(value: &Value, caller: &Caller, gateway_identity: &str) -> AppRe
 
 pub async fn ingest(
     State(state): State<AppState>,
-    caller: Caller,
+    writer: Ingester,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Json<Value>> {
@@ -321,7 +321,7 @@ pub async fn ingest(
     }
     let events = items
         .iter()
-        .map(|v| ingest_event(v, &caller, &state.config.ingest_identity))
+        .map(|v| ingest_event(v, &writer))
         .collect::<AppResult<Vec<_>>>()?;
     let inserted = state
         .store

@@ -24,6 +24,10 @@ use tower::ServiceExt;
 
 pub const KEY_B64: &str = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk";
 
+/// The `user` that makes [`Harness::request`] send the memory mirror's own
+/// credential instead of a user's identity headers.
+pub const MIRROR: &str = "(memory mirror)";
+
 pub fn key() -> AssertionKey {
     AssertionKey::new([9; 32])
 }
@@ -415,12 +419,19 @@ impl Harness {
             .method(method)
             .uri(path)
             .header("content-type", "application/json");
-        if let Some(user) = user {
-            let session = format!("{user}-session");
-            b = b
-                .header("x-attach-user", user)
-                .header("x-attach-session", &session)
-                .header("x-attach-assertion", key().sign_now(user, &session));
+        let now = attach_a2a_service::auth::unix_now();
+        match user {
+            Some(MIRROR) => {
+                b = b.header("x-attach-assertion", key().sign_mirror(now + 60));
+            }
+            Some(user) => {
+                let session = format!("{user}-session");
+                b = b
+                    .header("x-attach-user", user)
+                    .header("x-attach-session", &session)
+                    .header("x-attach-assertion", key().sign(now + 60, user, &session));
+            }
+            None => {}
         }
         b.body(body).unwrap()
     }

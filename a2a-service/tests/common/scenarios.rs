@@ -7,10 +7,13 @@ use attach_a2a_service::auth::AssertionKey;
 use attach_a2a_service::store::{ExchangeMeta, MemoryEvent};
 use attach_a2a_service::tasks;
 use axum::body::Body;
+use axum::http::Request;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{Db, FakeWeaviate, Harness, Options, WeaviateMode, closed_port, key, msg_v1, msg_v03};
+use super::{
+    Db, FakeWeaviate, Harness, MIRROR, Options, WeaviateMode, closed_port, key, msg_v1, msg_v03,
+};
 
 fn code(v: &Value) -> i64 {
     v["error"]["code"]
@@ -60,14 +63,31 @@ pub async fn blocking_v0_3(db: &Db) {
     let seen = h.seen.last();
     assert_eq!(seen["x-attach-user"], "alice");
     let assertion = seen["x-attach-assertion"].to_str().unwrap();
+    let now = attach_a2a_service::auth::unix_now();
     key()
-        .verify(
+        .verify_for(
+            attach_a2a_service::auth::AGENT_AUDIENCE,
             assertion,
             "alice",
             "alice-session",
-            attach_a2a_service::auth::unix_now(),
+            now,
         )
         .unwrap();
+    // It is made for agents, so the agent cannot replay it at this service.
+    assert!(
+        key()
+            .verify(assertion, "alice", "alice-session", now)
+            .is_err()
+    );
+    let replayed = Request::builder()
+        .uri("/mem/events")
+        .header("x-attach-user", "alice")
+        .header("x-attach-session", "alice-session")
+        .header("x-attach-assertion", assertion)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _) = h.send(replayed).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(seen.get("authorization").is_none());
     assert!(seen.get("a2a-version").is_none());
 
@@ -455,10 +475,10 @@ pub async fn ingest_is_idempotent(db: &Db) {
         {"id": e1, "user": "alice", "session": "s1", "role": "user", "content": "hi", "timestamp": "2030-01-01T00:00:00Z"},
         {"id": e2, "user": "bob", "session": "s2", "role": "assistant", "content": {"text": "yo"}},
     ]);
-    let (status, v) = h.post("/mem/ingest", Some("attach-gateway"), &batch).await;
+    let (status, v) = h.post("/mem/ingest", Some(MIRROR), &batch).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v, json!({"accepted": 2, "inserted": 2}));
-    let (_, v) = h.post("/mem/ingest", Some("attach-gateway"), &batch).await;
+    let (_, v) = h.post("/mem/ingest", Some(MIRROR), &batch).await;
     assert_eq!(v, json!({"accepted": 2, "inserted": 0}));
     let alice = h.memory("alice", "").await;
     assert_eq!(alice.len(), 1);
@@ -477,12 +497,43 @@ pub async fn ingest_is_idempotent(db: &Db) {
     let (status, _) = h
         .post(
             "/mem/ingest",
-            Some("attach-gateway"),
+            Some(MIRROR),
             &json!([{"id": "not-a-uuid", "user": "bob", "content": 1}]),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(h.memory("bob", "").await.len(), 1);
+}
+
+/// Issue: a token whose `sub` is `attach-gateway` (any issuer may mint one)
+/// wrote forged events into anyone's memory. The user name grants nothing;
+/// only the mirror's own credential writes for other users.
+pub async fn ingest_for_others_needs_the_mirror_credential(db: &Db) {
+    let h = Harness::new(db).await;
+    let forged = json!([{"id": uuid::Uuid::new_v4().to_string(), "user": "victim",
+        "kind": "prompt", "role": "user", "content": "forged"}]);
+    for name in ["attach-gateway", "mallory"] {
+        let (status, v) = h.post("/mem/ingest", Some(name), &forged).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {v}");
+    }
+    assert!(h.memory("victim", "").await.is_empty());
+    // A direct call with a mirror credential under another key is refused too.
+    let wrong_key = Request::builder()
+        .method("POST")
+        .uri("/mem/ingest")
+        .header("content-type", "application/json")
+        .header(
+            "x-attach-assertion",
+            AssertionKey::new([1; 32]).sign_mirror(attach_a2a_service::auth::unix_now() + 60),
+        )
+        .body(Body::from(forged.to_string()))
+        .unwrap();
+    assert_eq!(h.send(wrong_key).await.0, StatusCode::UNAUTHORIZED);
+    assert!(h.memory("victim", "").await.is_empty());
+    // The service still answers, and the mirror itself may write.
+    let (status, v) = h.post("/mem/ingest", Some(MIRROR), &forged).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(h.memory("victim", "").await.len(), 1);
 }
 
 pub async fn seed_routes(db: &Db) {
@@ -889,7 +940,7 @@ pub async fn ingest_keeps_exchange_meta(db: &Db) {
          "status": 200, "timestamp": "2030-01-01T00:00:00.812Z", "latency_ms": 812,
          "tokens_out": 1, "truncated": true},
     ]);
-    let (status, v) = h.post("/mem/ingest", Some("attach-gateway"), &batch).await;
+    let (status, v) = h.post("/mem/ingest", Some(MIRROR), &batch).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v, json!({"accepted": 2, "inserted": 2}));
 
@@ -919,7 +970,7 @@ pub async fn ingest_keeps_exchange_meta(db: &Db) {
     // A second delivery with other metadata changes nothing.
     let mut again = batch.clone();
     again[0]["model"] = json!("other");
-    let (_, v) = h.post("/mem/ingest", Some("attach-gateway"), &again).await;
+    let (_, v) = h.post("/mem/ingest", Some(MIRROR), &again).await;
     assert_eq!(v, json!({"accepted": 2, "inserted": 0}));
     assert_eq!(h.memory("alice", "session=s1").await, events);
 
@@ -928,7 +979,7 @@ pub async fn ingest_keeps_exchange_meta(db: &Db) {
     let bare = new_id();
     let nulls = json!([{"id": bare, "user": "alice", "session": "s2", "role": "user",
         "content": "x", "model": null, "status": null, "latency_ms": null, "truncated": null}]);
-    let (status, v) = h.post("/mem/ingest", Some("attach-gateway"), &nulls).await;
+    let (status, v) = h.post("/mem/ingest", Some(MIRROR), &nulls).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     h.post(
         "/mem/events",
@@ -983,7 +1034,7 @@ pub async fn ingest_refuses_bad_meta(db: &Db) {
         bad["id"] = json!(new_id());
         bad[field] = value.clone();
         let (status, v) = h
-            .post("/mem/ingest", Some("attach-gateway"), &json!([good, bad]))
+            .post("/mem/ingest", Some(MIRROR), &json!([good, bad]))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{field}={value}: {v}");
         assert_eq!(v["error"], "bad_request");
@@ -1086,7 +1137,7 @@ pub async fn weaviate_reads(db: &Db) {
     let (status, _) = h
         .post(
             "/mem/ingest",
-            Some("attach-gateway"),
+            Some(MIRROR),
             &json!([{"id": ingested, "user": "alice", "session": "s1", "role": "user",
                 "kind": "prompt", "content": "stored", "timestamp": "2030-01-01T00:00:00.020Z"}]),
         )

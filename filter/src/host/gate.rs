@@ -217,9 +217,10 @@ fn stamp(vm: &Vm, state: &RefCell<RequestState>, identity: &Identity) {
     };
     stream::set_request_header(USER_HEADER, Some(&identity.user));
     stream::set_request_header(SESSION_HEADER, Some(&session));
-    if let Some(key) = &vm.config.assertion_key {
+    let audience = vm.config.assertion_audience(&st.head.path);
+    if let (Some(key), Some(audience)) = (&vm.config.assertion_key, audience) {
         let exp = now_secs + ASSERTION_TTL_SECS;
-        let value = assertion::sign(key, exp, &identity.user, &session);
+        let value = assertion::sign(key, audience, exp, &identity.user, &session);
         stream::set_request_header(ASSERTION_HEADER, Some(&value));
     }
     if !vm.config.forward_authorization {

@@ -1,7 +1,8 @@
 //! Where mirrored events go, and the requests that take them there.
 //!
-//! Two sinks: the companion service's `POST /mem/ingest` (the filter asserts
-//! its own identity, as any caller behind the gateway must), or Weaviate's
+//! Two sinks: the companion service's `POST /mem/ingest` (the filter presents
+//! the mirror's own credential, [`assertion::sign_mirror`], which no token
+//! can produce), or Weaviate's
 //! REST API (the class is created once, then batches of objects). The host
 //! only dispatches what [`Sink::deliver`] and [`Sink::schema_steps`] build.
 
@@ -42,9 +43,6 @@ pub struct MemoryConfig {
     pub retry_initial_ms: u64,
     #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
-    /// The user the filter asserts to the service (its `A2A_INGEST_IDENTITY`).
-    #[serde(default = "default_identity")]
-    pub identity: String,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,9 +75,6 @@ fn default_retry_initial_ms() -> u64 {
 fn default_retry_max_ms() -> u64 {
     10_000
 }
-fn default_identity() -> String {
-    "attach-gateway".into()
-}
 
 /// A validated memory section: what the filter runs with.
 #[derive(Clone, Debug)]
@@ -102,7 +97,6 @@ pub struct Sink {
     /// Path of the ingest route (service) or the base path (Weaviate).
     path: String,
     api_key: Option<String>,
-    identity: String,
 }
 
 /// One callout: request headers beyond the pseudo-headers, and the body.
@@ -170,16 +164,12 @@ impl MemoryConfig {
                     .into(),
             ));
         }
-        if self.identity.is_empty() || self.identity.chars().any(char::is_control) {
-            return Err(("memory.identity", "must be a printable user id".into()));
-        }
         Ok(Memory {
             sink: Sink {
                 kind: self.sink,
                 url,
                 path: path.trim_end_matches('/').to_string(),
                 api_key: self.api_key,
-                identity: self.identity,
             },
             routes: self.routes,
             max_bytes: self.max_bytes,
@@ -194,7 +184,6 @@ impl MemoryConfig {
 }
 
 /// The session the filter's own ingest requests assert.
-const SINK_SESSION: &str = "memory-mirror";
 /// Assertions on deliveries live as long as the filter's own.
 const ASSERTION_TTL_SECS: u64 = 60;
 
@@ -232,13 +221,11 @@ impl Sink {
         let mut headers = vec![("content-type", "application/json".to_string())];
         match self.kind {
             SinkKind::Service => {
-                headers.push(("x-attach-user", self.identity.clone()));
-                headers.push(("x-attach-session", SINK_SESSION.into()));
                 if let Some(key) = key {
                     let exp = now_secs.saturating_add(ASSERTION_TTL_SECS);
                     headers.push((
                         assertion::ASSERTION_HEADER,
-                        assertion::sign(key, exp, &self.identity, SINK_SESSION),
+                        assertion::sign_mirror(key, exp),
                     ));
                 }
                 let body = serde_json::to_vec(&events).unwrap_or_else(|_| b"[]".to_vec());
@@ -360,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn service_delivery_asserts_the_gateway_identity() {
+    fn service_delivery_carries_the_mirror_credential() {
         let key = [7u8; 32];
         let m = config("service", "http://127.0.0.1:9/mem/ingest")
             .validate(Some(&key))
@@ -375,10 +362,20 @@ mod tests {
                 .find(|(k, _)| *k == n)
                 .map(|(_, v)| v.clone())
         };
-        assert_eq!(header("x-attach-user").as_deref(), Some("attach-gateway"));
+        assert_eq!(header("x-attach-user"), None, "the mirror is no user");
         let assertion = header(assertion::ASSERTION_HEADER).unwrap();
         assert!(
-            assertion::check(&key, &assertion, "attach-gateway", SINK_SESSION, 1_000, 5).is_ok()
+            assertion::check(
+                &key,
+                assertion::MIRROR_AUDIENCE,
+                &assertion,
+                "",
+                "",
+                1_000,
+                5,
+                60
+            )
+            .is_ok()
         );
         let body: serde_json::Value = serde_json::from_slice(out.body.as_ref().unwrap()).unwrap();
         assert_eq!(
