@@ -148,6 +148,29 @@ def get(port, path="/", token=None, timeout=5):
         conn.close()
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("admin", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def get_unix(path, url, timeout=5):
+    """get() over a Unix socket: the admin interface of `attach run`'s Envoy."""
+    conn = _UnixConnection(path, timeout)
+    try:
+        conn.request("GET", url)
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
 class Envoy:
     """One Envoy (`--concurrency 1`) running a bootstrap written to workdir."""
 

@@ -28,7 +28,7 @@ from report import MemRow, MemSample
 ENGINE_ARGS = ["--engine"]
 CHAT_PATH = "/api/chat"
 REPLY_TEXT = "Hello from the bench engine."
-ADMIN_BANNER = re.compile(r"\(envoy admin 127\.0\.0\.1:(\d+)\)")
+ADMIN_BANNER = re.compile(r"\(envoy admin unix:(\S+)\)")
 COUNTERS = ("enqueued", "sent", "failed", "dropped", "skipped")
 STAT_NAMES = {
     "enqueued": "wasmcustom.attach_memory_events_enqueued",
@@ -116,14 +116,14 @@ def gateway_env(workdir, envoy, wasm, issuer, engine_url, mirror):
 def admin_port(gateway):
     m = ADMIN_BANNER.search(gateway.stdout.read_text(errors="replace"))
     if not m:
-        raise es.SetupFailed(f"no Envoy admin port in the start-up banner\n{gateway.log_tail()}")
-    return int(m.group(1))
+        raise es.SetupFailed(f"no Envoy admin socket in the start-up banner\n{gateway.log_tail()}")
+    return m.group(1)
 
 
 def counters(port):
     """{enqueued, sent, failed, dropped, skipped}; None when the filter
     defined no memory counters (mirror off)."""
-    status, _, body = es.get(port, "/stats?filter=attach_memory")
+    status, _, body = es.get_unix(port, "/stats?filter=attach_memory")
     if status != 200:
         raise es.SetupFailed(f"Envoy admin /stats answered {status}")
     values = {}

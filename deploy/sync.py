@@ -14,9 +14,11 @@ A file that embeds one of them marks the place with a comment line
 followed by the key that holds it (`value: |` for an Envoy StringValue,
 `pluginConfig:` for an Istio WasmPlugin). Everything indented below that key
 is replaced by the source as indented JSON, with one field added:
-`"assertion_key": "${ATTACH_ASSERTION_KEY}"`, a placeholder filled at deploy
-time (by the compose Envoy's entrypoint, or by envsubst for Kubernetes), so
-that no key is ever written into the repository.
+`"assertion_key_env": "ATTACH_ASSERTION_KEY"`: the filter reads the key from
+that variable of Envoy's environment (the compose Envoy's entrypoint sets it,
+Istio passes the gateway pod's own), so that the key is written neither into
+the repository nor into Envoy's configuration, which the admin interface
+prints.
 
     python3 deploy/sync.py           rewrite the embedded copies
     python3 deploy/sync.py --check   exit 1 if any copy differs from its source
@@ -36,7 +38,8 @@ EMBEDDING = (
     "deploy/istio/envoyfilter.yaml",
 )
 
-ASSERTION_KEY_PLACEHOLDER = "${ATTACH_ASSERTION_KEY}"
+# The variable of Envoy's environment that holds the assertion key.
+ASSERTION_KEY_VAR = "ATTACH_ASSERTION_KEY"
 MARKER = re.compile(r"^(?P<indent>\s*)# plugin-config: (?P<source>\S+)\s*$")
 HOLDER = re.compile(r"^(?P<indent>\s*)(?P<key>value: \||pluginConfig:)\s*$")
 
@@ -44,9 +47,10 @@ HOLDER = re.compile(r"^(?P<indent>\s*)(?P<key>value: \||pluginConfig:)\s*$")
 def embedded_config(source):
     """The JSON object a file embeds for `source` (a path relative to the repository)."""
     config = json.loads((REPO / source).read_text())
-    if "assertion_key" in config:
-        raise ValueError(f"{source}: the assertion key is a secret and is added at deploy time")
-    config["assertion_key"] = ASSERTION_KEY_PLACEHOLDER
+    for field in ("assertion_key", "assertion_key_env"):
+        if field in config:
+            raise ValueError(f"{source}: {field} is added here, the key itself at deploy time")
+    config["assertion_key_env"] = ASSERTION_KEY_VAR
     return config
 
 

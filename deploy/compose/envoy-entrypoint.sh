@@ -1,17 +1,17 @@
 #!/bin/sh
-# Entrypoint of the envoy service in docker-compose.yml: writes the bootstrap
-# with the gateway's assertion key in place of ${ATTACH_ASSERTION_KEY}, then
-# runs the given command (the image's own entrypoint, which drops to the
-# envoy user and starts Envoy on that copy).
+# Entrypoint of the envoy service in docker-compose.yml: puts the gateway's
+# assertion key into Envoy's environment as ATTACH_ASSERTION_KEY, where the
+# filter reads it (the bootstrap names only the variable, so the admin
+# interface cannot print the key), makes the folder of the admin socket,
+# then runs the given command (the image's own entrypoint, which drops to
+# the envoy user and starts Envoy).
 #
-#   ENVOY_TEMPLATE             the mounted bootstrap (/etc/envoy/envoy.yaml)
 #   ATTACH_ASSERTION_KEY_FILE  the key (/run/attach/assertion.key)
-#   ENVOY_CONFIG               the bootstrap Envoy runs with (/tmp/envoy/envoy.yaml)
+#   ENVOY_ADMIN_DIR            the admin socket's folder (/tmp/envoy)
 set -eu
 
-template=${ENVOY_TEMPLATE:-/etc/envoy/envoy.yaml}
 key_file=${ATTACH_ASSERTION_KEY_FILE:-/run/attach/assertion.key}
-config=${ENVOY_CONFIG:-/tmp/envoy/envoy.yaml}
+admin_dir=${ENVOY_ADMIN_DIR:-/tmp/envoy}
 
 key=$(cat "$key_file")
 case $key in
@@ -24,17 +24,13 @@ if [ "${#key}" -lt 43 ]; then
   echo "envoy-entrypoint: $key_file holds fewer than 32 bytes" >&2
   exit 1
 fi
-if ! grep -q '${ATTACH_ASSERTION_KEY}' "$template"; then
-  echo "envoy-entrypoint: $template has no \${ATTACH_ASSERTION_KEY} to fill" >&2
-  exit 1
-fi
 
-dir=$(dirname "$config")
-mkdir -p "$dir"
-umask 077
-sed "s|\${ATTACH_ASSERTION_KEY}|$key|g" "$template" > "$config"
-# The image's entrypoint runs Envoy as the envoy user: it must read the copy.
+mkdir -p "$admin_dir"
+chmod 700 "$admin_dir"
+# The image's entrypoint runs Envoy as the envoy user: it makes the socket.
 if [ "$(id -u)" = 0 ] && id envoy > /dev/null 2>&1; then
-  chown envoy "$dir" "$config"
+  chown envoy "$admin_dir"
 fi
+ATTACH_ASSERTION_KEY=$key
+export ATTACH_ASSERTION_KEY
 exec "$@"

@@ -56,9 +56,15 @@ pub struct PluginConfig {
     pub cache_entries: usize,
     /// Base64url secret (at least 32 bytes) shared with services behind the
     /// gateway: when set, every request let through also carries
-    /// `X-Attach-Assertion`, an HMAC over the identity headers.
+    /// `X-Attach-Assertion`, an HMAC over the identity headers. Written here
+    /// it is part of Envoy's configuration, which the admin interface prints
+    /// (`/config_dump`); `assertion_key_env` keeps it out of there.
     #[serde(default)]
     pub assertion_key: Option<String>,
+    /// The name of a variable of Envoy's own environment that holds the
+    /// assertion key (Envoy must pass it to the VM: `vm_config.environment_variables.host_env_keys`).
+    #[serde(default)]
+    pub assertion_key_env: Option<String>,
     /// The routes whose upstream checks the assertion, each with the audience
     /// the assertion is made for; no other request carries one, so the model
     /// engine never holds an assertion it could replay at a service.
@@ -126,6 +132,11 @@ pub struct DidPolicy {
     pub max_ttl_secs: u64,
     /// Exact DIDs, or prefixes ending in `*` such as `did:key:*`.
     pub allow: Vec<String>,
+    /// Says that prefix rules are meant to let in anyone who makes a
+    /// matching key. Required for them next to OIDC providers: there an
+    /// open door beside the provider is more likely a mistake than a wish.
+    #[serde(default)]
+    pub open: bool,
 }
 
 fn default_did_max_ttl() -> u64 {
@@ -139,6 +150,12 @@ impl DidPolicy {
             return Err("must be a DID or a prefix such as did:key:* (one * at the end)");
         }
         Ok(())
+    }
+
+    /// Whether some rule is a prefix: anyone can create a key whose DID
+    /// matches one, so such a policy lets anyone sign in.
+    pub fn admits_anyone(&self) -> bool {
+        self.allow.iter().any(|rule| rule.ends_with('*'))
     }
 
     pub fn allows(&self, did: &str) -> bool {
@@ -429,16 +446,60 @@ pub fn normalize_issuer(iss: &str) -> &str {
     iss.strip_suffix('/').unwrap_or(iss)
 }
 
+/// Reads one environment variable; `None` when unset.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// This process's environment (inside Envoy: the variables Envoy hands the VM).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A secret written in the configuration, or read from the variable that
+/// `{field}_env` names; never both.
+fn secret(
+    field: &str,
+    literal: Option<String>,
+    var: Option<&str>,
+    env: Env,
+) -> Result<Option<String>, ConfigError> {
+    let at = format!("{field}_env");
+    let Some(var) = var else {
+        return Ok(literal);
+    };
+    if literal.is_some() {
+        return Err(err(at, format!("set {field} or {field}_env, not both")));
+    }
+    if var.is_empty() || var.contains(['=', '\0']) {
+        return Err(err(at, "must name an environment variable"));
+    }
+    match env(var) {
+        Some(value) if !value.trim().is_empty() => Ok(Some(value.trim().to_string())),
+        _ => Err(err(
+            at,
+            format!(
+                "{var} is not set in Envoy's environment (pass it to the VM with vm_config.environment_variables.host_env_keys)"
+            ),
+        )),
+    }
+}
+
 impl Config {
-    /// Parses and validates the plugin configuration JSON.
+    /// Parses and validates the plugin configuration JSON; secrets named by
+    /// `*_env` fields come from this process's environment.
     pub fn from_json(json: &[u8]) -> Result<Config, ConfigError> {
+        Config::from_json_with_env(json, &process_env)
+    }
+
+    /// [`Config::from_json`], with secrets looked up in `env` (the launcher
+    /// passes the variables it will give Envoy).
+    pub fn from_json_with_env(json: &[u8], env: Env) -> Result<Config, ConfigError> {
         let raw: PluginConfig = if json.iter().all(u8::is_ascii_whitespace) {
             serde_json::from_str("{}")
         } else {
             serde_json::from_slice(json)
         }
         .map_err(|e| err("", format!("invalid plugin configuration: {e}")))?;
-        raw.validate()
+        raw.validate_with_env(env)
     }
 
     /// The cluster that reaches `url`, if the configuration names one.
@@ -470,7 +531,7 @@ impl Config {
 }
 
 impl PluginConfig {
-    pub fn validate(self) -> Result<Config, ConfigError> {
+    pub fn validate_with_env(self, env: Env) -> Result<Config, ConfigError> {
         let mut providers = Vec::with_capacity(self.providers.len());
         let mut clusters = BTreeMap::new();
         for (origin, cluster) in &self.clusters {
@@ -611,22 +672,43 @@ impl PluginConfig {
                     ));
                 }
             }
+            if !providers.is_empty() && d.admits_anyone() && !d.open {
+                return Err(err(
+                    "did.allow",
+                    "a prefix rule lets anyone who makes a key sign in next to the OIDC providers: list the DIDs allowed, or set did.open to true",
+                ));
+            }
         }
-        let assertion_key = match &self.assertion_key {
+        let key_field = match &self.assertion_key_env {
+            Some(_) => "assertion_key_env",
+            None => "assertion_key",
+        };
+        let assertion_key = match secret(
+            "assertion_key",
+            self.assertion_key,
+            self.assertion_key_env.as_deref(),
+            env,
+        )? {
             Some(k) => {
                 use base64::Engine;
                 let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(k.trim_end_matches('='))
-                    .map_err(|_| err("assertion_key", "must be base64url"))?;
+                    .map_err(|_| err(key_field, "the key must be base64url"))?;
                 if key.len() < crate::assertion::MIN_KEY_BYTES {
-                    return Err(err("assertion_key", "must decode to at least 32 bytes"));
+                    return Err(err(key_field, "the key must decode to at least 32 bytes"));
                 }
                 Some(key)
             }
             None => None,
         };
         let memory = match self.memory {
-            Some(m) => {
+            Some(mut m) => {
+                m.api_key = secret(
+                    "memory.api_key",
+                    m.api_key.take(),
+                    m.api_key_env.as_deref(),
+                    env,
+                )?;
                 let m = m
                     .validate(assertion_key.as_deref())
                     .map_err(|(path, message)| err(path, message))?;
@@ -880,6 +962,73 @@ mod tests {
             Config::from_json(r#"{"did":{"audiences":["a"],"allow":["did:\u00e9"]}}"#.as_bytes())
                 .is_ok()
         );
+    }
+
+    const KEY: &str = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk";
+
+    fn env_with(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_the_named_variable() {
+        let json = br#"{"assertion_key_env":"ATTACH_ASSERTION_KEY",
+            "memory":{"sink":"weaviate","url":"http://w:8080","api_key_env":"W_KEY"},
+            "clusters":{"http://w:8080":"w"}}"#;
+        let env = env_with(&[("ATTACH_ASSERTION_KEY", KEY), ("W_KEY", "s3cret")]);
+        let c = Config::from_json_with_env(json, &env).unwrap();
+        assert_eq!(c.assertion_key, Some(vec![9u8; 32]));
+        let sink = format!("{:?}", c.memory.unwrap().sink);
+        assert!(sink.contains(r#"api_key: Some("s3cret")"#), "{sink}");
+    }
+
+    #[test]
+    fn a_missing_or_short_secret_is_named() {
+        let json = br#"{"assertion_key_env":"ATTACH_ASSERTION_KEY"}"#;
+        let e = Config::from_json_with_env(json, &env_with(&[])).unwrap_err();
+        assert_eq!(e.path, "assertion_key_env");
+        assert!(e.message.contains("ATTACH_ASSERTION_KEY is not set"), "{e}");
+        let e = Config::from_json_with_env(json, &env_with(&[("ATTACH_ASSERTION_KEY", "c2hvcnQ")]))
+            .unwrap_err();
+        assert_eq!(e.path, "assertion_key_env");
+        assert!(e.message.contains("at least 32 bytes"), "{e}");
+        let both = format!(r#"{{"assertion_key":"{KEY}","assertion_key_env":"K"}}"#);
+        let e = Config::from_json_with_env(both.as_bytes(), &env_with(&[("K", KEY)])).unwrap_err();
+        assert!(e.message.contains("not both"), "{e}");
+        let json = br#"{"memory":{"sink":"weaviate","url":"http://w:8080","api_key_env":"W"},
+            "clusters":{"http://w:8080":"w"}}"#;
+        let e = Config::from_json_with_env(json, &env_with(&[])).unwrap_err();
+        assert_eq!(e.path, "memory.api_key_env");
+    }
+
+    #[test]
+    fn open_did_sign_in_next_to_providers_must_be_explicit() {
+        let with = |did: &str| {
+            Config::from_json(
+                format!(
+                    r#"{{"providers":[{{"issuer":"https://idp.example","audiences":["api"]}}],
+                    "clusters":{{"https://idp.example":"idp"}},"did":{did}}}"#
+                )
+                .as_bytes(),
+            )
+        };
+        for open in [
+            r#"{"audiences":["a"],"allow":["did:key:*","did:pkh:*"]}"#,
+            r#"{"audiences":["a"],"allow":["did:key:z6MkExact","did:pkh:eip155:1:*"]}"#,
+        ] {
+            let e = with(open).unwrap_err();
+            assert_eq!(e.path, "did.allow", "{open}");
+            assert!(e.message.contains("did.open"), "{e}");
+        }
+        assert!(with(r#"{"audiences":["a"],"allow":["did:key:*"],"open":true}"#).is_ok());
+        assert!(with(r#"{"audiences":["a"],"allow":["did:key:z6MkExact"]}"#).is_ok());
+        // Without providers a prefix is the configuration's plain meaning.
+        assert!(Config::from_json(br#"{"did":{"audiences":["a"],"allow":["did:key:*"]}}"#).is_ok());
     }
 
     #[test]

@@ -31,6 +31,14 @@ pub struct RequestHead {
     pub accepts_encoding: bool,
 }
 
+/// A name that reads as an `x-attach-*` header once `_` is taken for `-`,
+/// as CGI- and WSGI-style servers do (`x_attach_user` becomes
+/// `HTTP_X_ATTACH_USER`, just like `x-attach-user`). Removed like the real
+/// ones, for Envoys not configured to refuse underscores in header names.
+fn is_reserved_alias(name: &str) -> bool {
+    name.contains('_') && identity::is_reserved(&name.replace('_', "-"))
+}
+
 impl RequestHead {
     pub fn from_pairs(pairs: Vec<(String, Vec<u8>)>) -> Self {
         let mut head = RequestHead::default();
@@ -57,6 +65,7 @@ impl RequestHead {
                     }
                     head.reserved.push(name);
                 }
+                _ if is_reserved_alias(&name) => head.reserved.push(name),
                 _ => {}
             }
         }
@@ -107,6 +116,23 @@ mod tests {
         assert_eq!(h.user_agent, b"ua\xff");
         assert_eq!(h.reserved, vec!["x-attach-user", "X-Attach-Session"]);
         assert!(!h.is_preflight());
+    }
+
+    #[test]
+    fn underscore_spellings_of_reserved_names_are_removed_too() {
+        let h = RequestHead::from_pairs(pairs(&[
+            ("x_attach_user", b"alice"),
+            ("X_Attach-Session", b"s"),
+            ("x-attach_assertion", b"v1.1.x"),
+            ("x_attachment", b"keep"),
+            ("x_request_id", b"keep"),
+        ]));
+        assert_eq!(
+            h.reserved,
+            vec!["x_attach_user", "X_Attach-Session", "x-attach_assertion"]
+        );
+        assert_eq!(h.session, None, "an alias never continues a session");
+        assert_eq!(h.assertion, None);
     }
 
     #[test]

@@ -25,12 +25,16 @@ pub struct Input<'a> {
     pub plugin: &'a Plugin,
     /// Absolute path of the filter module.
     pub wasm: &'a Path,
-    pub admin_port: u16,
+    /// Envoy's admin interface, a Unix socket only the operator can open.
+    pub admin_socket: &'a Path,
     /// The A2A service's port on 127.0.0.1, when it runs.
     pub a2a_port: Option<u16>,
     /// The local demo's page and token responder (`ATTACH_DEV=on`).
     pub dev: Option<&'a DevPlan>,
 }
+
+/// The admin socket: the operator's only (read and write for the owner).
+const ADMIN_SOCKET_MODE: u32 = 0o600;
 
 /// The demo page is served by Envoy itself, from the file.
 const MAX_PAGE_BYTES: u64 = 1024 * 1024;
@@ -82,7 +86,10 @@ pub fn render(input: &Input) -> Value {
     }
     json!({
         "node": {"id": format!("attach-{}", s.port), "cluster": "attach"},
-        "admin": {"address": socket_address("127.0.0.1", input.admin_port)},
+        "admin": {"address": {"pipe": {
+            "path": input.admin_socket.to_string_lossy(),
+            "mode": ADMIN_SOCKET_MODE,
+        }}},
         "static_resources": {
             "listeners": [listener(input)],
             "clusters": clusters,
@@ -154,19 +161,36 @@ fn http_connection_manager(input: &Input) -> Value {
         "normalize_path": true,
         "merge_slashes": true,
         "path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD",
+        // CGI- and WSGI-style servers read `x_attach_user` as X-Attach-User:
+        // a request with an underscore in a header name gets a 400 (Envoy's
+        // advice for edge proxies) rather than reaching any upstream, and
+        // the caller learns why instead of losing a header silently.
+        "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
         "route_config": {
             "name": "attach",
             "virtual_hosts": [{"name": "attach", "domains": ["*"], "routes": table}],
             "max_direct_response_body_size_bytes": MAX_PAGE_BYTES,
         },
         "http_filters": [
-            wasm_filter(input.wasm, &input.plugin.json),
+            wasm_filter(input.wasm, input.plugin),
             {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}},
         ],
     })
 }
 
-fn wasm_filter(wasm: &Path, plugin_json: &str) -> Value {
+/// The filter, with the variables that hold its secrets passed from
+/// Envoy's environment to the VM: the configuration names them, and only
+/// their names appear in what the admin interface prints.
+fn wasm_filter(wasm: &Path, plugin: &Plugin) -> Value {
+    let mut vm_config = json!({
+        "vm_id": "attach",
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": wasm.to_string_lossy()}},
+    });
+    if !plugin.secrets.is_empty() {
+        let keys: Vec<&String> = plugin.secrets.keys().collect();
+        vm_config["environment_variables"] = json!({"host_env_keys": keys});
+    }
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -177,12 +201,8 @@ fn wasm_filter(wasm: &Path, plugin_json: &str) -> Value {
                 // A filter that cannot start, or whose VM fails, must not let
                 // requests through unchecked (`fail_open` is deprecated in 1.40).
                 "failure_policy": "FAIL_CLOSED",
-                "vm_config": {
-                    "vm_id": "attach",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm.to_string_lossy()}},
-                },
-                "configuration": {"@type": STRING_VALUE, "value": plugin_json},
+                "vm_config": vm_config,
+                "configuration": {"@type": STRING_VALUE, "value": plugin.json},
             },
         },
     })
@@ -289,7 +309,7 @@ mod tests {
             settings: &s,
             plugin: &p,
             wasm: Path::new("/opt/attach/attach_filter.wasm"),
-            admin_port: 9901,
+            admin_socket: Path::new("/srv/attach/.attach/run-8080/envoy-admin.sock"),
             a2a_port: None,
             dev: None,
         })
@@ -312,8 +332,8 @@ mod tests {
     fn listener_admin_and_routes() {
         let b = render_with(&[]);
         assert_eq!(
-            b["admin"]["address"]["socket_address"],
-            json!({"address": "127.0.0.1", "port_value": 9901})
+            b["admin"]["address"],
+            json!({"pipe": {"path": "/srv/attach/.attach/run-8080/envoy-admin.sock", "mode": 0o600}})
         );
         let l = &b["static_resources"]["listeners"][0];
         assert_eq!(
@@ -328,6 +348,10 @@ mod tests {
         assert_eq!(
             h["path_with_escaped_slashes_action"],
             "UNESCAPE_AND_FORWARD"
+        );
+        assert_eq!(
+            h["common_http_protocol_options"]["headers_with_underscores_action"],
+            "REJECT_REQUEST"
         );
         let routes = &h["route_config"]["virtual_hosts"][0]["routes"];
         let last = routes.as_array().unwrap().last().unwrap();
@@ -369,7 +393,7 @@ mod tests {
             settings: &s,
             plugin: &p,
             wasm: Path::new("/w.wasm"),
-            admin_port: 1,
+            admin_socket: Path::new("/a.sock"),
             a2a_port: None,
             dev: None,
         });
@@ -384,7 +408,8 @@ mod tests {
         assert_eq!(embedded, p.json);
         let parsed: attach_filter::config::PluginConfig = serde_json::from_str(&embedded).unwrap();
         assert_eq!(parsed, p.config);
-        let c = attach_filter::config::Config::from_json(embedded.as_bytes()).unwrap();
+        let c = attach_filter::config::Config::from_json_with_env(embedded.as_bytes(), &|_| None)
+            .unwrap();
         assert_eq!(c.providers[0].audiences, ["api", "\"quoted\" aud"]);
     }
 
@@ -481,7 +506,7 @@ mod tests {
             settings: &s,
             plugin: &p,
             wasm: Path::new("/w.wasm"),
-            admin_port: 9901,
+            admin_socket: Path::new("/srv/attach/.attach/run-8080/envoy-admin.sock"),
             a2a_port: Some(port),
             dev: None,
         });
@@ -538,7 +563,27 @@ mod tests {
     }
 
     #[test]
-    fn embedded_plugin_config_carries_the_key_and_card_paths() {
+    fn the_bootstrap_names_the_key_variable_and_never_holds_the_key() {
+        let (b, p) = render_with_service(18090);
+        let text = serde_json::to_string(&b).unwrap();
+        assert!(
+            !text.contains(&"A".repeat(43)),
+            "the key is in the bootstrap"
+        );
+        let vm = &hcm(&b)["http_filters"][0]["typed_config"]["config"]["vm_config"];
+        assert_eq!(
+            vm["environment_variables"],
+            json!({"host_env_keys": ["ATTACH_ASSERTION_KEY"]})
+        );
+        assert_eq!(p.assertion_key(), Some("A".repeat(43).as_str()));
+        // Without secrets, no variable is passed.
+        let b = render_with(&[]);
+        let vm = &hcm(&b)["http_filters"][0]["typed_config"]["config"]["vm_config"];
+        assert!(vm.get("environment_variables").is_none());
+    }
+
+    #[test]
+    fn embedded_plugin_config_names_the_key_variable_and_card_paths() {
         let (b, p) = render_with_service(18090);
         let embedded =
             hcm(&b)["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
@@ -546,7 +591,8 @@ mod tests {
                 .unwrap();
         assert_eq!(embedded, p.json);
         let parsed: Value = serde_json::from_str(embedded).unwrap();
-        assert_eq!(parsed["assertion_key"], "A".repeat(43));
+        assert_eq!(parsed["assertion_key"], Value::Null);
+        assert_eq!(parsed["assertion_key_env"], "ATTACH_ASSERTION_KEY");
         let public: Vec<&str> = parsed["public_paths"]
             .as_array()
             .unwrap()

@@ -141,19 +141,65 @@ fn free_ports(n: usize) -> Result<Vec<u16>, Error> {
         .map_err(|e| Error::runtime(format!("cannot find a free port: {e}")))
 }
 
-/// Answers every `GET` on `listener` with a fresh token from `mint`, as
-/// `{"token": ...}`; runs on its own thread for the life of the launcher.
-/// Envoy is the only client (the port is loopback), one request per
-/// connection.
-pub fn serve_tokens(listener: TcpListener, mint: impl Fn() -> String + Send + 'static) {
+/// Answers a `GET` on `listener` from the gateway's own page with a fresh
+/// token from `mint`, as `{"token": ...}`; runs on its own thread for the
+/// life of the launcher. Envoy is the client (the port is loopback), one
+/// request per connection; `gateway_port` is the listener's.
+pub fn serve_tokens(
+    listener: TcpListener,
+    gateway_port: u16,
+    mint: impl Fn() -> String + Send + 'static,
+) {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let _ = answer(stream, &mint);
+            let _ = answer(stream, gateway_port, &mint);
         }
     });
 }
 
-fn answer(mut stream: TcpStream, mint: &impl Fn() -> String) -> std::io::Result<()> {
+/// Whether a request head comes from the gateway's own loopback origin.
+///
+/// The token is the operator's identity, so it goes only to a request whose
+/// `Host` is the gateway's loopback address (a DNS-rebinding page reaches
+/// the port under its own name, which is refused), and that a browser does
+/// not mark as sent by another site: an `Origin` must be the gateway's own,
+/// and `Sec-Fetch-Site`, when present, `same-origin` (or `none`, a typed URL).
+fn from_own_origin(head: &str, gateway_port: u16) -> bool {
+    let own: [String; 3] = [
+        format!("127.0.0.1:{gateway_port}"),
+        format!("localhost:{gateway_port}"),
+        format!("[::1]:{gateway_port}"),
+    ];
+    let mut host = None;
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "host" if host.is_some() => return false,
+            "host" => host = Some(value.to_ascii_lowercase()),
+            "origin" => {
+                let authority = value.to_ascii_lowercase();
+                let same = authority
+                    .strip_prefix("http://")
+                    .is_some_and(|a| own.iter().any(|o| o == a));
+                if !same {
+                    return false;
+                }
+            }
+            "sec-fetch-site" if !matches!(value, "same-origin" | "none") => return false,
+            _ => {}
+        }
+    }
+    host.is_some_and(|h| own.contains(&h))
+}
+
+fn answer(
+    mut stream: TcpStream,
+    gateway_port: u16,
+    mint: &impl Fn() -> String,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
@@ -164,13 +210,16 @@ fn answer(mut stream: TcpStream, mint: &impl Fn() -> String) -> std::io::Result<
         }
         head.extend_from_slice(&buf[..n]);
     }
-    let (status, body) = if head.starts_with(b"GET ") {
-        ("200 OK", format!("{{\"token\":\"{}\"}}", mint()))
-    } else {
+    let own = from_own_origin(&String::from_utf8_lossy(&head), gateway_port);
+    let (status, body) = if !head.starts_with(b"GET ") {
         (
             "405 Method Not Allowed",
             "{\"error\":\"method_not_allowed\"}".to_string(),
         )
+    } else if !own {
+        ("403 Forbidden", "{\"error\":\"forbidden\"}".to_string())
+    } else {
+        ("200 OK", format!("{{\"token\":\"{}\"}}", mint()))
     };
     write!(
         stream,
@@ -252,7 +301,7 @@ mod tests {
     fn token_responder_answers_get_only() {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
-        serve_tokens(listener, || "t0k3n".to_string());
+        serve_tokens(listener, 8080, || "t0k3n".to_string());
         let ask = |request: &str| {
             let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
             s.write_all(request.as_bytes()).unwrap();
@@ -260,11 +309,52 @@ mod tests {
             s.read_to_string(&mut reply).unwrap();
             reply
         };
-        let ok = ask("GET /dev/token HTTP/1.1\r\nhost: x\r\n\r\n");
+        let ok = ask("GET /dev/token HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(ok.ends_with("{\"token\":\"t0k3n\"}"), "{ok}");
         assert!(ok.contains("cache-control: no-store"));
         let refused = ask("POST /dev/token HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
         assert!(refused.starts_with("HTTP/1.1 405"), "{refused}");
+        let rebound = ask("GET /dev/token HTTP/1.1\r\nhost: evil.example:8080\r\n\r\n");
+        assert!(
+            rebound.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+            "{rebound}"
+        );
+        assert!(!rebound.contains("t0k3n"));
+    }
+
+    #[test]
+    fn tokens_go_only_to_the_gateways_own_origin() {
+        let head =
+            |lines: &[&str]| format!("GET /dev/token HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
+        for ok in [
+            head(&["Host: 127.0.0.1:8080"]),
+            head(&["host: localhost:8080", "Origin: http://localhost:8080"]),
+            head(&["Host: [::1]:8080", "Sec-Fetch-Site: same-origin"]),
+            head(&[
+                "Host: 127.0.0.1:8080",
+                "Origin: http://127.0.0.1:8080",
+                "Sec-Fetch-Site: same-origin",
+            ]),
+            head(&["Host: 127.0.0.1:8080", "Sec-Fetch-Site: none"]),
+        ] {
+            assert!(from_own_origin(&ok, 8080), "{ok}");
+        }
+        for refused in [
+            head(&[]),
+            head(&["Host: evil.example"]),
+            head(&["Host: evil.example:8080"]),
+            head(&["Host: 127.0.0.1:9999"]),
+            head(&["Host: 127.0.0.1"]),
+            head(&["Host: 127.0.0.1:8080", "Host: evil.example"]),
+            head(&["Host: 127.0.0.1:8080", "Origin: http://evil.example"]),
+            head(&["Host: 127.0.0.1:8080", "Origin: null"]),
+            head(&["Host: 127.0.0.1:8080", "Origin: https://127.0.0.1:8080"]),
+            head(&["Host: 127.0.0.1:8080", "Origin: http://127.0.0.1:3000"]),
+            head(&["Host: 127.0.0.1:8080", "Sec-Fetch-Site: cross-site"]),
+            head(&["Host: 127.0.0.1:8080", "Sec-Fetch-Site: same-site"]),
+        ] {
+            assert!(!from_own_origin(&refused, 8080), "{refused}");
+        }
     }
 }

@@ -23,6 +23,10 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_WASM: &str = "target/wasm32-wasip1/release/attach_filter.wasm";
 pub const DEFAULT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const DEFAULT_DATA_DIR: &str = ".attach";
+/// Envoy's admin socket, in the run folder.
+pub const ADMIN_SOCKET: &str = "envoy-admin.sock";
+/// `sun_path` holds 108 bytes, the last one a NUL.
+const MAX_SOCKET_PATH: usize = 107;
 const LOG_LEVELS: [&str; 8] = [
     "trace", "debug", "info", "warning", "warn", "error", "critical", "off",
 ];
@@ -40,8 +44,6 @@ pub struct Settings {
     pub bind: IpAddr,
     /// `ATTACH_CONFIG`, absolute.
     pub config_file: Option<PathBuf>,
-    /// `ATTACH_ADMIN_PORT`; a free port is picked when unset.
-    pub admin_port: Option<u16>,
     pub concurrency: usize,
     pub log_level: String,
     pub public_url: String,
@@ -219,7 +221,7 @@ pub enum AgentSource {
 }
 
 impl A2aSettings {
-    fn from_env(env: Env, cwd: &Path, port: u16, admin_port: Option<u16>) -> Result<Self, Error> {
+    fn from_env(env: Env, cwd: &Path, port: u16) -> Result<Self, Error> {
         let enabled = match get(env, "ATTACH_A2A") {
             None => true,
             Some(raw) => on_off("ATTACH_A2A", &raw)?,
@@ -237,10 +239,10 @@ impl A2aSettings {
         let a2a_port = match get(env, "A2A_PORT") {
             Some(raw) => {
                 let p = parse_port("A2A_PORT", &raw)?;
-                if p == port || Some(p) == admin_port {
+                if p == port {
                     return Err(Error::setting(
                         "A2A_PORT",
-                        format!("{p} is also ATTACH_PORT or ATTACH_ADMIN_PORT; pick another port"),
+                        format!("{p} is also ATTACH_PORT; pick another port"),
                     ));
                 }
                 Some(p)
@@ -398,20 +400,6 @@ impl Settings {
 
         let config_file = get(env, "ATTACH_CONFIG").map(|p| absolute(cwd, &p));
 
-        let admin_port = match get(env, "ATTACH_ADMIN_PORT") {
-            Some(raw) => {
-                let p = parse_port("ATTACH_ADMIN_PORT", &raw)?;
-                if p == port {
-                    return Err(Error::setting(
-                        "ATTACH_ADMIN_PORT",
-                        format!("{p} is also ATTACH_PORT; pick another port"),
-                    ));
-                }
-                Some(p)
-            }
-            None => None,
-        };
-
         let concurrency = match get(env, "ATTACH_CONCURRENCY") {
             Some(raw) => raw
                 .parse::<usize>()
@@ -457,7 +445,7 @@ impl Settings {
             &get(env, "ATTACH_CA_BUNDLE").unwrap_or_else(|| DEFAULT_CA_BUNDLE.to_string()),
         );
 
-        let a2a = A2aSettings::from_env(env, cwd, port, admin_port)?;
+        let a2a = A2aSettings::from_env(env, cwd, port)?;
         let memory = MemSettings::from_env(env, a2a.enabled)?;
         let dev = DevSettings::from_env(env, cwd, bind, a2a.enabled)?;
 
@@ -469,7 +457,6 @@ impl Settings {
             port,
             bind,
             config_file,
-            admin_port,
             concurrency,
             log_level,
             public_url,
@@ -488,17 +475,23 @@ impl Settings {
         self.data_dir.join(format!("run-{}", self.port))
     }
 
-    /// `ATTACH_ADMIN_PORT`, or a port that is free right now on 127.0.0.1.
-    pub fn admin_port(&self) -> Result<u16, Error> {
-        if let Some(p) = self.admin_port {
-            return Ok(p);
+    /// Envoy's admin interface: a Unix socket in the run folder, which is
+    /// the operator's alone (mode 0700, the socket 0600). The admin API has
+    /// no authentication and can print the configuration and stop Envoy,
+    /// so it listens on no TCP port.
+    pub fn admin_socket(&self) -> Result<PathBuf, Error> {
+        let path = self.run_dir().join(ADMIN_SOCKET);
+        let len = path.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(Error::setting(
+                "ATTACH_DATA_DIR",
+                format!(
+                    "{} is {len} bytes, too long for a Unix socket path (at most {MAX_SOCKET_PATH}); pick a shorter folder",
+                    path.display()
+                ),
+            ));
         }
-        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .map_err(|e| {
-                Error::runtime(format!("cannot find a free port for Envoy's admin: {e}"))
-            })?;
-        Ok(probe.port())
+        Ok(path)
     }
 
     /// `A2A_PORT`, or a port free right now on 127.0.0.1 other than `avoid`.
@@ -569,7 +562,6 @@ pub mod tests {
         assert_eq!(s.engine.origin(), "http://127.0.0.1:11434");
         assert_eq!(s.port, 8080);
         assert_eq!(s.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(s.admin_port, None);
         assert!(s.concurrency >= 1);
         assert_eq!(s.log_level, "info");
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
@@ -587,7 +579,6 @@ pub mod tests {
             ("ATTACH_PORT", "9000"),
             ("ATTACH_BIND", "0.0.0.0"),
             ("ATTACH_CONFIG", "conf/attach.yaml"),
-            ("ATTACH_ADMIN_PORT", "9901"),
             ("ATTACH_CONCURRENCY", "3"),
             ("ATTACH_LOG_LEVEL", "DEBUG"),
             ("ATTACH_PUBLIC_URL", "https://gw.example"),
@@ -605,7 +596,6 @@ pub mod tests {
             s.config_file.as_deref(),
             Some(Path::new("/srv/attach/conf/attach.yaml"))
         );
-        assert_eq!(s.admin_port, Some(9901));
         assert_eq!(s.concurrency, 3);
         assert_eq!(s.log_level, "debug");
         assert_eq!(s.public_url, "https://gw.example");
@@ -657,12 +647,6 @@ pub mod tests {
             (&[("ENGINE_URL", "ftp://x")], "ENGINE_URL", "http://"),
             (&[("ENGINE_URL", "http://x/v1")], "ENGINE_URL", "path"),
             (&[("ATTACH_BIND", "example.com")], "ATTACH_BIND", "IP"),
-            (&[("ATTACH_ADMIN_PORT", "x")], "ATTACH_ADMIN_PORT", "port"),
-            (
-                &[("ATTACH_ADMIN_PORT", "8080")],
-                "ATTACH_ADMIN_PORT",
-                "ATTACH_PORT",
-            ),
             (
                 &[("ATTACH_CONCURRENCY", "0")],
                 "ATTACH_CONCURRENCY",
@@ -751,7 +735,7 @@ pub mod tests {
             let s = settings(&[("ATTACH_A2A", off), ("A2A_PORT", "x")]).unwrap();
             assert!(!s.a2a.enabled, "{off}");
         }
-        let s = settings(&[("ATTACH_ADMIN_PORT", "9901")]).unwrap();
+        let s = settings(&[]).unwrap();
         let p = s.a2a_port(&[9901]).unwrap();
         assert!(p != 8080 && p != 9901);
     }
@@ -762,10 +746,6 @@ pub mod tests {
             (&[("ATTACH_A2A", "maybe")][..], "ATTACH_A2A"),
             (&[("A2A_PORT", "x")][..], "A2A_PORT"),
             (&[("A2A_PORT", "8080")][..], "A2A_PORT"),
-            (
-                &[("A2A_PORT", "9901"), ("ATTACH_ADMIN_PORT", "9901")][..],
-                "A2A_PORT",
-            ),
             (
                 &[("A2A_AGENTS", "a=http://x"), ("A2A_CONFIG", "/a.json")][..],
                 "A2A_CONFIG",
@@ -787,13 +767,22 @@ pub mod tests {
     }
 
     #[test]
-    fn admin_port_is_given_or_free() {
-        let s = settings(&[("ATTACH_ADMIN_PORT", "9901")]).unwrap();
-        assert_eq!(s.admin_port().unwrap(), 9901);
-        let s = settings(&[]).unwrap();
-        let p = s.admin_port().unwrap();
-        assert_ne!(p, 0);
-        TcpListener::bind((Ipv4Addr::LOCALHOST, p)).expect("picked port is free");
+    fn admin_socket_is_in_the_run_folder_and_fits() {
+        let s = settings(&[("ATTACH_PORT", "8081")]).unwrap();
+        assert_eq!(
+            s.admin_socket().unwrap(),
+            Path::new("/srv/attach/.attach/run-8081/envoy-admin.sock")
+        );
+        let long = format!("/{}", "d".repeat(100));
+        let e = settings(&[("ATTACH_DATA_DIR", long.as_str())])
+            .unwrap()
+            .admin_socket()
+            .unwrap_err();
+        assert_eq!(e.var(), Some("ATTACH_DATA_DIR"));
+        assert!(
+            e.to_string().contains("too long for a Unix socket path"),
+            "{e}"
+        );
     }
 
     #[test]

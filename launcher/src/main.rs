@@ -51,6 +51,11 @@ fn main() {
     std::process::exit(code);
 }
 
+/// One variable of `env`, empty counting as unset.
+fn get_env(env: Env, name: &str) -> Option<String> {
+    env(name).filter(|v| !v.trim().is_empty())
+}
+
 fn dispatch(args: &[String]) -> Result<i32, Error> {
     let cwd =
         std::env::current_dir().map_err(|e| Error::runtime(format!("current directory: {e}")))?;
@@ -142,7 +147,13 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
     if dev.is_some() {
         public_paths.extend(dev::DevPlan::public_paths().map(String::from));
     }
-    let file_key = file.as_ref().and_then(|f| f.assertion_key.clone());
+    let file_key = file.as_ref().and_then(|f| {
+        f.assertion_key.clone().or_else(|| {
+            f.assertion_key_env
+                .as_deref()
+                .and_then(|var| get_env(env, var))
+        })
+    });
     let (key, created) = match file_key {
         Some(k) => (k, false),
         None => a2a::load_or_create_key(&settings.data_dir)?,
@@ -152,10 +163,15 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
         public_paths,
     };
     let plugin = plugin::build_with(&settings, file, Some(&wanted))?;
+    if dev.is_some() && plugin.config.did.is_none() {
+        return Err(Error::setting(
+            "ATTACH_DEV",
+            "the demo signs in with DID tokens, and DID sign-in is off (DID_ALLOW=none, or OIDC_ISSUER without DID_ALLOW): set DID_ALLOW, e.g. did:key:*",
+        ));
+    }
     let assertion_key = plugin
-        .config
-        .assertion_key
-        .clone()
+        .assertion_key()
+        .map(String::from)
         .unwrap_or(wanted.assertion_key);
     let created_key = created.then(|| settings.data_dir.join(a2a::KEY_FILE));
     Ok(Prepared {
@@ -186,7 +202,7 @@ fn warn(p: &Prepared) {
 
 struct Rendered {
     bootstrap: Value,
-    admin_port: u16,
+    admin_socket: PathBuf,
     a2a_port: Option<u16>,
 }
 
@@ -200,9 +216,9 @@ fn render(env: Env, cwd: &Path, prepared: &Prepared) -> Result<Rendered, Error> 
             format!("{} not found", settings.ca_bundle.display()),
         ));
     }
-    let admin_port = settings.admin_port()?;
+    let admin_socket = settings.admin_socket()?;
     let a2a_port = if settings.a2a.enabled {
-        Some(settings.a2a_port(&[admin_port])?)
+        Some(settings.a2a_port(&[])?)
     } else {
         None
     };
@@ -210,13 +226,13 @@ fn render(env: Env, cwd: &Path, prepared: &Prepared) -> Result<Rendered, Error> 
         settings,
         plugin,
         wasm: &wasm,
-        admin_port,
+        admin_socket: &admin_socket,
         a2a_port,
         dev: prepared.dev.as_ref(),
     });
     Ok(Rendered {
         bootstrap: value,
-        admin_port,
+        admin_socket,
         a2a_port,
     })
 }
@@ -237,7 +253,7 @@ fn token_minter(
     let Some(did) = &plugin.config.did else {
         return Err(Error::setting(
             "DID_ALLOW",
-            "DID sign-in is off (none), so there is no audience to sign for",
+            "DID sign-in is off (none, or OIDC_ISSUER without DID_ALLOW), so there is no audience to sign for",
         ));
     };
     let audience = did.audiences.first().cloned().unwrap_or_default();
@@ -273,7 +289,6 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
     let prepared = prepare(env, cwd)?;
     let (settings, plugin) = (&prepared.settings, &prepared.plugin);
     let rendered = render(env, cwd, &prepared)?;
-    let admin_port = rendered.admin_port;
     let envoy = envoy_bin::find(env, cwd)?;
     let a2a_bin = match &prepared.service {
         Some(_) => Some(a2a::find_bin(&settings.a2a)?),
@@ -284,9 +299,6 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
         None => None,
     };
     ensure_free("ATTACH_PORT", settings, settings.port)?;
-    if settings.admin_port.is_some() {
-        ensure_free("ATTACH_ADMIN_PORT", settings, admin_port)?;
-    }
     if let (Some(port), Some(_)) = (settings.a2a.port, &prepared.service) {
         ensure_free("A2A_PORT", settings, port)?;
     }
@@ -295,9 +307,10 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
 
     supervise::install_handlers()?;
     println!(
-        "attach: gateway on {} -> {} (envoy admin 127.0.0.1:{admin_port})",
+        "attach: gateway on {} -> {} (envoy admin unix:{})",
         settings.gateway_url(),
-        settings.engine_url
+        settings.engine_url,
+        rendered.admin_socket.display()
     );
     let mut group = supervise::Group::new();
     if let (Some(service), Some(bin), Some(port)) = (&prepared.service, &a2a_bin, rendered.a2a_port)
@@ -315,7 +328,7 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
             settings,
             port,
             &service.assertion_key,
-            plugin.config.memory.as_ref(),
+            plugin.memory_with_key().as_ref(),
         );
         if let Some(d) = &prepared.dev {
             command.env("A2A_AGENTS", d.agent_list(settings));
@@ -347,7 +360,9 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
         .args(["--concurrency", &settings.concurrency.to_string()])
         .args(["--log-level", &settings.log_level])
         // Several stacks may run on one machine: no shared-memory segment.
-        .arg("--disable-hot-restart");
+        .arg("--disable-hot-restart")
+        // The filter's secrets: in Envoy's environment, not its configuration.
+        .envs(&plugin.secrets);
     group.spawn("envoy", command)?;
     group.run()
 }
@@ -375,7 +390,11 @@ fn start_demo(
     }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, d.token_port))
         .map_err(|e| Error::runtime(format!("dev token responder: {e}")))?;
-    dev::serve_tokens(listener, token_minter(settings, &prepared.plugin)?);
+    dev::serve_tokens(
+        listener,
+        settings.port,
+        token_minter(settings, &prepared.plugin)?,
+    );
     println!(
         "attach: demo at {}{} (agents: planner, coder; model {})",
         settings.gateway_url(),
@@ -414,11 +433,15 @@ fn write_run_files(
     let dir = settings.run_dir();
     let io = |what: &Path, e: std::io::Error| Error::runtime(format!("{}: {e}", what.display()));
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    // The admin socket lives here: the folder is the operator's alone.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io(&dir, e))?;
     let write = |name: &str, value: &Value| -> Result<PathBuf, Error> {
         let path = dir.join(name);
         let text = serde_json::to_string_pretty(value)
             .map_err(|e| Error::runtime(format!("rendering {name}: {e}")))?;
-        // Both files may hold the assertion key: private before anything is written.
+        // The filter's configuration is the operator's business: private
+        // before anything is written (secrets are in neither file).
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)

@@ -23,7 +23,33 @@ pub struct Plugin {
     pub callouts: Vec<Callout>,
     /// One-line notices for stderr.
     pub warnings: Vec<String>,
+    /// Secrets the filter reads from Envoy's environment, by variable name:
+    /// they go into Envoy's environment only, never into the bootstrap,
+    /// which Envoy's admin interface prints.
+    pub secrets: BTreeMap<String, String>,
 }
+
+impl Plugin {
+    /// The assertion key the filter runs with, if any.
+    pub fn assertion_key(&self) -> Option<&str> {
+        let var = self.config.assertion_key_env.as_deref()?;
+        self.secrets.get(var).map(String::as_str)
+    }
+
+    /// The memory section with its Weaviate key filled in, for the
+    /// companion service, which reads from the same store.
+    pub fn memory_with_key(&self) -> Option<MemoryConfig> {
+        let mut m = self.config.memory.clone()?;
+        if let Some(var) = &m.api_key_env {
+            m.api_key = self.secrets.get(var).cloned();
+        }
+        Some(m)
+    }
+}
+
+/// The variables of Envoy's environment that carry the filter's secrets.
+pub const ASSERTION_KEY_VAR: &str = "ATTACH_ASSERTION_KEY";
+pub const WEAVIATE_KEY_VAR: &str = "ATTACH_WEAVIATE_API_KEY";
 
 /// An origin the filter calls and the Envoy cluster that reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +100,7 @@ pub fn build_with(
     }
     apply_memory(&mut config, settings, service.is_some())?;
     add_callout_clusters(&mut config);
+    let secrets = move_secrets(&mut config, &crate::env::process_env);
 
     let json = serde_json::to_string(&config)
         .map_err(|e| Error::runtime(format!("plugin configuration: {e}")))?;
@@ -83,9 +110,10 @@ pub fn build_with(
         env_provider,
         resource_from_env,
     };
-    Config::from_json(json.as_bytes()).map_err(|e| origin.blame(&e))?;
+    let lookup = |name: &str| secrets.get(name).cloned();
+    Config::from_json_with_env(json.as_bytes(), &lookup).map_err(|e| origin.blame(&e))?;
     let callouts = callouts(&config.clusters).map_err(|m| origin.blame_clusters(m))?;
-    let warnings = callouts
+    let mut warnings: Vec<String> = callouts
         .iter()
         .filter(|c| !c.origin.https && !c.origin.is_loopback())
         .filter(|c| c.cluster != crate::a2a::CLUSTER)
@@ -96,12 +124,60 @@ pub fn build_with(
             )
         })
         .collect();
+    warnings.extend(did_warning(&config, settings));
     Ok(Plugin {
         config,
         json,
         callouts,
         warnings,
+        secrets,
     })
+}
+
+/// Moves every secret of the configuration into Envoy's environment: a key
+/// written in the file (or given by the launcher) becomes a variable the
+/// filter reads, and a variable the file names is passed on from the
+/// launcher's own environment. Returns the variables, by name.
+fn move_secrets(config: &mut PluginConfig, env: crate::env::Env) -> BTreeMap<String, String> {
+    let mut secrets = BTreeMap::new();
+    let mut keep = |literal: &mut Option<String>, named: &mut Option<String>, var: &str| match (
+        literal.take(),
+        named.as_deref(),
+    ) {
+        (Some(value), None) => {
+            secrets.insert(var.to_string(), value);
+            *named = Some(var.to_string());
+        }
+        (Some(value), Some(_)) => *literal = Some(value),
+        (None, Some(name)) => {
+            if let Some(value) = env(name) {
+                secrets.insert(name.to_string(), value);
+            }
+        }
+        (None, None) => {}
+    };
+    keep(
+        &mut config.assertion_key,
+        &mut config.assertion_key_env,
+        ASSERTION_KEY_VAR,
+    );
+    if let Some(m) = &mut config.memory {
+        keep(&mut m.api_key, &mut m.api_key_env, WEAVIATE_KEY_VAR);
+    }
+    secrets
+}
+
+/// A warning when DID sign-in lets anyone in on a listener other hosts reach.
+fn did_warning(config: &PluginConfig, settings: &Settings) -> Option<String> {
+    let did = config.did.as_ref().filter(|d| d.admits_anyone())?;
+    if settings.bind.is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "DID sign-in admits any key matching {} on {}, which is not loopback: anyone who can reach it can sign in (set DID_ALLOW to the DIDs allowed, or none)",
+        did.allow.join(","),
+        settings.bind
+    ))
 }
 
 /// The service's key (unless the file has one, which the service is then
@@ -109,7 +185,7 @@ pub fn build_with(
 fn apply_service(config: &mut PluginConfig, service: &Service) {
     // A key from the file wins; the filter's validation holds it to the
     // rule the service applies too (base64url, at least 32 bytes).
-    if config.assertion_key.is_none() {
+    if config.assertion_key.is_none() && config.assertion_key_env.is_none() {
         config.assertion_key = Some(service.assertion_key.clone());
     }
     for path in &service.public_paths {
@@ -123,10 +199,18 @@ fn apply_service(config: &mut PluginConfig, service: &Service) {
 /// `DID_*` variables override a file's `did` section field by field;
 /// `DID_ALLOW=none` turns DID sign-in off. The audience defaults to
 /// `DID_AUD`, else `OIDC_AUD`, else the gateway's own public URL.
+///
+/// With an OIDC issuer, the default (any key) would open a second door next
+/// to the provider: DID sign-in is then off unless `DID_ALLOW` (or the file's
+/// `did` section) asks for it. A `DID_ALLOW` given with an issuer is the
+/// operator's explicit choice, so its prefix rules count as `open`.
 fn apply_did(config: &mut PluginConfig, settings: &crate::env::Settings) {
     let env = &settings.did;
     if env.allow.as_ref().is_some_and(Vec::is_empty) {
         config.did = None;
+        return;
+    }
+    if config.did.is_none() && env.allow.is_none() && !config.providers.is_empty() {
         return;
     }
     let policy = config.did.get_or_insert_with(|| DidPolicy {
@@ -137,6 +221,7 @@ fn apply_did(config: &mut PluginConfig, settings: &crate::env::Settings) {
         },
         max_ttl_secs: 3_600,
         allow: DEFAULT_DID_ALLOW.iter().map(|s| s.to_string()).collect(),
+        open: false,
     });
     if let Some(aud) = &env.audiences {
         policy.audiences = aud.clone();
@@ -146,6 +231,7 @@ fn apply_did(config: &mut PluginConfig, settings: &crate::env::Settings) {
     }
     if let Some(allow) = &env.allow {
         policy.allow = allow.clone();
+        policy.open = policy.admits_anyone();
     }
 }
 
@@ -381,6 +467,7 @@ mod tests {
         let s = settings(&[
             ("OIDC_ISSUER", "https://idp.example"),
             ("OIDC_AUD", "api,cli"),
+            ("DID_ALLOW", "did:key:*"),
         ])
         .unwrap();
         assert_eq!(
@@ -413,6 +500,57 @@ mod tests {
         let s = settings(&[("DID_ALLOW", "none")]).unwrap();
         assert!(build(&s, Some(file(f))).unwrap().config.did.is_none());
         assert!(build(&s, None).unwrap().config.did.is_none());
+    }
+
+    #[test]
+    fn with_an_issuer_did_sign_in_needs_an_explicit_allow_list() {
+        let issuer = [("OIDC_ISSUER", "https://idp.example"), ("OIDC_AUD", "api")];
+        let p = build(&settings(&issuer).unwrap(), None).unwrap();
+        assert!(p.config.did.is_none(), "no DID door next to the provider");
+        // Chosen explicitly: a prefix is the operator's wish, said so.
+        let mut pairs = issuer.to_vec();
+        pairs.push(("DID_ALLOW", "did:key:*"));
+        let did = build(&settings(&pairs).unwrap(), None)
+            .unwrap()
+            .config
+            .did
+            .unwrap();
+        assert!(did.open);
+        let mut pairs = issuer.to_vec();
+        pairs.push(("DID_ALLOW", "did:key:z6MkExact"));
+        let did = build(&settings(&pairs).unwrap(), None)
+            .unwrap()
+            .config
+            .did
+            .unwrap();
+        assert!(!did.open);
+        // A file that opens DID sign-in next to a provider must say so.
+        let mut s = settings(&issuer).unwrap();
+        with_file(&mut s);
+        let f = json!({"did": {"audiences": ["api"], "allow": ["did:key:*"]}});
+        let e = build(&s, Some(file(f))).unwrap_err();
+        assert_eq!(e.var(), Some("ATTACH_CONFIG"));
+        assert!(e.to_string().contains("did.open"), "{e}");
+        let f = json!({"did": {"audiences": ["api"], "allow": ["did:key:*"], "open": true}});
+        assert!(build(&s, Some(file(f))).unwrap().config.did.is_some());
+    }
+
+    #[test]
+    fn open_did_sign_in_off_loopback_warns() {
+        let p = build(&settings(&[]).unwrap(), None).unwrap();
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let p = build(&settings(&[("ATTACH_BIND", "0.0.0.0")]).unwrap(), None).unwrap();
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(
+            p.warnings[0]
+                .starts_with("DID sign-in admits any key matching did:key:*,did:pkh:* on 0.0.0.0")
+        );
+        let s = settings(&[
+            ("ATTACH_BIND", "0.0.0.0"),
+            ("DID_ALLOW", "did:key:z6MkExact"),
+        ])
+        .unwrap();
+        assert!(build(&s, None).unwrap().warnings.is_empty());
     }
 
     #[test]
@@ -634,7 +772,16 @@ mod tests {
     fn service_key_and_card_paths() {
         let s = settings(&[]).unwrap();
         let p = build_with(&s, None, Some(&service())).unwrap();
-        assert_eq!(p.config.assertion_key.as_deref(), Some(key(1).as_str()));
+        assert_eq!(p.assertion_key(), Some(key(1).as_str()));
+        assert_eq!(
+            p.config.assertion_key, None,
+            "the key is never in the configuration"
+        );
+        assert!(!p.json.contains(&key(1)));
+        assert_eq!(
+            p.config.assertion_key_env.as_deref(),
+            Some(ASSERTION_KEY_VAR)
+        );
         let paths = &p.config.public_paths;
         assert!(
             paths.contains(&"/healthz".to_string()),
@@ -643,7 +790,8 @@ mod tests {
         assert!(paths.contains(&"/a2a/agents/echo/.well-known/agent-card.json".to_string()));
         assert!(paths.contains(&"/a2a/agents/echo/.well-known/agent.json".to_string()));
         // The JSON-RPC endpoint and other agents stay protected.
-        let c = Config::from_json(p.json.as_bytes()).unwrap();
+        let lookup = |name: &str| p.secrets.get(name).cloned();
+        let c = Config::from_json_with_env(p.json.as_bytes(), &lookup).unwrap();
         assert_eq!(c.assertion_key.as_ref().map(Vec::len), Some(32));
         assert!(c.is_public("/a2a/agents/echo/.well-known/agent-card.json"));
         assert!(!c.is_public("/a2a/agents/echo"));
@@ -663,7 +811,8 @@ mod tests {
         let own = key(2);
         let f = json!({"assertion_key": own, "public_paths": ["/open"]});
         let p = build_with(&s, Some(file(f)), Some(&service())).unwrap();
-        assert_eq!(p.config.assertion_key.as_deref(), Some(own.as_str()));
+        assert_eq!(p.assertion_key(), Some(own.as_str()));
+        assert!(!p.json.contains(&own));
         assert_eq!(p.config.public_paths[0], "/open");
         assert_eq!(p.config.public_paths.len(), 3);
         // A key the filter refuses is refused with the service too.
@@ -675,5 +824,28 @@ mod tests {
         let e = build_with(&s, Some(file(f)), Some(&service())).unwrap_err();
         assert_eq!(e.var(), Some("ATTACH_CONFIG"));
         assert!(e.to_string().contains("assertion_key"), "{e}");
+    }
+
+    #[test]
+    fn the_weaviate_key_goes_to_envoys_environment_only() {
+        let s = settings(&[
+            ("MEM_BACKEND", "weaviate"),
+            ("WEAVIATE_URL", "http://127.0.0.1:8081"),
+            ("WEAVIATE_API_KEY", "w3aviate"),
+        ])
+        .unwrap();
+        let p = build(&s, None).unwrap();
+        assert!(!p.json.contains("w3aviate"));
+        assert_eq!(
+            p.secrets.get(WEAVIATE_KEY_VAR).map(String::as_str),
+            Some("w3aviate")
+        );
+        let m = p.config.memory.as_ref().unwrap();
+        assert_eq!(m.api_key, None);
+        assert_eq!(m.api_key_env.as_deref(), Some(WEAVIATE_KEY_VAR));
+        assert_eq!(
+            p.memory_with_key().unwrap().api_key.as_deref(),
+            Some("w3aviate")
+        );
     }
 }

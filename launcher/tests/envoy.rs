@@ -149,8 +149,20 @@ fn rendered_bootstraps_pass_envoy_validate() {
 /// A minimal HTTP/1.1 GET (Envoy refuses HTTP/1.0 by default): the status
 /// code, or `None` when nothing answers.
 fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    status_of(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?, path)
+}
+
+/// Envoy's admin interface: the Unix socket in the run folder.
+fn admin_socket(dir: &Path, port: u16) -> PathBuf {
+    dir.join(format!("run-{port}/envoy-admin.sock"))
+}
+
+fn admin_status(socket: &Path, path: &str) -> Option<u16> {
+    status_of(std::os::unix::net::UnixStream::connect(socket).ok()?, path)
+}
+
+fn status_of(mut s: impl Read + Write + SetTimeout, path: &str) -> Option<u16> {
+    s.timeout(Duration::from_secs(5)).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -159,6 +171,22 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut head = String::new();
     s.read_to_string(&mut head).ok()?;
     head.split_whitespace().nth(1)?.parse().ok()
+}
+
+trait SetTimeout {
+    fn timeout(&self, t: Duration) -> std::io::Result<()>;
+}
+
+impl SetTimeout for TcpStream {
+    fn timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
+
+impl SetTimeout for std::os::unix::net::UnixStream {
+    fn timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
 }
 
 fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
@@ -203,11 +231,10 @@ fn comm(pid: i32) -> String {
         .to_string()
 }
 
-fn start(envoy: &Path, wasm: &Path, dir: &Path, port: u16, admin: u16, engine: &str) -> Child {
+fn start(envoy: &Path, wasm: &Path, dir: &Path, port: u16, engine: &str) -> Child {
     attach(&["run"], wasm, &[])
         .env("ENVOY_BIN", envoy)
         .env("ATTACH_PORT", port.to_string())
-        .env("ATTACH_ADMIN_PORT", admin.to_string())
         .env("ATTACH_DATA_DIR", dir)
         .env("ATTACH_CONCURRENCY", "1")
         .env("ATTACH_LOG_LEVEL", "warn")
@@ -223,11 +250,12 @@ fn run_starts_envoy_and_stops_it_on_sigterm() {
         return;
     };
     let dir = scratch("run");
-    let (port, admin) = (free_port(), free_port());
+    let port = free_port();
+    let admin = admin_socket(&dir, port);
     let engine = format!("http://127.0.0.1:{}", free_port());
-    let mut child = start(&envoy, &wasm, &dir, port, admin, &engine);
+    let mut child = start(&envoy, &wasm, &dir, port, &engine);
     wait_until("envoy admin /ready", &mut child, || {
-        http_status(admin, "/ready") == Some(200)
+        admin_status(&admin, "/ready") == Some(200)
     });
     // The listener answers (what it answers is the filter's business).
     assert!(http_status(port, "/healthz").is_some());
@@ -250,7 +278,8 @@ fn run_starts_envoy_and_stops_it_on_sigterm() {
     assert_eq!(
         line.trim(),
         format!(
-            "attach: gateway on http://127.0.0.1:{port} -> {engine} (envoy admin 127.0.0.1:{admin})"
+            "attach: gateway on http://127.0.0.1:{port} -> {engine} (envoy admin unix:{})",
+            admin.display()
         )
     );
     std::thread::sleep(Duration::from_millis(200));
@@ -264,11 +293,12 @@ fn envoy_does_not_outlive_a_killed_launcher() {
         return;
     };
     let dir = scratch("orphan");
-    let (port, admin) = (free_port(), free_port());
+    let port = free_port();
+    let admin = admin_socket(&dir, port);
     let engine = format!("http://127.0.0.1:{}", free_port());
-    let mut child = start(&envoy, &wasm, &dir, port, admin, &engine);
+    let mut child = start(&envoy, &wasm, &dir, port, &engine);
     wait_until("envoy admin /ready", &mut child, || {
-        http_status(admin, "/ready") == Some(200)
+        admin_status(&admin, "/ready") == Some(200)
     });
     let envoy_pid = child_of(child.id());
     child.kill().unwrap();
@@ -333,9 +363,9 @@ fn start_with_service(
     wasm: &Path,
     service: &Path,
     dir: &Path,
-    ports: (u16, u16, u16),
+    ports: (u16, u16),
 ) -> Child {
-    let (port, admin, a2a) = ports;
+    let (port, a2a) = ports;
     let engine = format!("http://127.0.0.1:{}", free_port());
     attach(&["run"], wasm, &[])
         .env("ATTACH_A2A", "on")
@@ -344,7 +374,6 @@ fn start_with_service(
         .env("A2A_AGENTS", "echo=http://127.0.0.1:9")
         .env("ENVOY_BIN", envoy)
         .env("ATTACH_PORT", port.to_string())
-        .env("ATTACH_ADMIN_PORT", admin.to_string())
         .env("ATTACH_DATA_DIR", dir)
         .env("ATTACH_CONCURRENCY", "1")
         .env("ATTACH_LOG_LEVEL", "warn")
@@ -359,8 +388,8 @@ fn start_with_service(
 struct Running {
     child: std::process::Child,
     dir: PathBuf,
-    /// Listener, Envoy admin, service.
-    ports: (u16, u16, u16),
+    /// Listener, service.
+    ports: (u16, u16),
     /// The launcher's children (Envoy and the service).
     kids: Vec<i32>,
 }
@@ -370,10 +399,11 @@ fn run_with_service(name: &str) -> Option<Running> {
         return None;
     };
     let dir = scratch(name);
-    let ports = (free_port(), free_port(), free_port());
+    let ports = (free_port(), free_port());
+    let admin = admin_socket(&dir, ports.0);
     let mut child = start_with_service(&envoy, &wasm, &service, &dir, ports);
     wait_until("envoy admin /ready", &mut child, || {
-        http_status(ports.1, "/ready") == Some(200)
+        admin_status(&admin, "/ready") == Some(200)
     });
     let kids = children_of(child.id());
     Some(Running {
@@ -401,7 +431,7 @@ fn run_supervises_envoy_and_the_a2a_service() {
     assert!(names.iter().any(|n| n == "attach-a2a"), "{names:?}");
     // The service listens on loopback; through Envoy its health check is
     // not reachable (that path belongs to the engine route).
-    assert_eq!(http_status(ports.2, "/healthz"), Some(200));
+    assert_eq!(http_status(ports.1, "/healthz"), Some(200));
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.join("assertion.key"))
         .unwrap()
@@ -410,7 +440,7 @@ fn run_supervises_envoy_and_the_a2a_service() {
     assert_eq!(mode & 0o777, 0o600);
     let envoy_json = dir.join(format!("run-{}/envoy.json", ports.0));
     let mode = std::fs::metadata(&envoy_json).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "envoy.json holds the key");
+    assert_eq!(mode & 0o777, 0o600, "envoy.json is private");
 
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

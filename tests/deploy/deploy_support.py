@@ -3,6 +3,7 @@ YAML loading, `envoy --mode validate`, and the plugin configuration sources."""
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 COMPOSE_SOURCE = "deploy/compose/plugin-config.json"
 ISTIO_SOURCE = "deploy/istio/plugin-config.json"
 KEY_PLACEHOLDER = "${ATTACH_ASSERTION_KEY}"
+# The variable of Envoy's environment the embedded configurations read the key from.
+KEY_VARIABLE = "ATTACH_ASSERTION_KEY"
 # A well-formed assertion key (32 bytes, base64url) for validation only.
 TEST_KEY = "dGVzdC1vbmx5LWFzc2VydGlvbi1rZXktMzItYnl0ZXM"
 STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
@@ -52,9 +55,10 @@ def source(name):
 
 
 def embedded_expected(name):
-    """What a file must embed for the source `name`: the source plus the key placeholder."""
+    """What a file must embed for the source `name`: the source plus the
+    name of the variable that holds the key (never the key)."""
     config = copy.deepcopy(source(name))
-    config["assertion_key"] = KEY_PLACEHOLDER
+    config["assertion_key_env"] = KEY_VARIABLE
     return config
 
 
@@ -129,10 +133,11 @@ def run_attach(args, env, cwd):
     )
 
 
-def envoy_validate(config, tmp_path, name="bootstrap.json"):
+def envoy_validate(config, tmp_path, name="bootstrap.json", env=None):
     """Runs `envoy --mode validate` on a bootstrap (a dict, or a path) and
     asserts that Envoy accepts it; with the filter loaded from a local file,
-    that also runs the filter's own check of its plugin configuration."""
+    that also runs the filter's own check of its plugin configuration.
+    env: variables added to Envoy's environment (the filter's key)."""
     if isinstance(config, dict):
         path = tmp_path / name
         path.write_text(json.dumps(config, indent=1))
@@ -143,6 +148,7 @@ def envoy_validate(config, tmp_path, name="bootstrap.json"):
         capture_output=True,
         text=True,
         timeout=120,
+        env=dict(os.environ, **(env or {})),
     )
     assert done.returncode == 0, f"envoy rejected {path}:\n{done.stdout}{done.stderr}"
 
@@ -208,8 +214,9 @@ def wasm_bootstrap(http_filter, clusters=()):
     }
 
 
-def local_wasm_filter(plugin_json):
-    """envoy.filters.http.wasm with the built module and `plugin_json` as its configuration."""
+def local_wasm_filter(plugin_json, env_keys=()):
+    """envoy.filters.http.wasm with the built module and `plugin_json` as its
+    configuration; env_keys: variables of Envoy's environment the VM may read."""
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -222,6 +229,7 @@ def local_wasm_filter(plugin_json):
                     "vm_id": "attach",
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": {"local": {"filename": str(wasm_path())}},
+                    "environment_variables": {"host_env_keys": list(env_keys)},
                 },
                 "configuration": {"@type": STRING_VALUE, "value": plugin_json},
             },

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from deploy_support import (
     COMPOSE_FILE,
     COMPOSE_SOURCE,
-    KEY_PLACEHOLDER,
+    KEY_VARIABLE,
     REPO,
     TEST_KEY,
     agent_list,
@@ -240,10 +240,10 @@ def test_envoy_runs_the_mounted_bootstrap_through_the_entrypoint(services):
     binds = bind_mounts(envoy)
     assert envoy["entrypoint"][0] == "/bin/sh"
     assert binds[envoy["entrypoint"][1]] == ENTRYPOINT_SCRIPT
-    assert binds[script_default("ENVOY_TEMPLATE")] == REPO / "deploy/compose/envoy.yaml"
     command = envoy["command"]
     assert command[:2] == ["/docker-entrypoint.sh", "envoy"]
-    assert command[command.index("-c") + 1] == script_default("ENVOY_CONFIG")
+    # Envoy runs the mounted bootstrap itself: it holds no secret to fill in.
+    assert binds[command[command.index("-c") + 1]] == REPO / "deploy/compose/envoy.yaml"
     assert all(o == "ro" for h, _, o in mounts(envoy))
 
 
@@ -283,47 +283,64 @@ def test_the_embedded_plugin_configuration_is_the_source(envoy_config):
     config = embedded(envoy_config)
     assert config["failure_policy"] == "FAIL_CLOSED"
     assert config["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"
+    # The key comes from Envoy's environment, which the entrypoint sets.
+    assert config["vm_config"]["environment_variables"] == {"host_env_keys": [KEY_VARIABLE]}
     value = config["configuration"]
     assert value["@type"] == "type.googleapis.com/google.protobuf.StringValue"
     assert json.loads(value["value"]) == embedded_expected(COMPOSE_SOURCE)
 
 
+def _entrypoint(tmp_path, key, *command):
+    """Runs the real entrypoint script with `key` in its key file and a
+    temporary admin folder; returns the finished process."""
+    key_file = tmp_path / "assertion.key"
+    key_file.write_text(key)
+    return subprocess.run(
+        ["sh", str(ENTRYPOINT_SCRIPT), *command],
+        env=dict(os.environ, ATTACH_ASSERTION_KEY_FILE=str(key_file), ENVOY_ADMIN_DIR=str(tmp_path / "admin")),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def test_the_mounted_bootstrap_validates(services, tmp_path, artifacts):
-    """The bootstrap as Envoy gets it in the container: the mounted template,
-    container paths turned into the local files they mount, put through the
-    real entrypoint script, then `envoy --mode validate` (which also runs the
-    filter's own check of the embedded configuration)."""
+    """The bootstrap as Envoy gets it in the container: the mounted file with
+    container paths turned into the local files they mount, and Envoy's
+    environment as the real entrypoint script makes it, through
+    `envoy --mode validate` (which also runs the filter's own check of the
+    embedded configuration, key included)."""
     binds = bind_mounts(services["envoy"])
     text = (REPO / "deploy/compose/envoy.yaml").read_text()
     for container, host in sorted(binds.items(), key=lambda kv: -len(kv[0])):
         assert host.exists(), f"{host} (mounted at {container}) does not exist: make wasm first?"
         text = text.replace(container, str(host))
-    template = tmp_path / "envoy.yaml"
-    template.write_text(text)
-    key_file = tmp_path / "assertion.key"
-    key_file.write_text(TEST_KEY)
-    out = tmp_path / "run" / "envoy.yaml"
-    done = subprocess.run(
-        ["sh", str(ENTRYPOINT_SCRIPT), "true"],
-        env=dict(os.environ, ENVOY_TEMPLATE=str(template), ATTACH_ASSERTION_KEY_FILE=str(key_file), ENVOY_CONFIG=str(out)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    rendered = yaml.safe_load(out.read_text())
-
+    rendered = yaml.safe_load(text)
     # Nothing of the container is left: every file Envoy opens exists here.
     container_dirs = {str(Path(c).parent) for c in binds} | {c for h, c, _ in mounts(services["envoy"])}
     leftovers = [s for s in strings(rendered) if any(s == d or s.startswith(d + "/") for d in container_dirs)]
     assert not leftovers, f"container paths left after the rewrite: {leftovers}"
     filenames = [d["filename"] for d in walk(rendered) if "filename" in d]
     assert len(filenames) == 2 and all(Path(f).is_file() for f in filenames), filenames
-    assert KEY_PLACEHOLDER not in out.read_text()
-    assert json.loads(embedded(rendered)["configuration"]["value"])["assertion_key"] == TEST_KEY
 
-    envoy_validate(out, tmp_path)
+    seen = tmp_path / "seen"
+    done = _entrypoint(tmp_path, TEST_KEY, "sh", "-c", f'printf %s "${KEY_VARIABLE}" > {seen}')
+    assert done.returncode == 0, done.stderr
+    assert seen.read_text() == TEST_KEY, "the entrypoint does not pass the key to Envoy"
+    assert stat.S_IMODE((tmp_path / "admin").stat().st_mode) == 0o700
+    assert TEST_KEY not in text
+
+    bootstrap = tmp_path / "envoy.yaml"
+    bootstrap.write_text(text)
+    envoy_validate(bootstrap, tmp_path, env={KEY_VARIABLE: TEST_KEY})
+
+
+def test_envoys_admin_is_a_private_socket_and_underscores_are_refused(envoy_config):
+    pipe = envoy_config["admin"]["address"]["pipe"]
+    assert pipe["mode"] == 0o600
+    assert Path(pipe["path"]).parent == Path(script_default("ENVOY_ADMIN_DIR"))
+    options = hcm(envoy_config)["common_http_protocol_options"]
+    assert options["headers_with_underscores_action"] == "REJECT_REQUEST"
 
 
 @pytest.mark.parametrize(
@@ -331,23 +348,10 @@ def test_the_mounted_bootstrap_validates(services, tmp_path, artifacts):
     [("", "base64url"), ("not a key!", "base64url"), ("c2hvcnQ", "fewer than 32 bytes")],
 )
 def test_the_entrypoint_refuses_a_bad_key(tmp_path, key, why):
-    key_file = tmp_path / "assertion.key"
-    key_file.write_text(key)
     ran = tmp_path / "ran"
-    done = subprocess.run(
-        ["sh", str(ENTRYPOINT_SCRIPT), "touch", str(ran)],
-        env=dict(
-            os.environ,
-            ENVOY_TEMPLATE=str(REPO / "deploy/compose/envoy.yaml"),
-            ATTACH_ASSERTION_KEY_FILE=str(key_file),
-            ENVOY_CONFIG=str(tmp_path / "out.yaml"),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = _entrypoint(tmp_path, key, "touch", str(ran))
     assert done.returncode != 0 and why in done.stderr
-    assert not ran.exists() and not (tmp_path / "out.yaml").exists()
+    assert not ran.exists()
 
 
 def _demo_token(tmp_path, audience):

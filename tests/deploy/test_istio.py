@@ -12,6 +12,7 @@ from deploy_support import (
     DEPLOY,
     ISTIO_SOURCE,
     KEY_PLACEHOLDER,
+    KEY_VARIABLE,
     REPO,
     STRING_VALUE,
     TEST_KEY,
@@ -55,6 +56,12 @@ def of_kind(objects, kind):
 def one(objects, kind):
     found = of_kind(objects, kind)
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def named(objects, kind, name):
+    found = [o for (k, _, n), o in objects.items() if k == kind and n == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
     return found[0]
 
 
@@ -106,10 +113,13 @@ def test_wasm_plugin(objects):
     # An object (Istio turns it into the StringValue's JSON), equal to the source.
     assert isinstance(spec["pluginConfig"], dict)
     assert spec["pluginConfig"] == embedded_expected(ISTIO_SOURCE)
+    # The key comes from the proxy's environment, never from the configuration.
+    assert spec["vmConfig"]["env"] == [{"name": KEY_VARIABLE, "valueFrom": "HOST"}]
+    assert "assertion_key" not in spec["pluginConfig"]
 
 
 def test_envoy_filter(objects):
-    ef = one(objects, "EnvoyFilter")
+    ef = named(objects, "EnvoyFilter", "attach-filter")
     assert ef["apiVersion"] == "networking.istio.io/v1alpha3"
     assert ef["spec"]["workloadSelector"]["labels"] == {"istio": "ingressgateway"}
     (patch,) = ef["spec"]["configPatches"]
@@ -126,6 +136,7 @@ def test_envoy_filter(objects):
     assert config["root_id"] == "attach"
     vm = config["vm_config"]
     assert vm["runtime"] == "envoy.wasm.runtime.v8"
+    assert vm["environment_variables"] == {"host_env_keys": [KEY_VARIABLE]}
     remote = vm["code"]["remote"]
     assert remote["sha256"] == WASM_DIGEST
     http_uri = remote["http_uri"]
@@ -178,7 +189,7 @@ def test_companion_service(objects):
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     env = {e["name"]: e for e in container["env"]}
-    secret = one(objects, "Secret")
+    secret = named(objects, "Secret", "attach-a2a")
     for name in ("A2A_DATABASE_URL", "ATTACH_ASSERTION_KEY"):
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"]
@@ -216,22 +227,52 @@ def test_companion_service(objects):
     assert "match" not in vs["http"][-1], "the engine's catch-all route comes last"
 
 
-def _test_plugin_json(embedded):
-    """The embedded configuration with the key filled, as the filter gets it."""
-    text = json.dumps(embedded)
-    assert KEY_PLACEHOLDER in text
-    return text.replace(KEY_PLACEHOLDER, TEST_KEY)
+# The proxy's environment as gateway-key.yaml makes it, with a test key.
+PROXY_ENV = {KEY_VARIABLE: TEST_KEY}
+
+
+def test_the_gateway_pods_get_the_key_from_a_secret(objects):
+    secret = named(objects, "Secret", "attach-gateway-key")
+    assert secret["metadata"]["namespace"] == "istio-system"
+    assert secret["stringData"] == {KEY_VARIABLE: KEY_PLACEHOLDER}
+    text = (ISTIO / "gateway-key.yaml").read_text()
+    assert "set env deployment/istio-ingressgateway" in text and "--from=secret/attach-gateway-key" in text
+    # No other manifest holds the key (the service's own Secret aside).
+    for path in MANIFESTS:
+        if path.name not in ("gateway-key.yaml", "attach-a2a.yaml"):
+            body = "\n".join(l for l in path.read_text().splitlines() if not l.lstrip().startswith("#"))
+            assert KEY_PLACEHOLDER not in body, path.name
+
+
+def test_header_names_with_underscores_are_refused_at_the_gateway(objects):
+    ef = named(objects, "EnvoyFilter", "attach-headers")
+    assert ef["spec"]["workloadSelector"]["labels"] == {"istio": "ingressgateway"}
+    (patch,) = ef["spec"]["configPatches"]
+    assert patch["applyTo"] == "NETWORK_FILTER" and patch["patch"]["operation"] == "MERGE"
+    assert patch["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
+    options = patch["patch"]["value"]["typed_config"]["common_http_protocol_options"]
+    assert options == {"headers_with_underscores_action": "REJECT_REQUEST"}
+
+
+def test_did_sign_in_next_to_the_provider_is_not_open_to_any_key():
+    config = source(ISTIO_SOURCE)
+    assert config["providers"]
+    assert not any(rule.endswith("*") for rule in config["did"]["allow"]) or config["did"].get("open")
 
 
 def test_envoy_accepts_the_wasm_plugin_configuration(objects, tmp_path, artifacts):
-    plugin_config = one(objects, "WasmPlugin")["spec"]["pluginConfig"]
-    envoy_validate(wasm_bootstrap(local_wasm_filter(_test_plugin_json(plugin_config))), tmp_path)
+    spec = one(objects, "WasmPlugin")["spec"]
+    keys = [e["name"] for e in spec["vmConfig"]["env"] if e["valueFrom"] == "HOST"]
+    bootstrap = wasm_bootstrap(local_wasm_filter(json.dumps(spec["pluginConfig"]), keys))
+    envoy_validate(bootstrap, tmp_path, env=PROXY_ENV)
+    # Without the variable the filter refuses to start.
+    with pytest.raises(AssertionError, match="ATTACH_ASSERTION_KEY is not set"):
+        envoy_validate(bootstrap, tmp_path, env={KEY_VARIABLE: ""})
 
 
 def test_envoy_accepts_the_envoy_filter_patch(objects, tmp_path, artifacts):
-    value = one(objects, "EnvoyFilter")["spec"]["configPatches"][0]["patch"]["value"]
+    value = named(objects, "EnvoyFilter", "attach-filter")["spec"]["configPatches"][0]["patch"]["value"]
     config = value["typed_config"]["config"]
-    config["configuration"]["value"] = _test_plugin_json(json.loads(config["configuration"]["value"]))
     http_uri = config["vm_config"]["code"]["remote"]["http_uri"]
     uri = urlsplit(http_uri["uri"])
     clusters = [(http_uri["cluster"], uri.hostname, uri.port or 443)]
@@ -240,4 +281,4 @@ def test_envoy_accepts_the_envoy_filter_patch(objects, tmp_path, artifacts):
     envoy_validate(wasm_bootstrap(remote, clusters), tmp_path, "remote.json")
     # With the module from the local build, so that the filter checks its configuration.
     config["vm_config"]["code"] = {"local": {"filename": str(wasm_path())}}
-    envoy_validate(wasm_bootstrap(value, clusters), tmp_path, "local.json")
+    envoy_validate(wasm_bootstrap(value, clusters), tmp_path, "local.json", env=PROXY_ENV)

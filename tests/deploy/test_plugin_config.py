@@ -43,7 +43,6 @@ def launcher_env(tmp_path, path, **extra):
         "ATTACH_CONFIG": str(REPO / path),
         "ATTACH_A2A": "off",
         "ATTACH_DATA_DIR": str(tmp_path / "data"),
-        "ATTACH_ADMIN_PORT": "9901",
         "ATTACH_WASM": str(wasm_path()),
     }
     settings.update(extra)
@@ -95,12 +94,13 @@ def test_sync_refuses_a_source_with_a_key(tmp_path, monkeypatch):
     finally:
         sys.path.pop(0)
     monkeypatch.setattr(sync, "REPO", tmp_path)
-    (tmp_path / "c.json").write_text('{"assertion_key": "x"}')
-    with pytest.raises(ValueError, match="secret"):
-        sync.render("# plugin-config: c.json\nvalue: |\n  {}\n", "f.yaml")
+    for field in ("assertion_key", "assertion_key_env"):
+        (tmp_path / "c.json").write_text(json.dumps({field: "x"}))
+        with pytest.raises(ValueError, match=field):
+            sync.render("# plugin-config: c.json\nvalue: |\n  {}\n", "f.yaml")
     (tmp_path / "c.json").write_text('{"leeway_secs": 5}')
     text, sources = sync.render("a:\n  # plugin-config: c.json\n  value: |\n    {}\n  b: 1\n", "f.yaml")
     assert sources == ["c.json"]
     assert text.endswith('  b: 1\n')
     body = text.split("value: |\n", 1)[1].rsplit("  b: 1\n", 1)[0]
-    assert json.loads(body) == {"leeway_secs": 5, "assertion_key": "${ATTACH_ASSERTION_KEY}"}
+    assert json.loads(body) == {"leeway_secs": 5, "assertion_key_env": "ATTACH_ASSERTION_KEY"}

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -35,8 +36,33 @@ REPO = find_repo_root()
 _OWN_VARS = ("ATTACH_", "OIDC_", "DID_", "A2A_", "MEM_", "WEAVIATE_", "ENGINE_URL", "ENVOY_BIN")
 
 BANNER = re.compile(
-    r"attach: gateway on http://127\.0\.0\.1:(\d+) -> (\S+) \(envoy admin 127\.0\.0\.1:(\d+)\)"
+    r"attach: gateway on http://127\.0\.0\.1:(\d+) -> (\S+) \(envoy admin unix:(\S+)\)"
 )
+
+# Envoy's admin interface: a Unix socket in the gateway's run folder.
+ADMIN_SOCKET = "envoy-admin.sock"
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("admin", timeout=timeout)
+        self.unix_path = str(path)
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def admin_request(path_to_socket, method, path, timeout=10):
+    """One request to Envoy's admin interface over its Unix socket."""
+    conn = _UnixHTTPConnection(path_to_socket, timeout)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return httpc.Response(resp.status, resp.getheaders(), resp.read())
+    finally:
+        conn.close()
 
 
 def launcher_bin():
@@ -134,7 +160,7 @@ class Gateway:
     config is written to a JSON file passed as ATTACH_CONFIG (omitted when
     None). resource="auto" sets the config's resource to the gateway's base URL
     unless the config already has one; resource=None leaves it unset.
-    admin_port="auto" picks a free port; None leaves ATTACH_ADMIN_PORT unset.
+    Envoy's admin interface is the Unix socket admin_socket (see admin()).
     a2a=True also runs the A2A service (ATTACH_A2A=on) on a free port
     (a2a_port); by default the gateway runs without it (ATTACH_A2A=off).
     """
@@ -151,7 +177,6 @@ class Gateway:
         resource="auto",
         concurrency=1,
         port=None,
-        admin_port="auto",
         data_dir=None,
         env=None,
         log_level=None,
@@ -159,9 +184,7 @@ class Gateway:
     ):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(2)
-        self.port = port or ports[0]
-        self.admin_port = ports[1] if admin_port == "auto" else admin_port
+        self.port = port or free_ports(1)[0]
         self.base_url = f"http://{HOST}:{self.port}"
         self.engine_url = engine_url
         self.issuer = issuer
@@ -176,6 +199,7 @@ class Gateway:
         self.resource = resource or self.base_url
         self.concurrency = concurrency
         self.data_dir = Path(data_dir) if data_dir else self.workdir / "data"
+        self.admin_socket = self.data_dir / f"run-{self.port}" / ADMIN_SOCKET
         self.extra_env = dict(env or {})
         self.a2a = a2a
         self.a2a_port = free_ports(1)[0] if a2a else None
@@ -204,8 +228,6 @@ class Gateway:
         if self.a2a:
             env["ATTACH_A2A_BIN"] = str(a2a_bin())
             env["A2A_PORT"] = str(self.a2a_port)
-        if self.admin_port is not None:
-            env["ATTACH_ADMIN_PORT"] = str(self.admin_port)
         if self.issuer is not None:
             env["OIDC_ISSUER"] = self.issuer
             env["OIDC_AUD"] = ",".join(self.audiences)
@@ -267,10 +289,6 @@ class Gateway:
                 )
             time.sleep(0.1)
         self._known.update(descendants(self.proc.pid))
-        if self.admin_port is None:
-            m = wait_until(lambda: self.banner(), 5)
-            if m:
-                self.admin_port = int(m.group(3))
 
     def banner(self):
         """The launcher's start-up line as a regex match, or None."""
@@ -289,7 +307,11 @@ class Gateway:
         return [(p, _cmdline(p)) for p in pids if alive(p)]
 
     def ports(self):
-        return [p for p in (self.port, self.admin_port, self.a2a_port) if p]
+        return [p for p in (self.port, self.a2a_port) if p]
+
+    def admin(self, method, path, timeout=10):
+        """One request to Envoy's admin interface (its Unix socket)."""
+        return admin_request(self.admin_socket, method, path, timeout)
 
     def stop(self, timeout=15):
         """SIGTERM, then verify that nothing of the gateway is left running or listening."""

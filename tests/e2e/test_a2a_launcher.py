@@ -80,12 +80,14 @@ def test_render_with_the_service_passes_envoy_validate(tmp_path, artifacts):
                         ["configuration"]["value"])
     for name in ("one", "two"):
         assert f"/a2a/agents/{name}/.well-known/agent-card.json" in plugin["public_paths"]
-    assert plugin["assertion_key"] == (gateway.data_dir / "assertion.key").read_text().strip()
+    key = (gateway.data_dir / "assertion.key").read_text().strip()
+    # The key reaches the filter through Envoy's environment, never the bootstrap.
+    assert plugin["assertion_key_env"] == "ATTACH_ASSERTION_KEY" and key not in out
     path = tmp_path / "bootstrap.json"
     path.write_text(out)
     validated = subprocess.run(
         [str(envoy_bin()), "--mode", "validate", "-c", str(path), "--log-level", "error"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, ATTACH_ASSERTION_KEY=key),
     )
     assert validated.returncode == 0, validated.stdout + validated.stderr
 

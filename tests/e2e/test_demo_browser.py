@@ -66,7 +66,8 @@ def demo_stack(workdir, upstream):
         workdir,
         a2a=True,
         upstream=upstream,
-        env={"ATTACH_DEV": "on", "ATTACH_DEMO_PAGE": str(PAGE)},
+        # The stack has an OIDC issuer: DID sign-in is on only when asked for.
+        env={"ATTACH_DEV": "on", "ATTACH_DEMO_PAGE": str(PAGE), "DID_ALLOW": "did:key:*"},
     )
 
 
@@ -133,6 +134,32 @@ def test_the_page_plans_codes_and_shows_the_memory_of_the_session(tmp_path, brow
     kinds = [row["kind"] for row in observed["memory_rows"]]
     assert "plan" in kinds and {"prompt", "reply"} <= set(kinds), kinds
     assert (SHOTS / "demo.png").stat().st_size > 0
+
+
+def test_the_dev_token_goes_only_to_the_gateways_own_origin(tmp_path, artifacts):
+    """A DNS-rebinding page reaches the gateway under its own host name, and
+    a page of another site sends its Origin: neither gets the operator's token."""
+    if not os.access(AGENT_BIN, os.X_OK):
+        pytest.fail(f"the demo agents {AGENT_BIN} are not built (make launcher)", pytrace=False)
+    with Engine(reply=REPLY) as engine, demo_stack(tmp_path / "stack", engine) as s:
+        port = s.gateway.port
+        refused = {
+            "rebound-host": [("Host", f"evil.example:{port}")],
+            "other-host": [("Host", "evil.example")],
+            "cross-site-origin": [("Host", f"127.0.0.1:{port}"), ("Origin", "http://evil.example")],
+            "other-port-origin": [("Host", f"127.0.0.1:{port}"), ("Origin", "http://127.0.0.1:1")],
+            "cross-site-fetch": [("Host", f"127.0.0.1:{port}"), ("Sec-Fetch-Site", "cross-site")],
+        }
+        for case, headers in refused.items():
+            resp = httpc.request(port, "GET", "/dev/token", headers)
+            assert resp.status == 403, (case, resp)
+            assert b"token" not in resp.body, (case, resp)
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            same = [("Host", host), ("Origin", f"http://{host}"), ("Sec-Fetch-Site", "same-origin")]
+            resp = httpc.request(port, "GET", "/dev/token", same)
+            assert resp.status == 200 and resp.json()["token"].count(".") == 2, (host, resp)
+        # The gateway still answers.
+        assert httpc.request(port, "GET", "/demo").status == 200
 
 
 def test_without_an_engine_the_page_says_so_and_the_task_fails_plainly(tmp_path, browser):

@@ -619,7 +619,7 @@ def test_attach_token_identity_belongs_to_the_data_dir(tmp_path, artifacts, did_
 
 
 def test_oidc_and_did_tokens_are_routed_by_issuer(make_stack, did_peer):
-    s = make_stack(config={"did": DID_SECTION}, env=NO_DID_ENV)
+    s = make_stack(config={"did": dict(DID_SECTION, open=True)}, env=NO_DID_ENV)
     # OIDC: the provider's keys are fetched before the first token passes.
     assert_passed(s.get("/", token=s.token()), s.upstream, "user-42")
     fetches = s.idp.jwks_fetches
@@ -661,7 +661,9 @@ def test_did_tokens_pass_while_the_provider_is_down(make_stack, did_peer):
     """DID tokens are verified from the DID alone: an unreachable OpenID
     provider does not hold them up."""
     s = make_stack(
-        idp_up=False, config={"did": DID_SECTION, "jwks": {"wait_ms": 300}}, env=NO_DID_ENV
+        idp_up=False,
+        config={"did": dict(DID_SECTION, open=True), "jwks": {"wait_ms": 300}},
+        env=NO_DID_ENV,
     )
     for token in peer([token_request(k) for k in KINDS]):
         s.upstream.clear()
@@ -767,7 +769,8 @@ def test_local_stack_defaults(make_stack, did_peer):
 
 
 def test_oidc_audience_is_the_did_audience_by_default(make_stack, did_peer):
-    s = make_stack(resource=None, env=NO_DID_ENV)
+    # Next to an OIDC issuer, DID sign-in is on only when DID_ALLOW asks for it.
+    s = make_stack(resource=None, env=dict(NO_DID_ENV, DID_ALLOW="did:key:*,did:pkh:*"))
     good, base_aud = peer(
         [token_request(aud=DEFAULT_AUDIENCE), token_request(aud=s.gateway.base_url)]
     )

@@ -63,6 +63,23 @@ def test_spoofed_identity_headers_are_replaced(gw):
     assert rec.header_values("x-attachment-id") == ["keep-me"]
 
 
+def test_underscore_spellings_never_reach_the_upstream(gw):
+    """CGI- and WSGI-style servers fold `x_attach_user` into X-Attach-User
+    (HTTP_X_ATTACH_USER): the gateway refuses such a request outright."""
+    for name in ("x_attach_user", "X_Attach_User", "x-attach_user", "x_attach-session"):
+        gw.upstream.clear()
+        resp = gw.get("/", token=gw.token(sub="bob"), headers=[(name, "alice")])
+        assert resp.status == 400, (name, resp)
+        assert resp.header("x-attach-user") is None, resp
+        assert gw.upstream.requests == [], (name, gw.upstream.requests)
+    # An underscore anywhere else is refused alike (Envoy's edge setting).
+    resp = gw.get("/", token=gw.token(sub="bob"), headers=[("api_key", "x")])
+    assert resp.status == 400, resp
+    assert gw.upstream.requests == []
+    # The gateway still answers.
+    assert_passed(gw.get("/", token=gw.token(sub="bob")), gw.upstream, "bob")
+
+
 def test_spoofed_headers_stripped_on_public_path(gw):
     resp = gw.get("/healthz", headers=SPOOFED)
     assert resp.status == 200, resp

@@ -128,7 +128,7 @@ def the_pair(events):
 
 def counters(gw):
     """The mirror's counters in Envoy's admin /stats (0 while undefined)."""
-    r = httpc.request(gw.admin_port, "GET", "/stats?filter=attach_memory")
+    r = gw.admin("GET", "/stats?filter=attach_memory")
     assert r.status == 200, r
     found = dict.fromkeys(COUNTERS, 0)
     for line in r.text.splitlines():

@@ -24,6 +24,9 @@ pub struct MemoryConfig {
     /// Weaviate only: sent as `Authorization: Bearer`.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// The environment variable that holds `api_key`, kept out of Envoy's configuration.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
     #[serde(default = "default_routes")]
     pub routes: Vec<ModelRoute>,
     /// Text kept per message; beyond it the event says `truncated`.
