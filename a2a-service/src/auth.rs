@@ -188,6 +188,19 @@ impl Caller {
     }
 }
 
+/// Runs one of the header checks above and counts a refusal in `/metrics`.
+fn checked<T>(
+    parts: &Parts,
+    state: &AppState,
+    check: fn(&HeaderMap, &AssertionKey, u64) -> Result<T, AppError>,
+) -> Result<T, AppError> {
+    let result = check(&parts.headers, &state.config.assertion_key, unix_now());
+    if result.is_err() {
+        state.metrics.auth_rejected();
+    }
+    result
+}
+
 impl<S> FromRequestParts<S> for Caller
 where
     AppState: FromRef<S>,
@@ -196,12 +209,7 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        let result = Caller::from_headers(&parts.headers, &state.config.assertion_key, unix_now());
-        if result.is_err() {
-            state.metrics.auth_rejected();
-        }
-        result
+        checked(parts, &AppState::from_ref(state), Caller::from_headers)
     }
 }
 
@@ -249,13 +257,7 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        let result =
-            Ingester::from_headers(&parts.headers, &state.config.assertion_key, unix_now());
-        if result.is_err() {
-            state.metrics.auth_rejected();
-        }
-        result
+        checked(parts, &AppState::from_ref(state), Ingester::from_headers)
     }
 }
 
