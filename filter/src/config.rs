@@ -158,6 +158,21 @@ impl DidPolicy {
         self.allow.iter().any(|rule| rule.ends_with('*'))
     }
 
+    /// Writes exact rules the way verified DIDs are written
+    /// ([`crate::did::canonical`]), so a rule naming a did:pkh account in its
+    /// checksum case still matches the key it names.
+    fn canonical(mut self) -> DidPolicy {
+        for rule in &mut self.allow {
+            if !rule.ends_with('*') {
+                if let std::borrow::Cow::Owned(c) = crate::did::canonical(rule) {
+                    *rule = c;
+                }
+            }
+        }
+        self
+    }
+
+    /// `did` is already canonical ([`crate::did::canonical`]).
     pub fn allows(&self, did: &str) -> bool {
         self.allow.iter().any(|rule| match rule.strip_suffix('*') {
             Some(prefix) => did.starts_with(prefix),
@@ -181,6 +196,16 @@ pub struct JwksTiming {
     /// First retry delay after a failed fetch; doubles up to `retry_max_ms`.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+}
+
+impl JwksTiming {
+    /// A week: key sets rotate far more often, and larger values only risk
+    /// overflowing the schedule's arithmetic.
+    pub const MAX_REFRESH_SECS: u64 = 7 * 24 * 3_600;
+    /// A request held longer than a minute has long been given up by its client.
+    pub const MAX_WAIT_MS: u64 = 60_000;
+    /// An hour between retries of a failing provider.
+    pub const MAX_RETRY_MS: u64 = 3_600_000;
 }
 
 impl Default for JwksTiming {
@@ -640,8 +665,38 @@ impl PluginConfig {
             return Err(err("cache_entries", "must be at most 1000000"));
         }
         let j = &self.jwks;
-        if j.refresh_secs < 10 {
-            return Err(err("jwks.refresh_secs", "must be at least 10"));
+        if !(10..=JwksTiming::MAX_REFRESH_SECS).contains(&j.refresh_secs) {
+            return Err(err(
+                "jwks.refresh_secs",
+                format!("must be from 10 to {}", JwksTiming::MAX_REFRESH_SECS),
+            ));
+        }
+        for (field, value, max) in [
+            (
+                "jwks.unknown_kid_refetch_secs",
+                j.unknown_kid_refetch_secs,
+                JwksTiming::MAX_REFRESH_SECS,
+            ),
+            ("jwks.wait_ms", j.wait_ms, JwksTiming::MAX_WAIT_MS),
+            (
+                "jwks.fetch_timeout_ms",
+                j.fetch_timeout_ms,
+                JwksTiming::MAX_WAIT_MS,
+            ),
+            (
+                "jwks.retry_initial_ms",
+                j.retry_initial_ms,
+                JwksTiming::MAX_RETRY_MS,
+            ),
+            (
+                "jwks.retry_max_ms",
+                j.retry_max_ms,
+                JwksTiming::MAX_RETRY_MS,
+            ),
+        ] {
+            if value > max {
+                return Err(err(field, format!("must be at most {max}")));
+            }
         }
         if j.fetch_timeout_ms == 0 || j.retry_initial_ms == 0 || j.retry_max_ms < j.retry_initial_ms
         {
@@ -664,13 +719,7 @@ impl PluginConfig {
                 return Err(err("did.max_ttl_secs", "must be positive"));
             }
             for (i, rule) in d.allow.iter().enumerate() {
-                if !rule.starts_with("did:") || rule.strip_suffix('*').unwrap_or(rule).contains('*')
-                {
-                    return Err(err(
-                        format!("did.allow[{i}]"),
-                        "must be a DID or a prefix such as did:key:* (one * at the end)",
-                    ));
-                }
+                DidPolicy::check_rule(rule).map_err(|m| err(format!("did.allow[{i}]"), m))?;
             }
             if !providers.is_empty() && d.admits_anyone() && !d.open {
                 return Err(err(
@@ -737,7 +786,7 @@ impl PluginConfig {
             scopes_supported: self.scopes_supported,
             clusters,
             jwks: self.jwks,
-            did: self.did,
+            did: self.did.map(DidPolicy::canonical),
             cache_entries: self.cache_entries,
             assertion_key,
             assertion_routes,
@@ -938,6 +987,28 @@ mod tests {
     }
 
     #[test]
+    fn jwks_timing_is_bounded() {
+        for (field, value) in [
+            ("refresh_secs", 9),
+            ("refresh_secs", JwksTiming::MAX_REFRESH_SECS + 1),
+            ("unknown_kid_refetch_secs", JwksTiming::MAX_REFRESH_SECS + 1),
+            ("wait_ms", JwksTiming::MAX_WAIT_MS + 1),
+            ("fetch_timeout_ms", u64::MAX),
+            ("retry_max_ms", JwksTiming::MAX_RETRY_MS + 1),
+        ] {
+            let json = format!(r#"{{"jwks":{{"{field}":{value}}}}}"#);
+            let e = Config::from_json(json.as_bytes()).unwrap_err();
+            assert_eq!(e.path, format!("jwks.{field}"), "{json}: {e}");
+        }
+        let most = format!(
+            r#"{{"jwks":{{"refresh_secs":{},"wait_ms":{}}}}}"#,
+            JwksTiming::MAX_REFRESH_SECS,
+            JwksTiming::MAX_WAIT_MS
+        );
+        assert!(Config::from_json(most.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn did_policy() {
         let c = Config::from_json(
             br#"{"did":{"audiences":["http://gw"],"allow":["did:key:*","did:pkh:eip155:1:0xabc"]}}"#,
@@ -949,6 +1020,14 @@ mod tests {
         assert!(d.allows("did:pkh:eip155:1:0xabc"));
         assert!(!d.allows("did:pkh:eip155:1:0xabcd"));
         assert!(!d.allows("did:web:x"));
+        let pkh = "did:pkh:eip155:01:0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+        let c = Config::from_json(
+            format!(r#"{{"did":{{"audiences":["a"],"allow":["{pkh}"]}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        let d = c.did.as_ref().unwrap();
+        assert!(d.allows("did:pkh:eip155:1:0x2c7536e3605d9c16a7a3d7b1898e529396a65c23"));
+        assert!(!d.allows(pkh), "rules are compared in canonical form only");
         for bad in [
             r#"{"did":{"audiences":[],"allow":[]}}"#,
             r#"{"did":{"audiences":["a"],"allow":["key:*"]}}"#,

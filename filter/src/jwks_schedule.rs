@@ -35,7 +35,9 @@ impl FetchState {
             return false;
         }
         // Discovery and the key set are two callouts, each with the timeout.
-        self.lease_until_ms = now + 2 * t.fetch_timeout_ms + 1_000;
+        self.lease_until_ms = now
+            .saturating_add(t.fetch_timeout_ms.saturating_mul(2))
+            .saturating_add(1_000);
         true
     }
 
@@ -43,8 +45,8 @@ impl FetchState {
         self.failures = 0;
         self.has_keys = true;
         self.lease_until_ms = 0;
-        self.next_fetch_ms = now + t.refresh_secs * 1_000;
-        self.completed += 1;
+        self.next_fetch_ms = now.saturating_add(t.refresh_secs.saturating_mul(1_000));
+        self.completed = self.completed.wrapping_add(1);
     }
 
     /// Keys already held stay in use; the next try comes after a backoff.
@@ -52,8 +54,8 @@ impl FetchState {
         self.failures = self.failures.saturating_add(1);
         self.lease_until_ms = 0;
         self.jwks_uri = None;
-        self.next_fetch_ms = now + self.backoff_ms(t);
-        self.completed += 1;
+        self.next_fetch_ms = now.saturating_add(self.backoff_ms(t));
+        self.completed = self.completed.wrapping_add(1);
     }
 
     /// Exponential from `retry_initial_ms`, capped at `retry_max_ms`; while no
@@ -71,8 +73,11 @@ impl FetchState {
 
     /// Grants an early refetch for an unknown kid, at most once per window.
     pub fn request_refetch(&mut self, now: u64, t: &JwksTiming) -> bool {
-        let window = t.unknown_kid_refetch_secs * 1_000;
-        if self.last_forced_ms.is_some_and(|last| now < last + window) {
+        let window = t.unknown_kid_refetch_secs.saturating_mul(1_000);
+        if self
+            .last_forced_ms
+            .is_some_and(|last| now < last.saturating_add(window))
+        {
             return false;
         }
         self.last_forced_ms = Some(now);
@@ -167,6 +172,32 @@ mod tests {
         assert!(!s.request_refetch(20_000, &t()));
         assert!(!s.request_refetch(39_999, &t()));
         assert!(s.request_refetch(40_000, &t()));
+    }
+
+    #[test]
+    fn extreme_times_and_settings_saturate() {
+        let huge = JwksTiming {
+            refresh_secs: u64::MAX,
+            unknown_kid_refetch_secs: u64::MAX,
+            wait_ms: u64::MAX,
+            fetch_timeout_ms: u64::MAX,
+            retry_initial_ms: u64::MAX,
+            retry_max_ms: u64::MAX,
+        };
+        let mut s = FetchState {
+            completed: u64::MAX,
+            ..Default::default()
+        };
+        assert!(s.try_claim(u64::MAX - 1, &huge));
+        assert_eq!(s.lease_until_ms, u64::MAX);
+        s.succeeded(u64::MAX - 1, &huge);
+        assert_eq!((s.next_fetch_ms, s.completed), (u64::MAX, 0));
+        s.failures = u32::MAX;
+        s.failed(u64::MAX - 1, &huge);
+        assert_eq!(s.next_fetch_ms, u64::MAX);
+        // A window past the end of time: one refetch, then none.
+        assert!(s.request_refetch(1_000, &huge));
+        assert!(!s.request_refetch(u64::MAX - 1, &huge));
     }
 
     #[test]

@@ -206,14 +206,18 @@ def test_direct_calls_without_a_valid_assertion_are_refused(svc):
     assert httpx.get(direct + "/healthz", timeout=10).status_code == 200
 
 
-def test_the_shared_key_is_private_and_in_the_plugin_config(svc):
+def test_the_shared_key_is_private_and_named_in_the_plugin_config(svc):
     data = svc.gateway.data_dir
     key_file = data / "assertion.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     key = key_file.read_text().strip()
     assert len(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))) == 32
     plugin = json.loads((data / f"run-{svc.gateway.port}" / "plugin.json").read_text())
-    assert plugin["assertion_key"] == key
+    # The plugin configuration names the variable of Envoy's environment that
+    # holds the key, never the key itself (Envoy's admin can print it).
+    assert plugin["assertion_key_env"] == "ATTACH_ASSERTION_KEY"
+    assert plugin.get("assertion_key") is None
+    assert key not in json.dumps(plugin)
     assert "/a2a/agents/seed/.well-known/agent-card.json" in plugin["public_paths"]
     assert not any(p.startswith("/a2a") and p.endswith("*") for p in plugin["public_paths"])
     # With the key, a direct call does get through: the assertion is the whole trust.

@@ -59,6 +59,18 @@ JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
+def user_of(did):
+    """The X-Attach-User the gateway stamps for a DID, derived here on its own:
+    a did:pkh:eip155 account (CAIP-10) names one key whatever the case of its
+    hex address or zeros before its chain id, so the gateway writes the
+    address in lower case and the chain id as a plain decimal; other DIDs
+    pass as they are."""
+    m = re.fullmatch(r"did:pkh:eip155:([0-9]+):0x([0-9A-Fa-f]{40})", did)
+    if not m:
+        return did
+    return f"did:pkh:eip155:{int(m.group(1))}:0x{m.group(2).lower()}"
+
+
 def now():
     return int(time.time())
 
@@ -402,14 +414,14 @@ def minted(did_peer):
 def test_did_token_passes_with_identity(gw, minted, case):
     token = minted(PASSING, case)
     resp = gw.get("/v1/items?page=2", token=token.jwt, headers={"User-Agent": USER_AGENT})
-    rec = assert_passed(resp, gw.upstream, token.did, user_agent=USER_AGENT)
+    rec = assert_passed(resp, gw.upstream, user_of(token.did), user_agent=USER_AGENT)
     assert rec.method == "GET" and rec.path == "/v1/items?page=2"
 
 
 def test_session_without_user_agent(gw, minted):
     token = minted(PASSING, "pkh-es256k-r")
-    assert_passed(gw.get("/", token=token.jwt), gw.upstream, token.did)
-    expected = hashlib.sha256(f"{token.did}:".encode()).hexdigest()[:16]
+    assert_passed(gw.get("/", token=token.jwt), gw.upstream, user_of(token.did))
+    expected = hashlib.sha256(f"{user_of(token.did)}:".encode()).hexdigest()[:16]
     assert gw.upstream.last().header("x-attach-session") == expected
 
 
@@ -417,7 +429,7 @@ def test_same_did_token_twice_passes_both_times(gw, minted):
     token = minted(PASSING, "key-p256")
     for _ in range(2):
         gw.upstream.clear()
-        assert_passed(gw.get("/", token=token.jwt), gw.upstream, token.did)
+        assert_passed(gw.get("/", token=token.jwt), gw.upstream, user_of(token.did))
 
 
 def test_identity_headers_from_client_are_replaced(gw, minted):
@@ -427,14 +439,14 @@ def test_identity_headers_from_client_are_replaced(gw, minted):
         ("X-Attach-Session", "0000000000000000"),
         ("Authorization", f"Bearer {token.jwt}"),
     ]
-    assert_passed(gw.get("/", headers=headers), gw.upstream, token.did)
+    assert_passed(gw.get("/", headers=headers), gw.upstream, user_of(token.did))
 
 
 def test_tampered_token_fails_after_its_original_passed(gw, minted):
     """A verified token may be cached by value: a tampered copy of a token that
     has just passed must still be checked, and refused."""
     token = minted(REFUSED, "key-ed25519/payload-claim-changed")
-    assert_passed(gw.get("/", token=token.original), gw.upstream, token.did)
+    assert_passed(gw.get("/", token=token.original), gw.upstream, user_of(token.did))
     gw.upstream.clear()
     assert_refused(gw.get("/", token=token.jwt), gw.resource, 401, "invalid_token")
     assert gw.upstream.requests == []
@@ -580,7 +592,7 @@ def check_attach_token(stack, token, audiences, max_ttl):
 
     stack.upstream.clear()
     resp = stack.get("/v1/me", token=token, headers={"User-Agent": USER_AGENT})
-    assert_passed(resp, stack.upstream, did, user_agent=USER_AGENT)
+    assert_passed(resp, stack.upstream, user_of(did), user_agent=USER_AGENT)
     return did
 
 
@@ -627,7 +639,7 @@ def test_oidc_and_did_tokens_are_routed_by_issuer(make_stack, did_peer):
     tokens = peer([token_request(k, header={"kid": "{kid}"}) for k in KINDS])
     for token in tokens:
         s.upstream.clear()
-        assert_passed(s.get("/", token=token["jwt"]), s.upstream, token["did"])
+        assert_passed(s.get("/", token=token["jwt"]), s.upstream, user_of(token["did"]))
     assert s.idp.jwks_fetches == fetches, "a DID token made the gateway fetch the provider's keys"
 
     did = tokens[0]["did"]
@@ -668,7 +680,7 @@ def test_did_tokens_pass_while_the_provider_is_down(make_stack, did_peer):
     for token in peer([token_request(k) for k in KINDS]):
         s.upstream.clear()
         started = time.monotonic()
-        assert_passed(s.get("/", token=token["jwt"]), s.upstream, token["did"])
+        assert_passed(s.get("/", token=token["jwt"]), s.upstream, user_of(token["did"]))
         assert time.monotonic() - started < 2
 
 
@@ -683,7 +695,7 @@ def test_unsupported_did_methods_refused_even_when_allowed(make_stack, did_peer)
         env=NO_DID_ENV,
     )
     (control,) = peer([token_request("pkh-es256k", chain="137")])
-    assert_passed(s.get("/", token=control["jwt"]), s.upstream, control["did"])
+    assert_passed(s.get("/", token=control["jwt"]), s.upstream, user_of(control["did"]))
     requests = {
         "did-web": token_request(
             iss="did:web:signer.example", header={"kid": "did:web:signer.example#k1"}
@@ -719,7 +731,7 @@ def test_allow_list_of_exact_dids(make_stack, did_peer):
     )
     for token in (allowed, pkh):
         s.upstream.clear()
-        assert_passed(s.get("/", token=token["jwt"]), s.upstream, token["did"])
+        assert_passed(s.get("/", token=token["jwt"]), s.upstream, user_of(token["did"]))
     for token in (other, pkh_other):
         s.upstream.clear()
         assert_refused(s.get("/", token=token["jwt"]), s.resource, 401, "invalid_token")
@@ -749,7 +761,7 @@ def test_local_stack_defaults(make_stack, did_peer):
     )
     for token in passing:
         s.upstream.clear()
-        assert_passed(s.get("/", token=token["jwt"]), s.upstream, token["did"])
+        assert_passed(s.get("/", token=token["jwt"]), s.upstream, user_of(token["did"]))
     refused = peer(
         [
             token_request("key-ed25519", aud=DEFAULT_AUDIENCE),
@@ -774,7 +786,7 @@ def test_oidc_audience_is_the_did_audience_by_default(make_stack, did_peer):
     good, base_aud = peer(
         [token_request(aud=DEFAULT_AUDIENCE), token_request(aud=s.gateway.base_url)]
     )
-    assert_passed(s.get("/", token=good["jwt"]), s.upstream, good["did"])
+    assert_passed(s.get("/", token=good["jwt"]), s.upstream, user_of(good["did"]))
     s.upstream.clear()
     assert_refused(s.get("/", token=base_aud["jwt"]), s.resource, 401, "invalid_token")
     assert s.upstream.requests == []
@@ -805,7 +817,7 @@ def test_did_environment_variables(make_stack, did_peer):
     assert passing[0]["did"] == exact["did"]
     for token in passing:
         s.upstream.clear()
-        assert_passed(s.get("/", token=token["jwt"]), s.upstream, token["did"])
+        assert_passed(s.get("/", token=token["jwt"]), s.upstream, user_of(token["did"]))
 
     refused = {
         "lifetime-over-DID_MAX_TTL": token_request("pkh-es256k-r", aud=aud, ttl=300),

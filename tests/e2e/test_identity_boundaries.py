@@ -35,7 +35,10 @@ def second_idp():
 def two(tmp_path_factory, artifacts, second_idp):
     """Two OIDC issuers and DID sign-in, with the companion service and an http agent."""
     first = IdP(keys=("RS256",))
-    config = {"providers": [provider_entry(first), provider_entry(second_idp)], "did": DID_SECTION}
+    config = {
+        "providers": [provider_entry(first), provider_entry(second_idp)],
+        "did": dict(DID_SECTION, open=True),
+    }
     with JsonAgent() as seed:
         with launch_stack(
             tmp_path_factory.mktemp("identity-boundaries"),
@@ -103,7 +106,7 @@ def test_an_issuer_cannot_speak_for_a_did(two, make_stack, did_peer):  # noqa: F
     assert [e["mem_id"] for e in memory(two, victim["jwt"])] == [mem_id]
     still_answers(two)
     # With a single issuer the plain `sub` is the user, so a DID-shaped one is refused.
-    single = make_stack(a2a=True, config={"did": DID_SECTION}, env=NO_DID_ENV)
+    single = make_stack(a2a=True, config={"did": dict(DID_SECTION, open=True)}, env=NO_DID_ENV)
     mem_id = write_note(single, victim["jwt"], "the victim's note")
     r = single.get("/mem/events", token=single.token(sub=victim["did"]))
     assert_refused(r, single.resource, 401, "invalid_token")
