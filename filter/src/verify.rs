@@ -126,16 +126,23 @@ pub fn verify(
         KeyState::Unavailable => return Verdict::KeysUnavailable,
         KeyState::Ready { keys, generation } => (keys, generation),
     };
-    let Some(jwk) = set.find(tok.header.kid.as_deref()) else {
-        return if refetched || tok.header.kid.is_none() {
+    // With a kid, the key of that kid the token's alg can be checked with
+    // (some providers publish one kid for keys of two types); without one,
+    // the only key of the set.
+    let kid = tok.header.kid.as_deref();
+    let found = match kid {
+        Some(_) => set.find_for(kid, alg),
+        None => set.find(None).filter(|k| k.accepts(alg)),
+    };
+    let Some(jwk) = found else {
+        return if set.find(kid).is_some() {
+            Verdict::Invalid(Reason::AlgorithmNotAllowed)
+        } else if refetched || kid.is_none() {
             Verdict::Invalid(Reason::UnknownKey)
         } else {
             Verdict::UnknownKid { issuer: index }
         };
     };
-    if !jwk.accepts(alg) {
-        return Verdict::Invalid(Reason::AlgorithmNotAllowed);
-    }
     if jwk
         .key
         .verify(alg, tok.signing_input, &tok.signature)
@@ -364,6 +371,22 @@ mod tests {
         // Without a kid and a single key, that key is used.
         let single = keys(&[jwk(&b, "b")]);
         assert_eq!(run(&config(""), &single, &no_kid), alice());
+    }
+
+    #[test]
+    fn one_kid_for_keys_of_two_types_picks_the_one_the_alg_needs() {
+        let sk = signing_key(4);
+        // RFC 8037 A.2's Ed25519 key, published under the same kid first.
+        let ed = r#"{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        let set = keys(&[ed.to_string(), jwk(&sk, "k")]);
+        let t = sign(&sk, r#"{"alg":"ES256","kid":"k"}"#, &claims(""));
+        assert_eq!(run(&config(""), &set, &t), alice());
+        // A kid the set has, but no key of it for the token's alg.
+        let only_ed = keys(&[ed.to_string()]);
+        assert_eq!(
+            run(&config(""), &only_ed, &t),
+            Verdict::Invalid(Reason::AlgorithmNotAllowed)
+        );
     }
 
     #[test]

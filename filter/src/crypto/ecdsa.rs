@@ -195,8 +195,10 @@ impl P256PlainKey {
         Some(P256PlainKey(ProjectivePoint::from(point)))
     }
 
-    /// The uncompressed SEC1 encoding (0x04, x, y).
-    pub fn to_uncompressed(&self) -> [u8; 65] {
+    /// The uncompressed SEC1 encoding (0x04, x, y), for tests that build
+    /// DIDs from keys.
+    #[cfg(test)]
+    pub(crate) fn to_uncompressed(self) -> [u8; 65] {
         use primeorder::elliptic_curve::sec1::ToSec1Point as _;
         let encoded = self.0.to_affine().to_sec1_point(false);
         let mut out = [0u8; 65];

@@ -69,21 +69,6 @@ impl Secp256k1Key {
         })
     }
 
-    /// Parses an uncompressed SEC1 point (65 bytes: 0x04, x, y). `None`
-    /// unless both coordinates are below p and the point is on the curve.
-    pub fn from_uncompressed(bytes: &[u8]) -> Option<Self> {
-        let (&tag, xy) = bytes.split_first()?;
-        if tag != 0x04 || xy.len() != 64 {
-            return None;
-        }
-        let (x, y) = xy.split_at_checked(32)?;
-        let point = Affine {
-            x: Fe::from_bytes(x)?,
-            y: Fe::from_bytes(y)?,
-        };
-        point.is_on_curve().then_some(Secp256k1Key { point })
-    }
-
     /// The uncompressed SEC1 encoding: 0x04, x, y.
     pub fn to_uncompressed(&self) -> [u8; 65] {
         let mut out = [0u8; 65];
@@ -95,16 +80,6 @@ impl Secp256k1Key {
                 .iter()
                 .chain(&self.point.y.to_bytes()),
         ) {
-            *dst = *src;
-        }
-        out
-    }
-
-    /// The compressed SEC1 encoding: 0x02 or 0x03, then x.
-    pub fn to_compressed(&self) -> [u8; 33] {
-        let mut out = [0u8; 33];
-        out[0] = if self.point.y.is_odd() { 0x03 } else { 0x02 };
-        for (dst, src) in out.iter_mut().skip(1).zip(&self.point.x.to_bytes()) {
             *dst = *src;
         }
         out

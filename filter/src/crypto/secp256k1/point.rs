@@ -54,6 +54,7 @@ impl Affine {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn is_on_curve(&self) -> bool {
         self.y.square().equals(
             self.x

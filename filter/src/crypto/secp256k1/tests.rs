@@ -9,6 +9,35 @@ use k256::elliptic_curve::bigint::NonZero;
 use k256::elliptic_curve::ops::Reduce;
 use k256::elliptic_curve::sec1::ToSec1Point as _;
 
+/// Encodings the verifier itself never needs, for checking points against
+/// `k256`'s.
+impl Secp256k1Key {
+    /// Parses an uncompressed SEC1 point (65 bytes: 0x04, x, y). `None`
+    /// unless both coordinates are below p and the point is on the curve.
+    pub(crate) fn from_uncompressed(bytes: &[u8]) -> Option<Self> {
+        let (&tag, xy) = bytes.split_first()?;
+        if tag != 0x04 || xy.len() != 64 {
+            return None;
+        }
+        let (x, y) = xy.split_at_checked(32)?;
+        let point = Affine {
+            x: Fe::from_bytes(x)?,
+            y: Fe::from_bytes(y)?,
+        };
+        point.is_on_curve().then_some(Secp256k1Key { point })
+    }
+
+    /// The compressed SEC1 encoding: 0x02 or 0x03, then x.
+    pub(crate) fn to_compressed(self) -> [u8; 33] {
+        let mut out = [0u8; 33];
+        out[0] = if self.point.y.is_odd() { 0x03 } else { 0x02 };
+        for (dst, src) in out.iter_mut().skip(1).zip(&self.point.x.to_bytes()) {
+            *dst = *src;
+        }
+        out
+    }
+}
+
 fn modulus() -> NonZero<U256> {
     NonZero::new(U256::from_be_hex(
         "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F",
