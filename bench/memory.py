@@ -29,13 +29,13 @@ ENGINE_ARGS = ["--engine"]
 CHAT_PATH = "/api/chat"
 REPLY_TEXT = "Hello from the bench engine."
 ADMIN_BANNER = re.compile(r"\(envoy admin unix:(\S+)\)")
-COUNTERS = ("enqueued", "sent", "failed", "dropped", "skipped")
+COUNTERS = ("enqueued", "sent", "failed", "dropped", "unreadable")
 STAT_NAMES = {
     "enqueued": "wasmcustom.attach_memory_events_enqueued",
     "sent": "wasmcustom.attach_memory_events_sent",
     "failed": "wasmcustom.attach_memory_events_failed",
     "dropped": "wasmcustom.attach_memory_events_dropped",
-    "skipped": "wasmcustom.attach_memory_exchanges_skipped",
+    "unreadable": "wasmcustom.attach_memory_exchanges_unreadable",
 }
 DELIVERY_TIMEOUT_S = 30
 POLL_S = 0.005
@@ -121,7 +121,7 @@ def admin_port(gateway):
 
 
 def counters(port):
-    """{enqueued, sent, failed, dropped, skipped}; None when the filter
+    """{enqueued, sent, failed, dropped, unreadable}; None when the filter
     defined no memory counters (mirror off)."""
     status, _, body = es.get_unix(port, "/stats?filter=attach_memory")
     if status != 200:
@@ -344,7 +344,7 @@ def load_and_check(row, gateway, engine, admin, token, load, warmup_s, probes, s
     sample.drain_s = done_at - ended
     checks = {
         "dropped == 0": after["dropped"] == 0,
-        "skipped == 0": after["skipped"] == 0,
+        "unreadable == 0": after["unreadable"] == 0,
         "sent == enqueued": after["sent"] == after["enqueued"],
         "enqueued == 2 × exchanges (engine's finished replies, up to those in flight)": 2 * finished
         <= after["enqueued"]
@@ -445,7 +445,7 @@ def notes(load, warmup_s, rounds, probes, rows):
         "samples.",
         "Delivery check (on): after wrk stops, the counters are polled every "
         f"{POLL_S * 1000:.0f} ms until `sent + dropped ≥ enqueued` (at most {DELIVERY_TIMEOUT_S} s); "
-        "then `dropped == 0`, `exchanges_skipped == 0`, `sent == enqueued`, and `enqueued` is twice "
+        "then `dropped == 0`, `exchanges_unreadable == 0`, `sent == enqueued`, and `enqueued` is twice "
         "the replies the engine finished, plus at most one exchange per wrk connection abandoned "
         "when each of wrk's two runs stopped. `GET /mem/events?limit=1` through the gateway must "
         "answer an event. After the stack stopped, the SQLite store (`memory_events`) must hold one "
@@ -472,7 +472,7 @@ def notes(load, warmup_s, rounds, probes, rows):
             c = s.counters
             out.append(
                 f"mem-on sample {i}: enqueued {c['enqueued']:,}, sent {c['sent']:,}, failed (retried) "
-                f"{c['failed']:,}, dropped {c['dropped']}, skipped {c['skipped']}; engine "
+                f"{c['failed']:,}, dropped {c['dropped']}, unreadable {c['unreadable']}; engine "
                 f"{s.engine[0]:,} received / {s.engine[1]:,} finished, bench {s.answered:,} read whole; "
                 f"store rows {s.store['rows']:,}, 200 replies {s.store['answered']:,} "
                 f"({s.store['whole']:,} whole), replies without a status {s.store['unanswered']}; "

@@ -27,6 +27,10 @@ use crate::store::{Completion, ExchangeMeta, MemoryEvent};
 pub const DEADLINE_GRACE: Duration = Duration::from_secs(15);
 pub const INTERRUPTED: &str =
     "interrupted: the service handling this task stopped before it finished";
+/// The kinds of the memory events every task leaves: what was sent, and
+/// how it ended. Only the service writes them.
+pub const TASK_SENT: &str = "task_sent";
+pub const TASK_RESULT: &str = "task_result";
 
 pub struct Submission {
     pub message: Message,
@@ -159,7 +163,7 @@ async fn start(
         state,
         caller,
         &task.id,
-        "task_sent",
+        TASK_SENT,
         json!({"agent": agent.name, "input": task.input}),
     )
     .await;
@@ -248,7 +252,7 @@ async fn run_inner(
             &completion,
             &history,
             now,
-            &memory_event(caller, &task.id, "task_result", result_content(&completion)),
+            &memory_event(caller, &task.id, TASK_RESULT, result_content(&completion)),
         )
         .await
     {

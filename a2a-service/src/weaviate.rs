@@ -21,7 +21,7 @@ const CLASS: &str = "MemoryEvent";
 
 /// Every property the filter writes, then the object id.
 const SELECTION: &str = "user session role kind content model route requestId taskId status \
-     timestamp latencyMs tokensIn tokensOut truncated _additional { id }";
+     timestamp latencyMs tokensIn tokensOut truncated unreadable requestBytes _additional { id }";
 
 /// Longest GraphQL error text kept for the log.
 const MAX_DETAIL: usize = 300;
@@ -308,6 +308,8 @@ fn event_from_object(object: &Value) -> Result<MemoryEvent, String> {
                 Some(Value::Bool(b)) => Some(*b),
                 Some(_) => return Err("truncated is not a boolean".into()),
             },
+            unreadable: text(o, "unreadable")?,
+            request_bytes: unsigned(o, "requestBytes")?,
         },
         id,
     })
@@ -340,7 +342,7 @@ mod tests {
         let q = get_query(&[(Field::User, "alice"), (Field::Session, "s1")], 50);
         assert_eq!(
             q,
-            r#"{ Get { MemoryEvent(where: {operator: And, operands: [{path: ["user"], operator: Equal, valueText: "alice"}, {path: ["session"], operator: Equal, valueText: "s1"}]}, limit: 50, sort: [{path: ["timestamp"], order: desc}]) { user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated _additional { id } } } }"#
+            r#"{ Get { MemoryEvent(where: {operator: And, operands: [{path: ["user"], operator: Equal, valueText: "alice"}, {path: ["session"], operator: Equal, valueText: "s1"}]}, limit: 50, sort: [{path: ["timestamp"], order: desc}]) { user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated unreadable requestBytes _additional { id } } } }"#
         );
         let q = get_query(
             &[
@@ -396,7 +398,12 @@ mod tests {
              "content": "hello", "model": "gpt-4o", "route": "/api/chat", "requestId": "r1",
              "taskId": null, "status": 200, "timestamp": "2030-01-01T00:00:01.5Z",
              "latencyMs": 900, "tokensIn": null, "tokensOut": 12, "truncated": false,
+             "unreadable": null, "requestBytes": null,
              "_additional": {"id": "0b6f0a0e-0000-4000-8000-000000000001"}},
+            {"user": "alice", "kind": "prompt", "content": "", "truncated": true,
+             "unreadable": "duplicate key", "requestBytes": 77,
+             "timestamp": "2030-01-01T00:00:01Z",
+             "_additional": {"id": "0b6f0a0e-0000-4000-8000-000000000003"}},
             {"user": "alice", "session": null, "role": null, "kind": null, "content": null,
              "model": null, "route": null, "requestId": null, "taskId": "t1", "status": null,
              "timestamp": "2030-01-01T02:00:00+02:00", "latencyMs": null, "tokensIn": null,
@@ -404,7 +411,7 @@ mod tests {
              "_additional": {"id": "0b6f0a0e-0000-4000-8000-000000000002"}},
         ]}}});
         let events = parse_reply(body.to_string().as_bytes()).unwrap();
-        assert_eq!(events.len(), 2);
+        assert_eq!(events.len(), 3);
         let e = &events[0];
         assert_eq!(e.id, "0b6f0a0e-0000-4000-8000-000000000001");
         assert_eq!(e.owner, "alice");
@@ -424,9 +431,14 @@ mod tests {
                 tokens_in: None,
                 tokens_out: Some(12),
                 truncated: Some(false),
+                unreadable: None,
+                request_bytes: None,
             }
         );
-        let bare = &events[1];
+        let placeholder = &events[1].meta;
+        assert_eq!(placeholder.unreadable.as_deref(), Some("duplicate key"));
+        assert_eq!(placeholder.request_bytes, Some(77));
+        let bare = &events[2];
         assert_eq!(bare.session, "");
         assert_eq!(bare.kind, "message");
         assert_eq!(bare.content, Value::Null);
@@ -468,6 +480,8 @@ mod tests {
             object(json!({"latencyMs": -1})),
             object(json!({"tokensIn": 1.5})),
             object(json!({"truncated": "no"})),
+            object(json!({"unreadable": 1})),
+            object(json!({"requestBytes": -1})),
             object(json!({"session": 3})),
         ];
         for body in malformed {

@@ -35,6 +35,8 @@ sqlite_tests!(
     replicas_share_state,
     ingest_keeps_exchange_meta,
     ingest_refuses_bad_meta,
+    ingest_refuses_timestamps_out_of_range,
+    caller_writes_cannot_pass_for_the_mirror,
     weaviate_reads,
     weaviate_failures,
     bearer_forwarding,

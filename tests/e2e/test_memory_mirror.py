@@ -2,7 +2,8 @@
 
 A model stand-in (engine.py) sits behind the gateway. Model exchanges of
 verified callers must reach the client unchanged and unhindered, and show up
-as a prompt event and a reply event in the caller's /mem/events; nothing
+as a prompt event and a reply event in the caller's /mem/events (with a
+placeholder prompt when the filter cannot read the request body); nothing
 else may be mirrored.
 
 The helpers at the top are shared with test_memory_weaviate.py.
@@ -14,6 +15,7 @@ import re
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -29,7 +31,7 @@ COUNTERS = (
     "attach_memory_events_sent",
     "attach_memory_events_failed",
     "attach_memory_events_dropped",
-    "attach_memory_exchanges_skipped",
+    "attach_memory_exchanges_unreadable",
 )
 CHAT_ROUTES = ("/api/chat", "/v1/chat/completions", "/open/api/chat")
 MODEL_ROUTES = ("/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions")
@@ -459,6 +461,58 @@ def test_the_same_request_id_twice_is_one_pair(m):
     assert all(ev["request_id"] == rid for ev in carols.values())
 
 
+def test_a_poisoned_exchange_costs_no_one_else_their_memory(m):
+    """Issue: the filter copied a request's `model` and the client's
+    x-request-id into events unchecked, the service refused any batch with
+    one over its limits, and batches mix every caller's events: an attacker
+    sending such requests erased everyone else's memory (and left no trace of
+    their own). A victim and an attacker send at the same time: the victim
+    keeps every prompt, and the attacker's exchanges are recorded, fitted."""
+    victim, attacker = unique("victim"), unique("attacker")
+    n = 30
+    model = "evil\n" + "m" * 300
+    fitted_model = "evil\ufffd" + "m" * 251
+    hostile_ids = ["r" * 300, "tab\tinside", "x" * 257]
+    before = counters(m.gateway)
+
+    def victim_call(i):
+        prompt = f"victim question {i}"
+        r = call_model(m, victim, "/api/generate", model_body("/api/generate", prompt, stream=False))
+        return prompt, r.status
+
+    def attacker_call(i):
+        prompt = f"attacker question {i}"
+        body = model_body("/api/chat", prompt, model=model, stream=i % 2 == 0)
+        rid = hostile_ids[i % len(hostile_ids)] + str(i)
+        r = call_model(m, attacker, "/api/chat", body, headers={"X-Request-Id": rid})
+        return prompt, r.status
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        calls = [pool.submit(victim_call, i) for i in range(n)]
+        calls += [pool.submit(attacker_call, i) for i in range(n)]
+        results = [c.result(timeout=60) for c in calls]
+    assert all(status == 200 for _, status in results), results
+    seen_ids = {q.header("x-request-id") for q in m.engine.requests}
+    assert any(rid and len(rid) > 256 for rid in seen_ids), "the hostile ids reached the engine"
+
+    kept = wait_events(m, victim, 2 * n, timeout=20, limit=500)
+    prompts = sorted(e["content"] for e in kept if e["kind"] == "prompt")
+    assert prompts == sorted(f"victim question {i}" for i in range(n)), \
+        f"the victim kept {len(prompts)} of {n} prompts"
+    assert len(kept) == 2 * n
+
+    recorded = wait_events(m, attacker, 2 * n, timeout=20, limit=500)
+    assert len(recorded) == 2 * n, f"the attacker's exchanges: {len(recorded)} of {2 * n} events"
+    assert sorted(e["content"] for e in recorded if e["kind"] == "prompt") \
+        == sorted(f"attacker question {i}" for i in range(n))
+    for e in recorded:
+        assert e["model"] == fitted_model, e
+        assert re.fullmatch(r"attach-[0-9a-f]{32}", e["request_id"]), e
+    assert len({e["request_id"] for e in recorded}) == n, "one id per exchange"
+    after = counters(m.gateway)
+    assert after["attach_memory_events_dropped"] == before["attach_memory_events_dropped"]
+
+
 # -- what is not mirrored ----------------------------------------------------------------
 
 
@@ -475,7 +529,7 @@ def test_requests_without_a_token_are_refused_and_not_mirrored(m):
     barrier(m, sub)
     after = counters(m.gateway)
     assert after["attach_memory_events_enqueued"] == before["attach_memory_events_enqueued"] + 2
-    assert after["attach_memory_exchanges_skipped"] == before["attach_memory_exchanges_skipped"]
+    assert after["attach_memory_exchanges_unreadable"] == before["attach_memory_exchanges_unreadable"]
     assert all(e["content"] == "barrier" or e["kind"] == "reply" for e in list_events(m, sub))
 
 
@@ -497,32 +551,90 @@ def test_public_and_other_routes_are_not_mirrored(m):
     barrier(m, sub)
     after = counters(m.gateway)
     assert after["attach_memory_events_enqueued"] == before["attach_memory_events_enqueued"] + 2
-    assert after["attach_memory_exchanges_skipped"] == before["attach_memory_exchanges_skipped"]
+    assert after["attach_memory_exchanges_unreadable"] == before["attach_memory_exchanges_unreadable"]
     contents = [e["content"] for e in list_events(m, sub)]
     assert "public question" not in contents and "not a model route" not in contents
     assert len(contents) == 2
 
 
-def test_malformed_bodies_pass_unchanged_and_are_counted_skipped(m):
+def placeholders(s, sub, n):
+    """sub's events, once there are n placeholder prompts and their n replies,
+    as {the prompt's request_bytes: (prompt, reply)}."""
+    events = wait_events(s, sub, 2 * n, limit=100)
+    assert len(events) == 2 * n, events
+    by_request = {}
+    for e in events:
+        by_request.setdefault(e["request_id"], {})[e["kind"]] = e
+    pairs = {}
+    for pair in by_request.values():
+        assert set(pair) == {"prompt", "reply"}, by_request
+        prompt = pair["prompt"]
+        assert prompt["content"] == "" and prompt["truncated"] is True, prompt
+        assert isinstance(prompt.get("unreadable"), str), prompt
+        assert "request_bytes" not in pair["reply"] and "unreadable" not in pair["reply"]
+        pairs[prompt["request_bytes"]] = (prompt, pair["reply"])
+    return pairs
+
+
+def test_malformed_bodies_pass_unchanged_and_are_recorded_as_placeholders(m):
     sub = unique("malformed")
     before = counters(m.gateway)
     bodies = [
-        (b'{"model": "m", "messages": [{"role": "user", "content": "cut of', "/api/chat"),
-        (b"\xff\xfe not json at all", "/v1/completions"),
-        (b'{"model": "m", "messages": "not a list"}', "/v1/chat/completions"),
+        (b'{"model": "m", "messages": [{"role": "user", "content": "cut of', "/api/chat", "not JSON"),
+        (b"\xff\xfe not json at all", "/v1/completions", "not JSON"),
+        (b'{"model": "m", "messages": "not a list"}', "/v1/chat/completions",
+         "not shaped like the route's API"),
     ]
-    for raw, path in bodies:
+    statuses = []
+    for raw, path, _ in bodies:
         r = call_model(m, sub, path, raw)
         answer = m.engine.last()
         assert (r.status, r.body) == (answer.status, answer.body), r  # the engine's own answer
         assert m.engine.requests[-1].body == raw, "the engine got other bytes"
-    assert wait_counter(m.gateway, "attach_memory_exchanges_skipped",
-                        before["attach_memory_exchanges_skipped"] + len(bodies)) \
-        == before["attach_memory_exchanges_skipped"] + len(bodies)
-    barrier(m, sub)
+        statuses.append(r.status)
+    pairs = placeholders(m, sub, len(bodies))
+    for (raw, path, why), status in zip(bodies, statuses):
+        prompt, reply = pairs[len(raw)]
+        assert (prompt["unreadable"], prompt["route"]) == (why, path), prompt
+        assert prompt["status"] == reply["status"] == status, (prompt, reply)
     after = counters(m.gateway)
-    assert after["attach_memory_events_enqueued"] == before["attach_memory_events_enqueued"] + 2
-    assert len(list_events(m, sub)) == 2
+    assert after["attach_memory_exchanges_unreadable"] \
+        == before["attach_memory_exchanges_unreadable"] + len(bodies)
+    assert after["attach_memory_events_dropped"] == before["attach_memory_events_dropped"]
+
+
+def test_bodies_the_engine_reads_but_the_filter_cannot_are_recorded_as_placeholders(m):
+    """Issue: a duplicate `model`/`messages` key or a lone surrogate made the
+    body unreadable to the filter while the engine (Python's json, as many)
+    answered it: the exchange was never mirrored."""
+    sub = unique("evasion")
+    m.engine.reply = "the answer you were not supposed to see"
+    bodies = [
+        ("/api/chat", "duplicate key",
+         b'{"model": "llama3.2", "messages": [{"role": "user", "content": "harmless"}],'
+         b' "messages": [{"role": "user", "content": "what I really asked"}], "stream": false}'),
+        ("/v1/chat/completions", "duplicate key",
+         b'{"model": "a", "model": "llama3.2",'
+         b' "messages": [{"role": "user", "content": "what I really asked"}]}'),
+        ("/api/generate", "lone surrogate",
+         b'{"model": "llama3.2", "prompt": "what I really asked \\ud800", "stream": false}'),
+    ]
+    for path, _, raw in bodies:
+        r = call_model(m, sub, path, raw)
+        assert r.status == 200, r
+        assert m.engine.requests[-1].body == raw
+        assert json.loads(raw), "the engine's parser takes it"
+    assert [a.prompt.startswith("what I really asked") for a in m.engine.answers] == [True] * 3
+    pairs = placeholders(m, sub, len(bodies))
+    assert sorted(pairs) == sorted(len(raw) for _, _, raw in bodies), pairs
+    for path, why, raw in bodies:
+        prompt, reply = pairs[len(raw)]
+        assert prompt["unreadable"] == why, prompt
+        assert prompt["route"] == path and prompt["status"] == 200, prompt
+        assert reply["content"] == m.engine.reply, reply
+        assert reply["model"] == prompt["model"] == "llama3.2", (prompt, reply)
+    # The gateway still answers, and mirrors readable bodies as before.
+    barrier(m, sub)
 
 
 def test_engine_errors_are_passed_on_and_mirrored_with_their_status(m):

@@ -178,6 +178,31 @@ def test_events_land_as_objects_and_read_back_through_the_gateway(wv):
         assert r.json()["content"] == ev["content"]
 
 
+def test_an_unreadable_body_lands_as_a_placeholder_object(wv):
+    """A body the filter cannot read (here a duplicate key, which the engine
+    takes) is recorded with a placeholder prompt in Weaviate too, declared in
+    the class and read back through the gateway."""
+    w = wv.weaviate
+    sub = unique("wv placeholder")
+    raw = (b'{"model": "llama3.2", "messages": [{"role": "user", "content": "a"}],'
+           b' "messages": [{"role": "user", "content": "b"}], "stream": false}')
+    r = wv.request("POST", "/api/chat", headers={"Content-Type": "application/json"}, body=raw,
+                   token=wv.token(sub=sub))
+    assert r.status == 200, r
+    declared = {p["name"]: p["dataType"] for p in w.classes[CLASS]["properties"]}
+    assert (declared["unreadable"], declared["requestBytes"]) == (["text"], ["int"]), declared
+    objects = wait_objects(w, sub, 2)
+    by_kind = {o["properties"]["kind"]: o["properties"] for o in objects}
+    prompt = by_kind["prompt"]
+    assert (prompt["unreadable"], prompt["requestBytes"], prompt["content"]) \
+        == ("duplicate key", len(raw), ""), prompt
+    assert "unreadable" not in by_kind["reply"] and by_kind["reply"]["content"] == reply_for("b")
+    events = {e["kind"]: e for e in wait_events(wv, sub, 2)}
+    assert events["prompt"]["unreadable"] == "duplicate key", events
+    assert events["prompt"]["request_bytes"] == len(raw), events
+    assert "unreadable" not in events["reply"], events
+
+
 # -- a sink that is down or failing --------------------------------------------------------
 
 

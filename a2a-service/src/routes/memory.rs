@@ -7,11 +7,32 @@
 //! `POST /mem/ingest` takes the filter's memory mirror: a JSON array (or
 //! `{"events": [...]}`) of `{id (UUID), user, session, role, content, kind?,
 //! task_id?, timestamp?}` plus the exchange's metadata `{model?, route?,
-//! request_id?, status?, latency_ms?, tokens_in?, tokens_out?, truncated?}`;
-//! duplicates by `id` are ignored. Rows are scoped to each event's `user`; a
-//! caller may ingest events of its own, and only the gateway's memory mirror
-//! (with its own credential, [`crate::auth::Ingester`]) those of any user. Reads return
+//! request_id?, status?, latency_ms?, tokens_in?, tokens_out?, truncated?,
+//! unreadable?, request_bytes?}` (the last two on the placeholder prompt of
+//! a request body the filter could not read); duplicates by `id` are
+//! ignored. Rows are scoped to each event's `user`; a caller may ingest
+//! events of its own, and only the gateway's memory mirror (with its own
+//! credential, [`crate::auth::Ingester`]) those of any user. Reads return
 //! the metadata present next to an event's other fields.
+//!
+//! Events are taken or refused one by one, within the limits the filter
+//! fits its events to ([`attach_filter::memory::limits`]): one bad event
+//! must not cost a batch of other users' events. The answer is 200
+//! `{"accepted": [ids], "inserted": n, "refused": [{"index", "id", "reason"}]}`
+//! (`index` is the event's position in the array, `id` its UUID or null);
+//! when every event was refused, the same body comes with 400 and the first
+//! reason as `message`. A request that is no batch at all (not JSON, not an
+//! array, too many events, over the body limit) is refused whole (400/413),
+//! and so is a caller's batch naming another user (401).
+//!
+//! Memory is an audit trail of what the engine said, so what the gateway
+//! writes cannot be written by callers: their events may not use the
+//! mirror's and the tasks' kinds (`prompt`, `reply`, `task_sent`,
+//! `task_result`, in `/mem/events` too), carry exchange metadata, take a
+//! UUID version 8 id (the mirror's ids: taking one first would hide the
+//! exchange), or be dated more than [`CALLER_CLOCK_WINDOW_MS`] away from
+//! now (only the mirror records exchanges that happened earlier, when its
+//! deliveries were delayed); such an event is refused with the reason.
 //!
 //! With `MEM_BACKEND=weaviate` the filter writes mirrored exchanges to
 //! Weaviate instead, so reads also ask Weaviate: a listing merges both,
@@ -22,23 +43,30 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+
+use attach_filter::memory::event::rfc3339_millis;
+use attach_filter::memory::limits::{
+    self, MAX_KIND_CHARS, MAX_MODEL_CHARS, MAX_REQUEST_ID_CHARS, MAX_ROLE_CHARS, MAX_ROUTE_CHARS,
+    MAX_SESSION_CHARS, MAX_TASK_ID_CHARS, MAX_UNIX_MS, MAX_UNREADABLE_CHARS, MIRROR_KINDS,
+    STATUS_CODES,
+};
 
 use crate::a2a::model::{now_ms, parse_timestamp, timestamp};
 use crate::auth::{Caller, Ingester};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::{ExchangeMeta, MemoryEvent, MemoryFilter};
+use crate::tasks::{TASK_RESULT, TASK_SENT};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 pub const MAX_INGEST_BATCH: usize = 1000;
-const MAX_KIND_LEN: usize = 64;
-const MAX_MODEL_LEN: usize = 256;
-const MAX_ROUTE_LEN: usize = 2048;
-const MAX_REQUEST_ID_LEN: usize = 256;
+/// How far from now a caller may date an event of its own: clock skew,
+/// and no more (see the module's documentation).
+pub const CALLER_CLOCK_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 fn event_json(e: &MemoryEvent) -> Value {
     let mut fields = e.meta.fields();
@@ -55,9 +83,25 @@ fn event_json(e: &MemoryEvent) -> Value {
 }
 
 fn check_kind(kind: &str) -> AppResult<()> {
-    if kind.is_empty() || kind.len() > MAX_KIND_LEN || kind.chars().any(char::is_control) {
+    if kind.is_empty() || !limits::fits(kind, MAX_KIND_CHARS) {
         return Err(AppError::BadRequest(format!(
-            "kind must be 1-{MAX_KIND_LEN} printable characters"
+            "kind must be 1-{MAX_KIND_CHARS} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A caller's kind must not be one the gateway writes itself, in any case.
+fn check_caller_kind(kind: &str) -> AppResult<()> {
+    let trimmed = kind.trim();
+    let reserved = MIRROR_KINDS
+        .iter()
+        .chain(&[TASK_SENT, TASK_RESULT])
+        .any(|k| k.eq_ignore_ascii_case(trimmed));
+    if reserved {
+        return Err(AppError::BadRequest(format!(
+            "kind {:?} is reserved to the gateway (its memory mirror and tasks)",
+            trimmed.to_ascii_lowercase()
         )));
     }
     Ok(())
@@ -83,6 +127,7 @@ pub async fn create(
     let kind = opt_string(&body, "kind")?
         .ok_or_else(|| AppError::BadRequest("kind is required".into()))?;
     check_kind(&kind)?;
+    check_caller_kind(&kind)?;
     let content = body
         .get("content")
         .cloned()
@@ -202,10 +247,7 @@ pub async fn list(
 /// characters (they would end up in logs and in Weaviate filters).
 fn opt_label(obj: &Map<String, Value>, key: &str, max: usize) -> AppResult<Option<String>> {
     let value = opt_string(obj, key)?;
-    if value
-        .as_deref()
-        .is_some_and(|v| v.chars().count() > max || v.chars().any(char::is_control))
-    {
+    if value.as_deref().is_some_and(|v| !limits::fits(v, max)) {
         return Err(AppError::BadRequest(format!(
             "{key} must be at most {max} printable characters"
         )));
@@ -225,14 +267,21 @@ fn opt_count(obj: &Map<String, Value>, key: &str) -> AppResult<Option<u64>> {
 
 /// The exchange metadata the filter sends with each mirrored event.
 fn exchange_meta(obj: &Map<String, Value>) -> AppResult<ExchangeMeta> {
-    let status = match opt_count(obj, "status") {
-        Ok(None) => None,
-        Ok(Some(n @ 100..=599)) => Some(n as u16),
-        _ => {
-            return Err(AppError::BadRequest(
-                "status must be an HTTP status code (100-599)".into(),
-            ));
-        }
+    let bad_status = || {
+        AppError::BadRequest(format!(
+            "status must be an HTTP status code ({}-{})",
+            STATUS_CODES.start(),
+            STATUS_CODES.end()
+        ))
+    };
+    let status = match opt_count(obj, "status").map_err(|_| bad_status())? {
+        None => None,
+        Some(n) => Some(
+            u16::try_from(n)
+                .ok()
+                .filter(|code| STATUS_CODES.contains(code))
+                .ok_or_else(bad_status)?,
+        ),
     };
     let truncated = match obj.get("truncated") {
         None | Some(Value::Null) => None,
@@ -244,18 +293,22 @@ fn exchange_meta(obj: &Map<String, Value>) -> AppResult<ExchangeMeta> {
         }
     };
     Ok(ExchangeMeta {
-        model: opt_label(obj, "model", MAX_MODEL_LEN)?,
-        route: opt_label(obj, "route", MAX_ROUTE_LEN)?,
-        request_id: opt_label(obj, "request_id", MAX_REQUEST_ID_LEN)?,
+        model: opt_label(obj, "model", MAX_MODEL_CHARS)?,
+        route: opt_label(obj, "route", MAX_ROUTE_CHARS)?,
+        request_id: opt_label(obj, "request_id", MAX_REQUEST_ID_CHARS)?,
         status,
         latency_ms: opt_count(obj, "latency_ms")?,
         tokens_in: opt_count(obj, "tokens_in")?,
         tokens_out: opt_count(obj, "tokens_out")?,
         truncated,
+        unreadable: opt_label(obj, "unreadable", MAX_UNREADABLE_CHARS)?,
+        request_bytes: opt_count(obj, "request_bytes")?,
     })
 }
 
-fn ingest_event(value: &Value, writer: &Ingester) -> AppResult<MemoryEvent> {
+/// One event of an ingest batch, or why it is refused
+/// ([`AppError::BadRequest`]); [`AppError::Unauthorized`] refuses the batch.
+fn ingest_event(value: &Value, writer: &Ingester, now: i64) -> AppResult<MemoryEvent> {
     let Value::Object(obj) = value else {
         return Err(AppError::BadRequest(
             "each event must be a JSON object".into(),
@@ -263,14 +316,12 @@ fn ingest_event(value: &Value, writer: &Ingester) -> AppResult<MemoryEvent> {
     };
     let id = opt_string(obj, "id")?
         .ok_or_else(|| AppError::BadRequest("each event needs an id".into()))?;
-    let id = uuid::Uuid::parse_str(&id)
-        .map_err(|_| {
-            AppError::BadRequest(format!(
-                "event id {:?} is not a UUID",
-                id.chars().take(64).collect::<String>()
-            ))
-        })?
-        .to_string();
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| {
+        AppError::BadRequest(format!(
+            "event id {:?} is not a UUID",
+            id.chars().take(64).collect::<String>()
+        ))
+    })?;
     let user = opt_string(obj, "user")?
         .filter(|u| !u.is_empty())
         .ok_or_else(|| AppError::BadRequest("each event needs a user".into()))?;
@@ -279,24 +330,71 @@ fn ingest_event(value: &Value, writer: &Ingester) -> AppResult<MemoryEvent> {
             "only the gateway's memory mirror may ingest other users' events".into(),
         ));
     }
+    if user.chars().any(char::is_control) {
+        return Err(AppError::BadRequest(
+            "user must be printable characters".into(),
+        ));
+    }
     let kind = opt_string(obj, "kind")?.unwrap_or_else(|| "message".into());
     check_kind(&kind)?;
     let created_ms = match opt_string(obj, "timestamp")? {
-        None => now_ms(),
+        None => now,
         Some(t) => parse_timestamp(&t)
-            .ok_or_else(|| AppError::BadRequest("timestamp must be RFC 3339".into()))?,
+            .filter(|ms| limits::in_time_range(*ms))
+            .ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "timestamp must be an RFC 3339 instant from {} to {}",
+                    rfc3339_millis(0),
+                    rfc3339_millis(MAX_UNIX_MS)
+                ))
+            })?,
     };
-    Ok(MemoryEvent {
-        id,
+    let event = MemoryEvent {
+        id: id.to_string(),
         owner: user,
-        session: opt_string(obj, "session")?.unwrap_or_default(),
+        session: opt_label(obj, "session", MAX_SESSION_CHARS)?.unwrap_or_default(),
         kind,
-        role: opt_string(obj, "role")?,
-        task_id: opt_string(obj, "task_id")?,
+        role: opt_label(obj, "role", MAX_ROLE_CHARS)?,
+        task_id: opt_label(obj, "task_id", MAX_TASK_ID_CHARS)?,
         content: obj.get("content").cloned().unwrap_or(Value::Null),
         created_ms,
         meta: exchange_meta(obj)?,
-    })
+    };
+    if matches!(writer, Ingester::Caller(_)) {
+        check_caller_event(&event, id, now)?;
+    }
+    Ok(event)
+}
+
+/// What only the gateway writes (see the module's documentation).
+fn check_caller_event(event: &MemoryEvent, id: uuid::Uuid, now: i64) -> AppResult<()> {
+    check_caller_kind(&event.kind)?;
+    if let Some(field) = event.meta.fields().keys().next() {
+        return Err(AppError::BadRequest(format!(
+            "{field} is reserved to the gateway's memory mirror"
+        )));
+    }
+    if id.get_version_num() == 8 {
+        return Err(AppError::BadRequest(
+            "ids of UUID version 8 are reserved to the gateway's memory mirror".into(),
+        ));
+    }
+    if (event.created_ms - now).abs() > CALLER_CLOCK_WINDOW_MS {
+        return Err(AppError::BadRequest(format!(
+            "timestamp must be within {} minutes of now: only the gateway's memory mirror records past exchanges",
+            CALLER_CLOCK_WINDOW_MS / 60_000
+        )));
+    }
+    Ok(())
+}
+
+/// The identifying part of a refused event: its id, when it is a UUID.
+fn refused_id(value: &Value) -> Value {
+    value
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .map_or(Value::Null, |id| json!(id.to_string()))
 }
 
 pub async fn ingest(
@@ -304,7 +402,7 @@ pub async fn ingest(
     writer: Ingester,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<(StatusCode, Json<Value>)> {
     let body = super::json_body(&headers, body, state.config.max_body)?;
     let items = match &body {
         Value::Array(items) => items,
@@ -319,16 +417,31 @@ pub async fn ingest(
             "at most {MAX_INGEST_BATCH} events per batch"
         )));
     }
-    let events = items
-        .iter()
-        .map(|v| ingest_event(v, &writer))
-        .collect::<AppResult<Vec<_>>>()?;
+    let now = now_ms();
+    let mut events = Vec::with_capacity(items.len());
+    let mut refused = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match ingest_event(item, &writer, now) {
+            Ok(event) => events.push(event),
+            Err(AppError::BadRequest(reason)) => refused.push(json!({
+                "index": index, "id": refused_id(item), "reason": reason,
+            })),
+            Err(whole) => return Err(whole),
+        }
+    }
     let inserted = state
         .store
         .ingest(&events)
         .await
         .inspect_err(|_| state.metrics.store_error())?;
-    Ok(Json(
-        json!({"accepted": events.len(), "inserted": inserted}),
-    ))
+    let all_refused = events.is_empty() && !refused.is_empty();
+    let first_reason = refused.first().map(|r| r["reason"].clone());
+    let accepted: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let mut answer = json!({"accepted": accepted, "inserted": inserted, "refused": refused});
+    if all_refused {
+        answer["error"] = json!("bad_request");
+        answer["message"] = first_reason.unwrap_or(Value::Null);
+        return Ok((StatusCode::BAD_REQUEST, Json(answer)));
+    }
+    Ok((StatusCode::OK, Json(answer)))
 }

@@ -80,6 +80,12 @@ pub struct ExchangeMeta {
     pub tokens_out: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<bool>,
+    /// On the placeholder prompt of a request body the filter could not
+    /// read: why, and the body's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_bytes: Option<u64>,
 }
 
 impl ExchangeMeta {

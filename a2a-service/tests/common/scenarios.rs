@@ -477,15 +477,21 @@ pub async fn ingest_is_idempotent(db: &Db) {
     ]);
     let (status, v) = h.post("/mem/ingest", Some(MIRROR), &batch).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    assert_eq!(v, json!({"accepted": 2, "inserted": 2}));
+    assert_eq!(
+        v,
+        json!({"accepted": [e1, e2], "inserted": 2, "refused": []})
+    );
     let (_, v) = h.post("/mem/ingest", Some(MIRROR), &batch).await;
-    assert_eq!(v, json!({"accepted": 2, "inserted": 0}));
+    assert_eq!(
+        v,
+        json!({"accepted": [e1, e2], "inserted": 0, "refused": []})
+    );
     let alice = h.memory("alice", "").await;
     assert_eq!(alice.len(), 1);
     assert_eq!(alice[0]["mem_id"], e1);
     assert_eq!(alice[0]["session"], "s1");
     assert_eq!(h.memory("bob", "session=s2").await.len(), 1);
-    // A user may not write other users' rows, and bad ids are refused whole.
+    // A user may not write other users' rows, and a batch of one bad id is refused.
     let (status, _) = h
         .post(
             "/mem/ingest",
@@ -942,7 +948,8 @@ pub async fn ingest_keeps_exchange_meta(db: &Db) {
     ]);
     let (status, v) = h.post("/mem/ingest", Some(MIRROR), &batch).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    assert_eq!(v, json!({"accepted": 2, "inserted": 2}));
+    assert_eq!(v["accepted"], json!([prompt_id, reply_id]));
+    assert_eq!(v["inserted"], 2);
 
     let events = h.memory("alice", "session=s1").await;
     assert_eq!(
@@ -971,7 +978,7 @@ pub async fn ingest_keeps_exchange_meta(db: &Db) {
     let mut again = batch.clone();
     again[0]["model"] = json!("other");
     let (_, v) = h.post("/mem/ingest", Some(MIRROR), &again).await;
-    assert_eq!(v, json!({"accepted": 2, "inserted": 0}));
+    assert_eq!(v["inserted"], 0);
     assert_eq!(h.memory("alice", "session=s1").await, events);
 
     // Events and documents without metadata show none of its fields, and
@@ -1006,8 +1013,10 @@ pub async fn ingest_keeps_exchange_meta(db: &Db) {
     }
 }
 
-/// A metadata field of the wrong type or size refuses the whole batch with
-/// a one-line reason naming the field.
+/// A metadata field of the wrong type or size refuses its event with a
+/// one-line reason naming the field; the other events of the batch are
+/// stored. Issue: one event over the limits refused the whole batch, and
+/// batches mix all users' events.
 pub async fn ingest_refuses_bad_meta(db: &Db) {
     let h = Harness::new(db).await;
     let cases = [
@@ -1016,6 +1025,7 @@ pub async fn ingest_refuses_bad_meta(db: &Db) {
         ("route", json!(format!("/{}", "r".repeat(2048)))),
         ("request_id", json!("req\n1")),
         ("request_id", json!({"id": 1})),
+        ("request_id", json!("r".repeat(257))),
         ("status", json!("200")),
         ("status", json!(42)),
         ("status", json!(600)),
@@ -1025,24 +1035,256 @@ pub async fn ingest_refuses_bad_meta(db: &Db) {
         ("tokens_out", json!(true)),
         ("truncated", json!("no")),
         ("truncated", json!(0)),
+        ("unreadable", json!("u".repeat(65))),
+        ("request_bytes", json!(-3)),
+        ("session", json!("s\u{0}1")),
+        ("role", json!(["user"])),
+        ("task_id", json!("t".repeat(257))),
     ];
+    let mut stored = 0;
     for (field, value) in cases {
-        let good = json!({"id": new_id(), "user": "alice", "session": "s1", "role": "user",
-            "kind": "prompt", "content": "ok", "model": "llama3", "status": 200,
-            "latency_ms": 3, "truncated": false});
-        let mut bad = good.clone();
-        bad["id"] = json!(new_id());
+        let event = |user: &str| {
+            json!({"id": new_id(), "user": user, "session": "s1", "role": "user",
+                "kind": "prompt", "content": "ok", "model": "llama3", "status": 200,
+                "latency_ms": 3, "truncated": false})
+        };
+        let (victim, other) = (event("victim"), event("other"));
+        let mut bad = event("attacker");
         bad[field] = value.clone();
         let (status, v) = h
-            .post("/mem/ingest", Some(MIRROR), &json!([good, bad]))
+            .post("/mem/ingest", Some(MIRROR), &json!([victim, bad, other]))
             .await;
+        assert_eq!(status, StatusCode::OK, "{field}={value}: {v}");
+        assert_eq!(v["accepted"], json!([victim["id"], other["id"]]), "{v}");
+        assert_eq!(v["inserted"], 2);
+        let refused = v["refused"].as_array().unwrap();
+        assert_eq!(refused.len(), 1, "{v}");
+        assert_eq!(
+            (&refused[0]["index"], &refused[0]["id"]),
+            (&json!(1), &bad["id"])
+        );
+        let reason = refused[0]["reason"].as_str().unwrap();
+        assert!(reason.starts_with(field), "{field}: {reason}");
+        assert!(!reason.contains('\n'));
+        stored += 1;
+
+        // Alone, the bad event gets a 400 with the same answer.
+        bad["id"] = json!(new_id());
+        let (status, v) = h.post("/mem/ingest", Some(MIRROR), &json!([bad])).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{field}={value}: {v}");
         assert_eq!(v["error"], "bad_request");
-        let message = v["message"].as_str().unwrap();
-        assert!(message.starts_with(field), "{field}: {message}");
-        assert!(!message.contains('\n'));
+        assert!(v["message"].as_str().unwrap().starts_with(field), "{v}");
+        assert_eq!((&v["accepted"], &v["inserted"]), (&json!([]), &json!(0)));
+        assert_eq!(v["refused"][0]["index"], 0);
     }
+    assert_eq!(h.memory("victim", "limit=500").await.len(), stored);
+    assert_eq!(h.memory("other", "limit=500").await.len(), stored);
+    assert!(h.memory("attacker", "").await.is_empty());
+    // What is no batch at all is refused whole.
+    for body in [
+        json!({"id": new_id()}),
+        json!("events"),
+        json!({"events": {}}),
+    ] {
+        let (status, v) = h.post("/mem/ingest", Some(MIRROR), &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v.get("refused").is_none(), "{v}");
+    }
+    let too_many: Vec<Value> = (0..=1000)
+        .map(|_| json!({"id": new_id(), "user": "victim"}))
+        .collect();
+    let (status, _) = h.post("/mem/ingest", Some(MIRROR), &json!(too_many)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(h.memory("victim", "limit=500").await.len(), stored);
+}
+
+/// Issue: a timestamp in year 10000 (`9999-12-31T23:59:59-23:59` is one,
+/// once its offset is applied) was stored, and every read of it crashed
+/// the service. Timestamps outside 1970 to 9999 are refused, per event.
+pub async fn ingest_refuses_timestamps_out_of_range(db: &Db) {
+    let h = Harness::new(db).await;
+    let event = |timestamp: &str| {
+        json!({"id": new_id(), "user": "alice", "session": "s1", "kind": "prompt",
+               "content": timestamp, "timestamp": timestamp})
+    };
+    // The attack as reported: one event, then a listing.
+    let (status, v) = h
+        .post(
+            "/mem/ingest",
+            Some(MIRROR),
+            &json!([event("9999-12-31T23:59:59-23:59")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     assert!(h.memory("alice", "").await.is_empty());
+
+    let refused = [
+        "9999-12-31T23:59:59-23:59",
+        "9999-12-31T23:59:59.999-00:01",
+        "1970-01-01T00:00:00+00:01",
+        "1969-12-31T23:59:59.999Z",
+        "10000-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+    ];
+    let kept = [
+        ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+        ("9999-12-31T23:59:59+23:59", "9999-12-31T00:00:59.000Z"),
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000Z"),
+        ("1970-01-01T01:00:00+01:00", "1970-01-01T00:00:00.000Z"),
+    ];
+    let batch: Vec<Value> = refused
+        .iter()
+        .chain(kept.iter().map(|(t, _)| t))
+        .map(|t| event(t))
+        .collect();
+    let (status, v) = h.post("/mem/ingest", Some(MIRROR), &json!(batch)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let reasons: Vec<(u64, &str)> = v["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        (0..refused.len() as u64).collect::<Vec<_>>(),
+        "{v}"
+    );
+    for (_, reason) in reasons {
+        assert_eq!(
+            reason,
+            "timestamp must be an RFC 3339 instant from 1970-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z"
+        );
+    }
+    assert_eq!(v["inserted"], kept.len());
+    // Everything stored reads back, listed and one by one.
+    let events = h.memory("alice", "").await;
+    assert_eq!(events.len(), kept.len());
+    for (sent, created) in kept {
+        let e = events.iter().find(|e| e["content"] == sent).unwrap();
+        assert_eq!(e["created"], created, "{sent}");
+        let (status, one) = h
+            .get(
+                &format!("/mem/events/{}", e["mem_id"].as_str().unwrap()),
+                Some("alice"),
+            )
+            .await;
+        assert_eq!((status, &one["created"]), (StatusCode::OK, &json!(created)));
+    }
+    assert_eq!(h.get("/healthz", None).await.0, StatusCode::OK);
+}
+
+/// Issue: callers wrote events that read back exactly like mirrored ones
+/// (kind `prompt`/`reply`, model, status, a back-dated timestamp). What
+/// the gateway writes is reserved to it; the mirror still writes it all.
+pub async fn caller_writes_cannot_pass_for_the_mirror(db: &Db) {
+    let h = Harness::new(db).await;
+    let now = attach_a2a_service::auth::unix_now() as i64 * 1000;
+    let at =
+        |offset_ms: i64| attach_filter::memory::event::rfc3339_millis((now + offset_ms) as u64);
+    let own = |extra: Value| {
+        let mut e = json!({"id": new_id(), "user": "alice", "session": "s1", "role": "user",
+                           "kind": "note", "content": "mine"});
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    };
+    let mirror_id = attach_filter::memory::event::event_id(
+        "alice",
+        "req-1",
+        attach_filter::memory::event::Role::User,
+    );
+    let forged = [
+        (
+            own(json!({"kind": "prompt"})),
+            "kind \"prompt\" is reserved",
+        ),
+        (own(json!({"kind": "reply"})), "kind \"reply\" is reserved"),
+        (own(json!({"kind": " Reply"})), "kind \"reply\" is reserved"),
+        (
+            own(json!({"kind": "task_result"})),
+            "kind \"task_result\" is reserved",
+        ),
+        (own(json!({"model": "llama3"})), "model is reserved"),
+        (own(json!({"status": 200})), "status is reserved"),
+        (own(json!({"truncated": false})), "truncated is reserved"),
+        (
+            own(json!({"unreadable": "duplicate key"})),
+            "unreadable is reserved",
+        ),
+        (
+            own(json!({"request_bytes": 12})),
+            "request_bytes is reserved",
+        ),
+        (
+            own(json!({"timestamp": "2020-01-01T00:00:00Z"})),
+            "timestamp must be within 5 minutes",
+        ),
+        (
+            own(json!({"timestamp": at(-6 * 60_000)})),
+            "timestamp must be within 5 minutes",
+        ),
+        (
+            own(json!({"timestamp": at(6 * 60_000)})),
+            "timestamp must be within 5 minutes",
+        ),
+        (
+            own(json!({"id": mirror_id})),
+            "ids of UUID version 8 are reserved",
+        ),
+    ];
+    for (event, why) in &forged {
+        let (status, v) = h.post("/mem/ingest", Some("alice"), &json!([event])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{event}: {v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(message.starts_with(why), "{event}: {message}");
+        assert_eq!(v["refused"][0]["reason"], message);
+    }
+    let (status, v) = h
+        .post(
+            "/mem/events",
+            Some("alice"),
+            &json!({"kind": "prompt", "content": "forged"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(h.memory("alice", "").await.is_empty());
+
+    // A caller's own events within the rules are taken, beside refused ones.
+    let fine = [
+        own(json!({})),
+        own(json!({"timestamp": at(-60_000), "model": null})),
+    ];
+    let (status, v) = h
+        .post(
+            "/mem/ingest",
+            Some("alice"),
+            &json!([fine[0], forged[0].0, fine[1]]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"], json!([fine[0]["id"], fine[1]["id"]]));
+    assert_eq!(v["refused"][0]["index"], 1);
+    let (status, _) = h
+        .post(
+            "/mem/events",
+            Some("alice"),
+            &json!({"kind": "promptly", "content": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.memory("alice", "").await.len(), 3);
+    assert!(h.memory("alice", "kind=prompt").await.is_empty());
+
+    // The mirror writes all of it.
+    let mirrored: Vec<Value> = forged.iter().map(|(e, _)| e.clone()).collect();
+    let (status, v) = h.post("/mem/ingest", Some(MIRROR), &json!(mirrored)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["refused"], json!([]));
+    assert_eq!(v["inserted"], forged.len());
+    let prompt = &h.memory("alice", "kind=prompt").await[0];
+    assert_eq!(prompt["content"], "mine");
 }
 
 const WEAVIATE_KEY: &str = "wv-test-key";
@@ -1171,7 +1413,7 @@ pub async fn weaviate_reads(db: &Db) {
     assert_eq!(ids(&two), [reply.as_str(), ingested.as_str()]);
     assert_eq!(
         fake.queries().last().unwrap(),
-        r#"{ Get { MemoryEvent(where: {operator: And, operands: [{path: ["user"], operator: Equal, valueText: "alice"}, {path: ["session"], operator: Equal, valueText: "s1"}]}, limit: 2, sort: [{path: ["timestamp"], order: desc}]) { user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated _additional { id } } } }"#
+        r#"{ Get { MemoryEvent(where: {operator: And, operands: [{path: ["user"], operator: Equal, valueText: "alice"}, {path: ["session"], operator: Equal, valueText: "s1"}]}, limit: 2, sort: [{path: ["timestamp"], order: desc}]) { user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated unreadable requestBytes _additional { id } } } }"#
     );
     assert_eq!(
         ids(&h.memory("alice", "task_id=t9&kind=reply").await),

@@ -138,10 +138,7 @@ impl HttpContext for Gate {
         vm.forget(self.context_id);
         let capture = self.state.borrow_mut().capture.take();
         if let (Some(capture), Some(mirror)) = (capture, &vm.mirror) {
-            match capture.finish(now_ms()) {
-                Ok(events) => mirror.enqueue(&vm.config, &events),
-                Err(why) => mirror.skipped(&format!("{why:?}")),
-            }
+            mirror.enqueue(&vm.config, &capture.finish(now_ms()));
         }
     }
 }

@@ -29,7 +29,7 @@ struct Counters {
     sent: u32,
     failed: u32,
     dropped: u32,
-    skipped: u32,
+    unreadable: u32,
 }
 
 impl Counters {
@@ -40,7 +40,7 @@ impl Counters {
             sent: counter("attach_memory_events_sent")?,
             failed: counter("attach_memory_events_failed")?,
             dropped: counter("attach_memory_events_dropped")?,
-            skipped: counter("attach_memory_exchanges_skipped")?,
+            unreadable: counter("attach_memory_exchanges_unreadable")?,
         })
     }
 }
@@ -89,10 +89,17 @@ impl Mirror {
         })
     }
 
-    /// From a request's `on_log`: the exchange's events, or why there are none.
+    /// From a request's `on_log`: the exchange's events.
     pub fn enqueue(&self, config: &Config, events: &[Event]) {
         let Some(memory) = &config.memory else { return };
         for event in events {
+            if let Some(why) = &event.unreadable {
+                add(self.counters.unreadable, 1);
+                log(
+                    LogLevel::Debug,
+                    &format!("attach: request body not read for memory: {why}"),
+                );
+            }
             let Ok(bytes) = serde_json::to_vec(event) else {
                 continue;
             };
@@ -107,14 +114,6 @@ impl Mirror {
                 add(self.counters.dropped, 1);
             }
         }
-    }
-
-    pub fn skipped(&self, why: &str) {
-        add(self.counters.skipped, 1);
-        log(
-            LogLevel::Debug,
-            &format!("attach: exchange not mirrored: {why}"),
-        );
     }
 
     /// Counts one more event on the queue; at the bound the oldest goes.
@@ -223,8 +222,20 @@ impl Mirror {
         let (initial, max) = (memory.retry_initial_ms, memory.retry_max_ms);
         let outcome = match Verdict::of(status) {
             Verdict::Accepted => {
-                match reply.and_then(|body| memory.sink.failed_items(outbox.batch(), body)) {
-                    Some(refused) => outbox.delivered(refused, now, initial, max),
+                match reply.and_then(|body| memory.sink.answer(outbox.batch(), body)) {
+                    Some(answer) => {
+                        if answer.refused > 0 {
+                            log(
+                                LogLevel::Warn,
+                                &format!(
+                                    "attach: memory sink refused {} event(s); dropped: {}",
+                                    answer.refused,
+                                    answer.reason.as_deref().unwrap_or("no reason given")
+                                ),
+                            );
+                        }
+                        outbox.delivered(answer.retry, answer.refused, now, initial, max)
+                    }
                     None => outbox.failed(now, initial, max),
                 }
             }

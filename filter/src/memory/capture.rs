@@ -1,8 +1,10 @@
 //! One model exchange as the filter sees it pass: the request body (kept
 //! until it can be parsed), the reply copied chunk by chunk, and the two
 //! events at the end. The host feeds it; nothing here holds traffic back.
+//! Every exchange is recorded: one whose body cannot be read (or held)
+//! gets a placeholder prompt, so no request shape evades the mirror.
 
-use super::event::{Event, Exchange};
+use super::event::{Event, Exchange, Unreadable};
 use super::prompt::{Prompt, PromptError, parse_prompt};
 use super::reply_capture::{Reply, ReplyCapture};
 use super::routes::ModelRoute;
@@ -10,13 +12,13 @@ use super::routes::ModelRoute;
 use std::cell::Cell;
 use std::rc::Rc;
 
-/// Request bodies larger than this are not mirrored (the prompt cannot be
-/// read without the whole JSON document).
+/// Request bodies larger than this get a placeholder prompt (the prompt
+/// cannot be read without the whole JSON document).
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 
 /// Request bytes all captures of one VM may hold at once: many large
 /// bodies in flight must not exhaust the VM's memory (which would take
-/// every request down with it); beyond it new bodies are not mirrored.
+/// every request down with it); beyond it new bodies get a placeholder.
 pub const VM_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 
 /// The request bytes held by one VM's captures.
@@ -61,6 +63,8 @@ pub struct Capture {
     start_ms: u64,
     cap: usize,
     request: Vec<u8>,
+    /// Every body byte that passed, held or not.
+    request_bytes: u64,
     /// What `request` holds of the VM's budget.
     budget: Rc<Budget>,
     reserved: usize,
@@ -72,15 +76,6 @@ pub struct Capture {
     /// The reply is compressed: its text cannot be read.
     reply_unreadable: bool,
     out_of_budget: bool,
-}
-
-/// Why an exchange produced no events.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Skipped {
-    RequestTooLarge,
-    /// Other captures held the VM's whole budget.
-    NoBudget,
-    Unreadable(String),
 }
 
 impl Capture {
@@ -101,6 +96,7 @@ impl Capture {
             start_ms,
             cap,
             request: Vec::new(),
+            request_bytes: 0,
             budget,
             reserved: 0,
             request_too_large: false,
@@ -113,6 +109,9 @@ impl Capture {
     }
 
     pub fn request_chunk(&mut self, chunk: &[u8], end_of_stream: bool) {
+        self.request_bytes = self
+            .request_bytes
+            .saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
         if self.request_too_large || self.out_of_budget || self.prompt.is_some() {
             return;
         }
@@ -180,17 +179,21 @@ impl Capture {
         }
     }
 
-    /// The prompt and reply events, once the exchange is over.
-    pub fn finish(mut self, end_ms: u64) -> Result<[Event; 2], Skipped> {
-        if self.request_too_large {
-            return Err(Skipped::RequestTooLarge);
-        }
-        if self.out_of_budget {
-            return Err(Skipped::NoBudget);
-        }
-        let prompt = self
-            .take_prompt()
-            .map_err(|e| Skipped::Unreadable(e.to_string()))?;
+    /// The prompt (or a placeholder for it) and reply events, once the
+    /// exchange is over.
+    pub fn finish(mut self, end_ms: u64) -> [Event; 2] {
+        let request_bytes = self.request_bytes;
+        let unreadable = |reason| Unreadable {
+            reason,
+            request_bytes,
+        };
+        let prompt = if self.request_too_large {
+            Err(unreadable("too large"))
+        } else if self.out_of_budget {
+            Err(unreadable("over the filter's memory budget"))
+        } else {
+            self.take_prompt().map_err(|e| unreadable(e.reason()))
+        };
         let mut reply = match self.reply.take() {
             Some(r) if !self.reply_unreadable => r.finish(),
             _ => Reply::default(),
@@ -208,7 +211,7 @@ impl Capture {
             start_ms: self.start_ms,
             end_ms,
         };
-        Ok(exchange.events(prompt, reply))
+        exchange.events(prompt, reply)
     }
 }
 
@@ -246,7 +249,7 @@ mod tests {
         c.response_head(Some(200), None, None);
         c.response_chunk(b"{\"message\":{\"content\":\"use \"},\"done\":false}\n{\"mess");
         c.response_chunk(b"age\":{\"content\":\"sorted()\"},\"done\":true,\"eval_count\":4}\n");
-        let [prompt, reply] = c.finish(1_250).unwrap();
+        let [prompt, reply] = c.finish(1_250);
         assert_eq!(
             (prompt.kind, prompt.content.as_str()),
             (Kind::Prompt, "sort a list")
@@ -272,28 +275,58 @@ mod tests {
         c.request_chunk(br#"{"messages":[{"role":"user","content":"hi"}]}"#, true);
         c.response_head(Some(200), Some("application/json"), Some("gzip"));
         c.response_chunk(b"\x1f\x8b\x08\x00");
-        let [prompt, reply] = c.finish(1_001).unwrap();
+        let [prompt, reply] = c.finish(1_001);
         assert_eq!(prompt.content, "hi");
         assert!(reply.content.is_empty() && reply.truncated);
     }
 
+    /// Issue: a body the engine reads but this parser does not (a
+    /// duplicate key, a lone surrogate) was answered and never mirrored.
     #[test]
-    fn unreadable_or_oversized_requests_are_skipped() {
+    fn unreadable_or_oversized_requests_get_a_placeholder_prompt() {
+        let placeholder = |c: Capture| {
+            let [prompt, reply] = c.finish(1_001);
+            assert_eq!((prompt.kind, prompt.content.as_str()), (Kind::Prompt, ""));
+            assert!(prompt.truncated);
+            (
+                prompt.unreadable.unwrap(),
+                prompt.request_bytes.unwrap(),
+                reply,
+            )
+        };
         let mut c = capture("/api/generate", WireFormat::Ollama);
         c.request_chunk(b"not json", true);
-        assert!(matches!(c.finish(1_001), Err(Skipped::Unreadable(_))));
+        assert_eq!(placeholder(c).0, "not JSON");
+
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"a"}],"messages":[]}"#;
+        let mut c = capture("/api/chat", WireFormat::Ollama);
+        c.request_chunk(&body[..9], false);
+        c.request_chunk(&body[9..], true);
+        c.response_head(Some(200), Some("application/json"), None);
+        c.response_chunk(br#"{"message":{"content":"answered"},"done":true}"#);
+        let (why, bytes, reply) = placeholder(c);
+        assert_eq!((why.as_str(), bytes), ("duplicate key", body.len() as u64));
+        assert_eq!(reply.content, "answered", "the reply is still recorded");
+
+        let mut c = capture("/api/generate", WireFormat::Ollama);
+        c.request_chunk(br#"{"prompt":"\ud800"}"#, true);
+        assert_eq!(placeholder(c).0, "lone surrogate");
 
         let mut c = capture("/api/generate", WireFormat::Ollama);
         c.request_chunk(&vec![b' '; MAX_REQUEST_BYTES], false);
         c.request_chunk(b"{}", true);
-        assert_eq!(c.finish(1_001).unwrap_err(), Skipped::RequestTooLarge);
+        let (why, bytes, _) = placeholder(c);
+        assert_eq!(
+            (why.as_str(), bytes),
+            ("too large", MAX_REQUEST_BYTES as u64 + 2)
+        );
     }
 
     #[test]
     fn no_reply_at_all_still_records_the_prompt() {
         let mut c = capture("/api/generate", WireFormat::Ollama);
         c.request_chunk(br#"{"prompt":"why"}"#, false);
-        let [prompt, reply] = c.finish(1_500).unwrap();
+        let [prompt, reply] = c.finish(1_500);
         assert_eq!(prompt.content, "why");
         assert_eq!((reply.content.as_str(), reply.status), ("", None));
     }
@@ -308,7 +341,11 @@ mod tests {
         assert_eq!(budget.used(), 60);
         let mut b = new(&budget);
         b.request_chunk(&[b' '; 60], false);
-        assert_eq!(b.finish(1).unwrap_err(), Skipped::NoBudget);
+        let [placeholder, _] = b.finish(1);
+        assert_eq!(
+            (placeholder.unreadable.as_deref(), placeholder.request_bytes),
+            (Some("over the filter's memory budget"), Some(60))
+        );
         assert_eq!(budget.used(), 60, "the refused body took nothing");
         a.request_chunk(br#"{"prompt":"x"}"#, true);
         assert_eq!(budget.used(), 0, "a parsed body gives its bytes back");
@@ -320,6 +357,6 @@ mod tests {
             0,
             "a capture dropped mid-body gives its bytes back"
         );
-        assert_eq!(a.finish(2).unwrap()[0].content, "x");
+        assert_eq!(a.finish(2)[0].content, "x");
     }
 }

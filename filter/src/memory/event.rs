@@ -4,11 +4,18 @@
 //! The same JSON is the shared-queue item and an element of the companion
 //! service's `POST /mem/ingest` array, so the root context batches queue
 //! items with [`batch_array`] without parsing them again.
+//!
+//! Every event fits [`limits`]: the sink refuses events that do not, and
+//! what a client puts in its request (the model's name, its request id)
+//! must never cost the exchange its record.
 
+use super::limits::{self, MAX_MODEL_CHARS, MAX_REQUEST_ID_CHARS, MAX_ROUTE_CHARS};
+use super::limits::{MAX_SESSION_CHARS, MAX_UNIX_MS};
 use super::prompt::Prompt;
 use super::reply_capture::Reply;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::fmt::Write;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +62,22 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_out: Option<u64>,
     pub truncated: bool,
+    /// On a placeholder prompt (see [`Unreadable`]): why the request body
+    /// gave no prompt, and its size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_bytes: Option<u64>,
+}
+
+/// A request body that gave no prompt: the engine may still have read it
+/// (parsers differ on duplicate keys, lone surrogates, `NaN`...), so the
+/// exchange is recorded with a placeholder prompt that says why and how
+/// large the body was, instead of not at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    pub reason: &'static str,
+    pub request_bytes: u64,
 }
 
 /// What the filter knows of an exchange besides its bodies.
@@ -73,40 +96,69 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    /// The prompt event, then the reply event. Both name the model the
-    /// request asked for (the reply's own name when it did not say), so a
-    /// filter on `model` finds both halves.
-    pub fn events(&self, prompt: Prompt, reply: Reply) -> [Event; 2] {
-        let model = prompt.model.or(reply.model);
+    /// The prompt event (a placeholder when the body was unreadable), then
+    /// the reply event. Both name the model the request asked for (the
+    /// reply's own name when it did not say), so a filter on `model` finds
+    /// both halves. Labels are fitted to [`limits`]; a request id that does
+    /// not fit is replaced by [`usable_request_id`]'s.
+    pub fn events(&self, prompt: Result<Prompt, Unreadable>, reply: Reply) -> [Event; 2] {
+        let (prompt, unreadable) = match prompt {
+            Ok(p) => (p, None),
+            Err(u) => (
+                Prompt {
+                    model: None,
+                    text: String::new(),
+                    truncated: true,
+                    stream: false,
+                },
+                Some(u),
+            ),
+        };
+        let model = prompt
+            .model
+            .or(reply.model)
+            .map(|m| limits::fit(&m, MAX_MODEL_CHARS));
+        let session = limits::fit(self.session, MAX_SESSION_CHARS);
+        let route = limits::fit(self.route, MAX_ROUTE_CHARS);
+        let request_id = usable_request_id(self.request_id);
+        let status = self.status.filter(|s| limits::STATUS_CODES.contains(s));
+        let task_id = self.task_id.map(str::to_owned);
         let latency_ms = self.end_ms.saturating_sub(self.start_ms);
         let event = |role, kind, content, at, truncated, tokens_in, tokens_out| Event {
             id: event_id(self.user, self.request_id, role),
             user: self.user.to_owned(),
-            session: self.session.to_owned(),
+            session: session.clone(),
             role,
             kind,
             content,
             model: model.clone(),
-            route: self.route.to_owned(),
-            request_id: self.request_id.to_owned(),
-            task_id: self.task_id.map(str::to_owned),
-            status: self.status,
+            route: route.clone(),
+            request_id: request_id.clone(),
+            task_id: task_id.clone(),
+            status,
             timestamp: rfc3339_millis(at),
             latency_ms,
             tokens_in,
             tokens_out,
             truncated,
+            unreadable: None,
+            request_bytes: None,
         };
+        let mut prompt_event = event(
+            Role::User,
+            Kind::Prompt,
+            prompt.text,
+            self.start_ms,
+            prompt.truncated,
+            reply.tokens_in,
+            None,
+        );
+        if let Some(u) = unreadable {
+            prompt_event.unreadable = Some(u.reason.to_owned());
+            prompt_event.request_bytes = Some(u.request_bytes);
+        }
         [
-            event(
-                Role::User,
-                Kind::Prompt,
-                prompt.text,
-                self.start_ms,
-                prompt.truncated,
-                reply.tokens_in,
-                None,
-            ),
+            prompt_event,
             event(
                 Role::Assistant,
                 Kind::Reply,
@@ -118,6 +170,26 @@ impl Exchange<'_> {
             ),
         ]
     }
+}
+
+/// The client's request id when the sink takes it as it is; otherwise
+/// `attach-` and 32 hex digits of a SHA-256 over it, so that the same
+/// unusable id (a retry) still gives the same label, and different ones
+/// stay apart. An empty id says nothing and is replaced too.
+pub fn usable_request_id(raw: &str) -> String {
+    if !raw.is_empty() && limits::fits(raw, MAX_REQUEST_ID_CHARS) {
+        return raw.to_owned();
+    }
+    let digest = Sha256::new()
+        .chain_update(b"attach-gateway/request-id/v1\0")
+        .chain_update(raw.as_bytes())
+        .finalize();
+    let mut id = String::with_capacity(39);
+    id.push_str("attach-");
+    for b in digest.iter().take(16) {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
 }
 
 /// A UUIDv8 (RFC 9562 §5.8) made of the first 128 bits of a SHA-256 over
@@ -151,9 +223,6 @@ pub fn event_id(user: &str, request_id: &str, role: Role) -> String {
         n & 0xffff_ffff_ffff
     )
 }
-
-/// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
-const MAX_UNIX_MS: u64 = 253_402_300_799_999;
 
 /// `2026-11-25T23:49:44.123Z`: RFC 3339 in UTC with milliseconds, the form
 /// Weaviate's `date` and the companion service both read. Instants past
@@ -332,7 +401,7 @@ mod tests {
 
     #[test]
     fn an_exchange_gives_a_prompt_and_a_reply() {
-        let [p, r] = exchange().events(prompt(), reply());
+        let [p, r] = exchange().events(Ok(prompt()), reply());
         assert_eq!(
             p,
             Event {
@@ -352,6 +421,8 @@ mod tests {
                 tokens_in: Some(3),
                 tokens_out: None,
                 truncated: false,
+                unreadable: None,
+                request_bytes: None,
             }
         );
         assert_eq!(r.id, event_id("alice", "req-1", Role::Assistant));
@@ -374,7 +445,7 @@ mod tests {
             end_ms: 0,
             ..exchange()
         }
-        .events(unnamed, reply());
+        .events(Ok(unnamed), reply());
         assert_eq!(p.model.as_deref(), Some("llama3.2:latest"));
         assert_eq!(p.latency_ms, 0);
     }
@@ -385,7 +456,7 @@ mod tests {
             task_id: Some("t-1"),
             ..exchange()
         }
-        .events(prompt(), reply());
+        .events(Ok(prompt()), reply());
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(
             v,
@@ -405,7 +476,15 @@ mod tests {
             ..r
         };
         let v = serde_json::to_value(&bare).unwrap();
-        for absent in ["model", "task_id", "status", "tokens_in", "tokens_out"] {
+        for absent in [
+            "model",
+            "task_id",
+            "status",
+            "tokens_in",
+            "tokens_out",
+            "unreadable",
+            "request_bytes",
+        ] {
             assert!(v.get(absent).is_none(), "{absent}");
         }
         let back: Event = serde_json::from_value(v).unwrap();
@@ -413,8 +492,118 @@ mod tests {
     }
 
     #[test]
+    fn the_mirror_kinds_are_the_reserved_ones() {
+        let kinds = [Kind::Prompt, Kind::Reply].map(|k| serde_json::to_value(k).unwrap());
+        assert_eq!(kinds, limits::MIRROR_KINDS.map(serde_json::Value::from));
+    }
+
+    /// Issue: a client's `model` and `x-request-id` went into events as
+    /// they were, and the sink refused the batches that carried them.
+    #[test]
+    fn client_labels_are_fitted_and_unusable_request_ids_replaced() {
+        let long_model = format!("{}\n{}", "m".repeat(300), "x");
+        let hostile = Prompt {
+            model: Some(long_model),
+            ..prompt()
+        };
+        let raw_id = format!("{}\t", "r".repeat(300));
+        let [p, r] = Exchange {
+            request_id: &raw_id,
+            route: "/api/\u{7f}chat",
+            status: Some(999),
+            ..exchange()
+        }
+        .events(Ok(hostile), reply());
+        for e in [&p, &r] {
+            assert_eq!(e.model.as_deref(), Some("m".repeat(256).as_str()));
+            assert_eq!(e.route, "/api/\u{fffd}chat");
+            assert_eq!(e.request_id, usable_request_id(&raw_id));
+            assert_eq!(e.status, None, "not an HTTP status");
+        }
+        assert_eq!(
+            p.id,
+            event_id("alice", &raw_id, Role::User),
+            "ids still come from the exchange's own request id"
+        );
+
+        assert_eq!(usable_request_id("req-1"), "req-1");
+        let derived = usable_request_id(&raw_id);
+        assert_eq!(derived.len(), 39);
+        assert!(derived.starts_with("attach-"));
+        assert!(derived[7..].bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(derived, usable_request_id(&raw_id), "stable");
+        for other in ["", "a\nb", &"r".repeat(257)] {
+            let id = usable_request_id(other);
+            assert!(id.starts_with("attach-") && id != derived, "{other:?}");
+        }
+        assert_eq!(usable_request_id(&"r".repeat(256)), "r".repeat(256));
+        // Pinned (computed independently with Python's hashlib): a change
+        // would give the retries of an exchange other labels.
+        assert_eq!(
+            usable_request_id(""),
+            "attach-f1fc72add4b6343e2301228b18cadc03"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_body_gives_a_placeholder_prompt_and_the_reply() {
+        let unreadable = Unreadable {
+            reason: "duplicate key",
+            request_bytes: 77,
+        };
+        let [p, r] = exchange().events(Err(unreadable), reply());
+        assert_eq!((p.kind, p.content.as_str()), (Kind::Prompt, ""));
+        assert_eq!(p.unreadable.as_deref(), Some("duplicate key"));
+        assert_eq!(p.request_bytes, Some(77));
+        assert!(p.truncated, "the text is not the prompt");
+        assert_eq!(p.model.as_deref(), Some("llama3.2:latest"), "the reply's");
+        assert_eq!(p.id, event_id("alice", "req-1", Role::User));
+        assert_eq!(r.content, "hello");
+        assert_eq!((r.unreadable, r.request_bytes), (None, None));
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["unreadable"], "duplicate key");
+        assert_eq!(v["request_bytes"], 77);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+        /// Whatever the client sent, the events fit the sink's limits.
+        #[test]
+        fn events_always_fit_the_limits(
+            model in proptest::option::of("\\PC{0,300}|[\\x00-\\x1f\\x7fa\u{e9}]{0,300}"),
+            request_id in "\\PC{0,300}|[\\x00-\\x1fr]{0,300}",
+            route in "\\PC{0,20}",
+            session in "\\PC{0,20}",
+            status in proptest::option::of(proptest::prelude::any::<u16>()),
+            readable in proptest::prelude::any::<bool>(),
+        ) {
+            let prompt = if readable {
+                Ok(Prompt { model, ..prompt() })
+            } else {
+                Err(Unreadable { reason: "not JSON", request_bytes: 3 })
+            };
+            let exchange = Exchange {
+                request_id: &request_id,
+                route: &route,
+                session: &session,
+                status,
+                ..exchange()
+            };
+            for e in exchange.events(prompt, reply()) {
+                proptest::prop_assert!(e.model.as_deref().is_none_or(|m| limits::fits(m, MAX_MODEL_CHARS)));
+                proptest::prop_assert!(!e.request_id.is_empty() && limits::fits(&e.request_id, MAX_REQUEST_ID_CHARS));
+                proptest::prop_assert!(limits::fits(&e.route, MAX_ROUTE_CHARS));
+                proptest::prop_assert!(limits::fits(&e.session, MAX_SESSION_CHARS));
+                proptest::prop_assert!(e.status.is_none_or(|s| limits::STATUS_CODES.contains(&s)));
+                proptest::prop_assert!(e.unreadable.as_deref().is_none_or(|u| limits::fits(u, limits::MAX_UNREADABLE_CHARS)));
+            }
+        }
+    }
+
+    #[test]
     fn batch_array_joins_serialised_events() {
-        let [p, r] = exchange().events(prompt(), reply());
+        let [p, r] = exchange().events(Ok(prompt()), reply());
         let items = [
             serde_json::to_vec(&p).unwrap(),
             serde_json::to_vec(&r).unwrap(),

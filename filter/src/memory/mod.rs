@@ -6,12 +6,15 @@
 //!
 //! [`routes`] says which requests are model calls, [`prompt`] reads the
 //! request body, [`reply_capture`] copies the reply as it streams past,
-//! [`event`] turns the pair into two events; [`sink`] builds the requests
-//! that deliver them (with [`weaviate`]'s bodies for that sink), and
-//! [`outbox`] holds a worker's batch until the sink took it.
+//! [`event`] turns the pair into two events (within [`limits`], which the
+//! companion service applies too); [`sink`] builds the requests that deliver
+//! them (with [`weaviate`]'s bodies for that sink) and reads which events
+//! the sink refused, and [`outbox`] holds a worker's batch until the sink
+//! took it.
 
 pub mod capture;
 pub mod event;
+pub mod limits;
 pub mod outbox;
 pub mod prompt;
 pub mod reply_capture;

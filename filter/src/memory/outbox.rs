@@ -4,7 +4,8 @@
 //! A batch stays here until the sink accepted it, so a sink that is down
 //! only makes the shared queue grow (where the bound drops the oldest); the
 //! ids are deterministic, so a batch delivered twice (a reply lost after a
-//! write) is an upsert, not a duplicate.
+//! write) is an upsert, not a duplicate. Events the sink refuses for good
+//! are dropped alone: the rest of their batch (other users' events) stands.
 
 /// Objects the sink keeps refusing one by one are dropped after this many
 /// deliveries: a malformed event must not block the ones behind it.
@@ -26,9 +27,10 @@ pub struct Outbox {
 pub enum Verdict {
     /// 2xx: the body says which objects (if any) were refused.
     Accepted,
-    /// A 4xx that says the batch itself is wrong (400, 413, 422, ...):
-    /// sending it again cannot help, and retrying it forever would block
-    /// every event behind it, so it is dropped and counted.
+    /// A 4xx that says the batch itself is wrong (400, 413, 422, ...; the
+    /// service also answers 400 when it refused every event): sending it
+    /// again cannot help, and retrying it forever would block every event
+    /// behind it, so it is dropped and counted.
     Rejected,
     /// No answer, 5xx, or a 4xx that may pass later (401/403 while keys
     /// roll, 408, 429): retried with backoff.
@@ -94,23 +96,30 @@ impl Outbox {
         self.in_flight = true;
     }
 
-    /// The sink accepted the batch except `refused` (a subset of it).
+    /// The sink took the batch except `retry` (a subset of it, to send
+    /// again) and `refused` more items it refused for good (dropped).
     pub fn delivered(
         &mut self,
-        refused: Vec<Vec<u8>>,
+        retry: Vec<Vec<u8>>,
+        refused: usize,
         now_ms: u64,
         initial_ms: u64,
         max_ms: u64,
     ) -> Outcome {
         self.in_flight = false;
         self.failures = 0;
-        let sent = self.held.len().saturating_sub(refused.len());
-        if refused.is_empty() {
+        let sent = self
+            .held
+            .len()
+            .saturating_sub(retry.len())
+            .saturating_sub(refused);
+        if retry.is_empty() {
             self.held.clear();
             self.partial = 0;
             return Outcome {
                 sent,
-                ..Outcome::default()
+                retried: 0,
+                dropped: refused,
             };
         }
         self.partial += 1;
@@ -120,16 +129,16 @@ impl Outbox {
             return Outcome {
                 sent,
                 retried: 0,
-                dropped: refused.len(),
+                dropped: refused.saturating_add(retry.len()),
             };
         }
-        let retried = refused.len();
-        self.held = refused;
+        let retried = retry.len();
+        self.held = retry;
         self.next_attempt_ms = now_ms.saturating_add(backoff(self.partial, initial_ms, max_ms));
         Outcome {
             sent,
             retried,
-            dropped: 0,
+            dropped: refused,
         }
     }
 
@@ -219,7 +228,7 @@ mod tests {
             "a held batch is not topped up"
         );
         o.sending();
-        let done = o.delivered(Vec::new(), 4_000, 100, 350);
+        let done = o.delivered(Vec::new(), 0, 4_000, 100, 350);
         assert_eq!(
             done,
             Outcome {
@@ -269,7 +278,7 @@ mod tests {
         let refused = vec![b"bad".to_vec()];
         for attempt in 1..MAX_OBJECT_ATTEMPTS {
             o.sending();
-            let out = o.delivered(refused.clone(), 0, 10, 1_000);
+            let out = o.delivered(refused.clone(), 0, 0, 10, 1_000);
             let sent = if attempt == 1 { 2 } else { 0 };
             assert_eq!(
                 out,
@@ -283,8 +292,39 @@ mod tests {
             assert_eq!(o.fill(10, 1_000, source(5, 1)), 0, "retried alone");
         }
         o.sending();
-        let out = o.delivered(refused, 0, 10, 1_000);
+        let out = o.delivered(refused, 0, 0, 10, 1_000);
         assert_eq!(out.dropped, 1);
         assert!(o.batch().is_empty());
+    }
+
+    #[test]
+    fn events_refused_for_good_are_dropped_and_the_rest_delivered() {
+        let mut o = Outbox::default();
+        o.fill(10, 1_000, source(5, 1));
+        o.sending();
+        let out = o.delivered(Vec::new(), 2, 0, 10, 1_000);
+        assert_eq!(
+            out,
+            Outcome {
+                sent: 3,
+                retried: 0,
+                dropped: 2
+            }
+        );
+        assert!(o.batch().is_empty() && o.idle(0), "nothing waits");
+
+        // Both at once: the retried part stays, the refused part goes.
+        o.fill(10, 1_000, source(5, 1));
+        o.sending();
+        let out = o.delivered(vec![b"x".to_vec()], 1, 0, 10, 1_000);
+        assert_eq!(
+            out,
+            Outcome {
+                sent: 3,
+                retried: 1,
+                dropped: 1
+            }
+        );
+        assert_eq!(o.batch().len(), 1);
     }
 }

@@ -1,8 +1,8 @@
 //! The prompt of a model request, read from its JSON body.
 //!
 //! A body that cannot be read is never the caller's problem: the request goes
-//! on untouched and only the mirroring is skipped, so errors say why and no
-//! more. The caller bounds the body it buffers; parsing allocates a small
+//! on untouched and the exchange is recorded with a placeholder prompt, so
+//! errors say why in a few words (they are the placeholder's `unreadable`). The caller bounds the body it buffers; parsing allocates a small
 //! multiple of it at most.
 
 use super::Capped;
@@ -22,20 +22,33 @@ pub struct Prompt {
     pub stream: bool,
 }
 
+/// Why a body gave no prompt. Duplicate keys and lone surrogates are named
+/// apart: other JSON parsers (the engine's) take them, so such a body is
+/// answered while this one cannot say what it asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PromptError {
     NotJson,
+    DuplicateKey,
+    LoneSurrogate,
     WrongShape,
     NoPrompt,
 }
 
+impl PromptError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            PromptError::NotJson => "not JSON",
+            PromptError::DuplicateKey => "duplicate key",
+            PromptError::LoneSurrogate => "lone surrogate",
+            PromptError::WrongShape => "not shaped like the route's API",
+            PromptError::NoPrompt => "no user message or prompt",
+        }
+    }
+}
+
 impl fmt::Display for PromptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PromptError::NotJson => "request body is not JSON",
-            PromptError::WrongShape => "request body is not shaped like the route's API",
-            PromptError::NoPrompt => "request carries no user message or prompt",
-        })
+        f.write_str(self.reason())
     }
 }
 
@@ -135,8 +148,15 @@ pub fn parse_prompt(route: &ModelRoute, body: &[u8], cap: usize) -> Result<Promp
     })
 }
 
+/// serde_json names these two cases only in its messages (pinned by the
+/// tests below).
 fn classify(e: serde_json::Error) -> PromptError {
-    if e.is_data() {
+    let message = e.to_string();
+    if message.starts_with("duplicate field") {
+        PromptError::DuplicateKey
+    } else if message.contains("surrogate") || message.starts_with("unexpected end of hex escape") {
+        PromptError::LoneSurrogate
+    } else if e.is_data() {
         PromptError::WrongShape
     } else {
         PromptError::NotJson
@@ -264,10 +284,61 @@ mod tests {
             ("/v1/completions", r#"{"prompt":[1,2,3]}"#, WrongShape),
             ("/v1/completions", r#"{"model":"m"}"#, NoPrompt),
             ("/api/generate", r#"{"prompt":null}"#, NoPrompt),
+            (
+                "/api/chat",
+                r#"{"model":"a","model":"b","messages":[{"role":"user","content":"x"}]}"#,
+                DuplicateKey,
+            ),
+            (
+                "/api/chat",
+                r#"{"messages":[{"role":"user","content":"x"}],"messages":[]}"#,
+                DuplicateKey,
+            ),
+            (
+                "/v1/chat/completions",
+                r#"{"messages":[{"role":"user","role":"system","content":"x"}]}"#,
+                DuplicateKey,
+            ),
+            (
+                "/v1/completions",
+                r#"{"prompt":"a","prompt":"b"}"#,
+                DuplicateKey,
+            ),
+            (
+                "/api/chat",
+                r#"{"messages":[{"role":"user","content":"hi \ud800"}]}"#,
+                LoneSurrogate,
+            ),
+            (
+                "/api/chat",
+                r#"{"messages":[{"role":"user","content":"\udc00 low"}]}"#,
+                LoneSurrogate,
+            ),
+            (
+                "/api/generate",
+                r#"{"prompt":"\ud800\u0041"}"#,
+                LoneSurrogate,
+            ),
+            (
+                "/api/generate",
+                r#"{"model":"\ud83d","prompt":"x"}"#,
+                LoneSurrogate,
+            ),
+            (
+                "/api/generate",
+                r#"{"prompt":"x","temperature":NaN}"#,
+                NotJson,
+            ),
         ] {
             assert_eq!(parse(path, body), Err(want), "{path} {body}");
             assert!(!want.to_string().is_empty());
+            assert!(crate::memory::limits::fits(
+                want.reason(),
+                crate::memory::limits::MAX_UNREADABLE_CHARS
+            ));
         }
+        let pair = parse("/api/generate", r#"{"prompt":"\ud83d\ude00"}"#).unwrap();
+        assert_eq!(pair.text, "\u{1f600}", "a surrogate pair is one character");
     }
 
     proptest::proptest! {

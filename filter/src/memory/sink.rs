@@ -7,6 +7,7 @@
 //! only dispatches what [`Sink::deliver`] and [`Sink::schema_steps`] build.
 
 use super::event::Event;
+use super::limits;
 use super::routes::{ModelRoute, default_routes};
 use super::weaviate;
 use crate::assertion;
@@ -214,13 +215,9 @@ impl Sink {
     }
 
     /// The delivery of `items` (queue items: event JSON). Items that do not
-    /// parse as events are left out of a Weaviate batch (the service would
-    /// refuse the whole batch for them, so they are left out there too).
+    /// parse as events are left out (the sink could only refuse them).
     pub fn deliver(&self, items: &[Vec<u8>], key: Option<&[u8]>, now_secs: u64) -> Outgoing {
-        let events: Vec<Event> = items
-            .iter()
-            .filter_map(|i| serde_json::from_slice(i).ok())
-            .collect();
+        let events: Vec<Event> = readable(items).map(|(_, e)| e).collect();
         let mut headers = vec![("content-type", "application/json".to_string())];
         match self.kind {
             SinkKind::Service => {
@@ -251,25 +248,57 @@ impl Sink {
         }
     }
 
-    /// Which of the delivered `items` must be sent again after a 2xx reply:
-    /// none for the service (its ingest is all or nothing), the objects
-    /// Weaviate reported failed. `None` when the reply cannot be read, so
-    /// the whole batch is retried.
-    pub fn failed_items(&self, items: &[Vec<u8>], reply: &[u8]) -> Option<Vec<Vec<u8>>> {
-        if self.kind == SinkKind::Service {
-            return Some(Vec::new());
-        }
-        let failed = weaviate::failed_ids(reply).ok()?;
-        Some(
-            items
-                .iter()
-                .filter(|item| {
-                    serde_json::from_slice::<IdOnly>(item)
-                        .is_ok_and(|e| failed.iter().any(|f| f.eq_ignore_ascii_case(&e.id)))
+    /// What a 2xx reply to the delivery of `items` says about them. The
+    /// service refuses events one by one for what they carry (its
+    /// `refused` list, by position in the array it got): sending them again
+    /// cannot help, so they are dropped, and the rest of the batch stands.
+    /// Weaviate marks failed objects, which may pass later (a shard that was
+    /// unavailable), so they are sent again. `None` when the reply cannot be
+    /// read, so the whole batch is retried (writes are upserts by id).
+    pub fn answer(&self, items: &[Vec<u8>], reply: &[u8]) -> Option<Answer> {
+        match self.kind {
+            SinkKind::Service => {
+                // An object: serde would also read an array as the struct.
+                if reply.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                    return None;
+                }
+                let reply: IngestReply = serde_json::from_slice(reply).ok()?;
+                let sent: Vec<usize> = readable(items).map(|(i, _)| i).collect();
+                let mut refused: Vec<usize> = reply
+                    .refused
+                    .iter()
+                    .filter_map(|r| sent.get(r.index).copied())
+                    .collect();
+                refused.sort_unstable();
+                refused.dedup();
+                let reason = reply
+                    .refused
+                    .iter()
+                    .find_map(|r| r.reason.as_deref())
+                    .map(|r| limits::fit(r, MAX_REASON_CHARS));
+                Some(Answer {
+                    retry: Vec::new(),
+                    refused: refused.len(),
+                    reason,
                 })
-                .cloned()
-                .collect(),
-        )
+            }
+            SinkKind::Weaviate => {
+                let failed = weaviate::failed_ids(reply).ok()?;
+                let retry = items
+                    .iter()
+                    .filter(|item| {
+                        serde_json::from_slice::<IdOnly>(item)
+                            .is_ok_and(|e| failed.iter().any(|f| f.eq_ignore_ascii_case(&e.id)))
+                    })
+                    .cloned()
+                    .collect();
+                Some(Answer {
+                    retry,
+                    refused: 0,
+                    reason: None,
+                })
+            }
+        }
     }
 
     fn auth_headers(&self) -> Vec<(&'static str, String)> {
@@ -278,6 +307,44 @@ impl Sink {
             .map(|k| ("authorization", format!("Bearer {k}")))
             .collect()
     }
+}
+
+/// The sink's word on a delivered batch (see [`Sink::answer`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// Items to send again.
+    pub retry: Vec<Vec<u8>>,
+    /// How many items the sink refused for good.
+    pub refused: usize,
+    /// The first refusal's reason, fitted for a log line.
+    pub reason: Option<String>,
+}
+
+/// A refusal reason kept for the log.
+const MAX_REASON_CHARS: usize = 200;
+
+/// `{"accepted": [...], "inserted": n, "refused": [{"index", "id", "reason"}]}`
+/// from the service's `POST /mem/ingest`; only `refused` matters here.
+#[derive(Deserialize)]
+struct IngestReply {
+    #[serde(default)]
+    refused: Vec<Refusal>,
+}
+
+#[derive(Deserialize)]
+struct Refusal {
+    index: usize,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// The items that parse as events, with their positions among `items`:
+/// what [`Sink::deliver`] sends, in order.
+fn readable(items: &[Vec<u8>]) -> impl Iterator<Item = (usize, Event)> + '_ {
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| serde_json::from_slice(item).ok().map(|e| (i, e)))
 }
 
 #[derive(Deserialize)]
@@ -312,6 +379,8 @@ mod tests {
             tokens_in: None,
             tokens_out: None,
             truncated: false,
+            unreadable: None,
+            request_bytes: None,
         })
         .unwrap()
     }
@@ -386,8 +455,43 @@ mod tests {
             1,
             "unreadable items are left out"
         );
-        assert_eq!(m.sink.failed_items(&[event("a")], b"{}"), Some(vec![]));
+        assert_eq!(m.sink.answer(&[event("a")], b"{}"), Some(Answer::default()));
         assert!(m.sink.schema_check().is_none());
+    }
+
+    /// Issue: the service refused whole batches for one event, and the
+    /// filter dropped them, taking every other user's events along.
+    #[test]
+    fn service_refusals_drop_only_the_refused_events() {
+        let key = [7u8; 32];
+        let m = config("service", "http://127.0.0.1:9/mem/ingest")
+            .validate(Some(&key))
+            .unwrap();
+        let items = [event("a"), b"not json".to_vec(), event("b"), event("c")];
+        let reply = serde_json::json!({
+            "accepted": ["a", "c"], "inserted": 2,
+            "refused": [{"index": 1, "id": "b", "reason": "model must be\nshort"},
+                        {"index": 1, "id": "b", "reason": "twice"},
+                        {"index": 9, "id": null, "reason": "no such event"}],
+        });
+        let answer = m.sink.answer(&items, reply.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            answer,
+            Answer {
+                retry: vec![],
+                refused: 1,
+                reason: Some("model must be\u{fffd}short".into()),
+            },
+            "index 1 is the second event sent (the unreadable item was left out)"
+        );
+        let none = serde_json::json!({"accepted": ["a"], "inserted": 1, "refused": []});
+        assert_eq!(
+            m.sink.answer(&items, none.to_string().as_bytes()),
+            Some(Answer::default())
+        );
+        for unreadable in [&b"<html>"[..], b"[]", br#"{"refused": [{"reason": "x"}]}"#] {
+            assert_eq!(m.sink.answer(&items, unreadable), None, "retried whole");
+        }
     }
 
     #[test]
@@ -409,11 +513,9 @@ mod tests {
             {"id": a, "result": {"status": "SUCCESS"}},
             {"id": b.to_uppercase(), "result": {"status": "FAILED", "errors": {"error": [{"message": "x"}]}}},
         ]);
-        let again = m
-            .sink
-            .failed_items(&items, reply.to_string().as_bytes())
-            .unwrap();
-        assert_eq!(again, vec![event(b)]);
-        assert_eq!(m.sink.failed_items(&items, b"<html>"), None);
+        let answer = m.sink.answer(&items, reply.to_string().as_bytes()).unwrap();
+        assert_eq!(answer.retry, vec![event(b)]);
+        assert_eq!((answer.refused, answer.reason), (0, None));
+        assert_eq!(m.sink.answer(&items, b"<html>"), None);
     }
 }

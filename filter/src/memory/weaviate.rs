@@ -14,7 +14,7 @@ pub const CLASS: &str = "MemoryEvent";
 /// type from the first object written: (name, Weaviate data type, exact).
 /// Exact properties are indexed as one `field` token, so an `Equal` filter
 /// on `user` can never match another user who shares a word of the name.
-const PROPERTIES: [(&str, &str, bool); 15] = [
+const PROPERTIES: [(&str, &str, bool); 17] = [
     ("user", "text", true),
     ("session", "text", true),
     ("role", "text", true),
@@ -30,6 +30,8 @@ const PROPERTIES: [(&str, &str, bool); 15] = [
     ("tokensIn", "int", false),
     ("tokensOut", "int", false),
     ("truncated", "boolean", false),
+    ("unreadable", "text", true),
+    ("requestBytes", "int", false),
 ];
 
 /// The body of `POST /v1/schema`. Vectors are left to whoever reads the
@@ -92,6 +94,10 @@ struct Properties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tokens_out: Option<u64>,
     truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unreadable: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_bytes: Option<u64>,
 }
 
 /// The body of `POST /v1/batch/objects`, which upserts by id: a retried
@@ -119,6 +125,8 @@ pub fn batch_body(events: &[Event]) -> Vec<u8> {
                     tokens_in: e.tokens_in,
                     tokens_out: e.tokens_out,
                     truncated: e.truncated,
+                    unreadable: e.unreadable.as_deref(),
+                    request_bytes: e.request_bytes,
                 },
             })
             .collect(),
@@ -188,7 +196,7 @@ pub fn failed_ids(reply_body: &[u8]) -> Result<Vec<String>, BatchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::event::Exchange;
+    use crate::memory::event::{Exchange, Unreadable};
     use crate::memory::prompt::Prompt;
     use crate::memory::reply_capture::Reply;
     use serde_json::{Value, json};
@@ -301,14 +309,19 @@ mod tests {
             tokens_out: Some(2),
             model: None,
         };
-        let [p, r] = exchange.events(prompt, reply);
+        let [p, r] = exchange.events(Ok(prompt), reply.clone());
         let bare = Event {
             model: None,
             task_id: None,
             status: None,
             ..r.clone()
         };
-        vec![p, r, bare]
+        let unreadable = Unreadable {
+            reason: "duplicate key",
+            request_bytes: 1234,
+        };
+        let [placeholder, _] = exchange.events(Err(unreadable), reply);
+        vec![p, r, bare, placeholder]
     }
 
     #[test]
@@ -352,7 +365,8 @@ mod tests {
                 "model",
                 "route",
                 "requestId",
-                "taskId"
+                "taskId",
+                "unreadable"
             ]
         );
         assert!(
@@ -411,9 +425,20 @@ mod tests {
         assert_eq!(full["kind"], "prompt");
         assert_eq!(full["content"], "hi \"there\"");
         let bare = objects[2]["properties"].as_object().unwrap();
-        for absent in ["model", "taskId", "status", "tokensIn"] {
+        for absent in [
+            "model",
+            "taskId",
+            "status",
+            "tokensIn",
+            "unreadable",
+            "requestBytes",
+        ] {
             assert!(!bare.contains_key(absent), "{absent}");
         }
+        let placeholder = &objects[3]["properties"];
+        assert_eq!(placeholder["unreadable"], "duplicate key");
+        assert_eq!(placeholder["requestBytes"], 1234);
+        assert_eq!(placeholder["content"], "");
         assert_eq!(
             serde_json::from_slice::<Value>(&batch_body(&[])).unwrap(),
             json!({"objects": []})
