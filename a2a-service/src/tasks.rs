@@ -28,6 +28,18 @@ pub const DEADLINE_GRACE: Duration = Duration::from_secs(15);
 pub const INTERRUPTED: &str =
     "interrupted: the service handling this task stopped before it finished";
 
+/// A duration in milliseconds, the longest ones as `i64::MAX`: a timeout
+/// or TTL configured past what an `i64` holds means "never", not a
+/// wrapped-around negative span.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// When a task `agent` starts working on at `now` counts as orphaned.
+fn deadline(now: i64, agent: &AgentConfig) -> i64 {
+    now.saturating_add(millis(agent.timeout.saturating_add(DEADLINE_GRACE)))
+}
+
 pub struct Submission {
     pub message: Message,
     /// The input as plain JSON (what `http` agents receive).
@@ -79,7 +91,7 @@ pub async fn submit(
         error: None,
         created_ms: now,
         updated_ms: now,
-        deadline_ms: now + (agent.timeout + DEADLINE_GRACE).as_millis() as i64,
+        deadline_ms: deadline(now, agent),
         agent_task_id: None,
     };
     state
@@ -127,10 +139,10 @@ async fn resume(
     message.context_id = Some(task.context_id.clone());
     task.history.push(message);
     let now = now_ms();
-    let deadline = now + (agent.timeout + DEADLINE_GRACE).as_millis() as i64;
+    let until = deadline(now, agent);
     let resumed = state
         .store
-        .resume(&caller.user, id, &task.history, deadline, now)
+        .resume(&caller.user, id, &task.history, until, now)
         .await
         .map_err(|e| store_err(state, e))?;
     if !resumed {
@@ -142,7 +154,7 @@ async fn resume(
     task.state = TaskState::Working;
     task.input = s.input;
     task.updated_ms = now;
-    task.deadline_ms = deadline;
+    task.deadline_ms = until;
     start(state, caller, agent, task, s.wait).await
 }
 
@@ -339,7 +351,7 @@ pub async fn housekeeping(state: &AppState) {
             );
         }
     }
-    let cutoff = now - state.config.task_ttl.as_millis() as i64;
+    let cutoff = now.saturating_sub(millis(state.config.task_ttl));
     if let Err(e) = state.store.delete_expired(cutoff).await {
         state.metrics.store_error();
         eprintln!(

@@ -39,4 +39,7 @@ postgres_tests!(
     ingest_refuses_bad_meta,
     weaviate_reads,
     weaviate_failures,
+    extreme_timestamps_read_back,
+    huge_durations_do_not_wrap,
+    page_tokens_past_any_count,
 );
