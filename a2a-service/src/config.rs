@@ -9,7 +9,7 @@
 //! | `A2A_AGENTS` | unset | registered agents, see below |
 //! | `A2A_CONFIG` | unset | JSON file `{"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol"}]}` (instead of `A2A_AGENTS`) |
 //! | `A2A_TASK_TTL` | `24h` | tasks and memory documents older than this are removed (`90m`, `24h`, `7d`, `3600` seconds) |
-//! | `A2A_MAX_BODY` | `1048576` | largest request body in bytes (`512k`, `1m` accepted) |
+//! | `A2A_MAX_BODY` | `1048576` | largest request body in bytes (`512k`, `1m` accepted); a longer one is answered 413 once up to 64 MiB more of it has been read and dropped, so the answer is not lost to a reset connection |
 //! | `ATTACH_ASSERTION_KEY` | unset | base64url key (≥ 32 bytes) shared with the filter; else `$ATTACH_DATA_DIR/assertion.key` (the same text, mode 0600) |
 //! | `ATTACH_PUBLIC_URL` | `http://127.0.0.1:8080` | the gateway's address, used in agent cards |
 //! | `OIDC_ISSUER` | unset | adds an `openIdConnect` scheme to agent cards |

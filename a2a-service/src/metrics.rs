@@ -24,6 +24,7 @@ struct Inner {
     store_errors: AtomicU64,
     memory_backend_errors: AtomicU64,
     auth_rejected: AtomicU64,
+    handler_panics: AtomicU64,
     forward: Mutex<BTreeMap<(String, &'static str), Histogram>>,
 }
 
@@ -47,6 +48,10 @@ impl Metrics {
 
     pub fn auth_rejected(&self) {
         self.0.auth_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn handler_panic(&self) {
+        self.0.handler_panics.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn forward_observed(&self, agent: &str, outcome: &'static str, elapsed: Duration) {
@@ -107,6 +112,11 @@ impl Metrics {
                 "Requests refused for a missing or invalid gateway assertion.",
                 &self.0.auth_rejected,
             ),
+            (
+                "attach_a2a_handler_panics_total",
+                "Requests whose handler panicked, answered 500.",
+                &self.0.handler_panics,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -160,10 +170,12 @@ mod tests {
     fn renders_counters_and_histogram() {
         let m = Metrics::default();
         m.transition(TaskState::Completed);
+        m.handler_panic();
         m.forward_observed("planner", "ok", Duration::from_millis(300));
         let text = m.render(Some(&[("completed".into(), 2)]));
         assert!(text.contains("attach_a2a_tasks{state=\"completed\"} 2"));
         assert!(text.contains("attach_a2a_task_transitions_total{state=\"completed\"} 1"));
+        assert!(text.contains("\nattach_a2a_handler_panics_total 1\n"));
         assert!(text.contains(
             "attach_a2a_forward_seconds_bucket{agent=\"planner\",outcome=\"ok\",le=\"0.25\"} 0"
         ));

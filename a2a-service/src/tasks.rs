@@ -32,6 +32,18 @@ pub const INTERRUPTED: &str =
 pub const TASK_SENT: &str = "task_sent";
 pub const TASK_RESULT: &str = "task_result";
 
+/// A duration in milliseconds, the longest ones as `i64::MAX`: a timeout
+/// or TTL configured past what an `i64` holds means "never", not a
+/// wrapped-around negative span.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// When a task `agent` starts working on at `now` counts as orphaned.
+fn deadline(now: i64, agent: &AgentConfig) -> i64 {
+    now.saturating_add(millis(agent.timeout.saturating_add(DEADLINE_GRACE)))
+}
+
 pub struct Submission {
     pub message: Message,
     /// The input as plain JSON (what `http` agents receive).
@@ -83,7 +95,7 @@ pub async fn submit(
         error: None,
         created_ms: now,
         updated_ms: now,
-        deadline_ms: now + (agent.timeout + DEADLINE_GRACE).as_millis() as i64,
+        deadline_ms: deadline(now, agent),
         agent_task_id: None,
     };
     state
@@ -131,10 +143,10 @@ async fn resume(
     message.context_id = Some(task.context_id.clone());
     task.history.push(message);
     let now = now_ms();
-    let deadline = now + (agent.timeout + DEADLINE_GRACE).as_millis() as i64;
+    let until = deadline(now, agent);
     let resumed = state
         .store
-        .resume(&caller.user, id, &task.history, deadline, now)
+        .resume(&caller.user, id, &task.history, until, now)
         .await
         .map_err(|e| store_err(state, e))?;
     if !resumed {
@@ -146,7 +158,7 @@ async fn resume(
     task.state = TaskState::Working;
     task.input = s.input;
     task.updated_ms = now;
-    task.deadline_ms = deadline;
+    task.deadline_ms = until;
     start(state, caller, agent, task, s.wait).await
 }
 
@@ -343,7 +355,7 @@ pub async fn housekeeping(state: &AppState) {
             );
         }
     }
-    let cutoff = now - state.config.task_ttl.as_millis() as i64;
+    let cutoff = now.saturating_sub(millis(state.config.task_ttl));
     if let Err(e) = state.store.delete_expired(cutoff).await {
         state.metrics.store_error();
         eprintln!(

@@ -40,4 +40,9 @@ sqlite_tests!(
     weaviate_reads,
     weaviate_failures,
     bearer_forwarding,
+    extreme_timestamps_read_back,
+    a_panicking_handler_fails_only_its_request,
+    oversized_bodies_get_their_413_over_the_wire,
+    huge_durations_do_not_wrap,
+    page_tokens_past_any_count,
 );

@@ -345,6 +345,7 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
             );
             return Ok(if code == 0 { 1 } else { code });
         }
+        group.keep_running(a2a::BIN_NAME);
     }
     if let (Some(d), Some(bin)) = (&prepared.dev, &agent_bin) {
         if let Some(code) = start_demo(&mut group, d, bin, &prepared)? {

@@ -1,6 +1,6 @@
 //! Runs Envoy (and the A2A service) as children in the launcher's process
-//! group, forwards SIGINT and SIGTERM to them, and makes sure no process
-//! outlives its parent.
+//! group, forwards SIGINT and SIGTERM to them, starts the service again when
+//! it exits, and makes sure no process outlives its parent.
 
 use crate::error::Error;
 use std::io;
@@ -55,12 +55,59 @@ pub fn die_with_parent() -> Result<(), Error> {
     Ok(())
 }
 
+/// Restart delays of a child kept running ([`Group::keep_running`]): the
+/// first after [`RESTART_FIRST`], each next one twice as long up to
+/// [`RESTART_MAX`], and the first again once the child had stayed up for
+/// [`RESTART_STABLE`]. A child that keeps failing at start is retried
+/// without busying the machine; one that crashed once comes back at once.
+const RESTART_FIRST: Duration = Duration::from_millis(200);
+const RESTART_MAX: Duration = Duration::from_secs(10);
+const RESTART_STABLE: Duration = Duration::from_secs(30);
+
 /// The launcher's children, all in its process group: each gets SIGTERM
 /// when the launcher dies, and signals the launcher receives are passed on
 /// to every one of them. Dropping the group stops whatever still runs.
 #[derive(Default)]
 pub struct Group {
-    children: Vec<(String, Child)>,
+    children: Vec<Member>,
+}
+
+struct Member {
+    name: String,
+    /// Kept to start the child again.
+    command: Command,
+    /// `None` while a restart is pending.
+    child: Option<Child>,
+    started: Instant,
+    /// Set for a child that is restarted when it exits.
+    restart: Option<Backoff>,
+}
+
+struct Backoff {
+    /// The delay before the next restart.
+    delay: Duration,
+    /// When the pending restart is due.
+    due: Option<Instant>,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            delay: RESTART_FIRST,
+            due: None,
+        }
+    }
+
+    /// Schedules a restart for a child that ran for `uptime`; the delay.
+    fn schedule(&mut self, uptime: Duration, now: Instant) -> Duration {
+        if uptime >= RESTART_STABLE {
+            self.delay = RESTART_FIRST;
+        }
+        let delay = self.delay;
+        self.delay = (delay * 2).min(RESTART_MAX);
+        self.due = Some(now + delay);
+        delay
+    }
 }
 
 /// How [`Group::wait_ready`] ended.
@@ -95,12 +142,25 @@ impl Group {
                 Ok(())
             });
         }
-        let program = command.get_program().to_string_lossy().into_owned();
-        let child = command
-            .spawn()
-            .map_err(|e| Error::runtime(format!("cannot start {program}: {e}")))?;
-        self.children.push((name.to_string(), child));
+        let child = start(&mut command)?;
+        self.children.push(Member {
+            name: name.to_string(),
+            command,
+            child: Some(child),
+            started: Instant::now(),
+            restart: None,
+        });
         Ok(())
+    }
+
+    /// From now on the child called `name` is started again whenever it
+    /// exits, with backoff, while the others go on: the companion service
+    /// crashing must not take Envoy down with it. Called once the child is
+    /// ready, so that one failing at start still stops the launcher.
+    pub fn keep_running(&mut self, name: &str) {
+        for member in self.children.iter_mut().filter(|m| m.name == name) {
+            member.restart = Some(Backoff::new());
+        }
     }
 
     /// Waits until `ready()` holds, watching the children meanwhile: one that
@@ -128,10 +188,10 @@ impl Group {
         }
     }
 
-    /// Supervises until a child exits or a signal comes, and returns the
-    /// exit code to use: with one child, its own (128 + signal when a signal
-    /// ended it); with several, a child that exits on its own stops the
-    /// others and the code is never 0.
+    /// Supervises until a child that is not kept running exits or a signal
+    /// comes, and returns the exit code to use: with one child, its own
+    /// (128 + signal when a signal ended it); with several, a child that
+    /// exits on its own stops the others and the code is never 0.
     pub fn run(mut self) -> Result<i32, Error> {
         loop {
             if let Some(code) = self.step()? {
@@ -144,19 +204,33 @@ impl Group {
     /// One look at the children and the pending signal; `Some(code)` once
     /// the group has stopped.
     fn step(&mut self) -> Result<Option<i32>, Error> {
+        let now = Instant::now();
         for i in 0..self.children.len() {
-            let (name, child) = &mut self.children[i];
-            if let Some(status) = try_wait(name, child)? {
-                let code = exit_code(status);
-                let name = name.clone();
-                self.children.remove(i);
-                if self.children.is_empty() {
-                    return Ok(Some(code));
-                }
-                eprintln!("attach: {name} exited ({status}); stopping the others");
-                self.stop(libc::SIGTERM)?;
-                return Ok(Some(if code == 0 { 1 } else { code }));
+            let member = &mut self.children[i];
+            let Some(child) = &mut member.child else {
+                member.restart_if_due(now);
+                continue;
+            };
+            let Some(status) = try_wait(&member.name, child)? else {
+                continue;
+            };
+            if let Some(backoff) = &mut member.restart {
+                member.child = None;
+                let delay = backoff.schedule(member.started.elapsed(), now);
+                eprintln!(
+                    "attach: {} exited ({status}); restarting it in {delay:?}",
+                    member.name
+                );
+                continue;
             }
+            let code = exit_code(status);
+            let name = self.children.remove(i).name;
+            if self.children.is_empty() {
+                return Ok(Some(code));
+            }
+            eprintln!("attach: {name} exited ({status}); stopping the others");
+            self.stop(libc::SIGTERM)?;
+            return Ok(Some(if code == 0 { 1 } else { code }));
         }
         let sig = PENDING.swap(0, Ordering::SeqCst);
         if sig != 0 {
@@ -166,10 +240,14 @@ impl Group {
         Ok(None)
     }
 
-    /// Forwards `sig` to every child, then waits up to [`GRACE`] (or until
-    /// a second signal) before SIGKILL; the exit codes in start order.
+    /// Forwards `sig` to every running child, then waits up to [`GRACE`]
+    /// (or until a second signal) before SIGKILL; the exit codes in start
+    /// order. A child waiting to be restarted is simply not started again.
     fn stop(&mut self, sig: i32) -> Result<Vec<i32>, Error> {
-        let mut children = std::mem::take(&mut self.children);
+        let mut children: Vec<(String, Child)> = std::mem::take(&mut self.children)
+            .into_iter()
+            .filter_map(|m| Some((m.name, m.child?)))
+            .collect();
         for (_, child) in &children {
             // SAFETY: signalling our own child, which has not been reaped yet.
             unsafe { libc::kill(child.id() as libc::pid_t, sig) };
@@ -208,9 +286,34 @@ impl Group {
     }
 }
 
+impl Member {
+    /// Starts the child again once its restart is due; a start that fails
+    /// is retried later like an exit.
+    fn restart_if_due(&mut self, now: Instant) {
+        let Some(backoff) = &mut self.restart else {
+            return;
+        };
+        if backoff.due.is_some_and(|due| due > now) {
+            return;
+        }
+        backoff.due = None;
+        self.started = now;
+        match start(&mut self.command) {
+            Ok(child) => {
+                eprintln!("attach: {} restarted (pid {})", self.name, child.id());
+                self.child = Some(child);
+            }
+            Err(e) => {
+                let delay = backoff.schedule(Duration::ZERO, now);
+                eprintln!("attach: {e}; trying again in {delay:?}");
+            }
+        }
+    }
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
-        if !self.children.is_empty() {
+        if self.children.iter().any(|m| m.child.is_some()) {
             let _ = self.stop(libc::SIGTERM);
         }
     }
@@ -223,6 +326,13 @@ pub fn run(command: Command) -> Result<i32, Error> {
     let mut group = Group::new();
     group.spawn("envoy", command)?;
     group.run()
+}
+
+fn start(command: &mut Command) -> Result<Child, Error> {
+    command.spawn().map_err(|e| {
+        let program = command.get_program().to_string_lossy();
+        Error::runtime(format!("cannot start {program}: {e}"))
+    })
 }
 
 fn try_wait(name: &str, child: &mut Child) -> Result<Option<ExitStatus>, Error> {
@@ -269,7 +379,7 @@ mod tests {
         for (script, want) in [("exit 0", 1), ("exit 3", 3)] {
             let mut g = Group::new();
             g.spawn("service", sh("exec sleep 30")).unwrap();
-            let sleeper = g.children[0].1.id() as i32;
+            let sleeper = g.children[0].child.as_ref().unwrap().id() as i32;
             g.spawn("envoy", sh(script)).unwrap();
             let started = Instant::now();
             assert_eq!(g.run().unwrap(), want, "{script}");
@@ -311,5 +421,105 @@ mod tests {
             .unwrap();
         assert_eq!(r, Ready::Stopped(1));
         assert!(g.children.is_empty());
+    }
+
+    #[test]
+    fn restart_delays_double_and_reset_after_a_stable_run() {
+        let mut b = Backoff::new();
+        let now = Instant::now();
+        let delays: Vec<u64> = (0..9)
+            .map(|_| b.schedule(Duration::from_secs(1), now).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            delays,
+            [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]
+        );
+        assert_eq!(b.due, Some(now + RESTART_MAX));
+        assert_eq!(b.schedule(RESTART_STABLE, now), RESTART_FIRST);
+        assert_eq!(b.schedule(Duration::ZERO, now), RESTART_FIRST * 2);
+    }
+
+    fn pid_of(g: &Group, name: &str) -> Option<i32> {
+        let m = g.children.iter().find(|m| m.name == name)?;
+        Some(m.child.as_ref()?.id() as i32)
+    }
+
+    /// Steps the group until `done` holds or `timeout` passes.
+    fn step_until(g: &mut Group, timeout: Duration, mut done: impl FnMut(&Group) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(g) && Instant::now() < deadline {
+            assert_eq!(g.step().unwrap(), None, "the group stopped");
+            std::thread::sleep(POLL);
+        }
+    }
+
+    #[test]
+    fn a_child_kept_running_comes_back_and_the_others_stay() {
+        let mut g = Group::new();
+        g.spawn("service", sh("exec sleep 30")).unwrap();
+        g.keep_running("service");
+        g.spawn("envoy", sh("exec sleep 30")).unwrap();
+        let envoy = pid_of(&g, "envoy").unwrap();
+        for _ in 0..2 {
+            let first = pid_of(&g, "service").unwrap();
+            // SAFETY: killing our own child.
+            unsafe { libc::kill(first, libc::SIGKILL) };
+            step_until(&mut g, Duration::from_secs(5), |g| {
+                pid_of(g, "service").is_some_and(|p| p != first)
+            });
+            let second = pid_of(&g, "service").expect("the service was restarted");
+            assert_ne!(second, first);
+            assert_eq!(pid_of(&g, "envoy"), Some(envoy), "envoy was touched");
+        }
+        // Envoy exiting still stops everything.
+        let service = pid_of(&g, "service").unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(envoy, libc::SIGTERM) };
+        let deadline = Instant::now() + GRACE;
+        let code = loop {
+            if let Some(code) = g.step().unwrap() {
+                break code;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envoy's exit did not stop the group"
+            );
+            std::thread::sleep(POLL);
+        };
+        assert_eq!(code, 128 + libc::SIGTERM);
+        // SAFETY: probing a pid with signal 0.
+        let gone = unsafe { libc::kill(service, 0) } != 0;
+        assert!(gone, "the service outlived envoy");
+    }
+
+    #[test]
+    fn a_restart_that_cannot_start_is_retried() {
+        let dir = std::env::temp_dir().join(format!("attach-restart-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut service = sh("exec sleep 30");
+        service.current_dir(&dir);
+        let mut g = Group::new();
+        g.spawn("service", service).unwrap();
+        g.keep_running("service");
+        g.spawn("envoy", sh("exec sleep 30")).unwrap();
+        // Without its working folder the service cannot start again.
+        std::fs::remove_dir(&dir).unwrap();
+        let first = pid_of(&g, "service").unwrap();
+        // SAFETY: killing our own child.
+        unsafe { libc::kill(first, libc::SIGKILL) };
+        // Failed starts after 0.2 s and 0.4 s more; the next waits 0.8 s.
+        step_until(&mut g, Duration::from_secs(1), |_| false);
+        assert_eq!(pid_of(&g, "service"), None);
+        assert_eq!(
+            g.children[0].restart.as_ref().map(|b| b.delay),
+            Some(RESTART_FIRST * 8)
+        );
+        std::fs::create_dir(&dir).unwrap();
+        step_until(&mut g, Duration::from_secs(5), |g| {
+            pid_of(g, "service").is_some()
+        });
+        assert!(pid_of(&g, "service").is_some(), "not started again");
+        drop(g);
+        std::fs::remove_dir(&dir).unwrap();
     }
 }

@@ -453,27 +453,41 @@ fn run_supervises_envoy_and_the_a2a_service() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// When the service dies, the launcher stops Envoy and fails.
+/// When the service dies, the launcher starts it again and Envoy goes on;
+/// when Envoy dies, the launcher stops the service and fails.
 #[test]
-fn a_dying_service_stops_envoy() {
+fn a_dying_service_is_restarted_and_a_dying_envoy_stops_it() {
     let Some(Running {
         mut child,
         dir,
+        ports,
         kids,
-        ..
     }) = run_with_service("a2a-dies")
     else {
         return;
     };
     let a2a = *kids.iter().find(|p| comm(**p) == "attach-a2a").unwrap();
+    let envoy = *kids.iter().find(|p| **p != a2a).unwrap();
+    let launcher = child.id();
     // SAFETY: killing our own grandchild.
     unsafe { libc::kill(a2a, libc::SIGKILL) };
+    wait_until("the service again", &mut child, || {
+        children_of(launcher)
+            .iter()
+            .any(|p| *p != a2a && *p != envoy)
+            && http_status(ports.1, "/healthz") == Some(200)
+    });
+    assert!(alive(envoy), "Envoy stopped with the service");
+    let restarted = *children_of(launcher).iter().find(|p| **p != envoy).unwrap();
+    assert_eq!(comm(restarted), "attach-a2a");
+    // SAFETY: killing our own grandchild.
+    unsafe { libc::kill(envoy, libc::SIGKILL) };
     let started = Instant::now();
     let status = child.wait().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_ne!(status.code(), Some(0), "{status}");
     std::thread::sleep(Duration::from_millis(200));
-    for pid in kids {
+    for pid in [envoy, restarted] {
         assert!(!alive(pid), "{pid} outlived the launcher");
     }
     std::fs::remove_dir_all(&dir).unwrap();

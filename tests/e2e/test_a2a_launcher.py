@@ -117,15 +117,36 @@ def test_both_children_run_and_stop_together(make_stack):
     assert s.gateway.returncode == 0
 
 
-def test_a_dying_service_takes_the_gateway_down(make_stack):
+def test_a_killed_service_is_restarted_while_envoy_serves(make_stack):
     s = make_stack(a2a=True)
-    service, envoy = _children(s.gateway)
-    os.kill(service[0], signal.SIGKILL)
-    proc = s.gateway.proc
-    rc = proc.wait(15)
-    assert rc != 0
-    assert wait_until(lambda: not alive(envoy[0]), 5), "Envoy outlived the service"
-    assert not is_listening(s.gateway.port)
+    token = s.token()
+    (envoy,) = _children(s.gateway)[1]
+    assert s.get("/mem/events", token=token).status == 200
+    for delay in ("200ms", "400ms"):
+        (service,) = _children(s.gateway)[0]
+        os.kill(service, signal.SIGKILL)
+        # Envoy goes on proxying to the engine while the service is down.
+        for _ in range(5):
+            assert s.get("/", token=token).status == 200
+
+        def restarted():
+            return [p for p in _children(s.gateway)[0] if p != service]
+
+        assert wait_until(restarted, 10), s.gateway.log_tail()
+        assert wait_until(lambda: s.get("/mem/events", token=token).status == 200, 10), (
+            s.gateway.log_tail()
+        )
+        log = s.gateway.stderr_path.read_text()
+        assert f"attach: attach-a2a exited (signal: 9 (SIGKILL)); restarting it in {delay}" in log
+        assert f"attach: attach-a2a restarted (pid {restarted()[0]})" in log
+    assert s.gateway.proc.poll() is None
+    assert _children(s.gateway)[1] == [envoy]
+    # Envoy exiting still stops everything.
+    (service,) = _children(s.gateway)[0]
+    os.kill(envoy, signal.SIGKILL)
+    assert s.gateway.proc.wait(15) != 0
+    assert wait_until(lambda: not alive(service), 5), "the service outlived Envoy"
+    assert not is_listening(s.gateway.port) and not is_listening(s.gateway.a2a_port)
     # Already stopped: nothing left for the fixture's stop().
     Gateway.running.discard(s.gateway)
     s.gateway.proc = None

@@ -270,10 +270,12 @@ impl Task {
     }
 }
 
-/// RFC 3339 text for a unix-millisecond instant.
+/// RFC 3339 text for a unix-millisecond instant, for any `i64`: an instant
+/// before 1970 reads as the epoch and one past year 9999 as that year's last
+/// millisecond (the format has four-digit years). Stored rows are rendered
+/// with it, so no value a row can hold may fail a read.
 pub fn timestamp(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
+    attach_filter::memory::event::rfc3339_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Unix milliseconds of an RFC 3339 instant. A numeric offset (`+02:00`)
@@ -419,5 +421,25 @@ mod tests {
             serde_json::json!({"x": 1})
         );
         assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn timestamps_are_total() {
+        let last = "9999-12-31T23:59:59.999Z";
+        assert_eq!(timestamp(i64::MAX), last);
+        assert_eq!(timestamp(253_402_300_800_000), last);
+        assert_eq!(timestamp(i64::MIN), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(-1), "1970-01-01T00:00:00.000Z");
+        // Accepted by the parser and past year 9999 once the offset applies.
+        let beyond = parse_timestamp("9999-12-31T23:59:59-23:59").unwrap();
+        assert_eq!(timestamp(beyond), last);
+        // Within the range, the same text humantime writes.
+        for ms in (0..=253_402_300_799_999_i64).step_by(7_919_999_999_993) {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+            assert_eq!(
+                timestamp(ms),
+                humantime::format_rfc3339_millis(t).to_string()
+            );
+        }
     }
 }

@@ -156,15 +156,16 @@ async fn dispatch_v1(
                 state: p.state,
                 updated_after_ms: p.updated_after_ms,
                 limit: p.page_size as i64,
-                offset: p.offset as i64,
+                // A token past any count the store holds finds nothing.
+                offset: i64::try_from(p.offset).unwrap_or(i64::MAX),
             };
             let (found, total) = state
                 .store
                 .list_tasks(&caller.user, &agent.name, &filter)
                 .await
                 .map_err(|e| store_err(state, e))?;
-            let next = p.offset + found.len();
-            let next_page_token = if (next as i64) < total {
+            let next = p.offset.saturating_add(found.len());
+            let next_page_token = if i64::try_from(next).is_ok_and(|n| n < total) {
                 next.to_string()
             } else {
                 String::new()

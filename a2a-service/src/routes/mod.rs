@@ -6,19 +6,45 @@ mod health;
 mod memory;
 mod seed;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::BodyExt;
 use serde_json::Value;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::AppError;
 use crate::state::AppState;
 
+/// Past `A2A_MAX_BODY`, at most this much more of a body is read and
+/// dropped before the 413 goes out ([`read_body`]).
+const DRAIN_MAX: usize = 64 * 1024 * 1024;
+/// And for at most this long, so a client trickling a body cannot hold on.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The service's routes and `extra` behind the same body limit and panic
+/// guard; `extra` lets a test add a route that misbehaves and see the
+/// guard answer for it.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let limit = state.config.max_body;
+    let metrics = state.metrics.clone();
+    // A handler that panics fails its own request (500, counted), never the
+    // process or the other requests in flight.
+    let guard = CatchPanicLayer::custom(move |_| {
+        metrics.handler_panic();
+        AppError::Internal("the request failed".into()).into_response()
+    });
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -33,8 +59,64 @@ pub fn router(state: AppState) -> Router {
         .route("/mem/events", post(memory::create).get(memory::list))
         .route("/mem/events/{mem_id}", get(memory::fetch))
         .route("/mem/ingest", post(memory::ingest))
+        .merge(extra)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(limit, read_body))
+        .layer(guard)
         .with_state(state)
+}
+
+/// Reads the whole request body, up to `limit`, before any handler runs.
+/// A longer one is answered 413 only once the rest of it has been read and
+/// dropped (up to [`DRAIN_MAX`] past the limit, within [`DRAIN_TIME`]): an
+/// answer sent while the client is still sending closes the connection with
+/// unread data, the kernel resets it, and the client behind Envoy gets
+/// Envoy's 503 instead of this 413.
+async fn read_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let (parts, mut body) = request.into_parts();
+    let allowance = limit.saturating_add(DRAIN_MAX);
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|n| *n > limit as u64) {
+        // Past the allowance too: no point reading what must be cut anyway.
+        if declared <= allowance as u64 {
+            drain(body, allowance).await;
+        }
+        return AppError::PayloadTooLarge(limit).into_response();
+    }
+    let mut kept = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return AppError::BadRequest("cannot read the request body".into()).into_response();
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let read = kept.len() + data.len();
+        if read > limit {
+            drain(body, allowance.saturating_sub(read)).await;
+            return AppError::PayloadTooLarge(limit).into_response();
+        }
+        kept.extend_from_slice(&data);
+    }
+    next.run(Request::from_parts(parts, Body::from(kept))).await
+}
+
+/// Reads and drops up to `budget` bytes of `body`, for at most [`DRAIN_TIME`].
+async fn drain(mut body: Body, budget: usize) {
+    let discard = async {
+        let mut left = budget;
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, Bytes::len);
+            let Some(rest) = left.checked_sub(n) else {
+                return;
+            };
+            left = rest;
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 /// The buffered body, or 413 past `A2A_MAX_BODY`.

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use attach_a2a_service::a2a::model::{Task, TaskState, now_ms};
 use attach_a2a_service::auth::AssertionKey;
-use attach_a2a_service::store::{ExchangeMeta, MemoryEvent};
-use attach_a2a_service::tasks;
+use attach_a2a_service::store::{ExchangeMeta, MemoryEvent, Store};
+use attach_a2a_service::{AppState, router, tasks};
 use axum::body::Body;
 use axum::http::Request;
 use axum::http::StatusCode;
@@ -1551,4 +1551,210 @@ pub async fn weaviate_failures(db: &Db) {
     let (status, v) = down.get("/mem/events", Some("alice")).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{v}");
     refused(&v, "unreachable");
+}
+
+/// Rows whose instants RFC 3339 cannot write (past year 9999, before 1970)
+/// read back with the nearest instant it can, through every route that
+/// shows them: a stored row must never fail a read.
+pub async fn extreme_timestamps_read_back(db: &Db) {
+    let h = Harness::new(db).await;
+    let store = &h.state.store;
+    let beyond = attach_a2a_service::a2a::model::parse_timestamp("9999-12-31T23:59:59-23:59")
+        .expect("the parser takes it");
+    let last = "9999-12-31T23:59:59.999Z";
+    let epoch = "1970-01-01T00:00:00.000Z";
+    let mut ids = Vec::new();
+    for (created_ms, shown) in [(beyond, last), (i64::MAX, last), (i64::MIN, epoch)] {
+        let event = MemoryEvent {
+            id: new_id(),
+            owner: "alice".into(),
+            session: "alice-session".into(),
+            kind: "note".into(),
+            role: None,
+            task_id: None,
+            content: json!("far"),
+            created_ms,
+            meta: ExchangeMeta::default(),
+        };
+        store.insert_memory(&event).await.unwrap();
+        ids.push((event.id, shown));
+    }
+    let listed = h.memory("alice", "").await;
+    assert_eq!(listed.len(), 3);
+    for (id, shown) in &ids {
+        let row = listed.iter().find(|e| e["mem_id"] == id.as_str()).unwrap();
+        assert_eq!(row["created"], *shown);
+        let (status, one) = h.get(&format!("/mem/events/{id}"), Some("alice")).await;
+        assert_eq!(status, StatusCode::OK, "{one}");
+        assert_eq!(one["created"], *shown);
+    }
+
+    let mut task = stored_task("far", TaskState::Completed, i64::MAX, i64::MAX);
+    task.created_ms = i64::MIN;
+    store.insert_task(&task).await.unwrap();
+    let (status, seed) = h.get("/a2a/tasks/status/far", Some("alice")).await;
+    assert_eq!(status, StatusCode::OK, "{seed}");
+    assert_eq!(
+        (seed["created"].as_str(), seed["updated"].as_str()),
+        (Some(epoch), Some(last))
+    );
+    let got = h
+        .v03("v03", "alice", "tasks/get", json!({"id": "far"}))
+        .await;
+    assert_eq!(got["result"]["status"]["timestamp"], last);
+    let got = h.v1("v03", "alice", "GetTask", json!({"id": "far"})).await;
+    assert_eq!(got["result"]["status"]["timestamp"], last, "{got}");
+    let listed = h.v1("v03", "alice", "ListTasks", json!({})).await;
+    assert_eq!(listed["result"]["tasks"][0]["status"]["timestamp"], last);
+}
+
+/// A handler that panics answers 500 with the usual error body, naming
+/// nothing of the panic; the connection and the service go on, and the
+/// panic is counted.
+pub async fn a_panicking_handler_fails_only_its_request(db: &Db) {
+    let h = Harness::new(db).await;
+    async fn boom() -> StatusCode {
+        panic!("secret detail")
+    }
+    let extra = axum::Router::new().route("/boom", axum::routing::get(boom));
+    let app = attach_a2a_service::routes::router_with(h.state.clone(), extra);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // One connection for every request (reqwest keeps it alive).
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let r = client.get(format!("{base}/boom")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            r.headers()["content-type"].to_str().unwrap(),
+            "application/json"
+        );
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "internal");
+        assert!(!body.to_string().contains("secret"), "{body}");
+        let r = client.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\nattach_a2a_handler_panics_total 2\n"),
+        "{metrics}"
+    );
+}
+
+/// A body past `A2A_MAX_BODY` sent over a real connection gets the 413 and
+/// its JSON body (the rest of the body is read first, so the answer is not
+/// lost to a reset), and the connection serves the next request.
+pub async fn oversized_bodies_get_their_413_over_the_wire(db: &Db) {
+    let h = Harness::with(
+        db,
+        Options {
+            max_body: Some("4096"),
+            ..Options::default()
+        },
+    )
+    .await;
+    let app = h.app.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let signed = |path: &str, body: Vec<u8>| {
+        let mut r = client.post(format!("{base}{path}")).body(body);
+        for (name, value) in Harness::request("POST", path, Some("alice"), Body::empty()).headers()
+        {
+            r = r.header(name, value);
+        }
+        r
+    };
+    let big = serde_json::to_vec(&json!({"kind": "note", "content": "x".repeat(4 << 20)})).unwrap();
+    for path in ["/mem/events", "/mem/ingest", "/a2a/agents/v03"] {
+        let r = signed(path, big.clone()).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "payload_too_large", "{path}");
+        let ok = signed("/mem/events", br#"{"kind": "note", "content": 1}"#.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::OK, "after {path}");
+    }
+    assert_eq!(h.memory("alice", "").await.len(), 3);
+}
+
+/// A TTL or agent timeout too long for an `i64` of milliseconds means
+/// "keep" and "wait", not a span that wrapped around: housekeeping keeps
+/// fresh rows, and a task's deadline lies ahead.
+pub async fn huge_durations_do_not_wrap(db: &Db) {
+    let h = Harness::with(
+        db,
+        Options {
+            ttl: Some("150000000000d"),
+            ..Options::default()
+        },
+    )
+    .await;
+    h.post(
+        "/mem/events",
+        Some("alice"),
+        &json!({"kind": "note", "content": 1}),
+    )
+    .await;
+    tasks::housekeeping(&h.state).await;
+    assert_eq!(h.memory("alice", "").await.len(), 1);
+
+    let mut config = h.state.config.clone();
+    let patient = config.agents.get_mut("patient").unwrap();
+    patient.timeout = Duration::from_millis(u64::MAX);
+    let store = Store::open(&config.database).await.unwrap();
+    let state = AppState::new(config, store).unwrap();
+    let far = Harness {
+        app: router(state.clone()),
+        state,
+        seen: h.seen.clone(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let id = far.start_in_background("patient", "alice").await;
+    let task = far
+        .state
+        .store
+        .get_task("alice", &id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let year = 365 * 86_400_000;
+    assert!(task.deadline_ms > now_ms() + year, "{}", task.deadline_ms);
+}
+
+/// A page token past any count the store can hold finds an empty page.
+pub async fn page_tokens_past_any_count(db: &Db) {
+    let h = Harness::new(db).await;
+    h.v1(
+        "v1",
+        "alice",
+        "SendMessage",
+        json!({"message": msg_v1("x")}),
+    )
+    .await;
+    for token in ["9223372036854775807", "18446744073709551615"] {
+        let r = h
+            .v1("v1", "alice", "ListTasks", json!({"pageToken": token}))
+            .await;
+        assert_eq!(r["result"]["tasks"], json!([]), "{r}");
+        assert_eq!(r["result"]["nextPageToken"], "", "{r}");
+    }
 }

@@ -5,9 +5,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::gateway::Caller;
+use attach_filter::memory::event::rfc3339_millis;
 use serde_json::{Map, Value, json};
 
 use crate::a2a::{IncomingMessage, text_part};
@@ -95,6 +96,12 @@ impl From<String> for Outcome {
     }
 }
 
+/// Milliseconds since 1970 of `t`; a clock set before 1970 reads as 0.
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// An artifact with a name and optional metadata.
 pub fn artifact(name: &str, parts: Vec<Value>, metadata: Option<Value>) -> Value {
     let mut a = json!({
@@ -168,7 +175,7 @@ impl Task {
     pub fn to_json(&self, history_length: Option<usize>) -> Value {
         let mut status = json!({
             "state": self.state.wire(),
-            "timestamp": humantime::format_rfc3339_millis(self.updated).to_string(),
+            "timestamp": rfc3339_millis(unix_ms(self.updated)),
         });
         if let Some(m) = &self.status_message {
             status["message"] = m.clone();
@@ -285,5 +292,18 @@ mod tests {
         assert_eq!(v["artifacts"][0]["name"], "plan");
         assert_eq!(v["history"].as_array().unwrap().len(), 1);
         assert_eq!(v["metadata"], json!({}));
+    }
+
+    #[test]
+    fn timestamps_for_any_clock() {
+        let mut t = task(None);
+        let day = std::time::Duration::from_secs(86_400);
+        for (clock, want) in [
+            (UNIX_EPOCH - day, "1970-01-01T00:00:00.000Z"),
+            (UNIX_EPOCH + day * 3_000_000, "9999-12-31T23:59:59.999Z"),
+        ] {
+            t.updated = clock;
+            assert_eq!(t.to_json(None)["status"]["timestamp"], want);
+        }
     }
 }
