@@ -106,6 +106,8 @@ test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@$(MAKE) --no-print-directory wasm launcher venv node-peers browser-peers postgres compose-cli
+	@contract="$${WEAVIATE_CONTRACT:-$(CURDIR)/../shared/contracts/weaviate-openapi.json}"; \
+	  [ -f "$$contract" ] || echo "note: Weaviate contract not found at $$contract (set WEAVIATE_CONTRACT): the checks against it are skipped"
 	ENVOY_BIN='$(TEST_ENVOY)' a2a-service/tests/pg.sh run -- bash -c \
 	  '$(CARGO) test --workspace && $(VENV)/bin/python -m pytest -q tests/e2e'
 	ENVOY_BIN='$(TEST_ENVOY)' $(VENV)/bin/python -m pytest -q tests/deploy

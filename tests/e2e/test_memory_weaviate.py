@@ -15,6 +15,11 @@ import time
 
 import pytest
 
+import weaviate_contract
+
+if weaviate_contract.missing():
+    pytest.skip(weaviate_contract.missing(), allow_module_level=True)
+
 from engine import Engine, reply_for
 from netutil import wait_until
 from stack import launch_stack
