@@ -17,11 +17,10 @@ from a2a_agents import JsonAgent
 from httpc import assert_refused
 from idp import IdP
 from stack import launch_stack, provider_entry
-from test_did_tokens import did_peer, mint_one, token_request  # noqa: F401  (fixture)
+from test_did_tokens import NO_DID_ENV, did_peer, mint_one, token_request  # noqa: F401  (fixture)
 
 DID_AUD = "did:web:gateway.attach.test"
 DID_SECTION = {"audiences": [DID_AUD], "max_ttl_secs": 3600, "allow": ["did:key:*", "did:pkh:eip155:1:*"]}
-NO_DID_ENV = {"DID_AUD": None, "DID_ALLOW": None, "DID_MAX_TTL": None}
 JSON = {"Content-Type": "application/json"}
 
 

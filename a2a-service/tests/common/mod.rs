@@ -177,10 +177,7 @@ pub async fn start_agents() -> (SocketAddr, Seen) {
             post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
         )
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen)
+    (serve(app).await, seen)
 }
 
 /// How the Weaviate stand-in answers GraphQL queries.
@@ -221,10 +218,7 @@ impl FakeWeaviate {
         let app = Router::new()
             .route("/v1/graphql", post(fake_graphql))
             .with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (format!("http://{addr}"), fake)
+        (format!("http://{}", serve(app).await), fake)
     }
 
     /// Adds an object as Weaviate returns it: the selected properties
@@ -304,6 +298,14 @@ async fn fake_graphql(
             axum::Json(json!({"data": {"Get": {"MemoryEvent": []}}})).into_response()
         }
     }
+}
+
+/// Serves `app` on a free port of 127.0.0.1 for the rest of the test.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
 }
 
 /// A port nothing listens on.

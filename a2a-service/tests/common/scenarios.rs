@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{
     Db, FakeWeaviate, Harness, MIRROR, Options, WeaviateMode, closed_port, key, msg_v1, msg_v03,
+    serve,
 };
 
 fn code(v: &Value) -> i64 {
@@ -1618,9 +1619,7 @@ pub async fn a_panicking_handler_fails_only_its_request(db: &Db) {
     }
     let extra = axum::Router::new().route("/boom", axum::routing::get(boom));
     let app = attach_a2a_service::routes::router_with(h.state.clone(), extra);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{}", serve(app).await);
     // One connection for every request (reqwest keeps it alive).
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
@@ -1666,9 +1665,7 @@ pub async fn oversized_bodies_get_their_413_over_the_wire(db: &Db) {
     )
     .await;
     let app = h.app.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{}", serve(app).await);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .build()
