@@ -1,7 +1,9 @@
 """Bodies past the companion service's limit (A2A_MAX_BODY) sent through the
 gateway come back as the service's own 413 with its JSON error body, not as
 Envoy's 503 for a connection the service reset while the body was still
-arriving; the gateway serves the next request as usual."""
+arriving; the gateway serves the next request as usual. RFC 9110 §15.5.14:
+413 (Content Too Large) is the answer for content larger than the server is
+willing to process."""
 
 import http.client
 import json

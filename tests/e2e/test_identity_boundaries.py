@@ -191,7 +191,8 @@ def scoped(tmp_path_factory, artifacts):
 
 
 def test_required_scopes_apply_to_did_tokens(scoped, did_peer):  # noqa: F811
-    """With `required_scopes: ["x"]` a self-issued did:key token without the scope used to pass."""
+    """With `required_scopes: ["x"]` a self-issued did:key token without the scope used to pass.
+    RFC 6750 §3.1: a token without the scope the resource needs gets 403 `insufficient_scope`."""
     without = mint_one(**token_request("key-ed25519", claims={"scope": "read"}))
     scoped.upstream.clear()
     r = scoped.get("/api/tags", token=without["jwt"])
