@@ -27,9 +27,6 @@ pub const DEFAULT_DATA_DIR: &str = ".attach";
 pub const ADMIN_SOCKET: &str = "envoy-admin.sock";
 /// `sun_path` holds 108 bytes, the last one a NUL.
 const MAX_SOCKET_PATH: usize = 107;
-const LOG_LEVELS: [&str; 8] = [
-    "trace", "debug", "info", "warning", "warn", "error", "critical", "off",
-];
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -414,19 +411,7 @@ impl Settings {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
 
-        let log_level = match get(env, "ATTACH_LOG_LEVEL") {
-            Some(raw) => {
-                let lower = raw.to_ascii_lowercase();
-                if !LOG_LEVELS.contains(&lower.as_str()) {
-                    return Err(Error::setting(
-                        "ATTACH_LOG_LEVEL",
-                        format!("{raw:?} is not one of {}", LOG_LEVELS.join(", ")),
-                    ));
-                }
-                lower
-            }
-            None => "info".to_string(),
-        };
+        let log_level = crate::log_level::choose(get(env, "ATTACH_LOG_LEVEL").as_deref())?;
 
         let public_url = match get(env, "ATTACH_PUBLIC_URL") {
             Some(raw) => {
@@ -563,7 +548,7 @@ pub mod tests {
         assert_eq!(s.port, 8080);
         assert_eq!(s.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert!(s.concurrency >= 1);
-        assert_eq!(s.log_level, "info");
+        assert_eq!(s.log_level, "warn");
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
         assert_eq!(s.data_dir, Path::new("/srv/attach/.attach"));
         assert_eq!(s.ca_bundle, Path::new(DEFAULT_CA_BUNDLE));

@@ -2,12 +2,15 @@
 //! service next to them).
 
 mod a2a;
+mod banner;
 mod bootstrap;
 mod config_file;
 mod dev;
 mod env;
+mod envoy_admin;
 mod envoy_bin;
 mod error;
+mod log_level;
 mod plugin;
 mod supervise;
 mod token;
@@ -25,6 +28,9 @@ use std::time::Duration;
 
 /// How long the A2A service may take to listen before Envoy starts.
 const A2A_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the banner waits for Envoy to be ready before saying so; Envoy
+/// goes on running either way.
+const ENVOY_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 const USAGE: &str = "usage: attach <command>
 
@@ -365,7 +371,30 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
         // The filter's secrets: in Envoy's environment, not its configuration.
         .envs(&plugin.secrets);
     group.spawn("envoy", command)?;
+    let ready = group.watch(ENVOY_START_TIMEOUT, || {
+        envoy_admin::is_ready(&rendered.admin_socket)
+    })?;
+    match ready {
+        Some(supervise::Ready::Yes) => print_banner(env, cwd, &prepared),
+        Some(supervise::Ready::Stopped(code)) => return Ok(code),
+        None => eprintln!(
+            "attach: envoy is not ready after {ENVOY_START_TIMEOUT:?}; the gateway may not answer yet (ATTACH_LOG_LEVEL=info shows Envoy's start-up)"
+        ),
+    }
     group.run()
+}
+
+/// The end of start-up: where the gateway is and how to sign in to it.
+fn print_banner(env: Env, cwd: &Path, prepared: &Prepared) {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("attach"));
+    let text = banner::text(
+        &prepared.settings,
+        &prepared.plugin.config,
+        prepared.dev.is_some(),
+        &banner::token_command(env, &exe, cwd),
+    );
+    println!("{text}");
+    let _ = std::io::stdout().flush();
 }
 
 /// The demo's agents (each waited for until it listens) and the token
@@ -395,12 +424,6 @@ fn start_demo(
         listener,
         settings.port,
         token_minter(settings, &prepared.plugin)?,
-    );
-    println!(
-        "attach: demo at {}{} (agents: planner, coder; model {})",
-        settings.gateway_url(),
-        dev::DEMO_PATH,
-        settings.dev.model
     );
     Ok(None)
 }

@@ -110,7 +110,7 @@ impl Backoff {
     }
 }
 
-/// How [`Group::wait_ready`] ended.
+/// How [`Group::wait_ready`] (or [`Group::watch`]) ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ready {
     Yes,
@@ -169,20 +169,34 @@ impl Group {
         &mut self,
         what: &str,
         timeout: Duration,
-        mut ready: impl FnMut() -> bool,
+        ready: impl FnMut() -> bool,
     ) -> Result<Ready, Error> {
+        if let Some(outcome) = self.watch(timeout, ready)? {
+            return Ok(outcome);
+        }
+        eprintln!("attach: {what} not ready after {timeout:?}; stopping");
+        self.stop(libc::SIGTERM)?;
+        Ok(Ready::Stopped(1))
+    }
+
+    /// Supervises until `ready()` holds or the group stops, as
+    /// [`Group::wait_ready`]; `None` when `timeout` passed first, with the
+    /// children left running.
+    pub fn watch(
+        &mut self,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<Option<Ready>, Error> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(code) = self.step()? {
-                return Ok(Ready::Stopped(code));
+                return Ok(Some(Ready::Stopped(code)));
             }
             if ready() {
-                return Ok(Ready::Yes);
+                return Ok(Some(Ready::Yes));
             }
             if Instant::now() > deadline {
-                eprintln!("attach: {what} not ready after {timeout:?}; stopping");
-                self.stop(libc::SIGTERM)?;
-                return Ok(Ready::Stopped(1));
+                return Ok(None);
             }
             std::thread::sleep(POLL);
         }
@@ -421,6 +435,19 @@ mod tests {
             .unwrap();
         assert_eq!(r, Ready::Stopped(1));
         assert!(g.children.is_empty());
+    }
+
+    #[test]
+    fn watch_leaves_the_group_running_when_time_is_up() {
+        let mut g = Group::new();
+        g.spawn("envoy", sh("exec sleep 30")).unwrap();
+        let r = g.watch(Duration::from_millis(200), || false).unwrap();
+        assert_eq!(r, None);
+        let pid = pid_of(&g, "envoy").expect("still supervised");
+        // SAFETY: probing a pid with signal 0.
+        assert_eq!(unsafe { libc::kill(pid, 0) }, 0, "the child was stopped");
+        let r = g.watch(Duration::from_secs(5), || true).unwrap();
+        assert_eq!(r, Some(Ready::Yes));
     }
 
     #[test]

@@ -268,13 +268,14 @@ fn run_starts_envoy_and_stops_it_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "attach exits with Envoy's status");
-    let mut line = String::new();
+    let mut out = String::new();
     child
         .stdout
         .take()
         .unwrap()
-        .read_to_string(&mut line)
+        .read_to_string(&mut out)
         .unwrap();
+    let (line, banner) = out.split_once('\n').unwrap();
     assert_eq!(
         line.trim(),
         format!(
@@ -282,6 +283,7 @@ fn run_starts_envoy_and_stops_it_on_sigterm() {
             admin.display()
         )
     );
+    assert!(banner.starts_with("attach: ready\n"), "{out}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(!alive(envoy_pid), "envoy {envoy_pid} outlived the launcher");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -490,5 +492,159 @@ fn a_dying_service_is_restarted_and_a_dying_envoy_stops_it() {
     for pid in [envoy, restarted] {
         assert!(!alive(pid), "{pid} outlived the launcher");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `attach run` with stdout and stderr in one file, in the order written,
+/// as a terminal shows them.
+fn start_logged(
+    envoy: &Path,
+    wasm: &Path,
+    dir: &Path,
+    port: u16,
+    envs: &[(&str, &str)],
+) -> (Child, PathBuf) {
+    let log = dir.join("terminal.log");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    let err = out.try_clone().unwrap();
+    let child = attach(&["run"], wasm, envs)
+        .env_remove("ATTACH_LOG_LEVEL")
+        .env("ENVOY_BIN", envoy)
+        .env("ATTACH_PORT", port.to_string())
+        .env("ATTACH_DATA_DIR", dir)
+        .env("ATTACH_CONCURRENCY", "1")
+        .envs(envs.iter().copied())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    (child, log)
+}
+
+fn read(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+}
+
+/// Envoy's own log lines at `level` (`[time][pid][level][component] ...`).
+fn envoy_lines<'a>(output: &'a str, level: &str) -> Vec<&'a str> {
+    let tag = format!("][{level}][");
+    output.lines().filter(|l| l.contains(&tag)).collect()
+}
+
+/// At the default log level start-up shows the launcher's lines and none of
+/// Envoy's info log, and ends with the banner, printed once Envoy is ready.
+#[test]
+fn run_ends_start_up_with_the_banner() {
+    let Some((envoy, wasm)) = prerequisites() else {
+        return;
+    };
+    let dir = scratch("banner");
+    let port = free_port();
+    let admin = admin_socket(&dir, port);
+    let engine = format!("http://127.0.0.1:{}", free_port());
+    let (mut child, log) = start_logged(&envoy, &wasm, &dir, port, &[("ENGINE_URL", &engine)]);
+    wait_until("the banner", &mut child, || {
+        read(&log).contains("attach: ready\n")
+    });
+    assert_eq!(
+        admin_status(&admin, "/ready"),
+        Some(200),
+        "the banner came before Envoy was ready"
+    );
+    // Whatever Envoy would still print at start-up has had time to come.
+    std::thread::sleep(Duration::from_secs(2));
+    let output = read(&log);
+    stop(child);
+    assert_eq!(envoy_lines(&output, "info"), Vec::<&str>::new(), "{output}");
+    let banner = output
+        .split_once("attach: ready\n")
+        .map(|(_, rest)| rest)
+        .unwrap();
+    let lines: Vec<&str> = banner.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "the banner is not the last output:\n{output}"
+    );
+    assert_eq!(
+        lines[0],
+        format!("  gateway  http://127.0.0.1:{port} -> {engine}")
+    );
+    let token = format!(
+        "  token    TOKEN=$(ATTACH_DATA_DIR={} ATTACH_PORT={port} ",
+        dir.display()
+    );
+    assert!(lines[1].starts_with(&token), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with(" token), sent as -H \"Authorization: Bearer $TOKEN\""),
+        "{}",
+        lines[1]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The filter's warnings come out at the default level, and its refusals,
+/// logged at debug, with `ATTACH_LOG_LEVEL=debug`.
+#[test]
+fn filter_warnings_show_by_default_and_refusals_at_debug() {
+    let Some((envoy, wasm)) = prerequisites() else {
+        return;
+    };
+    let dir = scratch("filter-log");
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{}", free_port());
+    let (mut child, log) = start_logged(
+        &envoy,
+        &wasm,
+        &dir,
+        port,
+        &[("OIDC_ISSUER", &issuer), ("OIDC_AUD", "api")],
+    );
+    let warning = format!("fetching keys of {issuer} failed");
+    wait_until("the filter's warning", &mut child, || {
+        read(&log).contains(&warning)
+    });
+    let output = read(&log);
+    stop(child);
+    assert!(
+        envoy_lines(&output, "warning")
+            .iter()
+            .any(|l| l.contains(&warning)),
+        "{output}"
+    );
+    assert_eq!(envoy_lines(&output, "info"), Vec::<&str>::new(), "{output}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let dir = scratch("filter-debug");
+    let port = free_port();
+    let (mut child, log) =
+        start_logged(&envoy, &wasm, &dir, port, &[("ATTACH_LOG_LEVEL", "debug")]);
+    wait_until("the banner", &mut child, || {
+        read(&log).contains("attach: ready\n")
+    });
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /api/tags HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer not.a.token\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+    wait_until("the refusal in the log", &mut child, || {
+        read(&log).contains("attach: refused: ")
+    });
+    stop(child);
     std::fs::remove_dir_all(&dir).unwrap();
 }
