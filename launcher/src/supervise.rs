@@ -215,9 +215,20 @@ impl Group {
         }
     }
 
-    /// One look at the children and the pending signal; `Some(code)` once
+    /// One look at the pending signal and the children; `Some(code)` once
     /// the group has stopped.
     fn step(&mut self) -> Result<Option<i32>, Error> {
+        self.step_after(PENDING.swap(0, Ordering::SeqCst))
+    }
+
+    /// [`Self::step`] once signal `sig` (0: none) has come. The signal is
+    /// looked at first: a Ctrl-C reaches the children from the terminal
+    /// too, and a child that exits because of it is not restarted.
+    fn step_after(&mut self, sig: i32) -> Result<Option<i32>, Error> {
+        if sig != 0 {
+            let codes = self.stop(sig)?;
+            return Ok(Some(codes.into_iter().find(|c| *c != 0).unwrap_or(0)));
+        }
         let now = Instant::now();
         for i in 0..self.children.len() {
             let member = &mut self.children[i];
@@ -245,11 +256,6 @@ impl Group {
             eprintln!("attach: {name} exited ({status}); stopping the others");
             self.stop(libc::SIGTERM)?;
             return Ok(Some(if code == 0 { 1 } else { code }));
-        }
-        let sig = PENDING.swap(0, Ordering::SeqCst);
-        if sig != 0 {
-            let codes = self.stop(sig)?;
-            return Ok(Some(codes.into_iter().find(|c| *c != 0).unwrap_or(0)));
         }
         Ok(None)
     }
@@ -517,6 +523,34 @@ mod tests {
         // SAFETY: probing a pid with signal 0.
         let gone = unsafe { libc::kill(service, 0) } != 0;
         assert!(gone, "the service outlived envoy");
+    }
+
+    #[test]
+    fn a_signal_stops_the_group_after_a_child_exited_from_it() {
+        let mut g = Group::new();
+        g.spawn("service", sh("exec sleep 30")).unwrap();
+        g.keep_running("service");
+        g.spawn("envoy", sh("exec sleep 30")).unwrap();
+        let service = pid_of(&g, "service").unwrap();
+        // As from a terminal's Ctrl-C: the child has the signal before the
+        // launcher looks.
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(service, libc::SIGINT) };
+        let deadline = Instant::now() + GRACE;
+        let exited = || {
+            std::fs::read_to_string(format!("/proc/{service}/stat")).map_or(true, |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        };
+        while !exited() && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        assert!(exited(), "the child ignored the signal");
+        let code = g.step_after(libc::SIGINT).unwrap();
+        assert!(code.is_some(), "the signal did not stop the group");
+        assert!(g.children.is_empty(), "a child is still supervised");
     }
 
     #[test]
