@@ -4,11 +4,12 @@
 use super::gate::{self, Gate, RequestState, Step};
 use super::mirror::{self, Mirror, Schema};
 use super::{log, now_ms, shared, stream};
-use crate::cache::TokenCache;
-use crate::config::{Config, Url};
-use crate::jwk::JwkSet;
-use crate::jwks_schedule::{FetchState, discovered_jwks_uri};
-use crate::key_ring::KeyRing;
+use crate::config::Config;
+use crate::jwks::key_ring::KeyRing;
+use crate::jwks::key_set::JwkSet;
+use crate::jwks::schedule::{FetchState, discovered_jwks_uri};
+use crate::token_cache::TokenCache;
+use crate::url::Url;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};

@@ -1,6 +1,6 @@
 //! Shared data records used across VMs: each issuer's fetch schedule and raw key set.
 
-use crate::jwks_schedule::FetchState;
+use crate::jwks::schedule::FetchState;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Bytes, Status};
 
