@@ -14,6 +14,7 @@ pub mod jwks;
 pub mod memory;
 pub mod reply;
 pub mod request_head;
+pub mod stamp;
 pub mod token;
 pub mod token_cache;
 pub mod url;
