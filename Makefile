@@ -105,6 +105,7 @@ run: wasm launcher envoy
 test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) -p attach-filter -- -D warnings
 	@$(MAKE) --no-print-directory wasm launcher venv node-peers browser-peers postgres compose-cli
 	@contract="$${WEAVIATE_CONTRACT:-$(CURDIR)/../shared/contracts/weaviate-openapi.json}"; \
 	  [ -f "$$contract" ] || echo "note: Weaviate contract not found at $$contract (set WEAVIATE_CONTRACT): the checks against it are skipped"

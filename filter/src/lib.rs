@@ -5,19 +5,19 @@
 
 pub mod alg;
 pub mod assertion;
-pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod crypto;
 pub mod did;
 pub mod identity;
-pub mod jwk;
-pub mod jwks_schedule;
-pub mod key_ring;
+pub mod jwks;
 pub mod memory;
 pub mod reply;
 pub mod request_head;
+pub mod stamp;
 pub mod token;
+pub mod token_cache;
+pub mod url;
 pub mod verify;
 
 #[cfg(target_arch = "wasm32")]

@@ -4,13 +4,13 @@
 //! algorithm and claims all come before the signature, so junk costs little.
 
 use crate::alg::Alg;
-use crate::cache::{KeyVersion, TokenCache};
 use crate::claims::{self, ClaimError};
 use crate::config::{Config, DidPolicy, Provider};
 use crate::did;
 use crate::identity::Identity;
-use crate::jwk::JwkSet;
+use crate::jwks::key_set::JwkSet;
 use crate::token::{self, ParseError};
+use crate::token_cache::{KeyVersion, TokenCache};
 
 /// What the key store knows of one issuer's keys.
 pub enum KeyState<'a> {

@@ -4,7 +4,7 @@ use crate::a2a;
 use crate::dev::{self, DevPlan};
 use crate::env::Settings;
 use crate::plugin::{ENGINE_CLUSTER, Plugin};
-use attach_filter::config::Url;
+use attach_filter::url::Url;
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::path::Path;

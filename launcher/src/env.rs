@@ -6,7 +6,8 @@
 //! as unset.
 
 use crate::error::Error;
-use attach_filter::config::{DidPolicy, Url};
+use attach_filter::config::DidPolicy;
+use attach_filter::url::Url;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 

@@ -7,9 +7,10 @@ use crate::env::MemBackend;
 use crate::env::Settings;
 use crate::error::Error;
 use attach_filter::config::{
-    Config, ConfigError, DidPolicy, PluginConfig, ProviderConfig, Url, normalize_issuer,
+    Config, ConfigError, DidPolicy, PluginConfig, ProviderConfig, normalize_issuer,
 };
 use attach_filter::memory::sink::{MemoryConfig, SinkKind};
+use attach_filter::url::Url;
 use serde_json::json;
 use std::collections::BTreeMap;
 

@@ -3,17 +3,17 @@
 //! context takes batches off it and delivers them with callouts. Nothing
 //! here runs on the request's path except the enqueue in `on_log`.
 
-use super::{log, now_ms};
+use super::abi;
+use super::clock::now_ms;
+use super::log::log;
 use crate::config::Config;
 use crate::memory::capture::{Budget, VM_BUDGET_BYTES};
 use crate::memory::event::Event;
 use crate::memory::outbox::{Outbox, Outcome, Verdict};
 use crate::memory::sink::Outgoing;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType, Status};
+use proxy_wasm::types::LogLevel;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
 
 const QUEUE_NAME: &str = "attach.memory";
 /// Events on the queue, kept beside it because a shared queue has no bound.
@@ -34,7 +34,7 @@ struct Counters {
 
 impl Counters {
     fn define() -> Option<Self> {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        let counter = |name: &str| abi::define_counter(name).ok();
         Some(Counters {
             enqueued: counter("attach_memory_events_enqueued")?,
             sent: counter("attach_memory_events_sent")?,
@@ -45,9 +45,11 @@ impl Counters {
     }
 }
 
+/// A count the host refuses is lost: counters are for watching, and a
+/// failing stats store has nowhere better to report to.
 fn add(metric: u32, n: usize) {
     if n > 0 {
-        let _ = hostcalls::increment_metric(metric, i64::try_from(n).unwrap_or(i64::MAX));
+        let _ = abi::increment_metric(metric, i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
@@ -73,7 +75,7 @@ impl Mirror {
     /// Registers the queue (the same one for every worker) and the counters.
     pub fn start(config: &Config) -> Option<Self> {
         let memory = config.memory.as_ref()?;
-        let queue = hostcalls::register_shared_queue(QUEUE_NAME).ok()?;
+        let queue = abi::register_shared_queue(QUEUE_NAME).ok()?;
         let counters = Counters::define()?;
         let schema = if memory.sink.schema_check().is_some() {
             Schema::Unknown { next_ms: 0 }
@@ -107,7 +109,7 @@ impl Mirror {
                 add(self.counters.dropped, 1);
                 continue;
             }
-            if hostcalls::enqueue_shared_queue(self.queue, Some(&bytes)).is_ok() {
+            if abi::enqueue_shared_queue(self.queue, &bytes).is_ok() {
                 add(self.counters.enqueued, 1);
             } else {
                 self.taken(1);
@@ -117,18 +119,20 @@ impl Mirror {
     }
 
     /// Counts one more event on the queue; at the bound the oldest goes.
-    /// `false` when the count cannot be updated (contention): the new
-    /// event is dropped rather than let past the bound.
+    /// `false` when the count cannot be read or updated (contention): the
+    /// new event is dropped rather than let past the bound.
     fn make_room(&self, max: usize) -> bool {
         for _ in 0..16 {
-            let (depth, cas) = read_depth();
+            let Some((depth, cas)) = read_depth() else {
+                return false;
+            };
             if depth < max as u64 {
                 if write_depth(depth + 1, cas) {
                     return true;
                 }
                 continue;
             }
-            match hostcalls::dequeue_shared_queue(self.queue) {
+            match abi::dequeue_shared_queue(self.queue) {
                 Ok(Some(_)) => {
                     add(self.counters.dropped, 1);
                     return true;
@@ -148,7 +152,9 @@ impl Mirror {
             return;
         }
         for _ in 0..16 {
-            let (depth, cas) = read_depth();
+            let Some((depth, cas)) = read_depth() else {
+                return;
+            };
             if write_depth(depth.saturating_sub(n as u64), cas) {
                 return;
             }
@@ -162,7 +168,7 @@ impl Mirror {
         config
             .memory
             .as_ref()
-            .is_some_and(|m| read_depth().0 >= m.batch_events as u64)
+            .is_some_and(|m| read_depth().is_some_and(|(depth, _)| depth >= m.batch_events as u64))
     }
 
     pub fn schema(&self) -> Schema {
@@ -196,7 +202,7 @@ impl Mirror {
         }
         let queue = self.queue;
         let taken = outbox.fill(memory.batch_events, memory.batch_bytes, || {
-            hostcalls::dequeue_shared_queue(queue).ok().flatten()
+            abi::dequeue_shared_queue(queue).ok().flatten()
         });
         self.taken(taken);
         if outbox.batch().is_empty() {
@@ -262,42 +268,19 @@ impl Mirror {
     }
 }
 
-fn read_depth() -> (u64, Option<u32>) {
-    match hostcalls::get_shared_data(DEPTH_KEY) {
-        Ok((Some(bytes), cas)) => {
+/// The count and its CAS; `None` when shared data cannot be read (a count
+/// written without its CAS could then overwrite another worker's).
+fn read_depth() -> Option<(u64, Option<u32>)> {
+    match abi::shared_data(DEPTH_KEY).ok()? {
+        (Some(bytes), cas) => {
             let depth = <[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes);
-            (depth, cas)
+            Some((depth, cas))
         }
-        Ok((None, cas)) => (0, cas),
-        Err(_) => (0, None),
+        (None, cas) => Some((0, cas)),
     }
 }
 
 /// Compare-and-swap; a missing record is created (any CAS is accepted then).
 fn write_depth(depth: u64, cas: Option<u32>) -> bool {
-    !matches!(
-        hostcalls::set_shared_data(DEPTH_KEY, Some(&depth.to_le_bytes()), cas),
-        Err(Status::CasMismatch)
-    )
-}
-
-/// Dispatches `out` to the sink's cluster; the callout's token on success.
-pub fn dispatch(config: &Config, out: &Outgoing) -> Result<u32, String> {
-    let memory = config.memory.as_ref().ok_or("memory mirror is off")?;
-    let url = &memory.sink.url;
-    let cluster = config
-        .cluster_for(url)
-        .ok_or_else(|| format!("no Envoy cluster for {}", url.origin()))?;
-    let authority = url.authority();
-    let mut headers: Vec<(&str, &str)> = vec![
-        (":method", out.method),
-        (":path", out.path.as_str()),
-        (":authority", authority.as_str()),
-        (":scheme", if url.https { "https" } else { "http" }),
-        ("user-agent", "attach-gateway"),
-    ];
-    headers.extend(out.headers.iter().map(|(k, v)| (*k, v.as_str())));
-    let timeout = Duration::from_millis(memory.timeout_ms);
-    hostcalls::dispatch_http_call(cluster, headers, out.body.as_deref(), vec![], timeout)
-        .map_err(|status| format!("cannot call {} via {cluster}: {status:?}", url.origin()))
+    abi::set_shared_data(DEPTH_KEY, &depth.to_le_bytes(), cas).is_ok()
 }

@@ -1,33 +1,46 @@
 //! The only code that talks to the proxy-wasm host (Envoy).
 //!
-//! `root` owns the per-VM state and every callout; `gate` is the per-request
-//! filter; `shared` wraps shared data, the one channel between VMs; `mirror`
-//! is the memory mirror's queue and deliveries.
+//! Every host call goes through [`abi`]: our own declarations of the ABI
+//! functions, whose wrappers return each status instead of panicking (a
+//! panic would abort the VM, and with it every request on the worker).
+//! Above it, each module has one job, and imports only modules below it:
+//!
+//! - [`root`] is the root context; it only sets the VM up and routes its
+//!   callbacks: the tick and key-set answers to [`jwks_fetch`], waking the
+//!   requests parked for keys to [`wake`], the memory mirror's callouts and
+//!   their answers to [`mirror_pump`].
+//! - [`gate`] is the per-request context: it strips spoofed identity
+//!   headers, serves the resource metadata and feeds the memory capture;
+//!   [`decide`] verifies the token and applies [`crate::stamp`]'s plan, from
+//!   the request's callback or, after a wait, from [`wake`].
+//! - [`vm`] holds what one VM shares between its root and its requests
+//!   (configuration, key ring, token cache, waiting requests, mirror), and
+//!   [`request`] what one request keeps across its callbacks.
+//! - [`jwks_shared`] reads and writes the key sets' records in shared data,
+//!   [`mirror`] is the memory mirror's shared queue and batches,
+//!   [`callout`] sends callouts and reads their answers, [`stream`] acts on
+//!   the current request, [`clock`] and [`log`] are the host's time and log.
 
+mod abi;
+mod callout;
+mod clock;
+mod decide;
 mod gate;
+mod jwks_fetch;
+mod jwks_shared;
+mod log;
 mod mirror;
+mod mirror_pump;
+mod request;
 mod root;
-mod shared;
 mod stream;
-
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::LogLevel;
+mod vm;
+mod wake;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Debug);
+    // A panic aborts the VM; its message at least reaches Envoy's log.
+    std::panic::set_hook(Box::new(|info| {
+        log::log(proxy_wasm::types::LogLevel::Critical, &info.to_string());
+    }));
     proxy_wasm::set_root_context(|context_id| Box::new(root::Root::new(context_id)));
 }}
-
-/// Wall-clock time in milliseconds. If the host cannot tell the time, the
-/// answer is "the far future": every token then looks expired (fail closed).
-pub(crate) fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
-        .unwrap_or(u64::MAX / 2)
-}
-
-pub(crate) fn log(level: LogLevel, message: &str) {
-    let _ = hostcalls::log(level, message);
-}

@@ -1,48 +1,72 @@
-//! Header access on the current HTTP stream through raw hostcalls.
-//!
-//! The SDK's convenience methods unwrap host errors and decode header values
-//! as UTF-8 with a panic on failure; a client sending one Latin-1 byte would
-//! then kill the VM. These helpers return `Option` and never panic.
+//! The current HTTP stream: its headers, its body chunks, and answering or
+//! resuming it, through [`abi`]'s status-returning calls.
 
-use crate::reply::LocalReply;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use super::abi::{self, Status};
+use super::log::log;
+use crate::reply::{self, LocalReply};
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
-/// Every request header, values as raw bytes.
-pub fn request_headers() -> Vec<(String, Vec<u8>)> {
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+/// Every request header, values as raw bytes (one host call).
+pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>, Status> {
+    abi::header_pairs(MapType::HttpRequestHeaders)
 }
 
-pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).is_ok()
+pub fn set_request_header(name: &str, value: &str) -> Result<(), Status> {
+    abi::replace_header(MapType::HttpRequestHeaders, name, value)
 }
 
-pub fn set_response_header(name: &str, value: &str) -> bool {
-    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)).is_ok()
+pub fn remove_request_header(name: &str) -> Result<(), Status> {
+    abi::remove_header(MapType::HttpRequestHeaders, name)
 }
 
-pub fn send(reply: &LocalReply) -> bool {
+pub fn set_response_header(name: &str, value: &str) -> Result<(), Status> {
+    abi::replace_header(MapType::HttpResponseHeaders, name, value)
+}
+
+/// Every response header, values as raw bytes (one host call).
+pub fn response_headers() -> Result<Vec<(String, Vec<u8>)>, Status> {
+    abi::header_pairs(MapType::HttpResponseHeaders)
+}
+
+/// The body chunk passing now (the filter never buffers, so it is the chunk).
+pub fn body_chunk(buffer: BufferType, size: usize) -> Result<Vec<u8>, Status> {
+    abi::buffer(buffer, 0, size)
+}
+
+/// Answers the request from the filter. When even that fails, the request
+/// is reset: it must not reach the upstream, nor hang.
+pub fn send(reply: &LocalReply) {
     let headers: Vec<(&str, &str)> = reply
         .headers
         .iter()
         .map(|(k, v)| (*k, v.as_str()))
         .collect();
-    hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())).is_ok()
+    if let Err(status) = abi::send_local_response(reply.status, &headers, reply.body.as_bytes()) {
+        log(
+            LogLevel::Warn,
+            &format!("attach: cannot answer a request ({status:?}): resetting it"),
+        );
+        let _ = abi::reset_request();
+    }
 }
 
-pub fn resume() -> bool {
-    hostcalls::resume_http_request().is_ok()
+/// Refuses a request the filter cannot handle safely (a header it could not
+/// read, set or remove): a 503, never the upstream.
+pub fn fail_closed(what: &str, status: Status) {
+    log(
+        LogLevel::Warn,
+        &format!("attach: {what} failed ({status:?}): request refused"),
+    );
+    send(&reply::unavailable());
 }
 
-/// Every response header, values as raw bytes (one host call).
-pub fn response_headers() -> Vec<(String, Vec<u8>)> {
-    hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default()
-}
-
-/// The body chunk passing now (the filter never buffers, so it is the chunk).
-pub fn body_chunk(buffer: BufferType, size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(buffer, 0, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+/// Lets a paused request go on; a request the host no longer knows (the
+/// client went away) is logged and left.
+pub fn resume() {
+    if let Err(status) = abi::continue_request() {
+        log(
+            LogLevel::Debug,
+            &format!("attach: cannot resume a request: {status:?}"),
+        );
+    }
 }

@@ -11,7 +11,7 @@ use super::limits;
 use super::routes::{ModelRoute, default_routes};
 use super::weaviate;
 use crate::assertion;
-use crate::config::Url;
+use crate::url::Url;
 use serde::{Deserialize, Serialize};
 
 /// The plugin configuration's `memory` section.

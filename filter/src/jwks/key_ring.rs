@@ -3,7 +3,7 @@
 //! Shared data stores the raw JWKS bytes (one fetch serves every VM); each VM
 //! parses them once per change, noticed through the entry's CAS value.
 
-use crate::jwk::{JwkSet, JwksError};
+use crate::jwks::key_set::{JwkSet, JwksError};
 use crate::verify::{KeyState, KeyStore};
 
 #[derive(Default)]

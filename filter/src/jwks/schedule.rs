@@ -6,7 +6,8 @@
 //! each fetch (a lease), every VM sees the result, and an unknown-kid refetch
 //! is rate limited across all of them. Nothing here touches the host.
 
-use crate::config::{JwksTiming, Url};
+use crate::config::JwksTiming;
+use crate::url::Url;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,8 @@
-//! Shared data records used across VMs: each issuer's fetch schedule and raw key set.
+//! The shared data records of [`crate::jwks`], read and written by every VM:
+//! each issuer's fetch schedule and its raw key set.
 
-use crate::jwks_schedule::FetchState;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Bytes, Status};
+use super::abi::{self, Status};
+use crate::jwks::schedule::FetchState;
 
 fn state_key(issuer: &str) -> String {
     format!("attach.jwks.state|{issuer}")
@@ -13,21 +13,26 @@ fn keys_key(issuer: &str) -> String {
 }
 
 /// The issuer's schedule and its CAS (`None` when nobody wrote it yet).
-pub fn read_state(issuer: &str) -> (FetchState, Option<u32>) {
-    match hostcalls::get_shared_data(&state_key(issuer)) {
-        Ok((Some(bytes), cas)) => (serde_json::from_slice(&bytes).unwrap_or_default(), cas),
-        Ok((None, cas)) => (FetchState::default(), cas),
-        Err(_) => (FetchState::default(), None),
-    }
+fn read(issuer: &str) -> Result<(FetchState, Option<u32>), Status> {
+    Ok(match abi::shared_data(&state_key(issuer))? {
+        (Some(bytes), cas) => (serde_json::from_slice(&bytes).unwrap_or_default(), cas),
+        (None, cas) => (FetchState::default(), cas),
+    })
+}
+
+/// The issuer's schedule, or the default one when shared data cannot be read.
+pub fn read_state(issuer: &str) -> FetchState {
+    read(issuer).map(|(state, _)| state).unwrap_or_default()
 }
 
 /// Creates the issuer's record when absent. Envoy accepts any CAS for a key
 /// that does not exist yet, so records are created up front (at configure
-/// time) and only ever changed with a real CAS afterwards.
+/// time) and only ever changed with a real CAS afterwards. A record that
+/// cannot be read is left alone, lest one that exists be overwritten.
 pub fn ensure_state(issuer: &str) {
-    if let (_, None) = read_state(issuer) {
+    if let Ok((_, None)) = read(issuer) {
         if let Ok(bytes) = serde_json::to_vec(&FetchState::default()) {
-            let _ = hostcalls::set_shared_data(&state_key(issuer), Some(&bytes), None);
+            let _ = abi::set_shared_data(&state_key(issuer), &bytes, None);
         }
     }
 }
@@ -39,7 +44,7 @@ pub fn update_state(
     mut change: impl FnMut(&mut FetchState) -> bool,
 ) -> Option<FetchState> {
     for _ in 0..16 {
-        let (mut state, cas) = read_state(issuer);
+        let (mut state, cas) = read(issuer).ok()?;
         if cas.is_none() {
             ensure_state(issuer);
             continue;
@@ -48,7 +53,7 @@ pub fn update_state(
             return None;
         }
         let bytes = serde_json::to_vec(&state).ok()?;
-        match hostcalls::set_shared_data(&state_key(issuer), Some(&bytes), cas) {
+        match abi::set_shared_data(&state_key(issuer), &bytes, cas) {
             Ok(()) => return Some(state),
             Err(Status::CasMismatch) => continue,
             Err(_) => return None,
@@ -58,13 +63,13 @@ pub fn update_state(
 }
 
 /// The raw key set and its CAS, the VM-local parse cache's version.
-pub fn read_keys(issuer: &str) -> Option<(Bytes, u32)> {
-    match hostcalls::get_shared_data(&keys_key(issuer)) {
+pub fn read_keys(issuer: &str) -> Option<(Vec<u8>, u32)> {
+    match abi::shared_data(&keys_key(issuer)) {
         Ok((Some(bytes), Some(cas))) => Some((bytes, cas)),
         _ => None,
     }
 }
 
 pub fn write_keys(issuer: &str, raw: &[u8]) -> bool {
-    hostcalls::set_shared_data(&keys_key(issuer), Some(raw), None).is_ok()
+    abi::set_shared_data(&keys_key(issuer), raw, None).is_ok()
 }

@@ -1,0 +1,30 @@
+//! Resuming the requests parked for keys, from the root context: after a
+//! key set arrived, and on every tick for the deadlines.
+
+use super::abi;
+use super::decide::{Step, decide};
+use super::log::log;
+use super::stream;
+use super::vm::Vm;
+use proxy_wasm::types::LogLevel;
+
+/// Decides again on every waiting request whose fetch finished or whose
+/// time is up, each in its own context; then returns to the root's.
+pub fn wake(vm: &Vm, root_id: u32) {
+    for waiter in vm.take_ready() {
+        if abi::set_effective_context(waiter.context_id).is_err() {
+            continue; // the client went away
+        }
+        match decide(vm, &waiter.state, true) {
+            Step::Continue => stream::resume(),
+            Step::Replied => {}
+            Step::Wait { issuer } => vm.wait_again(waiter, issuer),
+        }
+    }
+    if let Err(status) = abi::set_effective_context(root_id) {
+        log(
+            LogLevel::Warn,
+            &format!("attach: cannot return to the root context: {status:?}"),
+        );
+    }
+}

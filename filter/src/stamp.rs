@@ -1,0 +1,262 @@
+//! What the gateway writes on a request it lets through, decided without
+//! the host: the identity headers, the assertion for services behind the
+//! gateway, which credentials stop here, and whether the exchange is
+//! mirrored to memory. The host only applies the [`Plan`].
+
+use crate::assertion::{self, ASSERTION_HEADER};
+use crate::config::Config;
+use crate::identity::{self, Identity, SESSION_HEADER, USER_HEADER};
+use crate::memory::routes::{ModelRoute, match_route};
+use crate::request_head::RequestHead;
+
+/// Assertions are short-lived: they only need to survive the hop behind the gateway.
+pub const ASSERTION_TTL_SECS: u64 = 60;
+
+/// The changes to one request's headers, and what follows from them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Request headers to set, replacing any value they had.
+    pub set: Vec<(&'static str, String)>,
+    /// Request headers to remove.
+    pub remove: Vec<&'static str>,
+    /// The session stamped (echoed on the response when configured).
+    pub session: String,
+    /// The memory capture this request starts, when it is a model call.
+    pub capture: Option<CaptureStart>,
+}
+
+/// A model exchange to mirror to memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureStart {
+    pub route: ModelRoute,
+    /// Envoy's request id, or one made of the time and the user without it.
+    pub request_id: String,
+    pub start_ms: u64,
+}
+
+/// Plans the stamp of a request whose caller verified as `identity`, at
+/// `now_ms`. `mirroring` tells whether this VM's memory mirror runs: a
+/// capture only starts then.
+pub fn plan(
+    identity: &Identity,
+    head: &RequestHead,
+    config: &Config,
+    mirroring: bool,
+    now_ms: u64,
+) -> Plan {
+    let now_secs = now_ms / 1_000;
+    let key = config.assertion_key.as_deref();
+    let session = key
+        .and_then(|key| {
+            assertion::continued_session(
+                key,
+                head.assertion.as_deref(),
+                head.session.as_deref(),
+                &identity.user,
+                now_secs,
+            )
+        })
+        .map_or_else(
+            || identity::session_id(&identity.user, &head.user_agent),
+            str::to_owned,
+        );
+    let mut set = vec![
+        (USER_HEADER, identity.user.clone()),
+        (SESSION_HEADER, session.clone()),
+    ];
+    if let (Some(key), Some(audience)) = (key, config.assertion_audience(&head.path)) {
+        let exp = now_secs.saturating_add(ASSERTION_TTL_SECS);
+        let value = assertion::sign(key, audience, exp, &identity.user, &session);
+        set.push((ASSERTION_HEADER, value));
+    }
+    let mut remove = Vec::new();
+    if !config.forward_authorization {
+        remove.push("authorization");
+    }
+    let capture = config
+        .memory
+        .as_ref()
+        .filter(|_| mirroring)
+        .and_then(|memory| match_route(&memory.routes, &head.path))
+        .map(|route| CaptureStart {
+            route: route.clone(),
+            request_id: head
+                .request_id
+                .clone()
+                .unwrap_or_else(|| format!("{now_ms}-{}", identity.user)),
+            start_ms: now_ms,
+        });
+    // The mirror reads replies as text: ask the engine for no compression.
+    if capture.is_some() && head.accepts_encoding {
+        remove.push("accept-encoding");
+    }
+    Plan {
+        set,
+        remove,
+        session,
+        capture,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assertion::SERVICE_AUDIENCE;
+
+    /// 32 bytes of 9, base64url.
+    const KEY: &str = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk";
+    const NOW_MS: u64 = 1_700_000_000_123;
+
+    fn config(extra: &str) -> Config {
+        let json = format!(
+            r#"{{"assertion_key":"{KEY}",
+                "memory":{{"sink":"weaviate","url":"http://w:8080"}},
+                "clusters":{{"http://w:8080":"w"}}{extra}}}"#
+        );
+        Config::from_json(json.as_bytes()).unwrap()
+    }
+
+    fn alice() -> Identity {
+        Identity {
+            user: "alice".into(),
+            exp: 0,
+        }
+    }
+
+    fn head(path: &str) -> RequestHead {
+        RequestHead::from_pairs(vec![
+            (":method".into(), b"POST".to_vec()),
+            (":path".into(), path.as_bytes().to_vec()),
+            ("user-agent".into(), b"curl/8.0".to_vec()),
+        ])
+    }
+
+    fn value<'a>(plan: &'a Plan, name: &str) -> Option<&'a str> {
+        plan.set
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_new_session_comes_from_the_user_and_user_agent() {
+        let plan = plan(&alice(), &head("/x"), &config(""), true, NOW_MS);
+        assert_eq!(plan.session, identity::session_id("alice", b"curl/8.0"));
+        assert_eq!(value(&plan, USER_HEADER), Some("alice"));
+        assert_eq!(value(&plan, SESSION_HEADER), Some(plan.session.as_str()));
+    }
+
+    #[test]
+    fn a_genuine_assertion_for_the_same_user_continues_its_session() {
+        let c = config("");
+        let key = c.assertion_key.clone().unwrap();
+        let given = assertion::sign(&key, SERVICE_AUDIENCE, NOW_MS / 1_000, "alice", "s-1");
+        let mut h = head("/x");
+        h.session = Some("s-1".into());
+        h.assertion = Some(given.clone());
+        let plan_for = |user: &str, h: &RequestHead| {
+            let who = Identity {
+                user: user.into(),
+                exp: 0,
+            };
+            plan(&who, h, &c, true, NOW_MS).session
+        };
+        assert_eq!(plan_for("alice", &h), "s-1");
+        // Another user, a forged assertion or none at all: a new session.
+        assert_eq!(
+            plan_for("bob", &h),
+            identity::session_id("bob", b"curl/8.0")
+        );
+        h.assertion = Some(given.replace("v2.", "v2.1"));
+        assert_eq!(
+            plan_for("alice", &h),
+            identity::session_id("alice", b"curl/8.0")
+        );
+        h.assertion = None;
+        assert_eq!(
+            plan_for("alice", &h),
+            identity::session_id("alice", b"curl/8.0")
+        );
+        // Without an assertion key nothing can be continued.
+        let mut h = head("/x");
+        h.session = Some("s-1".into());
+        h.assertion = Some(given);
+        let keyless = Config::from_json(b"{}").unwrap();
+        let session = plan(&alice(), &h, &keyless, true, NOW_MS).session;
+        assert_eq!(session, identity::session_id("alice", b"curl/8.0"));
+    }
+
+    #[test]
+    fn the_assertion_goes_only_to_routes_naming_an_audience() {
+        let c = config("");
+        let plan_a2a = plan(&alice(), &head("/a2a/tasks"), &c, true, NOW_MS);
+        let sent = value(&plan_a2a, ASSERTION_HEADER).unwrap();
+        let key = c.assertion_key.as_deref().unwrap();
+        let exp = NOW_MS / 1_000 + ASSERTION_TTL_SECS;
+        assert_eq!(
+            sent,
+            assertion::sign(key, SERVICE_AUDIENCE, exp, "alice", &plan_a2a.session)
+        );
+        let plan_model = plan(&alice(), &head("/v1/chat/completions"), &c, true, NOW_MS);
+        assert_eq!(value(&plan_model, ASSERTION_HEADER), None);
+        // No key, no assertion, whatever the route.
+        let keyless = Config::from_json(b"{}").unwrap();
+        let plan_keyless = plan(&alice(), &head("/a2a/tasks"), &keyless, false, NOW_MS);
+        assert_eq!(value(&plan_keyless, ASSERTION_HEADER), None);
+    }
+
+    #[test]
+    fn authorization_is_forwarded_unless_configured_otherwise() {
+        let removed = |c: &Config| plan(&alice(), &head("/x"), c, true, NOW_MS).remove;
+        assert!(removed(&config("")).is_empty(), "forwarded by default");
+        assert_eq!(
+            removed(&config(r#","forward_authorization":false"#)),
+            vec!["authorization"]
+        );
+    }
+
+    #[test]
+    fn model_calls_start_a_capture_and_drop_accept_encoding() {
+        let c = config(r#","forward_authorization":false"#);
+        let mut h = head("/v1/chat/completions?stream=true");
+        h.accepts_encoding = true;
+        h.request_id = Some("req-7".into());
+        let p = plan(&alice(), &h, &c, true, NOW_MS);
+        let capture = p.capture.unwrap();
+        assert_eq!(capture.route.path, "/v1/chat/completions");
+        assert_eq!(
+            (capture.request_id.as_str(), capture.start_ms),
+            ("req-7", NOW_MS)
+        );
+        assert_eq!(p.remove, vec!["authorization", "accept-encoding"]);
+        // A client that asked for no encoding has nothing removed.
+        h.accepts_encoding = false;
+        let p = plan(&alice(), &h, &c, true, NOW_MS);
+        assert!(p.capture.is_some());
+        assert_eq!(p.remove, vec!["authorization"]);
+    }
+
+    #[test]
+    fn accept_encoding_stays_when_nothing_is_captured() {
+        let c = config("");
+        let mut other = head("/x");
+        other.accepts_encoding = true;
+        let mut model = head("/api/chat");
+        model.accepts_encoding = true;
+        for (h, mirroring) in [(&other, true), (&model, false)] {
+            let p = plan(&alice(), h, &c, mirroring, NOW_MS);
+            assert_eq!(p.capture, None);
+            assert!(p.remove.is_empty());
+        }
+        let without_memory = Config::from_json(b"{}").unwrap();
+        let p = plan(&alice(), &model, &without_memory, true, NOW_MS);
+        assert_eq!(p.capture, None);
+        assert!(!p.remove.contains(&"accept-encoding"));
+    }
+
+    #[test]
+    fn without_envoy_request_id_the_capture_is_keyed_on_time_and_user() {
+        let p = plan(&alice(), &head("/api/chat"), &config(""), true, NOW_MS);
+        assert_eq!(p.capture.unwrap().request_id, format!("{NOW_MS}-alice"));
+    }
+}
