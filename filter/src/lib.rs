@@ -2,6 +2,22 @@
 //!
 //! Everything except [`host`] is plain Rust that never calls the proxy-wasm
 //! host, so the request path (parse → verify → stamp) is tested natively.
+//!
+//! Nothing outside tests may panic: a panic aborts the wasm VM, and with it
+//! every request on that worker. Hence these lints: slices are read with
+//! `get`, iterators or fixed-size arrays, failures are values.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 pub mod alg;
 pub mod assertion;
@@ -9,6 +25,7 @@ pub mod claims;
 pub mod config;
 pub mod crypto;
 pub mod did;
+#[allow(clippy::indexing_slicing)] // moves to the contract crate, which denies the same lints
 pub mod identity;
 pub mod jwks;
 pub mod memory;

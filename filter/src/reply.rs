@@ -130,15 +130,14 @@ fn quoted_safe(s: &str) -> String {
 /// The RFC 9728 document describing this protected resource.
 pub fn resource_metadata(cfg: &Config, resource: &str) -> LocalReply {
     let servers: Vec<&str> = cfg.providers.iter().map(|p| p.issuer.as_str()).collect();
-    let mut doc = json!({
-        "resource": resource,
-        "authorization_servers": servers,
-        "bearer_methods_supported": ["header"],
-    });
+    let mut doc = serde_json::Map::new();
+    doc.insert("resource".into(), json!(resource));
+    doc.insert("authorization_servers".into(), json!(servers));
+    doc.insert("bearer_methods_supported".into(), json!(["header"]));
     if !cfg.scopes_supported.is_empty() {
-        doc["scopes_supported"] = json!(cfg.scopes_supported);
+        doc.insert("scopes_supported".into(), json!(cfg.scopes_supported));
     }
-    let mut reply = LocalReply::json(200, vec![], doc);
+    let mut reply = LocalReply::json(200, vec![], doc.into());
     reply.headers.retain(|(k, _)| *k != "cache-control");
     reply.headers.push(("cache-control", "max-age=300".into()));
     reply

@@ -93,11 +93,13 @@ pub fn parse(token: &str, max_len: usize) -> Result<Token<'_>, ParseError> {
     if token.len() > max_len {
         return Err(ParseError::TooLarge);
     }
-    let mut parts = token.splitn(3, '.');
-    let (Some(h), Some(p), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
+    let Some((signing_input, s)) = token.rsplit_once('.') else {
         return Err(ParseError::Malformed);
     };
-    if h.is_empty() || p.is_empty() || s.contains('.') {
+    let Some((h, p)) = signing_input.split_once('.') else {
+        return Err(ParseError::Malformed);
+    };
+    if h.is_empty() || p.is_empty() || p.contains('.') {
         return Err(ParseError::Malformed);
     }
     let header: Header = serde_json::from_slice(&b64(h)?).map_err(|_| ParseError::BadJson)?;
@@ -109,7 +111,7 @@ pub fn parse(token: &str, max_len: usize) -> Result<Token<'_>, ParseError> {
     Ok(Token {
         header,
         claims,
-        signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
+        signing_input: signing_input.as_bytes(),
         signature,
     })
 }

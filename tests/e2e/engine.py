@@ -25,9 +25,9 @@ Knobs, settable on the instance (also while it runs):
 - pause: seconds between two streamed frames.
 - tokens: (prompt tokens, reply tokens) to report; None derives them.
 - model: the model named in replies; None repeats the request's.
-- hold(): the next streamed reply waits before its last frame until
-  release() (or gate_timeout seconds); ``first_sent`` is set once the first
-  frames of a held reply have been written.
+- hold(replies=1): the next streamed reply (or the next ``replies`` of them)
+  waits before its last frame until release() (or gate_timeout seconds);
+  ``first_sent`` is set once every held reply has written its first frames.
 - fail(status, times=None): answer errors instead of replies.
 - script(frames, content_type): the next replies are these raw byte frames,
   verbatim, ``pause`` apart (e.g. a UTF-8 character split across frames).
@@ -70,6 +70,26 @@ def split_text(text, n):
 
 def count_words(text):
     return max(1, len(text.split()))
+
+
+class _Hold:
+    """The gate a hold() puts before the last frame of the next `replies`
+    streamed replies; `reached` is set once all of them wait at it."""
+
+    def __init__(self, replies):
+        self.gate = threading.Event()
+        self.reached = threading.Event()
+        self.untaken = replies
+        self._replies = replies
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    def wait(self, timeout):
+        with self._lock:
+            self._waiting += 1
+            if self._waiting == self._replies:
+                self.reached.set()
+        self.gate.wait(timeout)
 
 
 class Answer:
@@ -129,8 +149,8 @@ class _Handler(QuietHandler):
         self.wfile.write(body)
         self.wfile.flush()
 
-    def stream(self, content_type, frames, pause, gate, first_sent, gate_timeout):
-        """Sends frames as separate HTTP chunks; with a gate, waits on it before
+    def stream(self, content_type, frames, pause, hold, gate_timeout):
+        """Sends frames as separate HTTP chunks; held, waits at the gate before
         the last one."""
         self.send_response(200)
         self.send_header("Content-Type", content_type)
@@ -140,9 +160,8 @@ class _Handler(QuietHandler):
         self.wfile.flush()
         for i, frame in enumerate(frames):
             last = i == len(frames) - 1
-            if last and gate is not None:
-                first_sent.set()
-                gate.wait(gate_timeout)
+            if last and hold is not None:
+                hold.wait(gate_timeout)
             elif i > 0 and pause:
                 time.sleep(pause)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
@@ -166,7 +185,7 @@ class Engine(Restartable):
         self.model = model
         self.gate_timeout = 10.0
         self.first_sent = threading.Event()
-        self._gate = None  # handed to the next streamed reply
+        self._hold = None  # handed to the next streamed replies
         self._gates = []  # every gate handed out and not yet released
         self._fail = None  # (status, remaining or None)
         self._script = None  # (frames, content_type)
@@ -176,18 +195,19 @@ class Engine(Restartable):
 
     # -- controls -------------------------------------------------------------
 
-    def hold(self):
-        """The next streamed reply waits before its last frame until release()."""
+    def hold(self, replies=1):
+        """The next `replies` streamed replies wait before their last frame
+        until release(); returns the gate."""
         with self._lock:
-            self.first_sent = threading.Event()
-            self._gate = threading.Event()
-            self._gates.append(self._gate)
-        return self._gate
+            self._hold = _Hold(replies)
+            self.first_sent = self._hold.reached
+            self._gates.append(self._hold.gate)
+        return self._hold.gate
 
     def release(self):
         """Lets every held reply finish; a hold() not yet taken is cancelled."""
         with self._lock:
-            gates, self._gates, self._gate = self._gates, [], None
+            gates, self._gates, self._hold = self._gates, [], None
         for gate in gates:
             gate.set()
 
@@ -292,16 +312,18 @@ class Engine(Restartable):
             reply, chunks, pause, tokens = self.reply, self.chunks, self.pause, self.tokens
             model = self.model or request.get("model") or "stand-in"
             script = self._script
-            gate, first_sent = self._gate, self.first_sent
-            if gate is not None:
-                self._gate = None
+            hold = self._hold
+            if hold is not None:
+                hold.untaken -= 1
+                if hold.untaken == 0:
+                    self._hold = None
         text = reply_for(prompt) if reply is None else reply
         tokens = tokens or (count_words(prompt), max(1, chunks))
 
         if script is not None:
             frames, content_type = script
             self._answered(Answer(path, 200, content_type, prompt, None, None, b"".join(frames)))
-            handler.stream(content_type, frames, pause, gate, first_sent, self.gate_timeout)
+            handler.stream(content_type, frames, pause, hold, self.gate_timeout)
             return
 
         ollama = path in OLLAMA_ROUTES
@@ -314,7 +336,7 @@ class Engine(Restartable):
             content_type = "text/event-stream"
         if streaming:
             self._answered(Answer(path, 200, content_type, prompt, text, tokens, b"".join(frames)))
-            handler.stream(content_type, frames, pause, gate, first_sent, self.gate_timeout)
+            handler.stream(content_type, frames, pause, hold, self.gate_timeout)
         else:
             body = self._whole_reply(path, model, text, tokens)
             self._answered(Answer(path, 200, "application/json", prompt, text, tokens, body))

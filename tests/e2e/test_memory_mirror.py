@@ -32,6 +32,7 @@ COUNTERS = (
     "attach_memory_events_failed",
     "attach_memory_events_dropped",
     "attach_memory_exchanges_unreadable",
+    "attach_memory_replies_truncated",
 )
 CHAT_ROUTES = ("/api/chat", "/v1/chat/completions", "/open/api/chat")
 MODEL_ROUTES = ("/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions")

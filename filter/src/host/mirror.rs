@@ -7,7 +7,8 @@ use super::abi;
 use super::clock::now_ms;
 use super::log::log;
 use crate::config::Config;
-use crate::memory::capture::{Budget, VM_BUDGET_BYTES};
+use crate::memory::budget::Budget;
+use crate::memory::capture::VM_BUDGET_BYTES;
 use crate::memory::event::Event;
 use crate::memory::outbox::{Outbox, Outcome, Verdict};
 use crate::memory::sink::Outgoing;
@@ -30,6 +31,7 @@ struct Counters {
     failed: u32,
     dropped: u32,
     unreadable: u32,
+    replies_cut: u32,
 }
 
 impl Counters {
@@ -41,6 +43,7 @@ impl Counters {
             failed: counter("attach_memory_events_failed")?,
             dropped: counter("attach_memory_events_dropped")?,
             unreadable: counter("attach_memory_exchanges_unreadable")?,
+            replies_cut: counter("attach_memory_replies_truncated")?,
         })
     }
 }
@@ -67,7 +70,7 @@ pub struct Mirror {
     counters: Counters,
     outbox: RefCell<Outbox>,
     schema: Cell<Schema>,
-    /// Request bytes this VM's captures hold.
+    /// Request and reply bytes this VM's captures hold.
     pub budget: Rc<Budget>,
 }
 
@@ -87,13 +90,14 @@ impl Mirror {
             counters,
             outbox: RefCell::default(),
             schema: Cell::new(schema),
-            budget: Budget::new(VM_BUDGET_BYTES),
+            budget: Budget::new(VM_BUDGET_BYTES, memory.reply_budget_bytes),
         })
     }
 
     /// From a request's `on_log`: the exchange's events.
     pub fn enqueue(&self, config: &Config, events: &[Event]) {
         let Some(memory) = &config.memory else { return };
+        add(self.counters.replies_cut, self.budget.take_replies_cut());
         for event in events {
             if let Some(why) = &event.unreadable {
                 add(self.counters.unreadable, 1);

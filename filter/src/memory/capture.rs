@@ -4,12 +4,12 @@
 //! Every exchange is recorded: one whose body cannot be read (or held)
 //! gets a placeholder prompt, so no request shape evades the mirror.
 
+use super::budget::{Budget, Lease};
 use super::event::{Event, Exchange, Unreadable};
 use super::prompt::{Prompt, PromptError, parse_prompt};
 use super::reply_capture::{Reply, ReplyCapture};
 use super::routes::ModelRoute;
 
-use std::cell::Cell;
 use std::rc::Rc;
 
 /// Request bodies larger than this get a placeholder prompt (the prompt
@@ -19,40 +19,8 @@ pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 /// Request bytes all captures of one VM may hold at once: many large
 /// bodies in flight must not exhaust the VM's memory (which would take
 /// every request down with it); beyond it new bodies get a placeholder.
+/// Replies have a pool of their own (`memory.reply_budget_bytes`).
 pub const VM_BUDGET_BYTES: usize = 64 * 1024 * 1024;
-
-/// The request bytes held by one VM's captures.
-#[derive(Debug)]
-pub struct Budget {
-    used: Cell<usize>,
-    limit: usize,
-}
-
-impl Budget {
-    pub fn new(limit: usize) -> Rc<Self> {
-        Rc::new(Budget {
-            used: Cell::new(0),
-            limit,
-        })
-    }
-
-    fn take(&self, n: usize) -> bool {
-        let used = self.used.get().saturating_add(n);
-        if used > self.limit {
-            return false;
-        }
-        self.used.set(used);
-        true
-    }
-
-    fn give(&self, n: usize) {
-        self.used.set(self.used.get().saturating_sub(n));
-    }
-
-    pub fn used(&self) -> usize {
-        self.used.get()
-    }
-}
 
 #[derive(Debug)]
 pub struct Capture {
@@ -65,9 +33,10 @@ pub struct Capture {
     request: Vec<u8>,
     /// Every body byte that passed, held or not.
     request_bytes: u64,
-    /// What `request` holds of the VM's budget.
+    /// The VM's budget, which the reply draws from too.
     budget: Rc<Budget>,
-    reserved: usize,
+    /// What `request` holds of it.
+    held: Lease,
     request_too_large: bool,
     /// Parsed once, when the request body is complete.
     prompt: Option<Result<Prompt, PromptError>>,
@@ -97,8 +66,8 @@ impl Capture {
             cap,
             request: Vec::new(),
             request_bytes: 0,
+            held: budget.for_request(),
             budget,
-            reserved: 0,
             request_too_large: false,
             out_of_budget: false,
             prompt: None,
@@ -120,12 +89,11 @@ impl Capture {
             self.free_request();
             return;
         }
-        if !self.budget.take(chunk.len()) {
+        if !self.held.grow(chunk.len()) {
             self.out_of_budget = true;
             self.free_request();
             return;
         }
-        self.reserved += chunk.len();
         self.request.extend_from_slice(chunk);
         if end_of_stream {
             self.prompt = Some(parse_prompt(&self.route, &self.request, self.cap));
@@ -135,8 +103,7 @@ impl Capture {
 
     fn free_request(&mut self) {
         self.request = Vec::new();
-        self.budget.give(self.reserved);
-        self.reserved = 0;
+        self.held.release();
     }
 
     /// The prompt, parsed from what arrived if the body never said it ended.
@@ -167,6 +134,7 @@ impl Capture {
             stream,
             content_type,
             self.cap,
+            self.budget.for_reply(),
         ));
     }
 
@@ -215,12 +183,6 @@ impl Capture {
     }
 }
 
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.free_request();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +197,7 @@ mod tests {
             "req-1",
             1_000,
             1_024,
-            Budget::new(VM_BUDGET_BYTES),
+            Budget::new(VM_BUDGET_BYTES, VM_BUDGET_BYTES),
         )
     }
 
@@ -333,12 +295,20 @@ mod tests {
 
     #[test]
     fn the_vm_budget_bounds_bodies_held_at_once() {
-        let budget = Budget::new(100);
+        let budget = Budget::new(100, 0);
         let route = || ModelRoute::new("/api/generate", WireFormat::Ollama);
         let new = |b: &Rc<Budget>| Capture::new(route(), "u", "s", "r", 0, 64, b.clone());
+        // Whether an `n`-byte body finds room beside what is held.
+        let fits = |b: &Rc<Budget>, n: usize| {
+            let mut c = new(b);
+            c.request_chunk(&vec![b' '; n - 14], false);
+            c.request_chunk(br#"{"prompt":"y"}"#, false);
+            c.finish(1)[0].content == "y"
+        };
+        assert!(fits(&budget, 100) && !fits(&budget, 101));
         let mut a = new(&budget);
         a.request_chunk(&[b' '; 60], false);
-        assert_eq!(budget.used(), 60);
+        assert!(fits(&budget, 40) && !fits(&budget, 41));
         let mut b = new(&budget);
         b.request_chunk(&[b' '; 60], false);
         let [placeholder, _] = b.finish(1);
@@ -346,17 +316,131 @@ mod tests {
             (placeholder.unreadable.as_deref(), placeholder.request_bytes),
             (Some("over the filter's memory budget"), Some(60))
         );
-        assert_eq!(budget.used(), 60, "the refused body took nothing");
+        assert!(fits(&budget, 40), "the refused body took nothing");
         a.request_chunk(br#"{"prompt":"x"}"#, true);
-        assert_eq!(budget.used(), 0, "a parsed body gives its bytes back");
+        assert!(fits(&budget, 100), "a parsed body gives its bytes back");
         let mut c = new(&budget);
         c.request_chunk(&[b' '; 80], false);
+        assert!(!fits(&budget, 21));
         drop(c);
-        assert_eq!(
-            budget.used(),
-            0,
+        assert!(
+            fits(&budget, 100),
             "a capture dropped mid-body gives its bytes back"
         );
         assert_eq!(a.finish(2)[0].content, "x");
+    }
+
+    /// An Ollama exchange whose reply has begun, drawing on `budget`.
+    fn replying(budget: &Rc<Budget>) -> Capture {
+        let route = ModelRoute::new("/api/generate", WireFormat::Ollama);
+        let mut c = Capture::new(route, "u", "s", "r", 0, 1_024, budget.clone());
+        c.request_chunk(br#"{"prompt":"q"}"#, true);
+        c.response_head(Some(200), Some("application/x-ndjson"), None);
+        c
+    }
+
+    fn line(text: &str) -> Vec<u8> {
+        format!("{{\"response\":\"{text}\"}}\n").into_bytes()
+    }
+
+    const LAST_LINE: &[u8] = b"{\"response\":\"\",\"done\":true,\"eval_count\":5}\n";
+
+    /// Whether a reply of `n` bytes of text is mirrored whole beside what
+    /// is held.
+    fn whole(budget: &Rc<Budget>, n: usize) -> bool {
+        let mut c = replying(budget);
+        c.response_chunk(&line(&"w".repeat(n)));
+        let [_, reply] = c.finish(1);
+        let whole = !reply.truncated;
+        assert_eq!(budget.take_replies_cut(), usize::from(!whole));
+        whole
+    }
+
+    #[test]
+    fn a_reply_past_the_reply_budget_is_cut_there_and_flagged() {
+        let budget = Budget::new(VM_BUDGET_BYTES, 10);
+        let mut c = replying(&budget);
+        c.response_chunk(&line("hello"));
+        c.response_chunk(&line(" world"));
+        c.response_chunk(&line("!"));
+        c.response_chunk(LAST_LINE);
+        let [prompt, reply] = c.finish(1);
+        assert_eq!(prompt.content, "q", "the exchange is still mirrored");
+        assert_eq!(
+            (reply.content.as_str(), reply.truncated, reply.tokens_out),
+            ("hello", true, Some(5)),
+            "a prefix, flagged, and the metadata after the cut still read"
+        );
+        assert_eq!(budget.take_replies_cut(), 1);
+        assert_eq!(budget.take_replies_cut(), 0, "counted once");
+        assert!(whole(&budget, 10) && !whole(&budget, 11));
+    }
+
+    #[test]
+    fn reply_bytes_are_given_back_at_the_end_and_on_drop() {
+        let budget = Budget::new(VM_BUDGET_BYTES, 100);
+        let mut a = replying(&budget);
+        a.response_chunk(&line(&"a".repeat(50)));
+        assert!(whole(&budget, 50) && !whole(&budget, 51));
+        let [_, reply] = a.finish(1);
+        assert_eq!((reply.content.len(), reply.truncated), (50, false));
+        assert!(whole(&budget, 100), "a finished reply gives its bytes back");
+
+        // Held in an unfinished line this time.
+        let mut b = replying(&budget);
+        b.response_chunk(&line(&"b".repeat(60))[..70]);
+        assert!(!whole(&budget, 31));
+        drop(b);
+        assert!(
+            whole(&budget, 100),
+            "a reply dropped mid-stream gives its bytes back"
+        );
+
+        let mut c = replying(&budget);
+        c.response_chunk(&line(&"c".repeat(100)));
+        let mut d = replying(&budget);
+        d.response_chunk(&line("d"));
+        drop(d);
+        let [_, full] = c.finish(1);
+        assert!(!full.truncated);
+        assert_eq!(
+            budget.take_replies_cut(),
+            1,
+            "a dropped reply was counted when cut"
+        );
+        assert!(whole(&budget, 100));
+    }
+
+    #[test]
+    fn parallel_replies_share_the_reply_budget() {
+        let budget = Budget::new(VM_BUDGET_BYTES, 100);
+        let mut replies: Vec<Capture> = (0..3).map(|_| replying(&budget)).collect();
+        // Each wants 40 bytes, ten at a time, in turns: 120 in all.
+        for round in 0..4 {
+            for c in &mut replies {
+                c.response_chunk(&line(&round.to_string().repeat(10)));
+            }
+        }
+        for c in &mut replies {
+            c.response_chunk(LAST_LINE);
+        }
+        let kept: Vec<(String, bool, Option<u64>)> = replies
+            .into_iter()
+            .map(|c| {
+                let [_, reply] = c.finish(1);
+                (reply.content, reply.truncated, reply.tokens_out)
+            })
+            .collect();
+        let full = "0000000000111111111122222222223333333333";
+        assert_eq!(
+            kept,
+            [
+                (full.to_owned(), false, Some(5)),
+                (full[..30].to_owned(), true, Some(5)),
+                (full[..30].to_owned(), true, Some(5)),
+            ]
+        );
+        assert_eq!(budget.take_replies_cut(), 2);
+        assert!(whole(&budget, 100), "all of it is given back");
     }
 }

@@ -10,8 +10,9 @@
 //! companion service applies too); [`sink`] builds the requests that deliver
 //! them (with [`weaviate`]'s bodies for that sink) and reads which events
 //! the sink refused, and [`outbox`] holds a worker's batch until the sink
-//! took it.
+//! took it. What captures hold at once is bounded by the VM's [`budget`].
 
+pub mod budget;
 pub mod capture;
 pub mod event;
 pub mod limits;
@@ -20,6 +21,7 @@ pub mod prompt;
 pub mod reply_capture;
 pub mod routes;
 pub mod sink;
+#[allow(clippy::indexing_slicing)] // moves to the contract crate, which denies the same lints
 pub mod weaviate;
 
 /// Text kept within a byte budget. Once anything is cut nothing more is
@@ -38,6 +40,24 @@ impl Capped {
             cap,
             truncated: false,
         }
+    }
+
+    fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The most the next [`Capped::push`] can add.
+    fn room(&self) -> usize {
+        if self.truncated {
+            0
+        } else {
+            self.cap.saturating_sub(self.text.len())
+        }
+    }
+
+    /// Ends the text where it is, as if the cap had been reached.
+    fn cut(&mut self) {
+        self.truncated = true;
     }
 
     fn push(&mut self, piece: &str) {

@@ -5,8 +5,11 @@
 //! so far, both bounded whatever the upstream sends. Chunk boundaries fall
 //! anywhere, even inside a UTF-8 character or a `\r\n`: bytes are only ever
 //! split on ASCII line ends, and text is decoded from whole JSON values.
+//! What it keeps draws from the VM's reply budget; when that has no room
+//! the reply is cut there, as at the cap.
 
 use super::Capped;
+use super::budget::Lease;
 use super::routes::WireFormat;
 use serde::Deserialize;
 
@@ -43,6 +46,8 @@ pub struct ReplyCapture {
     /// Longest line, event data or plain body kept for parsing.
     limit: usize,
     /// The unfinished line, or the whole body so far when it is plain JSON.
+    /// Freed once the line is read, so no allocation outlives its bytes'
+    /// share of the budget.
     pending: Vec<u8>,
     /// `pending` outgrew `limit`: the rest of that line (or body) is skipped.
     overlong: bool,
@@ -65,6 +70,8 @@ struct SseEvent {
 struct Collected {
     text: Capped,
     dropped: bool,
+    /// The text and the buffers' share of the VM's reply budget.
+    held: Lease,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
     model: Option<String>,
@@ -73,8 +80,14 @@ struct Collected {
 impl ReplyCapture {
     /// `stream` is the request's own [`super::prompt::Prompt::stream`]: it
     /// picks the framing when the reply's `content-type` does not. At most
-    /// `cap` bytes of text are kept.
-    pub fn new(format: WireFormat, stream: bool, content_type: Option<&str>, cap: usize) -> Self {
+    /// `cap` bytes of text are kept, and only while `held` finds room.
+    pub fn new(
+        format: WireFormat,
+        stream: bool,
+        content_type: Option<&str>,
+        cap: usize,
+        held: Lease,
+    ) -> Self {
         let essence = content_type
             .and_then(|ct| ct.split(';').next())
             .map(|ct| ct.trim().to_ascii_lowercase());
@@ -102,6 +115,7 @@ impl ReplyCapture {
             out: Collected {
                 text: Capped::new(cap),
                 dropped: false,
+                held,
                 tokens_in: None,
                 tokens_out: None,
                 model: None,
@@ -121,8 +135,11 @@ impl ReplyCapture {
     pub fn finish(mut self) -> Reply {
         match self.framing {
             Framing::Json => {
+                let body = std::mem::take(&mut self.pending);
+                // Parsing is transient: the body's share goes to the text.
+                self.out.held.shrink(body.len());
                 if !self.overlong {
-                    self.out.frame(&self.pending);
+                    self.out.frame(&body);
                 }
             }
             Framing::Ndjson | Framing::Sse => {
@@ -144,18 +161,21 @@ impl ReplyCapture {
         }
     }
 
-    /// Buffers `bytes` unless that would pass the limit, in which case the
-    /// whole unfinished line or body is dropped.
+    /// Buffers `bytes` unless that would pass the limit or find no room in
+    /// the budget, in which case the whole unfinished line or body is
+    /// dropped.
     fn keep(&mut self, bytes: &[u8]) {
         if self.overlong {
             return;
         }
-        if self.pending.len().saturating_add(bytes.len()) > self.limit {
+        let fits = self.pending.len().saturating_add(bytes.len()) <= self.limit;
+        if fits && self.out.hold(bytes.len()) {
+            self.pending.extend_from_slice(bytes);
+        } else {
+            self.out.held.shrink(self.pending.len());
             self.pending = Vec::new();
             self.overlong = true;
             self.out.dropped = true;
-        } else {
-            self.pending.extend_from_slice(bytes);
         }
     }
 
@@ -195,14 +215,14 @@ impl ReplyCapture {
     }
 
     fn end_pending_line(&mut self) {
-        let mut line = std::mem::take(&mut self.pending);
+        let line = std::mem::take(&mut self.pending);
+        // Parsing is transient: the line's share goes to the text.
+        self.out.held.shrink(line.len());
         if std::mem::take(&mut self.overlong) {
             self.line(None);
         } else {
             self.line(Some(&line));
         }
-        line.clear();
-        self.pending = line;
     }
 
     /// One complete line; `None` for one dropped as too long.
@@ -225,6 +245,7 @@ impl ReplyCapture {
         };
         if line.is_empty() {
             let event = std::mem::take(&mut self.event);
+            self.out.held.shrink(event.data.len());
             if event.has_data && !event.overlong && event.data != b"[DONE]" {
                 self.out.frame(&event.data);
             }
@@ -238,15 +259,10 @@ impl ReplyCapture {
             return;
         }
         let value = value.strip_prefix(b" ").unwrap_or(value);
-        let separator = usize::from(self.event.has_data);
-        if self
-            .event
-            .data
-            .len()
-            .saturating_add(separator)
-            .saturating_add(value.len())
-            > self.limit
-        {
+        let grows = usize::from(self.event.has_data).saturating_add(value.len());
+        let fits = self.event.data.len().saturating_add(grows) <= self.limit;
+        if !fits || !self.out.hold(grows) {
+            self.out.held.shrink(self.event.data.len());
             self.event = SseEvent {
                 overlong: true,
                 ..SseEvent::default()
@@ -297,6 +313,27 @@ struct Usage {
 }
 
 impl Collected {
+    /// Takes `n` bytes of the VM's reply budget; refused, the text ends
+    /// where it is (the rest of the reply is still read for its metadata).
+    fn hold(&mut self, n: usize) -> bool {
+        let held = self.held.grow(n);
+        if !held {
+            self.text.cut();
+        }
+        held
+    }
+
+    fn push_text(&mut self, piece: &str) {
+        let most = piece.len().min(self.text.room());
+        if !self.hold(most) {
+            return;
+        }
+        let before = self.text.len();
+        self.text.push(piece);
+        let added = self.text.len().saturating_sub(before);
+        self.held.shrink(most.saturating_sub(added));
+    }
+
     fn frame(&mut self, bytes: &[u8]) {
         let Ok(frame) = serde_json::from_slice::<Frame>(bytes) else {
             return;
@@ -324,7 +361,7 @@ impl Collected {
         .into_iter()
         .flatten()
         {
-            self.text.push(&piece);
+            self.push_text(&piece);
         }
         if let Some(usage) = frame.usage {
             self.tokens_in = usage.prompt_tokens.or(self.tokens_in);
@@ -338,8 +375,18 @@ impl Collected {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::budget::Budget;
 
     const CAP: usize = 4096;
+
+    /// A share of a reply budget nothing else draws from.
+    fn unbounded() -> Lease {
+        Budget::new(0, usize::MAX).for_reply()
+    }
+
+    fn within(limit: usize) -> Lease {
+        Budget::new(0, limit).for_reply()
+    }
 
     fn capture(
         format: WireFormat,
@@ -348,7 +395,7 @@ mod tests {
         cap: usize,
         chunks: &[&[u8]],
     ) -> Reply {
-        let mut c = ReplyCapture::new(format, stream, content_type, cap);
+        let mut c = ReplyCapture::new(format, stream, content_type, cap, unbounded());
         for chunk in chunks {
             c.feed(chunk);
         }
@@ -640,7 +687,7 @@ mod tests {
     #[test]
     fn an_overlong_line_is_dropped_and_the_stream_goes_on() {
         let cap = 16;
-        let limit = ReplyCapture::new(WireFormat::Ollama, true, None, cap).limit;
+        let limit = ReplyCapture::new(WireFormat::Ollama, true, None, cap, unbounded()).limit;
         let huge = format!("{{\"response\":\"{}\"}}", "x".repeat(limit));
         let body =
             format!("{{\"response\":\"a\"}}\n{huge}\n{{\"response\":\"b\",\"eval_count\":9}}\n");
@@ -670,7 +717,7 @@ mod tests {
             &[plain.as_bytes()],
         );
         assert_eq!((r.text.as_str(), r.truncated), ("", true));
-        let mut c = ReplyCapture::new(WireFormat::Ollama, false, None, cap);
+        let mut c = ReplyCapture::new(WireFormat::Ollama, false, None, cap, unbounded());
         c.feed(plain.as_bytes());
         assert!(c.pending.capacity() == 0, "the dropped body is freed");
     }
@@ -678,10 +725,10 @@ mod tests {
     #[test]
     fn buffers_stay_within_the_limit() {
         assert_eq!(
-            ReplyCapture::new(WireFormat::OpenAi, true, None, usize::MAX).limit,
+            ReplyCapture::new(WireFormat::OpenAi, true, None, usize::MAX, unbounded()).limit,
             MAX_FRAME
         );
-        let mut c = ReplyCapture::new(WireFormat::OpenAi, true, None, 0);
+        let mut c = ReplyCapture::new(WireFormat::OpenAi, true, None, 0, unbounded());
         let line = vec![b'a'; 10_000];
         for _ in 0..100 {
             c.feed(&line);
@@ -689,6 +736,40 @@ mod tests {
         }
         let r = c.finish();
         assert!(r.truncated);
+    }
+
+    #[test]
+    fn past_its_budget_a_reply_ends_there_in_every_framing() {
+        // The piece that finds no room ends the text; what follows is still
+        // read for its metadata.
+        let mut c = ReplyCapture::new(WireFormat::Ollama, true, None, CAP, within(12));
+        c.feed(OLLAMA_CHAT_STREAM.as_bytes());
+        let r = c.finish();
+        assert_eq!(
+            (r.text.as_str(), r.truncated, r.tokens_out),
+            ("Bonjour, ", true, Some(7))
+        );
+
+        // A plain body is held whole before it is read.
+        let body = br#"{"model":"m","response":"42","done":true}"#;
+        let plain = |limit| {
+            let ct = Some("application/json");
+            let mut c = ReplyCapture::new(WireFormat::Ollama, false, ct, CAP, within(limit));
+            c.feed(&body[..10]);
+            c.feed(&body[10..]);
+            c.finish()
+        };
+        let r = plain(body.len() - 1);
+        assert_eq!((r.text.as_str(), r.truncated, r.model), ("", true, None));
+        let r = plain(body.len());
+        assert_eq!((r.text.as_str(), r.truncated), ("42", false));
+
+        // An event's data is held until the blank line that ends it.
+        let ct = Some("text/event-stream");
+        let mut c = ReplyCapture::new(WireFormat::OpenAi, true, ct, CAP, within(40));
+        c.feed(OPENAI_CHAT_SSE.as_bytes());
+        let r = c.finish();
+        assert_eq!((r.text.as_str(), r.truncated), ("", true));
     }
 
     proptest::proptest! {
@@ -711,7 +792,7 @@ mod tests {
                 (WireFormat::OpenAi, true, Some("text/event-stream")),
                 (WireFormat::OpenAi, false, Some("application/json")),
             ] {
-                let mut c = ReplyCapture::new(format, stream, ct, cap);
+                let mut c = ReplyCapture::new(format, stream, ct, cap, unbounded());
                 for chunk in &chunks {
                     c.feed(chunk);
                 }
@@ -745,6 +826,46 @@ mod tests {
             chunks.push(&body.as_bytes()[start..]);
             let r = capture(WireFormat::OpenAi, true, None, CAP, &chunks);
             proptest::prop_assert_eq!(r.text, want);
+        }
+
+        /// Under any budget, however a stream is cut, the text kept is a
+        /// prefix of the reply no longer than the budget, flagged when it
+        /// is short, and the budget is whole again once the reply ends.
+        #[test]
+        fn a_reply_keeps_within_its_budget_and_gives_it_back(
+            pieces in proptest::collection::vec("[a-zé☕🦀\\\\\"]{0,6}", 1..6),
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+            limit in 0usize..300,
+            sse in proptest::prelude::any::<bool>(),
+        ) {
+            let mut body = String::new();
+            let mut want = String::new();
+            for p in &pieces {
+                if sse {
+                    let frame = serde_json::json!({"choices": [{"delta": {"content": p}}]});
+                    body.push_str(&format!("data: {frame}\r\n\r\n"));
+                } else {
+                    let frame = serde_json::json!({"response": p});
+                    body.push_str(&format!("{frame}\n"));
+                }
+                want.push_str(p);
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+            cuts.sort_unstable();
+            let budget = Budget::new(0, limit);
+            let format = if sse { WireFormat::OpenAi } else { WireFormat::Ollama };
+            let mut c = ReplyCapture::new(format, true, None, CAP, budget.for_reply());
+            let mut start = 0;
+            for cut in cuts {
+                c.feed(&body.as_bytes()[start..cut]);
+                start = cut;
+            }
+            c.feed(&body.as_bytes()[start..]);
+            let r = c.finish();
+            proptest::prop_assert!(want.starts_with(&r.text), "{:?} of {:?}", r.text, want);
+            proptest::prop_assert!(r.text.len() <= limit);
+            proptest::prop_assert!(r.truncated || r.text == want);
+            proptest::prop_assert!(budget.for_reply().grow(limit), "all given back");
         }
     }
 }

@@ -33,6 +33,10 @@ pub struct MemoryConfig {
     /// Text kept per message; beyond it the event says `truncated`.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
+    /// Reply bytes one VM (one Envoy worker) holds at once, for all the
+    /// replies it mirrors; past it a reply is cut and says `truncated`.
+    #[serde(default = "default_reply_budget_bytes")]
+    pub reply_budget_bytes: usize,
     /// Events waiting across all workers; beyond it the oldest are dropped.
     #[serde(default = "default_queue_max")]
     pub queue_max: usize,
@@ -58,6 +62,11 @@ pub enum SinkKind {
 
 fn default_max_bytes() -> usize {
     64 * 1024
+}
+/// Room for some 500 replies at once at the default `max_bytes`; the worst
+/// replies (long lines buffered whole) take up to about 1 MiB each.
+fn default_reply_budget_bytes() -> usize {
+    32 * 1024 * 1024
 }
 fn default_queue_max() -> usize {
     10_000
@@ -86,6 +95,7 @@ pub struct Memory {
     pub sink: Sink,
     pub routes: Vec<ModelRoute>,
     pub max_bytes: usize,
+    pub reply_budget_bytes: usize,
     pub queue_max: usize,
     pub batch_events: usize,
     pub batch_bytes: usize,
@@ -152,6 +162,12 @@ impl MemoryConfig {
                 "must be between 256 and 16777216".into(),
             ));
         }
+        if !(16 * 1024..=1024 * 1024 * 1024).contains(&self.reply_budget_bytes) {
+            return Err((
+                "memory.reply_budget_bytes",
+                "must be between 16384 and 1073741824".into(),
+            ));
+        }
         if self.queue_max == 0 || self.batch_events == 0 || self.batch_bytes < 1024 {
             return Err((
                 "memory",
@@ -177,6 +193,7 @@ impl MemoryConfig {
             },
             routes: self.routes,
             max_bytes: self.max_bytes,
+            reply_budget_bytes: self.reply_budget_bytes,
             queue_max: self.queue_max,
             batch_events: self.batch_events,
             batch_bytes: self.batch_bytes,
@@ -392,6 +409,7 @@ mod tests {
             .unwrap();
         assert_eq!(m.routes.len(), 4);
         assert_eq!((m.max_bytes, m.queue_max), (65_536, 10_000));
+        assert_eq!(m.reply_budget_bytes, 32 * 1024 * 1024);
         assert_eq!(m.sink.path, "/mem/ingest");
 
         let refused = |c: MemoryConfig, key: Option<&[u8]>| c.validate(key).unwrap_err().0;
@@ -407,6 +425,11 @@ mod tests {
         let mut c = config("weaviate", "http://127.0.0.1:8081");
         c.batch_events = 0;
         assert_eq!(refused(c, None), "memory");
+        for n in [16 * 1024 - 1, 1024 * 1024 * 1024 + 1] {
+            let mut c = config("weaviate", "http://127.0.0.1:8081");
+            c.reply_budget_bytes = n;
+            assert_eq!(refused(c, None), "memory.reply_budget_bytes");
+        }
         let mut c = config("weaviate", "http://127.0.0.1:8081");
         c.api_key = Some("two words".into());
         assert_eq!(refused(c, None), "memory.api_key");
