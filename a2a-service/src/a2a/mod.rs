@@ -1,5 +1,6 @@
 //! The A2A protocol: one internal model, rendered and parsed per version.
 
+pub mod capabilities;
 pub mod card;
 pub mod forward;
 pub mod jsonrpc;

@@ -15,6 +15,17 @@ pub const SEND: &str = "SendMessage";
 pub const GET: &str = "GetTask";
 pub const LIST: &str = "ListTasks";
 pub const CANCEL: &str = "CancelTask";
+/// The methods that need `capabilities.streaming`.
+pub const STREAMING: [&str; 2] = ["SendStreamingMessage", "SubscribeToTask"];
+/// The methods that need `capabilities.pushNotifications`.
+pub const PUSH_CONFIG: [&str; 4] = [
+    "CreateTaskPushNotificationConfig",
+    "GetTaskPushNotificationConfig",
+    "ListTaskPushNotificationConfigs",
+    "DeleteTaskPushNotificationConfig",
+];
+/// The method that needs `capabilities.extendedAgentCard`.
+pub const EXTENDED_CARD: &str = "GetExtendedAgentCard";
 
 fn bad(reason: impl Into<String>) -> AppError {
     AppError::InvalidParams(reason.into())

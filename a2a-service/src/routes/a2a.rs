@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::a2a::capabilities;
 use crate::a2a::card::gateway_card;
 use crate::a2a::jsonrpc::{self, Request};
 use crate::a2a::model::{Message, Task, now_ms};
@@ -66,8 +67,13 @@ pub async fn rpc(
         .map(|v| v.to_str().unwrap_or("?"));
     let outcome = match ProtocolVersion::from_header(version_header) {
         Err(reason) => Err(AppError::VersionNotSupported(reason)),
-        Ok(ProtocolVersion::V0_3) => dispatch_v0_3(&state, &caller, agent, &request).await,
-        Ok(ProtocolVersion::V1_0) => dispatch_v1(&state, &caller, agent, &request).await,
+        Ok(version) => match capabilities::refusal(version, &request.method) {
+            Some(refused) => Err(refused),
+            None => match version {
+                ProtocolVersion::V0_3 => dispatch_v0_3(&state, &caller, agent, &request).await,
+                ProtocolVersion::V1_0 => dispatch_v1(&state, &caller, agent, &request).await,
+            },
+        },
     };
     let body = match outcome {
         Ok(result) => jsonrpc::success(&request.id, result),
