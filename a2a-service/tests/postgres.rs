@@ -44,4 +44,5 @@ postgres_tests!(
     extreme_timestamps_read_back,
     huge_durations_do_not_wrap,
     page_tokens_past_any_count,
+    protocol_errors_and_field_names,
 );

@@ -45,4 +45,5 @@ sqlite_tests!(
     oversized_bodies_get_their_413_over_the_wire,
     huge_durations_do_not_wrap,
     page_tokens_past_any_count,
+    protocol_errors_and_field_names,
 );

@@ -1755,3 +1755,77 @@ pub async fn page_tokens_past_any_count(db: &Db) {
         assert_eq!(r["result"]["nextPageToken"], "", "{r}");
     }
 }
+
+/// Methods the protocol defines for capabilities the card does not declare
+/// get A2A's errors, with an ErrorInfo; proto field names are read as the
+/// JSON names are (A2A 1.0 sections 3.3.4, 5.4, 5.5, 9.5).
+pub async fn protocol_errors_and_field_names(db: &Db) {
+    let h = Harness::new(db).await;
+    let err = |v: Value| v["error"].clone();
+    let e = err(h
+        .v1("v1", "alice", "CreateTaskPushNotificationConfig", json!({}))
+        .await);
+    assert_eq!(e["code"], -32003, "{e}");
+    assert_eq!(e["data"][0]["reason"], "PUSH_NOTIFICATION_NOT_SUPPORTED");
+    let e = err(h.v1("v1", "alice", "SendStreamingMessage", json!({})).await);
+    assert_eq!(e["code"], -32004, "{e}");
+    let e = err(h
+        .v03(
+            "v03",
+            "alice",
+            "tasks/pushNotificationConfig/get",
+            json!({}),
+        )
+        .await);
+    assert_eq!(e["code"], -32003, "{e}");
+    let e = err(h.v1("v1", "alice", "Frobnicate", json!({})).await);
+    assert_eq!(e["code"], -32601, "{e}");
+    assert!(e.get("data").is_none(), "{e}");
+    let e = err(h.v1("v1", "alice", "GetTask", json!({"id": "nope"})).await);
+    assert_eq!(
+        e["data"],
+        json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "TASK_NOT_FOUND", "domain": "a2a-protocol.org"}])
+    );
+
+    let mut m = msg_v1("one");
+    m["context_id"] = json!("ctx-snake");
+    let r = h
+        .v1("v1", "alice", "SendMessage", json!({"message": m}))
+        .await;
+    let task = &r["result"]["task"];
+    assert_eq!(task["contextId"], "ctx-snake", "{r}");
+    h.v1(
+        "v1",
+        "alice",
+        "SendMessage",
+        json!({"message": msg_v1("two")}),
+    )
+    .await;
+    let id = task["id"].as_str().unwrap();
+    let got = h
+        .v1(
+            "v1",
+            "alice",
+            "GetTask",
+            json!({"id": id, "history_length": 1}),
+        )
+        .await;
+    assert_eq!(got["result"]["history"].as_array().unwrap().len(), 1);
+    let listed = h
+        .v1(
+            "v1",
+            "alice",
+            "ListTasks",
+            json!({"context_id": "ctx-snake"}),
+        )
+        .await;
+    assert_eq!(listed["result"]["totalSize"], 1, "{listed}");
+    for bad in [
+        json!({"id": id, "history_length": "lots"}),
+        json!({"id": id, "historyLength": 1, "history_length": 2}),
+    ] {
+        let e = err(h.v1("v1", "alice", "GetTask", bad).await);
+        assert_eq!(e["code"], -32602, "{e}");
+    }
+}
