@@ -45,4 +45,5 @@ postgres_tests!(
     huge_durations_do_not_wrap,
     page_tokens_past_any_count,
     protocol_errors_and_field_names,
+    trailing_slash_and_unmatched_paths,
 );

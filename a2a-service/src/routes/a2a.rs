@@ -2,7 +2,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -85,6 +85,29 @@ pub async fn rpc(
         }
     };
     Json(body).into_response()
+}
+
+/// A request no route takes: 404 with a JSON body, never an empty one; a
+/// JSON-RPC request (an agent's endpoint misspelt) gets a JSON-RPC error
+/// object with its id, so JSON-RPC clients can read the answer.
+pub async fn unmatched(method: Method, body: Result<Bytes, BytesRejection>) -> Response {
+    const NO_ROUTE: &str =
+        "nothing is served at this path; A2A agents answer at /a2a/agents/{name}";
+    let request = match body {
+        Ok(bytes) if method == Method::POST => jsonrpc::parse_request(&bytes).ok(),
+        _ => None,
+    };
+    match request {
+        Some(request) => (
+            StatusCode::NOT_FOUND,
+            Json(jsonrpc::failure(
+                &request.id,
+                &AppError::InvalidRequest(NO_ROUTE.into()),
+            )),
+        )
+            .into_response(),
+        None => AppError::NotFound(NO_ROUTE.into()).into_response(),
+    }
 }
 
 /// A send in either version: the message's content is the task's input.

@@ -1756,6 +1756,25 @@ pub async fn page_tokens_past_any_count(db: &Db) {
     }
 }
 
+/// The endpoint answers with or without a trailing slash; a path no route
+/// takes answers JSON, a JSON-RPC error object for a JSON-RPC request.
+pub async fn trailing_slash_and_unmatched_paths(db: &Db) {
+    let h = Harness::new(db).await;
+    let request =
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tasks/get", "params": {"id": "none"}});
+    let (status, v) = h.post("/a2a/agents/v03/", Some("alice"), &request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(code(&v), -32001);
+    let (status, v) = h
+        .post("/a2a/agents/v03/extra", Some("alice"), &request)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!((v["id"].clone(), code(&v)), (json!(5), -32600));
+    let (status, v) = h.get("/a2a/nothing", Some("alice")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "not_found");
+}
+
 /// Methods the protocol defines for capabilities the card does not declare
 /// get A2A's errors, with an ErrorInfo; proto field names are read as the
 /// JSON names are (A2A 1.0 sections 3.3.4, 5.4, 5.5, 9.5).
