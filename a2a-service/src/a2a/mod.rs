@@ -2,6 +2,7 @@
 
 pub mod capabilities;
 pub mod card;
+pub mod card_v0_3;
 pub mod forward;
 pub mod jsonrpc;
 pub mod model;

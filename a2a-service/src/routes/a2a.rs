@@ -2,12 +2,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::a2a::capabilities;
-use crate::a2a::card::gateway_card;
+use crate::a2a::card::{self, gateway_card};
+use crate::a2a::card_v0_3;
 use crate::a2a::jsonrpc::{self, Request};
 use crate::a2a::model::{Message, Task, now_ms};
 use crate::a2a::{ProtocolVersion, v0_3, v1};
@@ -26,20 +27,59 @@ fn agent<'a>(state: &'a AppState, name: &str) -> AppResult<&'a AgentConfig> {
         .ok_or_else(|| AppError::UnknownAgent(name.to_string()))
 }
 
-/// Public: the agent's card as reached through the gateway.
-pub async fn card(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    let agent = match agent(&state, &name) {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
+/// Public: the agent's A2A 1.0 card as reached through the gateway.
+pub async fn card(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match card_v1(&state, &name).await {
+        Ok(card) => cacheable(&headers, &card),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Public: the same card in its A2A 0.3 form, at the 0.3 card path.
+pub async fn legacy_card(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match card_v1(&state, &name).await {
+        Ok(card) => cacheable(&headers, &card_v0_3::card_v0_3(&card)),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn card_v1(state: &AppState, name: &str) -> AppResult<Value> {
+    let agent = agent(state, name)?;
     let downstream = state.cards.downstream(&state.card_client, agent).await;
-    Json(gateway_card(
+    Ok(gateway_card(
         agent,
         downstream,
         &state.config.public_url,
         state.config.oidc_issuer.as_deref(),
     ))
-    .into_response()
+}
+
+/// A card with its `ETag` and `Cache-Control` (A2A 1.0 section 8.6.1), or
+/// 304 when the client's `If-None-Match` already names this content.
+fn cacheable(headers: &HeaderMap, card: &Value) -> Response {
+    let body = card.to_string();
+    let tag = card::etag(body.as_bytes());
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| card::none_match_hits(v, &tag));
+    let cache = [
+        (header::ETAG, tag),
+        (header::CACHE_CONTROL, card::CACHE_CONTROL.to_string()),
+    ];
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
+    }
+    let content_type = (header::CONTENT_TYPE, "application/json".to_string());
+    (cache, [content_type], body).into_response()
 }
 
 /// `POST /a2a/agents/{name}`: JSON-RPC, 1.0 with `A2A-Version: 1.0`, else 0.3.

@@ -55,7 +55,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             "/a2a/agents/{name}/.well-known/agent-card.json",
             get(a2a::card),
         )
-        .route("/a2a/agents/{name}/.well-known/agent.json", get(a2a::card))
+        .route(
+            "/a2a/agents/{name}/.well-known/agent.json",
+            get(a2a::legacy_card),
+        )
         .route("/a2a/tasks/send", post(seed::send))
         .route("/a2a/tasks/status/{id}", get(seed::status))
         .route("/mem/events", post(memory::create).get(memory::list))

@@ -819,20 +819,29 @@ pub async fn cards_and_health(db: &Db) {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(card["name"], "Downstream");
-    assert_eq!(card["url"], "https://gw.example/a2a/agents/v1");
+    let url = "https://gw.example/a2a/agents/v1";
+    assert_eq!(card["supportedInterfaces"][0]["url"], url);
+    assert_eq!(card["supportedInterfaces"][1]["protocolVersion"], "0.3");
+    assert!(card.get("url").is_none(), "a 1.0 card has no url: {card}");
     assert_eq!(card["capabilities"]["streaming"], false);
     assert_eq!(card["skills"][0]["id"], "echo");
     assert_eq!(
         card["securitySchemes"]["bearer"],
-        json!({
-            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-            "httpAuthSecurityScheme": {"scheme": "bearer", "bearerFormat": "JWT"},
-        })
+        json!({"httpAuthSecurityScheme": {"scheme": "bearer", "bearerFormat": "JWT"}})
     );
-    assert_eq!(card["security"], json!([{"bearer": []}]));
+    assert_eq!(
+        card["securityRequirements"],
+        json!([{"schemes": {"bearer": {"list": []}}}])
+    );
+    assert!(card.get("security").is_none());
+    // The 0.3 card path serves the 0.3 shape of the same card.
     let (status, legacy) = h.get("/a2a/agents/v1/.well-known/agent.json", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(legacy["url"], card["url"]);
+    assert_eq!(legacy["url"], url);
+    assert_eq!(legacy["protocolVersion"], "0.3.0");
+    assert_eq!(legacy["securitySchemes"]["bearer"]["type"], "http");
+    assert_eq!(legacy["security"], json!([{"bearer": []}]));
+    assert_eq!(legacy["skills"], card["skills"]);
     let (status, synth) = h
         .get("/a2a/agents/nocard/.well-known/agent-card.json", None)
         .await;
