@@ -10,14 +10,14 @@ use crate::a2a::capabilities;
 use crate::a2a::card::{self, gateway_card};
 use crate::a2a::card_v0_3;
 use crate::a2a::jsonrpc::{self, Request};
-use crate::a2a::model::{Message, Task, now_ms};
+use crate::a2a::model::{Message, now_ms};
 use crate::a2a::{ProtocolVersion, v0_3, v1};
 use crate::auth::Caller;
 use crate::config::AgentConfig;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::{CancelOutcome, TaskFilter};
-use crate::tasks::{self, Submission};
+use crate::tasks::{self, Sent, Submission};
 
 fn agent<'a>(state: &'a AppState, name: &str) -> AppResult<&'a AgentConfig> {
     state
@@ -157,9 +157,9 @@ async fn send(
     agent: &AgentConfig,
     message: Message,
     wait: bool,
-) -> AppResult<Task> {
+) -> AppResult<Sent> {
     let input = message.plain_value();
-    tasks::submit(
+    tasks::send(
         state,
         caller,
         agent,
@@ -181,8 +181,12 @@ async fn dispatch_v0_3(
     match r.method.as_str() {
         v0_3::SEND => {
             let p = v0_3::parse_send(&r.params)?;
-            let task = send(state, caller, agent, p.message, p.blocking).await?;
-            Ok(v0_3::task_json(&task, p.history_length))
+            Ok(
+                match send(state, caller, agent, p.message, p.blocking).await? {
+                    Sent::Task(task) => v0_3::task_json(&task, p.history_length),
+                    Sent::Message(message) => v0_3::message_json(&message),
+                },
+            )
         }
         v0_3::GET => {
             let (id, history_length) = v0_3::parse_query(&r.params)?;
@@ -210,8 +214,14 @@ async fn dispatch_v1(
     match r.method.as_str() {
         v1::SEND => {
             let p = v1::parse_send(&r.params)?;
-            let task = send(state, caller, agent, p.message, !p.return_immediately).await?;
-            Ok(json!({"task": v1::task_json(&task, p.history_length, true)}))
+            Ok(
+                match send(state, caller, agent, p.message, !p.return_immediately).await? {
+                    Sent::Task(task) => {
+                        json!({"task": v1::task_json(&task, p.history_length, true)})
+                    }
+                    Sent::Message(message) => json!({"message": v1::message_json(&message)}),
+                },
+            )
         }
         v1::GET => {
             let (id, history_length) = v1::parse_get(&r.params)?;

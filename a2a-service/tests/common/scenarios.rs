@@ -1784,6 +1784,61 @@ pub async fn trailing_slash_and_unmatched_paths(db: &Db) {
     assert_eq!(v["error"], "not_found");
 }
 
+/// An agent that answers a message with a message, not a task: a waiting
+/// caller gets that message in its context and no task is left (A2A 1.0
+/// section 3.1.1); the exchange is still in the caller's memory.
+pub async fn direct_message_replies(db: &Db) {
+    let h = Harness::new(db).await;
+    let mut m = msg_v1("hi");
+    m["contextId"] = json!("ctx-talk");
+    let r = h
+        .v1("talker", "alice", "SendMessage", json!({"message": m}))
+        .await;
+    let message = &r["result"]["message"];
+    assert!(r["result"].get("task").is_none(), "{r}");
+    assert_eq!(message["role"], "ROLE_AGENT");
+    assert_eq!(message["parts"], json!([{"text": "said: hi"}]));
+    assert_eq!(message["contextId"], "ctx-talk");
+    assert!(message.get("taskId").is_none(), "{message}");
+    let r = h
+        .v03(
+            "talker03",
+            "alice",
+            "message/send",
+            json!({"message": msg_v03("old")}),
+        )
+        .await;
+    assert_eq!(r["result"]["kind"], "message", "{r}");
+    assert_eq!(r["result"]["parts"][0]["text"], "said: old");
+    for agent in ["talker", "talker03"] {
+        let list = h.v1(agent, "alice", "ListTasks", json!({})).await;
+        assert_eq!(list["result"]["totalSize"], 0, "{agent}: {list}");
+    }
+    let kinds: Vec<String> = h
+        .memory("alice", "")
+        .await
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == tasks::TASK_RESULT).count(),
+        2,
+        "{kinds:?}"
+    );
+    // A caller that does not wait has its task already: the answer ends it.
+    let r = h
+        .v1(
+            "talker",
+            "alice",
+            "SendMessage",
+            json!({"message": msg_v1("later"), "configuration": {"returnImmediately": true}}),
+        )
+        .await;
+    let id = r["result"]["task"]["id"].as_str().unwrap().to_string();
+    let done = h.settle("alice", &id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+}
+
 /// Methods the protocol defines for capabilities the card does not declare
 /// get A2A's errors, with an ErrorInfo; proto field names are read as the
 /// JSON names are (A2A 1.0 sections 3.3.4, 5.4, 5.5, 9.5).
