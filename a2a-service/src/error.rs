@@ -15,6 +15,7 @@ pub enum AppError {
     InvalidParams(String),
     VersionNotSupported(String),
     UnsupportedOperation(String),
+    PushNotificationNotSupported,
     TaskNotFound,
     TaskNotCancelable(String),
     // HTTP-level errors.
@@ -67,6 +68,11 @@ impl AppError {
             MethodNotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             VersionNotSupported(m) => (StatusCode::BAD_REQUEST, "version_not_supported", m.clone()),
             UnsupportedOperation(m) => (StatusCode::BAD_REQUEST, "unsupported", m.clone()),
+            PushNotificationNotSupported => (
+                StatusCode::BAD_REQUEST,
+                "unsupported",
+                "push notifications are not supported".into(),
+            ),
             TaskNotFound => (StatusCode::NOT_FOUND, "not_found", "no such task".into()),
             TaskNotCancelable(m) => (StatusCode::CONFLICT, "not_cancelable", m.clone()),
             Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
@@ -104,18 +110,24 @@ impl AppError {
         self.http_parts().0
     }
 
-    /// The JSON-RPC error object (`code`, `message`).
+    /// The JSON-RPC error object (`code`, `message`, and for the A2A
+    /// errors the `data` that A2A 1.0 section 9.5 asks for).
     pub fn rpc_error(&self) -> Value {
         use AppError::*;
-        let (code, message) = match self {
-            Parse(m) => (-32700, m.clone()),
-            InvalidRequest(m) => (-32600, m.clone()),
-            MethodNotFound(m) => (-32601, m.clone()),
-            InvalidParams(m) | BadRequest(m) => (-32602, m.clone()),
-            VersionNotSupported(m) => (-32009, m.clone()),
-            UnsupportedOperation(m) => (-32004, m.clone()),
-            TaskNotFound => (-32001, "Task not found".to_string()),
-            TaskNotCancelable(m) => (-32002, m.clone()),
+        let (code, message, reason) = match self {
+            Parse(m) => (-32700, m.clone(), None),
+            InvalidRequest(m) => (-32600, m.clone(), None),
+            MethodNotFound(m) => (-32601, m.clone(), None),
+            InvalidParams(m) | BadRequest(m) => (-32602, m.clone(), None),
+            VersionNotSupported(m) => (-32009, m.clone(), Some("VERSION_NOT_SUPPORTED")),
+            UnsupportedOperation(m) => (-32004, m.clone(), Some("UNSUPPORTED_OPERATION")),
+            PushNotificationNotSupported => (
+                -32003,
+                self.http_parts().2,
+                Some("PUSH_NOTIFICATION_NOT_SUPPORTED"),
+            ),
+            TaskNotFound => (-32001, "Task not found".to_string(), Some("TASK_NOT_FOUND")),
+            TaskNotCancelable(m) => (-32002, m.clone(), Some("TASK_NOT_CANCELABLE")),
             Store(_)
             | MemoryBackend { .. }
             | Internal(_)
@@ -123,10 +135,24 @@ impl AppError {
             | NotFound(_)
             | UnknownAgent(_)
             | PayloadTooLarge(_)
-            | UnsupportedMediaType => (-32603, self.http_parts().2),
+            | UnsupportedMediaType => (-32603, self.http_parts().2, None),
         };
-        json!({"code": code, "message": one_line(&message)})
+        let mut error = json!({"code": code, "message": one_line(&message)});
+        if let Some(reason) = reason {
+            error["data"] = json!([error_info(reason)]);
+        }
+        error
     }
+}
+
+/// A `google.rpc.ErrorInfo` in its ProtoJSON `Any` form: how A2A names an
+/// A2A-specific error independently of the binding's numeric code.
+fn error_info(reason: &str) -> Value {
+    json!({
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": reason,
+        "domain": "a2a-protocol.org",
+    })
 }
 
 impl std::fmt::Display for AppError {

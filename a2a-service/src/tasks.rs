@@ -56,12 +56,64 @@ fn store_err(state: &AppState, e: sqlx::Error) -> AppError {
     AppError::from(e)
 }
 
+/// What an A2A send answers (A2A 1.0 section 3.1.1): the task, or the
+/// agent's own message when the agent answered with one instead of a task.
+#[derive(Debug)]
+pub enum Sent {
+    Task(Box<Task>),
+    Message(Message),
+}
+
+/// An A2A send. A new message the agent answers with a direct message,
+/// while the caller waits, leaves no task behind: the caller gets the
+/// message (in its context, naming no task), the gateway's record of the
+/// exchange is removed, and its memory events stay. A message that
+/// continues a task keeps that task and is answered with the message.
+pub async fn send(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    s: Submission,
+) -> AppResult<Sent> {
+    let continues_a_task = s.message.task_id.is_some();
+    let (task, direct) = submit_inner(state, caller, agent, s).await?;
+    let Some(mut message) = direct else {
+        return Ok(Sent::Task(Box::new(task)));
+    };
+    if !continues_a_task {
+        state
+            .store
+            .delete_task(&caller.user, &task.id)
+            .await
+            .map_err(|e| store_err(state, e))?;
+        message.task_id = None;
+    }
+    Ok(Sent::Message(message))
+}
+
+/// A send that is always answered with the gateway's task (the plain
+/// routes, which have no message answer).
 pub async fn submit(
     state: &AppState,
     caller: &Caller,
     agent: &AgentConfig,
     s: Submission,
 ) -> AppResult<Task> {
+    submit_inner(state, caller, agent, s)
+        .await
+        .map(|(task, _)| task)
+}
+
+/// The task as it stands when the caller is answered, and the agent's
+/// direct message when its answer was one and the caller waited for it.
+type Started = (Task, Option<Message>);
+
+async fn submit_inner(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    s: Submission,
+) -> AppResult<Started> {
     if s.message.role != Role::User {
         return Err(AppError::InvalidParams(
             "message.role must be the user's".into(),
@@ -117,7 +169,7 @@ async fn resume(
     agent: &AgentConfig,
     id: &str,
     s: Submission,
-) -> AppResult<Task> {
+) -> AppResult<Started> {
     let mut task = state
         .store
         .get_task(&caller.user, id, Some(&agent.name))
@@ -170,7 +222,7 @@ async fn start(
     agent: &AgentConfig,
     task: Task,
     wait: bool,
-) -> AppResult<Task> {
+) -> AppResult<Started> {
     record_memory(
         state,
         caller,
@@ -190,26 +242,34 @@ async fn start(
         task.clone(),
     ));
     if !wait {
-        return Ok(task);
+        return Ok((task, None));
     }
     let finished = handle
         .await
         .map_err(|_| AppError::Internal("the task's exchange stopped unexpectedly".into()))?;
-    if let Some(task) = finished {
-        return Ok(task);
+    if let Some((task, direct)) = finished {
+        let message = direct.then(|| task.status_message.clone()).flatten();
+        return Ok((task, message));
     }
     // Someone else moved the task on (a cancel, a shutdown): the store knows.
-    state
+    let task = state
         .store
         .get_task(&caller.user, &id, None)
         .await
         .map_err(|e| store_err(state, e))?
-        .ok_or(AppError::TaskNotFound)
+        .ok_or(AppError::TaskNotFound)?;
+    Ok((task, None))
 }
 
 /// The exchange for one task, from `working` to its end state; the task as
-/// recorded, when this exchange was the one that ended it.
-async fn run(state: AppState, caller: Caller, agent: AgentConfig, task: Task) -> Option<Task> {
+/// recorded, when this exchange was the one that ended it, and whether the
+/// agent answered with a direct message rather than a task.
+async fn run(
+    state: AppState,
+    caller: Caller,
+    agent: AgentConfig,
+    task: Task,
+) -> Option<(Task, bool)> {
     let id = task.id.clone();
     let finished = run_inner(&state, &caller, &agent, task).await;
     if let Ok(mut set) = state.in_flight.lock() {
@@ -223,7 +283,7 @@ async fn run_inner(
     caller: &Caller,
     agent: &AgentConfig,
     mut task: Task,
-) -> Option<Task> {
+) -> Option<(Task, bool)> {
     // A resumed task is `working` already; a new one starts here.
     if task.state == TaskState::Submitted {
         match state
@@ -251,7 +311,8 @@ async fn run_inner(
         task_id: &task.id,
         agent_task_id: task.agent_task_id.as_deref(),
     };
-    let completion = state.forwarder.run(agent, &who, message, &task.input).await;
+    let exchange = state.forwarder.run(agent, &who, message, &task.input).await;
+    let completion = exchange.completion;
     let mut history = task.history.clone();
     if let Some(reply) = &completion.reply {
         history.push(reply.clone());
@@ -280,7 +341,7 @@ async fn run_inner(
             if completion.agent_task_id.is_some() {
                 task.agent_task_id = completion.agent_task_id;
             }
-            Some(task)
+            Some((task, exchange.direct_message))
         }
         Ok(false) => None,
         Err(e) => {

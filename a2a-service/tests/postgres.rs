@@ -44,4 +44,7 @@ postgres_tests!(
     extreme_timestamps_read_back,
     huge_durations_do_not_wrap,
     page_tokens_past_any_count,
+    direct_message_replies,
+    protocol_errors_and_field_names,
+    trailing_slash_and_unmatched_paths,
 );

@@ -45,4 +45,7 @@ sqlite_tests!(
     oversized_bodies_get_their_413_over_the_wire,
     huge_durations_do_not_wrap,
     page_tokens_past_any_count,
+    direct_message_replies,
+    protocol_errors_and_field_names,
+    trailing_slash_and_unmatched_paths,
 );

@@ -2,9 +2,11 @@
 
 - SdkAgent: the official A2A Python SDK's server (Starlette routes from
   a2a.server.routes, served by uvicorn in a thread) with an AgentExecutor
-  that answers the input text in upper case. Input "sleep <seconds>" makes
-  it wait first, for tasks that are still running when the test looks.
-  JSON-RPC is served at "/" for protocol 1.0 and 0.3 alike.
+  that answers the input text in upper case: as a completed task of its own
+  (the upper-cased text as the artifact and the status message), or with
+  reply="message" as a direct message and no task. Input "sleep <seconds>"
+  makes it wait first, for tasks that are still running when the test
+  looks. JSON-RPC is served at "/" for protocol 1.0 and 0.3 alike.
 - JsonAgent: a plain HTTP server for `kind=http` agents: every POST gets
   {"echo": <body as JSON>, "user": <X-Attach-User>} back; requests are
   recorded (header names in lower case).
@@ -21,11 +23,11 @@ from http.server import ThreadingHTTPServer
 import httpx
 import uvicorn
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
-from a2a.helpers import new_text_message
+from a2a.helpers import new_task, new_text_message, new_text_part
 from a2a.server.agent_execution import AgentExecutor
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-from a2a.server.tasks import InMemoryTaskStore
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import a2a_pb2 as pb
 from starlette.applications import Starlette
 
@@ -33,9 +35,10 @@ from netutil import HOST, QuietHandler, free_port, is_listening, wait_until
 
 
 class UpperExecutor(AgentExecutor):
-    """Answers one message with its text in upper case."""
+    """Answers one message with its text in upper case, as a task or a message."""
 
-    def __init__(self):
+    def __init__(self, reply="task"):
+        self.reply = reply
         self.seen = []  # (text, context_id) of every request
 
     async def execute(self, context, event_queue):
@@ -43,9 +46,21 @@ class UpperExecutor(AgentExecutor):
         self.seen.append((text, context.context_id))
         if text.startswith("sleep "):
             await asyncio.sleep(float(text.split()[1]))
-        await event_queue.enqueue_event(
-            new_text_message(text.upper(), context_id=context.context_id, task_id=context.task_id)
-        )
+        if self.reply == "message":
+            await event_queue.enqueue_event(new_text_message(text.upper()))
+            return
+        if context.current_task is None:
+            await event_queue.enqueue_event(
+                new_task(
+                    context.task_id,
+                    context.context_id,
+                    pb.TaskState.TASK_STATE_WORKING,
+                    history=[context.message],
+                )
+            )
+        updater = TaskUpdater(event_queue, context.task_id, context.context_id)
+        await updater.add_artifact([new_text_part(text.upper())], name="upper")
+        await updater.complete(updater.new_agent_message([new_text_part(text.upper())]))
 
     async def cancel(self, context, event_queue):
         raise NotImplementedError("this agent cannot cancel")
@@ -72,11 +87,11 @@ def agent_card(name, url):
 
 
 class SdkAgent:
-    def __init__(self, name="upper"):
+    def __init__(self, name="upper", reply="task"):
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.name = name
-        self.executor = UpperExecutor()
+        self.executor = UpperExecutor(reply)
         card = agent_card(name, self.url + "/")
         handler = DefaultRequestHandler(
             agent_executor=self.executor, task_store=InMemoryTaskStore(), agent_card=card

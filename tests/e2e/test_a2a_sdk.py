@@ -88,17 +88,21 @@ def test_card_parses_as_a_1_0_card_without_legacy_mapping(a2a):
     assert bearer.http_auth_security_scheme.bearer_format == "JWT"
     assert [list(r.schemes) for r in card.security_requirements][0] == ["bearer"]
     assert {i.protocol_version for i in card.supported_interfaces} == {"1.0", "0.3"}
-    # ... and the same document as a 0.3 client reads it.
-    assert raw["securitySchemes"]["bearer"]["type"] == "http"
-    assert raw["security"][0] == {"bearer": []}
+    # The 0.3 shape is served at the 0.3 card path only.
+    assert "type" not in raw["securitySchemes"]["bearer"] and "security" not in raw
+    legacy = a2a.get("/a2a/agents/upper/.well-known/agent.json").json()
+    assert legacy["securitySchemes"]["bearer"]["type"] == "http"
+    assert legacy["security"][0] == {"bearer": []}
 
 
 def test_only_card_paths_are_public(a2a):
     base = "/a2a/agents/upper"
-    for path in (f"{base}/.well-known/agent-card.json", f"{base}/.well-known/agent.json"):
-        r = a2a.get(path)
-        assert r.status == 200, (path, r)
-        assert r.json()["url"].endswith(base)
+    r = a2a.get(f"{base}/.well-known/agent-card.json")
+    assert r.status == 200, r
+    assert r.json()["supportedInterfaces"][0]["url"].endswith(base)
+    r = a2a.get(f"{base}/.well-known/agent.json")
+    assert r.status == 200, r
+    assert r.json()["url"].endswith(base)
     # The JSON-RPC endpoint, unregistered agents' cards, the other routes: token needed.
     body = b'{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"x"}}'
     assert a2a.request("POST", base, body=body, headers={"Content-Type": "application/json"}).status == 401

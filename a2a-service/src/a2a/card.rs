@@ -1,23 +1,30 @@
 //! Agent cards as the gateway publishes them.
 //!
 //! Built from the downstream agent's own card when it serves one (cached),
-//! else synthesized; then the address is rewritten to the gateway's, bearer
-//! sign-in is declared, and streaming is off. The card carries both the 0.3
-//! fields (`url`, `protocolVersion`, `security`, `type`-tagged schemes) and
-//! the 1.0 ones (`supportedInterfaces`, `securityRequirements`, wrapped
-//! schemes) so clients of either generation read it.
+//! else synthesized: the downstream's descriptive members are kept, and
+//! what the gateway decides is its own: the interfaces (its address, for
+//! A2A 1.0 and, as a second entry, 0.3), the capabilities it offers, and
+//! bearer sign-in. The result is an A2A 1.0 `AgentCard` and nothing else
+//! (specification section 4.4.1); `card_v0_3` renders the same card for
+//! 0.3 readers. Cards go out with a content-derived `ETag` and a
+//! `Cache-Control` lifetime (section 8.6.1).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
+use super::capabilities;
 use crate::config::AgentConfig;
 
 const CARD_TTL: Duration = Duration::from_secs(300);
 const MISS_TTL: Duration = Duration::from_secs(30);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may keep a card: as long as the gateway keeps the
+/// downstream card it is built from.
+pub const CACHE_CONTROL: &str = "public, max-age=300";
 
 #[derive(Default)]
 pub struct CardCache {
@@ -56,47 +63,41 @@ impl CardCache {
     }
 }
 
-/// The card for `agent` as reached through the gateway at `public_url`.
+/// The A2A 1.0 card for `agent` as reached through the gateway at
+/// `public_url`.
 pub fn gateway_card(
     agent: &AgentConfig,
     downstream: Option<Value>,
     public_url: &str,
     oidc_issuer: Option<&str>,
 ) -> Value {
-    let mut card = match downstream {
+    let downstream = match downstream {
         Some(Value::Object(card)) => card,
         _ => Map::new(),
     };
     let url = format!("{public_url}/a2a/agents/{}", agent.name);
-    let fill = |card: &mut Map<String, Value>, key: &str, value: Value| {
-        if card.get(key).is_none_or(Value::is_null) {
-            card.insert(key.into(), value);
-        }
+    let mut card = Map::new();
+    let text = |key: &str| downstream.get(key).filter(|v| v.is_string()).cloned();
+    let modes = |key: &str| {
+        downstream
+            .get(key)
+            .filter(|v| is_string_list(v))
+            .cloned()
+            .unwrap_or_else(|| json!(["text/plain"]))
     };
-    fill(&mut card, "name", json!(agent.name));
-    fill(
-        &mut card,
-        "description",
-        json!(format!(
-            "Agent {} reached through Attach Gateway",
-            agent.name
-        )),
+    card.insert(
+        "name".into(),
+        text("name").unwrap_or_else(|| json!(agent.name)),
     );
-    fill(&mut card, "version", json!("1.0.0"));
-    fill(&mut card, "defaultInputModes", json!(["text/plain"]));
-    fill(&mut card, "defaultOutputModes", json!(["text/plain"]));
-    fill(&mut card, "skills", json!([]));
-
-    for stale in [
-        "additionalInterfaces",
-        "signatures",
-        "supportsAuthenticatedExtendedCard",
-    ] {
-        card.remove(stale);
-    }
-    card.insert("url".into(), json!(url));
-    card.insert("preferredTransport".into(), json!("JSONRPC"));
-    card.insert("protocolVersion".into(), json!("0.3.0"));
+    card.insert(
+        "description".into(),
+        text("description").unwrap_or_else(|| {
+            json!(format!(
+                "Agent {} reached through Attach Gateway",
+                agent.name
+            ))
+        }),
+    );
     card.insert(
         "supportedInterfaces".into(),
         json!([
@@ -104,57 +105,106 @@ pub fn gateway_card(
             {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
         ]),
     );
-
-    let mut capabilities = match card.remove("capabilities") {
-        Some(Value::Object(c)) => c,
-        _ => Map::new(),
-    };
-    capabilities.insert("streaming".into(), json!(false));
-    capabilities.insert("pushNotifications".into(), json!(false));
-    capabilities.insert("extendedAgentCard".into(), json!(false));
-    card.insert("capabilities".into(), Value::Object(capabilities));
-
-    let mut schemes = Map::new();
-    schemes.insert(
-        "bearer".into(),
-        scheme(
-            "http",
-            "httpAuthSecurityScheme",
-            json!({"scheme": "bearer", "bearerFormat": "JWT"}),
-        ),
-    );
-    let mut security = vec![json!({"bearer": []})];
-    let mut requirements = vec![json!({"schemes": {"bearer": {"list": []}}})];
-    if let Some(issuer) = oidc_issuer {
-        schemes.insert(
-            "oidc".into(),
-            scheme(
-                "openIdConnect",
-                "openIdConnectSecurityScheme",
-                json!({"openIdConnectUrl": format!("{issuer}/.well-known/openid-configuration")}),
-            ),
-        );
-        security.push(json!({"oidc": []}));
-        requirements.push(json!({"schemes": {"oidc": {"list": []}}}));
+    if let Some(provider) = downstream.get("provider").and_then(provider) {
+        card.insert("provider".into(), provider);
     }
-    card.insert("securitySchemes".into(), Value::Object(schemes));
-    card.insert("security".into(), Value::Array(security));
-    card.insert("securityRequirements".into(), Value::Array(requirements));
+    card.insert(
+        "version".into(),
+        text("version").unwrap_or_else(|| json!("1.0.0")),
+    );
+    for key in ["documentationUrl", "iconUrl"] {
+        if let Some(v) = text(key) {
+            card.insert(key.into(), v);
+        }
+    }
+    // Extensions are not offered: the gateway does not pass their
+    // negotiation on to the agent.
+    card.insert(
+        "capabilities".into(),
+        json!({
+            "streaming": capabilities::STREAMING,
+            "pushNotifications": capabilities::PUSH_NOTIFICATIONS,
+            "extendedAgentCard": capabilities::EXTENDED_AGENT_CARD,
+        }),
+    );
+    let (schemes, requirements) = sign_in(oidc_issuer);
+    card.insert("securitySchemes".into(), schemes);
+    card.insert("securityRequirements".into(), requirements);
+    card.insert("defaultInputModes".into(), modes("defaultInputModes"));
+    card.insert("defaultOutputModes".into(), modes("defaultOutputModes"));
+    let skills: Vec<Value> = match downstream.get("skills") {
+        Some(Value::Array(skills)) => skills.iter().filter_map(skill).collect(),
+        _ => Vec::new(),
+    };
+    card.insert("skills".into(), Value::Array(skills));
     Value::Object(card)
 }
 
-/// One security scheme in both generations' shapes: 0.3 discriminates by a
-/// `type` field beside the scheme's fields, 1.0 wraps the same fields in a
-/// member named after the kind (`httpAuthSecurityScheme`, ...). Each reader
-/// ignores the other's members, so one card serves both.
-fn scheme(legacy_type: &str, wrapper: &str, fields: Value) -> Value {
-    let mut scheme = match fields.clone() {
-        Value::Object(fields) => fields,
-        _ => Map::new(),
-    };
-    scheme.insert("type".into(), json!(legacy_type));
-    scheme.insert(wrapper.into(), fields);
-    Value::Object(scheme)
+/// Bearer tokens, and the IdP's OpenID Connect discovery when there is one:
+/// the schemes and the requirement that names each.
+fn sign_in(oidc_issuer: Option<&str>) -> (Value, Value) {
+    let mut schemes = Map::new();
+    schemes.insert(
+        "bearer".into(),
+        json!({"httpAuthSecurityScheme": {"scheme": "bearer", "bearerFormat": "JWT"}}),
+    );
+    let mut requirements = vec![json!({"schemes": {"bearer": {"list": []}}})];
+    if let Some(issuer) = oidc_issuer {
+        let discovery = format!("{issuer}/.well-known/openid-configuration");
+        schemes.insert(
+            "oidc".into(),
+            json!({"openIdConnectSecurityScheme": {"openIdConnectUrl": discovery}}),
+        );
+        requirements.push(json!({"schemes": {"oidc": {"list": []}}}));
+    }
+    (Value::Object(schemes), Value::Array(requirements))
+}
+
+fn is_string_list(value: &Value) -> bool {
+    value
+        .as_array()
+        .is_some_and(|items| items.iter().all(Value::is_string))
+}
+
+/// The downstream's `AgentProvider`, when it has both of its members.
+fn provider(value: &Value) -> Option<Value> {
+    let organization = value.get("organization").filter(|v| v.is_string())?;
+    let url = value.get("url").filter(|v| v.is_string())?;
+    Some(json!({"organization": organization, "url": url}))
+}
+
+/// A downstream skill as an `AgentSkill`: its descriptive members, when it
+/// has the required ones. Its security requirements name the agent's own
+/// schemes, not the gateway's, and are left out.
+fn skill(value: &Value) -> Option<Value> {
+    let obj = value.as_object()?;
+    let mut skill = Map::new();
+    for key in ["id", "name", "description"] {
+        skill.insert(key.into(), obj.get(key).filter(|v| v.is_string())?.clone());
+    }
+    let tags = obj.get("tags").filter(|v| is_string_list(v));
+    skill.insert("tags".into(), tags.cloned().unwrap_or_else(|| json!([])));
+    for key in ["examples", "inputModes", "outputModes"] {
+        if let Some(list) = obj.get(key).filter(|v| is_string_list(v)) {
+            skill.insert(key.into(), list.clone());
+        }
+    }
+    Some(Value::Object(skill))
+}
+
+/// A strong entity tag derived from a card's bytes.
+pub fn etag(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// Whether an `If-None-Match` value names `etag` (weak comparison, as
+/// RFC 9110 section 13.1.2 asks for this header).
+pub fn none_match_hits(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
 }
 
 #[cfg(test)]
@@ -174,6 +224,23 @@ mod tests {
         }
     }
 
+    /// No member of the 0.3 card may appear in the 1.0 one.
+    fn assert_only_1_0(card: &Value) {
+        for legacy in [
+            "url",
+            "preferredTransport",
+            "protocolVersion",
+            "security",
+            "additionalInterfaces",
+            "supportsAuthenticatedExtendedCard",
+        ] {
+            assert!(card.get(legacy).is_none(), "{legacy} in {card}");
+        }
+        for scheme in card["securitySchemes"].as_object().unwrap().values() {
+            assert_eq!(scheme.as_object().unwrap().len(), 1, "{scheme}");
+        }
+    }
+
     #[test]
     fn synthesized_card() {
         let card = gateway_card(
@@ -182,43 +249,75 @@ mod tests {
             "https://gw.example",
             Some("https://idp.example"),
         );
-        assert_eq!(card["url"], "https://gw.example/a2a/agents/planner");
+        assert_only_1_0(&card);
+        let url = "https://gw.example/a2a/agents/planner";
+        assert_eq!(
+            card["supportedInterfaces"],
+            json!([
+                {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+                {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+            ])
+        );
         assert_eq!(card["name"], "planner");
         assert_eq!(card["capabilities"]["streaming"], false);
         assert_eq!(card["skills"], json!([]));
-        let bearer = &card["securitySchemes"]["bearer"];
-        assert_eq!(bearer["type"], "http");
-        assert_eq!(bearer["scheme"], "bearer");
-        assert_eq!(bearer["httpAuthSecurityScheme"]["scheme"], "bearer");
-        assert_eq!(bearer["httpAuthSecurityScheme"]["bearerFormat"], "JWT");
-        let oidc = &card["securitySchemes"]["oidc"];
-        let discovery = "https://idp.example/.well-known/openid-configuration";
-        assert_eq!(oidc["type"], "openIdConnect");
-        assert_eq!(oidc["openIdConnectUrl"], discovery);
+        let bearer = &card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"];
+        assert_eq!(*bearer, json!({"scheme": "bearer", "bearerFormat": "JWT"}));
         assert_eq!(
-            oidc["openIdConnectSecurityScheme"]["openIdConnectUrl"],
-            discovery
+            card["securitySchemes"]["oidc"]["openIdConnectSecurityScheme"]["openIdConnectUrl"],
+            "https://idp.example/.well-known/openid-configuration"
         );
-        assert_eq!(card["security"][0], json!({"bearer": []}));
-        assert_eq!(card["supportedInterfaces"][0]["protocolVersion"], "1.0");
+        assert_eq!(
+            card["securityRequirements"][1],
+            json!({"schemes": {"oidc": {"list": []}}})
+        );
     }
 
     #[test]
     fn downstream_card_is_rewritten() {
         let downstream = json!({
             "name": "Planner", "description": "plans", "url": "http://127.0.0.1:8100/",
+            "protocolVersion": "0.3.0", "preferredTransport": "JSONRPC",
             "capabilities": {"streaming": true, "pushNotifications": true},
-            "skills": [{"id": "plan", "name": "Plan", "description": "d", "tags": []}],
+            "skills": [
+                {"id": "plan", "name": "Plan", "description": "d", "tags": [], "security": [{"k": []}]},
+                {"id": "broken"},
+            ],
             "supportsAuthenticatedExtendedCard": true,
             "additionalInterfaces": [{"url": "http://127.0.0.1:8100/grpc", "transport": "GRPC"}],
+            "provider": {"organization": "Example", "url": "https://example.org"},
+            "signatures": [{"protected": "x", "signature": "y"}],
+            "security": [{"apiKey": []}],
+            "iconUrl": 7,
         });
         let card = gateway_card(&agent(), Some(downstream), "http://127.0.0.1:8080", None);
+        assert_only_1_0(&card);
         assert_eq!(card["name"], "Planner");
-        assert_eq!(card["url"], "http://127.0.0.1:8080/a2a/agents/planner");
+        assert_eq!(
+            card["supportedInterfaces"][0]["url"],
+            "http://127.0.0.1:8080/a2a/agents/planner"
+        );
         assert_eq!(card["capabilities"]["streaming"], false);
-        assert_eq!(card["skills"][0]["id"], "plan");
-        assert!(card.get("additionalInterfaces").is_none());
-        assert!(card.get("supportsAuthenticatedExtendedCard").is_none());
+        assert_eq!(card["capabilities"]["extendedAgentCard"], false);
+        assert_eq!(
+            card["skills"],
+            json!([{"id": "plan", "name": "Plan", "description": "d", "tags": []}])
+        );
+        assert_eq!(card["provider"]["organization"], "Example");
+        assert!(card.get("signatures").is_none());
+        assert!(card.get("iconUrl").is_none());
         assert!(card["securitySchemes"].get("oidc").is_none());
+    }
+
+    #[test]
+    fn entity_tags() {
+        let tag = etag(b"{}");
+        assert_eq!(tag, etag(b"{}"));
+        assert_ne!(tag, etag(b"{ }"));
+        assert!(tag.starts_with('"') && tag.ends_with('"') && tag.len() == 34);
+        assert!(none_match_hits(&tag, &tag));
+        assert!(none_match_hits(&format!("\"x\", W/{tag}"), &tag));
+        assert!(none_match_hits("*", &tag));
+        assert!(!none_match_hits("\"x\"", &tag));
     }
 }

@@ -38,6 +38,15 @@ pub enum AgentReply {
     },
 }
 
+/// A finished exchange: how it ends the task, and whether the agent
+/// answered with a direct message instead of a task of its own (A2A 1.0
+/// section 3.1.1 lets it), which a waiting caller gets as it is.
+#[derive(Debug)]
+pub struct Exchange {
+    pub completion: Completion,
+    pub direct_message: bool,
+}
+
 type ReplyParser = fn(&Value) -> Result<AgentReply, String>;
 type MessageDecoder = fn(&Value) -> Result<Message, crate::error::AppError>;
 type PartDecoder = fn(&Value) -> Result<Part, crate::error::AppError>;
@@ -167,26 +176,30 @@ impl Forwarder {
         who: &OnBehalfOf<'_>,
         message: &Message,
         input: &Value,
-    ) -> Completion {
+    ) -> Exchange {
         let started = Instant::now();
         let exchange = async {
             match agent.kind {
-                AgentKind::Http => self.call_http(agent, who, input).await,
+                AgentKind::Http => self.call_http(agent, who, input).await.map(|c| (c, false)),
                 AgentKind::A2a => self.call_a2a(agent, who, message).await,
             }
         };
-        let (completion, outcome) = match tokio::time::timeout(agent.timeout, exchange).await {
-            Ok(Ok(c)) => (c, "ok"),
-            Ok(Err(reason)) => (failed(reason), "error"),
-            Err(_) => (
-                failed(format!(
-                    "agent {:?} did not answer within {} s",
-                    agent.name,
-                    agent.timeout.as_secs_f64()
-                )),
-                "timeout",
-            ),
-        };
+        let ((completion, direct_message), outcome) =
+            match tokio::time::timeout(agent.timeout, exchange).await {
+                Ok(Ok(c)) => (c, "ok"),
+                Ok(Err(reason)) => ((failed(reason), false), "error"),
+                Err(_) => (
+                    (
+                        failed(format!(
+                            "agent {:?} did not answer within {} s",
+                            agent.name,
+                            agent.timeout.as_secs_f64()
+                        )),
+                        false,
+                    ),
+                    "timeout",
+                ),
+            };
         self.metrics
             .forward_observed(&agent.name, outcome, started.elapsed());
         let mut completion = completion;
@@ -194,7 +207,10 @@ impl Forwarder {
             reply.context_id = Some(who.context_id.to_string());
             reply.task_id = Some(who.task_id.to_string());
         }
-        completion
+        Exchange {
+            completion,
+            direct_message,
+        }
     }
 
     async fn post(
@@ -288,7 +304,7 @@ impl Forwarder {
         agent: &AgentConfig,
         who: &OnBehalfOf<'_>,
         message: &Message,
-    ) -> Result<Completion, String> {
+    ) -> Result<(Completion, bool), String> {
         // The agent keeps its own task ids; ours stay with us.
         let mut outgoing = message.clone();
         outgoing.task_id = who.agent_task_id.map(str::to_string);
@@ -320,7 +336,10 @@ impl Forwarder {
                         agent.name
                     ));
                 }
-                other => return Ok(completion_of(other, &agent.name)),
+                other => {
+                    let direct = matches!(other, AgentReply::Message(_));
+                    return Ok((completion_of(other, &agent.name), direct));
+                }
             }
         }
     }

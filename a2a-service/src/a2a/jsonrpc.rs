@@ -87,9 +87,45 @@ pub fn failure(id: &Value, error: &AppError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": error.rpc_error()})
 }
 
+/// `name` (lowerCamel) as its protobuf field name: `historyLength` is
+/// `history_length`.
+pub fn proto_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The member `name` (lowerCamel) of `params`, under either spelling a
+/// ProtoJSON reader accepts: the JSON name or the protobuf field name
+/// (A2A 1.0 section 5.5). Both spellings with different values are refused.
+pub fn field<'a>(
+    params: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a Value>, AppError> {
+    let proto = proto_name(name);
+    let camel = params.get(name).filter(|v| !v.is_null());
+    let snake = (proto != name)
+        .then(|| params.get(&proto).filter(|v| !v.is_null()))
+        .flatten();
+    match (camel, snake) {
+        (Some(a), Some(b)) if a != b => Err(AppError::InvalidParams(format!(
+            "{name} and {proto} name the same field and disagree"
+        ))),
+        (Some(v), _) | (None, Some(v)) => Ok(Some(v)),
+        (None, None) => Ok(None),
+    }
+}
+
 /// A required string parameter.
 pub fn required_str<'a>(params: &'a Map<String, Value>, name: &str) -> Result<&'a str, AppError> {
-    match params.get(name) {
+    match field(params, name)? {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(_) => Err(AppError::InvalidParams(format!(
             "{name} must be a non-empty string"
@@ -102,8 +138,8 @@ pub fn optional_str<'a>(
     params: &'a Map<String, Value>,
     name: &str,
 ) -> Result<Option<&'a str>, AppError> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
+    match field(params, name)? {
+        None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(AppError::InvalidParams(format!("{name} must be a string"))),
     }
@@ -113,16 +149,16 @@ pub fn optional_object<'a>(
     params: &'a Map<String, Value>,
     name: &str,
 ) -> Result<Option<&'a Map<String, Value>>, AppError> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
+    match field(params, name)? {
+        None => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o)),
         Some(_) => Err(AppError::InvalidParams(format!("{name} must be an object"))),
     }
 }
 
 pub fn optional_bool(params: &Map<String, Value>, name: &str) -> Result<Option<bool>, AppError> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
+    match field(params, name)? {
+        None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(AppError::InvalidParams(format!("{name} must be a boolean"))),
     }
@@ -131,8 +167,8 @@ pub fn optional_bool(params: &Map<String, Value>, name: &str) -> Result<Option<b
 /// A non-negative integer parameter (protobuf JSON also allows it quoted).
 pub fn optional_count(params: &Map<String, Value>, name: &str) -> Result<Option<usize>, AppError> {
     let bad = || AppError::InvalidParams(format!("{name} must be a non-negative integer"));
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
+    match field(params, name)? {
+        None => Ok(None),
         Some(Value::Number(n)) => n.as_u64().map(|n| Some(n as usize)).ok_or_else(bad),
         Some(Value::String(s)) => s.parse::<usize>().map(Some).map_err(|_| bad()),
         Some(_) => Err(bad()),
@@ -187,5 +223,29 @@ mod tests {
         assert_eq!(required_str(&r.params, "id").unwrap(), "t");
         let r = parse_request(br#"{"jsonrpc":"2.0","id":null,"method":"m"}"#).unwrap();
         assert!(r.params.is_empty());
+    }
+
+    #[test]
+    fn both_spellings_of_a_field() {
+        let p = |v: Value| v.as_object().cloned().unwrap();
+        assert_eq!(proto_name("historyLength"), "history_length");
+        assert_eq!(proto_name("id"), "id");
+        let camel = p(json!({"historyLength": 1}));
+        let snake = p(json!({"history_length": "1"}));
+        assert_eq!(optional_count(&camel, "historyLength").unwrap(), Some(1));
+        assert_eq!(optional_count(&snake, "historyLength").unwrap(), Some(1));
+        let same = p(json!({"contextId": "c", "context_id": "c"}));
+        assert_eq!(optional_str(&same, "contextId").unwrap(), Some("c"));
+        for bad in [
+            json!({"context_id": 5}),
+            json!({"contextId": "a", "context_id": "b"}),
+        ] {
+            let err = optional_str(&p(bad), "contextId").unwrap_err();
+            assert_eq!(err.rpc_error()["code"], -32602);
+        }
+        assert!(optional_count(&p(json!({"history_length": -1})), "historyLength").is_err());
+        assert!(
+            optional_bool(&p(json!({"include_artifacts": "yes"})), "includeArtifacts").is_err()
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The A2A protocol: one internal model, rendered and parsed per version.
 
+pub mod capabilities;
 pub mod card;
+pub mod card_v0_3;
 pub mod forward;
 pub mod jsonrpc;
 pub mod model;

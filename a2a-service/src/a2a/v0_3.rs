@@ -12,6 +12,17 @@ use crate::error::AppError;
 pub const SEND: &str = "message/send";
 pub const GET: &str = "tasks/get";
 pub const CANCEL: &str = "tasks/cancel";
+/// The methods that need `capabilities.streaming`.
+pub const STREAMING: [&str; 2] = ["message/stream", "tasks/resubscribe"];
+/// The methods that need `capabilities.pushNotifications`.
+pub const PUSH_CONFIG: [&str; 4] = [
+    "tasks/pushNotificationConfig/set",
+    "tasks/pushNotificationConfig/get",
+    "tasks/pushNotificationConfig/list",
+    "tasks/pushNotificationConfig/delete",
+];
+/// The method that needs `supportsAuthenticatedExtendedCard`.
+pub const EXTENDED_CARD: &str = "agent/getAuthenticatedExtendedCard";
 
 fn bad(reason: impl Into<String>) -> AppError {
     AppError::InvalidParams(reason.into())

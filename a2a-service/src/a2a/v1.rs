@@ -4,7 +4,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::jsonrpc::{optional_bool, optional_count, optional_object, optional_str, required_str};
+use super::jsonrpc::{
+    field, optional_bool, optional_count, optional_object, optional_str, proto_name, required_str,
+};
 use super::model::{
     Artifact, Message, Part, Role, Task, TaskState, artifact_fields, message_fields,
     parse_timestamp, timestamp,
@@ -15,6 +17,17 @@ pub const SEND: &str = "SendMessage";
 pub const GET: &str = "GetTask";
 pub const LIST: &str = "ListTasks";
 pub const CANCEL: &str = "CancelTask";
+/// The methods that need `capabilities.streaming`.
+pub const STREAMING: [&str; 2] = ["SendStreamingMessage", "SubscribeToTask"];
+/// The methods that need `capabilities.pushNotifications`.
+pub const PUSH_CONFIG: [&str; 4] = [
+    "CreateTaskPushNotificationConfig",
+    "GetTaskPushNotificationConfig",
+    "ListTaskPushNotificationConfigs",
+    "DeleteTaskPushNotificationConfig",
+];
+/// The method that needs `capabilities.extendedAgentCard`.
+pub const EXTENDED_CARD: &str = "GetExtendedAgentCard";
 
 fn bad(reason: impl Into<String>) -> AppError {
     AppError::InvalidParams(reason.into())
@@ -34,7 +47,8 @@ pub fn parse_part(value: &Value) -> Result<Part, AppError> {
     let obj = value
         .as_object()
         .ok_or_else(|| bad("each part must be an object"))?;
-    if let Some(unknown) = obj.keys().find(|k| !PART_FIELDS.contains(&k.as_str())) {
+    let known = |k: &str| PART_FIELDS.iter().any(|f| *f == k || proto_name(f) == k);
+    if let Some(unknown) = obj.keys().find(|k| !known(k)) {
         return Err(bad(format!(
             "part field {unknown:?} is not part of A2A 1.0 (a 0.3 part sent with A2A-Version: 1.0?)"
         )));
@@ -115,8 +129,8 @@ pub fn parse_state(value: &Value) -> Option<TaskState> {
 }
 
 fn string_list(obj: &Map<String, Value>, name: &str) -> Result<Vec<String>, AppError> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(Vec::new()),
+    match field(obj, name)? {
+        None => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| v.as_str().map(str::to_string))
@@ -281,8 +295,8 @@ pub struct ListParams {
 }
 
 pub fn parse_list(params: &Map<String, Value>) -> Result<ListParams, AppError> {
-    let state = match params.get("status") {
-        None | Some(Value::Null) => None,
+    let state = match field(params, "status")? {
+        None => None,
         Some(Value::String(s)) if s == "TASK_STATE_UNSPECIFIED" => None,
         Some(Value::Number(n)) if n.as_u64() == Some(0) => None,
         Some(v) => Some(parse_state(v).ok_or_else(|| bad("status is not a task state"))?),

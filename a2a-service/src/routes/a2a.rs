@@ -2,20 +2,22 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::a2a::card::gateway_card;
+use crate::a2a::capabilities;
+use crate::a2a::card::{self, gateway_card};
+use crate::a2a::card_v0_3;
 use crate::a2a::jsonrpc::{self, Request};
-use crate::a2a::model::{Message, Task, now_ms};
+use crate::a2a::model::{Message, now_ms};
 use crate::a2a::{ProtocolVersion, v0_3, v1};
 use crate::auth::Caller;
 use crate::config::AgentConfig;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::{CancelOutcome, TaskFilter};
-use crate::tasks::{self, Submission};
+use crate::tasks::{self, Sent, Submission};
 
 fn agent<'a>(state: &'a AppState, name: &str) -> AppResult<&'a AgentConfig> {
     state
@@ -25,20 +27,59 @@ fn agent<'a>(state: &'a AppState, name: &str) -> AppResult<&'a AgentConfig> {
         .ok_or_else(|| AppError::UnknownAgent(name.to_string()))
 }
 
-/// Public: the agent's card as reached through the gateway.
-pub async fn card(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    let agent = match agent(&state, &name) {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
+/// Public: the agent's A2A 1.0 card as reached through the gateway.
+pub async fn card(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match card_v1(&state, &name).await {
+        Ok(card) => cacheable(&headers, &card),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Public: the same card in its A2A 0.3 form, at the 0.3 card path.
+pub async fn legacy_card(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match card_v1(&state, &name).await {
+        Ok(card) => cacheable(&headers, &card_v0_3::card_v0_3(&card)),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn card_v1(state: &AppState, name: &str) -> AppResult<Value> {
+    let agent = agent(state, name)?;
     let downstream = state.cards.downstream(&state.card_client, agent).await;
-    Json(gateway_card(
+    Ok(gateway_card(
         agent,
         downstream,
         &state.config.public_url,
         state.config.oidc_issuer.as_deref(),
     ))
-    .into_response()
+}
+
+/// A card with its `ETag` and `Cache-Control` (A2A 1.0 section 8.6.1), or
+/// 304 when the client's `If-None-Match` already names this content.
+fn cacheable(headers: &HeaderMap, card: &Value) -> Response {
+    let body = card.to_string();
+    let tag = card::etag(body.as_bytes());
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| card::none_match_hits(v, &tag));
+    let cache = [
+        (header::ETAG, tag),
+        (header::CACHE_CONTROL, card::CACHE_CONTROL.to_string()),
+    ];
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
+    }
+    let content_type = (header::CONTENT_TYPE, "application/json".to_string());
+    (cache, [content_type], body).into_response()
 }
 
 /// `POST /a2a/agents/{name}`: JSON-RPC, 1.0 with `A2A-Version: 1.0`, else 0.3.
@@ -66,8 +107,13 @@ pub async fn rpc(
         .map(|v| v.to_str().unwrap_or("?"));
     let outcome = match ProtocolVersion::from_header(version_header) {
         Err(reason) => Err(AppError::VersionNotSupported(reason)),
-        Ok(ProtocolVersion::V0_3) => dispatch_v0_3(&state, &caller, agent, &request).await,
-        Ok(ProtocolVersion::V1_0) => dispatch_v1(&state, &caller, agent, &request).await,
+        Ok(version) => match capabilities::refusal(version, &request.method) {
+            Some(refused) => Err(refused),
+            None => match version {
+                ProtocolVersion::V0_3 => dispatch_v0_3(&state, &caller, agent, &request).await,
+                ProtocolVersion::V1_0 => dispatch_v1(&state, &caller, agent, &request).await,
+            },
+        },
     };
     let body = match outcome {
         Ok(result) => jsonrpc::success(&request.id, result),
@@ -81,6 +127,29 @@ pub async fn rpc(
     Json(body).into_response()
 }
 
+/// A request no route takes: 404 with a JSON body, never an empty one; a
+/// JSON-RPC request (an agent's endpoint misspelt) gets a JSON-RPC error
+/// object with its id, so JSON-RPC clients can read the answer.
+pub async fn unmatched(method: Method, body: Result<Bytes, BytesRejection>) -> Response {
+    const NO_ROUTE: &str =
+        "nothing is served at this path; A2A agents answer at /a2a/agents/{name}";
+    let request = match body {
+        Ok(bytes) if method == Method::POST => jsonrpc::parse_request(&bytes).ok(),
+        _ => None,
+    };
+    match request {
+        Some(request) => (
+            StatusCode::NOT_FOUND,
+            Json(jsonrpc::failure(
+                &request.id,
+                &AppError::InvalidRequest(NO_ROUTE.into()),
+            )),
+        )
+            .into_response(),
+        None => AppError::NotFound(NO_ROUTE.into()).into_response(),
+    }
+}
+
 /// A send in either version: the message's content is the task's input.
 async fn send(
     state: &AppState,
@@ -88,9 +157,9 @@ async fn send(
     agent: &AgentConfig,
     message: Message,
     wait: bool,
-) -> AppResult<Task> {
+) -> AppResult<Sent> {
     let input = message.plain_value();
-    tasks::submit(
+    tasks::send(
         state,
         caller,
         agent,
@@ -112,8 +181,12 @@ async fn dispatch_v0_3(
     match r.method.as_str() {
         v0_3::SEND => {
             let p = v0_3::parse_send(&r.params)?;
-            let task = send(state, caller, agent, p.message, p.blocking).await?;
-            Ok(v0_3::task_json(&task, p.history_length))
+            Ok(
+                match send(state, caller, agent, p.message, p.blocking).await? {
+                    Sent::Task(task) => v0_3::task_json(&task, p.history_length),
+                    Sent::Message(message) => v0_3::message_json(&message),
+                },
+            )
         }
         v0_3::GET => {
             let (id, history_length) = v0_3::parse_query(&r.params)?;
@@ -141,8 +214,14 @@ async fn dispatch_v1(
     match r.method.as_str() {
         v1::SEND => {
             let p = v1::parse_send(&r.params)?;
-            let task = send(state, caller, agent, p.message, !p.return_immediately).await?;
-            Ok(json!({"task": v1::task_json(&task, p.history_length, true)}))
+            Ok(
+                match send(state, caller, agent, p.message, !p.return_immediately).await? {
+                    Sent::Task(task) => {
+                        json!({"task": v1::task_json(&task, p.history_length, true)})
+                    }
+                    Sent::Message(message) => json!({"message": v1::message_json(&message)}),
+                },
+            )
         }
         v1::GET => {
             let (id, history_length) = v1::parse_get(&r.params)?;

@@ -49,17 +49,23 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/a2a/agents/{name}", post(a2a::rpc))
+        // The card's URL plus a slash (what clients joining paths send).
+        .route("/a2a/agents/{name}/", post(a2a::rpc))
         .route(
             "/a2a/agents/{name}/.well-known/agent-card.json",
             get(a2a::card),
         )
-        .route("/a2a/agents/{name}/.well-known/agent.json", get(a2a::card))
+        .route(
+            "/a2a/agents/{name}/.well-known/agent.json",
+            get(a2a::legacy_card),
+        )
         .route("/a2a/tasks/send", post(seed::send))
         .route("/a2a/tasks/status/{id}", get(seed::status))
         .route("/mem/events", post(memory::create).get(memory::list))
         .route("/mem/events/{mem_id}", get(memory::fetch))
         .route("/mem/ingest", post(memory::ingest))
         .merge(extra)
+        .fallback(a2a::unmatched)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(limit, read_body))
         .layer(guard)

@@ -539,6 +539,15 @@ impl Store {
         Ok(n)
     }
 
+    /// Removes one of `owner`'s tasks (an exchange the agent answered with a
+    /// direct message, which leaves no task); its memory documents stay.
+    pub async fn delete_task(&self, owner: &str, id: &str) -> StoreResult<bool> {
+        let mut sql = Sql::new("DELETE FROM a2a_tasks WHERE ");
+        sql.push("id = ?", Arg::Text(id.into()));
+        sql.push(" AND owner = ?", Arg::Text(owner.into()));
+        Ok(sql.query().execute(&self.pool).await?.rows_affected() == 1)
+    }
+
     /// Removes tasks and memory documents last touched before `cutoff_ms`.
     pub async fn delete_expired(&self, cutoff_ms: i64) -> StoreResult<(u64, u64)> {
         let mut tasks = Sql::new("DELETE FROM a2a_tasks WHERE ");

@@ -128,9 +128,32 @@ async fn agent_v03(
     let req: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(req["method"], "message/send");
     let text = format!("echo: {}", text_of(&req["params"]["message"]));
+    let reply = json!({"kind": "message", "messageId": "r2", "role": "agent",
+                       "parts": [{"kind": "text", "text": text}]});
     axum::Json(json!({"jsonrpc": "2.0", "id": req["id"], "result": {
-        "kind": "message", "messageId": "r2", "role": "agent", "parts": [{"kind": "text", "text": text}],
+        "kind": "task", "id": "down-03", "contextId": "down-ctx",
+        "status": {"state": "completed", "message": reply},
+        "artifacts": [{"artifactId": "a2", "parts": [{"kind": "text", "text": text}]}],
     }}))
+}
+
+/// Answers with a direct message instead of a task, in either version.
+async fn agent_message(
+    State(seen): State<Seen>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::Json<Value> {
+    let v1 = headers.get("a2a-version").and_then(|v| v.to_str().ok()) == Some("1.0");
+    seen.0.lock().unwrap().push(headers);
+    let req: Value = serde_json::from_str(&body).unwrap();
+    let text = format!("said: {}", text_of(&req["params"]["message"]));
+    let result = if v1 {
+        json!({"message": {"messageId": "r4", "role": "ROLE_AGENT", "parts": [{"text": text}]}})
+    } else {
+        json!({"kind": "message", "messageId": "r4", "role": "agent",
+               "parts": [{"kind": "text", "text": text}]})
+    };
+    axum::Json(json!({"jsonrpc": "2.0", "id": req["id"], "result": result}))
 }
 
 async fn agent_http(
@@ -170,6 +193,7 @@ pub async fn start_agents() -> (SocketAddr, Seen) {
         .route("/v1/.well-known/agent-card.json", get(agent_card))
         .route("/v1ask", post(agent_v1_ask))
         .route("/v03", post(agent_v03))
+        .route("/message", post(agent_message))
         .route("/http", post(agent_http))
         .route("/slow", post(agent_slow))
         .route(
@@ -359,6 +383,8 @@ impl Harness {
             format!("v1={base}/v1;timeout=5"),
             format!("asker={base}/v1ask"),
             format!("v03={base}/v03;protocol=0.3"),
+            format!("talker={base}/message"),
+            format!("talker03={base}/message;protocol=0.3"),
             format!("seed={base}/http;kind=http"),
             format!("failing={base}/fail;kind=http"),
             format!("slow={base}/slow;kind=http;timeout=500ms"),

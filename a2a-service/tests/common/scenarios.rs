@@ -819,20 +819,29 @@ pub async fn cards_and_health(db: &Db) {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(card["name"], "Downstream");
-    assert_eq!(card["url"], "https://gw.example/a2a/agents/v1");
+    let url = "https://gw.example/a2a/agents/v1";
+    assert_eq!(card["supportedInterfaces"][0]["url"], url);
+    assert_eq!(card["supportedInterfaces"][1]["protocolVersion"], "0.3");
+    assert!(card.get("url").is_none(), "a 1.0 card has no url: {card}");
     assert_eq!(card["capabilities"]["streaming"], false);
     assert_eq!(card["skills"][0]["id"], "echo");
     assert_eq!(
         card["securitySchemes"]["bearer"],
-        json!({
-            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-            "httpAuthSecurityScheme": {"scheme": "bearer", "bearerFormat": "JWT"},
-        })
+        json!({"httpAuthSecurityScheme": {"scheme": "bearer", "bearerFormat": "JWT"}})
     );
-    assert_eq!(card["security"], json!([{"bearer": []}]));
+    assert_eq!(
+        card["securityRequirements"],
+        json!([{"schemes": {"bearer": {"list": []}}}])
+    );
+    assert!(card.get("security").is_none());
+    // The 0.3 card path serves the 0.3 shape of the same card.
     let (status, legacy) = h.get("/a2a/agents/v1/.well-known/agent.json", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(legacy["url"], card["url"]);
+    assert_eq!(legacy["url"], url);
+    assert_eq!(legacy["protocolVersion"], "0.3.0");
+    assert_eq!(legacy["securitySchemes"]["bearer"]["type"], "http");
+    assert_eq!(legacy["security"], json!([{"bearer": []}]));
+    assert_eq!(legacy["skills"], card["skills"]);
     let (status, synth) = h
         .get("/a2a/agents/nocard/.well-known/agent-card.json", None)
         .await;
@@ -1753,5 +1762,153 @@ pub async fn page_tokens_past_any_count(db: &Db) {
             .await;
         assert_eq!(r["result"]["tasks"], json!([]), "{r}");
         assert_eq!(r["result"]["nextPageToken"], "", "{r}");
+    }
+}
+
+/// The endpoint answers with or without a trailing slash; a path no route
+/// takes answers JSON, a JSON-RPC error object for a JSON-RPC request.
+pub async fn trailing_slash_and_unmatched_paths(db: &Db) {
+    let h = Harness::new(db).await;
+    let request =
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tasks/get", "params": {"id": "none"}});
+    let (status, v) = h.post("/a2a/agents/v03/", Some("alice"), &request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(code(&v), -32001);
+    let (status, v) = h
+        .post("/a2a/agents/v03/extra", Some("alice"), &request)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!((v["id"].clone(), code(&v)), (json!(5), -32600));
+    let (status, v) = h.get("/a2a/nothing", Some("alice")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "not_found");
+}
+
+/// An agent that answers a message with a message, not a task: a waiting
+/// caller gets that message in its context and no task is left (A2A 1.0
+/// section 3.1.1); the exchange is still in the caller's memory.
+pub async fn direct_message_replies(db: &Db) {
+    let h = Harness::new(db).await;
+    let mut m = msg_v1("hi");
+    m["contextId"] = json!("ctx-talk");
+    let r = h
+        .v1("talker", "alice", "SendMessage", json!({"message": m}))
+        .await;
+    let message = &r["result"]["message"];
+    assert!(r["result"].get("task").is_none(), "{r}");
+    assert_eq!(message["role"], "ROLE_AGENT");
+    assert_eq!(message["parts"], json!([{"text": "said: hi"}]));
+    assert_eq!(message["contextId"], "ctx-talk");
+    assert!(message.get("taskId").is_none(), "{message}");
+    let r = h
+        .v03(
+            "talker03",
+            "alice",
+            "message/send",
+            json!({"message": msg_v03("old")}),
+        )
+        .await;
+    assert_eq!(r["result"]["kind"], "message", "{r}");
+    assert_eq!(r["result"]["parts"][0]["text"], "said: old");
+    for agent in ["talker", "talker03"] {
+        let list = h.v1(agent, "alice", "ListTasks", json!({})).await;
+        assert_eq!(list["result"]["totalSize"], 0, "{agent}: {list}");
+    }
+    let kinds: Vec<String> = h
+        .memory("alice", "")
+        .await
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == tasks::TASK_RESULT).count(),
+        2,
+        "{kinds:?}"
+    );
+    // A caller that does not wait has its task already: the answer ends it.
+    let r = h
+        .v1(
+            "talker",
+            "alice",
+            "SendMessage",
+            json!({"message": msg_v1("later"), "configuration": {"returnImmediately": true}}),
+        )
+        .await;
+    let id = r["result"]["task"]["id"].as_str().unwrap().to_string();
+    let done = h.settle("alice", &id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+}
+
+/// Methods the protocol defines for capabilities the card does not declare
+/// get A2A's errors, with an ErrorInfo; proto field names are read as the
+/// JSON names are (A2A 1.0 sections 3.3.4, 5.4, 5.5, 9.5).
+pub async fn protocol_errors_and_field_names(db: &Db) {
+    let h = Harness::new(db).await;
+    let err = |v: Value| v["error"].clone();
+    let e = err(h
+        .v1("v1", "alice", "CreateTaskPushNotificationConfig", json!({}))
+        .await);
+    assert_eq!(e["code"], -32003, "{e}");
+    assert_eq!(e["data"][0]["reason"], "PUSH_NOTIFICATION_NOT_SUPPORTED");
+    let e = err(h.v1("v1", "alice", "SendStreamingMessage", json!({})).await);
+    assert_eq!(e["code"], -32004, "{e}");
+    let e = err(h
+        .v03(
+            "v03",
+            "alice",
+            "tasks/pushNotificationConfig/get",
+            json!({}),
+        )
+        .await);
+    assert_eq!(e["code"], -32003, "{e}");
+    let e = err(h.v1("v1", "alice", "Frobnicate", json!({})).await);
+    assert_eq!(e["code"], -32601, "{e}");
+    assert!(e.get("data").is_none(), "{e}");
+    let e = err(h.v1("v1", "alice", "GetTask", json!({"id": "nope"})).await);
+    assert_eq!(
+        e["data"],
+        json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "TASK_NOT_FOUND", "domain": "a2a-protocol.org"}])
+    );
+
+    let mut m = msg_v1("one");
+    m["context_id"] = json!("ctx-snake");
+    let r = h
+        .v1("v1", "alice", "SendMessage", json!({"message": m}))
+        .await;
+    let task = &r["result"]["task"];
+    assert_eq!(task["contextId"], "ctx-snake", "{r}");
+    h.v1(
+        "v1",
+        "alice",
+        "SendMessage",
+        json!({"message": msg_v1("two")}),
+    )
+    .await;
+    let id = task["id"].as_str().unwrap();
+    let got = h
+        .v1(
+            "v1",
+            "alice",
+            "GetTask",
+            json!({"id": id, "history_length": 1}),
+        )
+        .await;
+    assert_eq!(got["result"]["history"].as_array().unwrap().len(), 1);
+    let listed = h
+        .v1(
+            "v1",
+            "alice",
+            "ListTasks",
+            json!({"context_id": "ctx-snake"}),
+        )
+        .await;
+    assert_eq!(listed["result"]["totalSize"], 1, "{listed}");
+    for bad in [
+        json!({"id": id, "history_length": "lots"}),
+        json!({"id": id, "historyLength": 1, "history_length": 2}),
+    ] {
+        let e = err(h.v1("v1", "alice", "GetTask", bad).await);
+        assert_eq!(e["code"], -32602, "{e}");
     }
 }

@@ -1,0 +1,71 @@
+//! The optional capabilities the gateway's cards declare, and the answer to
+//! a method that needs one of them.
+//!
+//! The gateway answers every task itself from its store, so it streams
+//! nothing, sends no push notifications and has no extended card. A method
+//! the protocol defines for one of those is still a known method: A2A 1.0
+//! section 3.3.4 answers it with PushNotificationNotSupportedError or
+//! UnsupportedOperationError, never with JSON-RPC's method-not-found.
+
+use super::{ProtocolVersion, v0_3, v1};
+use crate::error::AppError;
+
+/// `capabilities.streaming` on every card.
+pub const STREAMING: bool = false;
+/// `capabilities.pushNotifications` on every card.
+pub const PUSH_NOTIFICATIONS: bool = false;
+/// `capabilities.extendedAgentCard` on every card.
+pub const EXTENDED_AGENT_CARD: bool = false;
+
+/// The error for `method` when it is one of `version`'s methods that need
+/// a capability the card does not declare; `None` for any other method.
+pub fn refusal(version: ProtocolVersion, method: &str) -> Option<AppError> {
+    let (streaming, push, extended): (&[&str], &[&str], &str) = match version {
+        ProtocolVersion::V1_0 => (&v1::STREAMING, &v1::PUSH_CONFIG, v1::EXTENDED_CARD),
+        ProtocolVersion::V0_3 => (&v0_3::STREAMING, &v0_3::PUSH_CONFIG, v0_3::EXTENDED_CARD),
+    };
+    if streaming.contains(&method) && !STREAMING {
+        return Some(AppError::UnsupportedOperation(format!(
+            "{method} needs streaming, which this agent's card does not declare"
+        )));
+    }
+    if push.contains(&method) && !PUSH_NOTIFICATIONS {
+        return Some(AppError::PushNotificationNotSupported);
+    }
+    if method == extended && !EXTENDED_AGENT_CARD {
+        return Some(AppError::UnsupportedOperation(
+            "this agent has no extended card".into(),
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(version: ProtocolVersion, method: &str) -> Option<i64> {
+        refusal(version, method).map(|e| e.rpc_error()["code"].as_i64().unwrap())
+    }
+
+    #[test]
+    fn undeclared_capabilities() {
+        use ProtocolVersion::*;
+        assert_eq!(code(V1_0, "SendStreamingMessage"), Some(-32004));
+        assert_eq!(code(V1_0, "SubscribeToTask"), Some(-32004));
+        assert_eq!(code(V1_0, "GetExtendedAgentCard"), Some(-32004));
+        assert_eq!(code(V1_0, "CreateTaskPushNotificationConfig"), Some(-32003));
+        assert_eq!(code(V1_0, "ListTaskPushNotificationConfigs"), Some(-32003));
+        assert_eq!(code(V0_3, "message/stream"), Some(-32004));
+        assert_eq!(code(V0_3, "tasks/resubscribe"), Some(-32004));
+        assert_eq!(
+            code(V0_3, "agent/getAuthenticatedExtendedCard"),
+            Some(-32004)
+        );
+        assert_eq!(code(V0_3, "tasks/pushNotificationConfig/set"), Some(-32003));
+        // Another version's names, and names no version defines, are not refused here.
+        assert_eq!(code(V0_3, "SendStreamingMessage"), None);
+        assert_eq!(code(V1_0, "message/stream"), None);
+        assert_eq!(code(V1_0, "GetTask"), None);
+    }
+}
