@@ -15,6 +15,8 @@ use attach_filter::assertion::{self as wire, AssertionError};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -51,7 +53,7 @@ impl AssertionKey {
 
     /// base64url text (padded or not) of at least 32 bytes.
     pub fn from_text(text: &str) -> Result<Self, String> {
-        let bytes = crate::config::decode_base64url(text).ok_or("not base64url text")?;
+        let bytes = decode_base64url(text).ok_or("not base64url text")?;
         if bytes.len() < MIN_KEY_BYTES {
             return Err(format!(
                 "decodes to {} bytes, at least {MIN_KEY_BYTES} needed",
@@ -126,6 +128,14 @@ impl AssertionKey {
     ) -> Result<(), &'static str> {
         self.verify_for(SERVICE_AUDIENCE, assertion, user, session, now)
     }
+}
+
+fn decode_base64url(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .or_else(|_| URL_SAFE.decode(text))
+        .ok()
 }
 
 pub fn unix_now() -> u64 {
