@@ -2,6 +2,7 @@
 //! does the work, shape the answer.
 
 mod a2a;
+mod extract;
 mod health;
 mod memory;
 mod seed;
