@@ -36,7 +36,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Json<Value>> {
-    let Value::Object(body) = super::json_body(&headers, body, state.config.max_body)? else {
+    let Value::Object(body) = super::body::json_body(&headers, body)? else {
         return Err(AppError::BadRequest("body must be a JSON object".into()));
     };
     let event = memory::create(&state, &caller, &body).await?;
@@ -84,7 +84,7 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    let body = super::json_body(&headers, body, state.config.max_body)?;
+    let body = super::body::json_body(&headers, body)?;
     let memory::Ingested {
         events,
         inserted,
