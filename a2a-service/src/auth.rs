@@ -1,4 +1,6 @@
-//! The gateway's identity assertion and the `Caller` extractor.
+//! The gateway's identity assertion: the key, and the `Caller` and
+//! `Ingester` read from a request's headers (the extractors that run these
+//! checks for handlers are in `routes/extract.rs`).
 //!
 //! The filter stamps the requests it routes here with `X-Attach-User`,
 //! `X-Attach-Session` and `X-Attach-Assertion` (the format and its MAC are
@@ -12,12 +14,11 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use attach_filter::assertion::{self as wire, AssertionError};
-use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
-use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 
 use crate::error::AppError;
-use crate::state::AppState;
 
 pub use attach_filter::assertion::{ASSERTION_HEADER, MIN_KEY_BYTES, SERVICE_AUDIENCE};
 pub use attach_filter::identity::{SESSION_HEADER, USER_HEADER};
@@ -51,7 +52,7 @@ impl AssertionKey {
 
     /// base64url text (padded or not) of at least 32 bytes.
     pub fn from_text(text: &str) -> Result<Self, String> {
-        let bytes = crate::config::decode_base64url(text).ok_or("not base64url text")?;
+        let bytes = decode_base64url(text).ok_or("not base64url text")?;
         if bytes.len() < MIN_KEY_BYTES {
             return Err(format!(
                 "decodes to {} bytes, at least {MIN_KEY_BYTES} needed",
@@ -128,6 +129,14 @@ impl AssertionKey {
     }
 }
 
+fn decode_base64url(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .or_else(|_| URL_SAFE.decode(text))
+        .ok()
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -188,31 +197,6 @@ impl Caller {
     }
 }
 
-/// Runs one of the header checks above and counts a refusal in `/metrics`.
-fn checked<T>(
-    parts: &Parts,
-    state: &AppState,
-    check: fn(&HeaderMap, &AssertionKey, u64) -> Result<T, AppError>,
-) -> Result<T, AppError> {
-    let result = check(&parts.headers, &state.config.assertion_key, unix_now());
-    if result.is_err() {
-        state.metrics.auth_rejected();
-    }
-    result
-}
-
-impl<S> FromRequestParts<S> for Caller
-where
-    AppState: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        checked(parts, &AppState::from_ref(state), Caller::from_headers)
-    }
-}
-
 /// Who writes to `POST /mem/ingest`: the gateway's memory mirror, which may
 /// write events of any user, or a caller writing events of its own. The
 /// mirror proves itself with its own credential, which no token can produce
@@ -246,18 +230,6 @@ impl Ingester {
             Ingester::Mirror => true,
             Ingester::Caller(caller) => caller.user == user,
         }
-    }
-}
-
-impl<S> FromRequestParts<S> for Ingester
-where
-    AppState: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        checked(parts, &AppState::from_ref(state), Ingester::from_headers)
     }
 }
 

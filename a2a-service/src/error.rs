@@ -37,15 +37,6 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
-impl From<crate::weaviate::WeaviateError> for AppError {
-    fn from(e: crate::weaviate::WeaviateError) -> Self {
-        AppError::MemoryBackend {
-            reason: e.reason(),
-            detail: one_line(&e.to_string()),
-        }
-    }
-}
-
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         AppError::Store(one_line(&e.to_string()))

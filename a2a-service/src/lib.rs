@@ -7,6 +7,7 @@ pub mod a2a;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod memory;
 pub mod metrics;
 pub mod routes;
 pub mod state;

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::a2a::model::parse_timestamp;
 use crate::config::WeaviateConfig;
-use crate::error::one_line;
+use crate::error::{AppError, one_line};
 use crate::store::{ExchangeMeta, MemoryEvent, MemoryFilter};
 
 const CLASS: &str = "MemoryEvent";
@@ -99,6 +99,15 @@ impl fmt::Display for WeaviateError {
 }
 
 impl std::error::Error for WeaviateError {}
+
+impl From<WeaviateError> for AppError {
+    fn from(e: WeaviateError) -> Self {
+        AppError::MemoryBackend {
+            reason: e.reason(),
+            detail: one_line(&e.to_string()),
+        }
+    }
+}
 
 /// The client for memory reads, one per service process.
 pub struct Weaviate {

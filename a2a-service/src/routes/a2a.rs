@@ -94,7 +94,7 @@ pub async fn rpc(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let bytes = match super::body_bytes(body, state.config.max_body) {
+    let bytes = match super::body::body_bytes(body) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };

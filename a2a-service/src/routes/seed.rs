@@ -66,7 +66,7 @@ pub async fn send(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Json<Value>> {
-    let body = super::json_body(&headers, body, state.config.max_body)?;
+    let body = super::body::json_body(&headers, body)?;
     let Value::Object(body) = body else {
         return Err(AppError::BadRequest("body must be a JSON object".into()));
     };

@@ -6,7 +6,7 @@
 //! | `A2A_PORT` | `8090` | port to listen on |
 //! | `ATTACH_DATA_DIR` | `.attach` | SQLite file and `assertion.key` live here |
 //! | `A2A_DATABASE_URL` | unset | `postgres://…` selects PostgreSQL; unset selects SQLite `$ATTACH_DATA_DIR/a2a.sqlite3` |
-//! | `A2A_AGENTS` | unset | registered agents, see below |
+//! | `A2A_AGENTS` | unset | registered agents, see `agents.rs` |
 //! | `A2A_CONFIG` | unset | JSON file `{"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol"}]}` (instead of `A2A_AGENTS`) |
 //! | `A2A_TASK_TTL` | `24h` | tasks and memory documents older than this are removed (`90m`, `24h`, `7d`, `3600` seconds) |
 //! | `A2A_MAX_BODY` | `1048576` | largest request body in bytes (`512k`, `1m` accepted); a longer one is answered 413 once up to 64 MiB more of it has been read and dropped, so the answer is not lost to a reset connection |
@@ -17,19 +17,12 @@
 //! | `WEAVIATE_URL` | unset | Weaviate's base URL (`http(s)://host:port`, without `/v1`); required with `MEM_BACKEND=weaviate` |
 //! | `WEAVIATE_API_KEY` | unset | sent to Weaviate as `Authorization: Bearer …` |
 //! | `WEAVIATE_TIMEOUT` | `5s` | longest wait for one Weaviate query (`500ms`, `5s`, `1m`) |
-//!
-//! `A2A_AGENTS` is a comma-separated list of `name=url` entries, each optionally
-//! followed by `;key=value` options:
-//!
-//! ```text
-//! planner=http://127.0.0.1:8100,coder=http://127.0.0.1:8101;kind=http;timeout=30;forward_bearer=true
-//! ```
-//!
-//! Options: `kind` (`a2a`, the default: the agent speaks A2A JSON-RPC; `http`: POST
-//! the task input as JSON, the JSON reply is the result), `timeout` (duration,
-//! default 30 s), `forward_bearer` (`true`/`false`, default false: pass the
-//! caller's `Authorization` header on), `protocol` (`1.0`, the default, or `0.3`:
-//! the A2A version the agent speaks).
+
+mod agents;
+mod error;
+mod keys;
+mod units;
+mod url;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,56 +30,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use serde::Deserialize;
-
-use crate::a2a::ProtocolVersion;
 use crate::auth::AssertionKey;
 
-pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+use agents::{parse_agent_file, parse_agent_list};
+use keys::read_key_file;
+use units::{parse_duration, parse_size};
+use url::is_http_url;
 
-/// A configuration value that cannot be used: names the variable.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub reason: String,
-}
-
-impl ConfigError {
-    fn new(variable: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            variable,
-            reason: reason.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.variable, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AgentKind {
-    /// Speaks A2A JSON-RPC.
-    A2a,
-    /// Plain JSON over HTTP POST.
-    Http,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgentConfig {
-    pub name: String,
-    pub url: String,
-    pub kind: AgentKind,
-    pub timeout: Duration,
-    pub forward_bearer: bool,
-    pub protocol: ProtocolVersion,
-}
+pub use agents::{AgentConfig, AgentKind};
+pub use error::ConfigError;
 
 #[derive(Clone, Debug)]
 pub enum DatabaseConfig {
@@ -309,241 +261,10 @@ fn parse_memory_backend(
     }))
 }
 
-/// The key file the launcher writes: base64url text, readable by its owner
-/// only (a key others can read lets them forge any identity).
-fn read_key_file(path: &Path) -> Result<AssertionKey, ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let refuse = |reason: String| {
-        ConfigError::new(
-            "ATTACH_ASSERTION_KEY",
-            format!("{}: {reason}", path.display()),
-        )
-    };
-    let meta = std::fs::metadata(path).map_err(|e| {
-        refuse(format!(
-            "not set, and the key file cannot be read ({e}); the launcher creates it"
-        ))
-    })?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(refuse("readable by others; run chmod 600 on it".into()));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| refuse(format!("cannot be read as text ({e})")))?;
-    AssertionKey::from_text(&text).map_err(refuse)
-}
-
-pub(crate) fn decode_base64url(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim();
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .or_else(|_| URL_SAFE.decode(text))
-        .ok()
-}
-
-fn is_http_url(s: &str) -> bool {
-    (s.starts_with("http://") || s.starts_with("https://"))
-        && s.len() > "https://".len()
-        && !s.contains(char::is_whitespace)
-}
-
-fn valid_agent_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-}
-
-fn parse_agent_list(list: &str) -> Result<BTreeMap<String, AgentConfig>, ConfigError> {
-    const VAR: &str = "A2A_AGENTS";
-    let mut agents = BTreeMap::new();
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let mut pieces = entry.split(';').map(str::trim);
-        let head = pieces.next().unwrap_or_default();
-        let (name, url) = head
-            .split_once('=')
-            .ok_or_else(|| ConfigError::new(VAR, format!("entry {entry:?} is not name=url")))?;
-        let mut agent = AgentConfig {
-            name: name.trim().to_string(),
-            url: url.trim().trim_end_matches('/').to_string(),
-            kind: AgentKind::A2a,
-            timeout: DEFAULT_AGENT_TIMEOUT,
-            forward_bearer: false,
-            protocol: ProtocolVersion::V1_0,
-        };
-        for option in pieces.filter(|p| !p.is_empty()) {
-            let (key, value) = option.split_once('=').ok_or_else(|| {
-                ConfigError::new(
-                    VAR,
-                    format!("option {option:?} of {name:?} is not key=value"),
-                )
-            })?;
-            apply_option(&mut agent, key.trim(), value.trim())
-                .map_err(|reason| ConfigError::new(VAR, reason))?;
-        }
-        insert_agent(&mut agents, agent).map_err(|reason| ConfigError::new(VAR, reason))?;
-    }
-    Ok(agents)
-}
-
-fn apply_option(agent: &mut AgentConfig, key: &str, value: &str) -> Result<(), String> {
-    let name = &agent.name;
-    match key {
-        "kind" => {
-            agent.kind = match value {
-                "a2a" => AgentKind::A2a,
-                "http" => AgentKind::Http,
-                _ => {
-                    return Err(format!(
-                        "kind of {name:?} must be a2a or http, not {value:?}"
-                    ));
-                }
-            }
-        }
-        "timeout" => {
-            agent.timeout = parse_duration(value)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    format!("timeout of {name:?} must be a duration like 30 or 2m, not {value:?}")
-                })?
-        }
-        "forward_bearer" => {
-            agent.forward_bearer = match value {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    return Err(format!(
-                        "forward_bearer of {name:?} must be true or false, not {value:?}"
-                    ));
-                }
-            }
-        }
-        "protocol" => {
-            agent.protocol = ProtocolVersion::parse(value)
-                .ok_or_else(|| format!("protocol of {name:?} must be 1.0 or 0.3, not {value:?}"))?
-        }
-        _ => {
-            return Err(format!(
-                "unknown option {key:?} for {name:?} (kind, timeout, forward_bearer, protocol)"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn insert_agent(
-    agents: &mut BTreeMap<String, AgentConfig>,
-    agent: AgentConfig,
-) -> Result<(), String> {
-    if !valid_agent_name(&agent.name) {
-        return Err(format!(
-            "agent name {:?} must be 1-64 letters, digits, '-', '_' or '.'",
-            agent.name
-        ));
-    }
-    if !is_http_url(&agent.url) {
-        return Err(format!(
-            "URL of {:?} must start with http:// or https://",
-            agent.name
-        ));
-    }
-    if agents.contains_key(&agent.name) {
-        return Err(format!("agent {:?} is registered twice", agent.name));
-    }
-    agents.insert(agent.name.clone(), agent);
-    Ok(())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentFile {
-    agents: Vec<AgentFileEntry>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentFileEntry {
-    name: String,
-    url: String,
-    kind: Option<String>,
-    timeout: Option<serde_json::Value>,
-    forward_bearer: Option<bool>,
-    protocol: Option<String>,
-}
-
-fn parse_agent_file(path: &Path) -> Result<BTreeMap<String, AgentConfig>, ConfigError> {
-    const VAR: &str = "A2A_CONFIG";
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(VAR, format!("cannot read {}: {e}", path.display())))?;
-    let file: AgentFile = serde_json::from_str(&text)
-        .map_err(|e| ConfigError::new(VAR, format!("{}: {e}", path.display())))?;
-    let mut agents = BTreeMap::new();
-    for entry in file.agents {
-        let mut agent = AgentConfig {
-            name: entry.name,
-            url: entry.url.trim_end_matches('/').to_string(),
-            kind: AgentKind::A2a,
-            timeout: DEFAULT_AGENT_TIMEOUT,
-            forward_bearer: entry.forward_bearer.unwrap_or(false),
-            protocol: ProtocolVersion::V1_0,
-        };
-        let fail = |reason| ConfigError::new(VAR, reason);
-        if let Some(kind) = entry.kind {
-            apply_option(&mut agent, "kind", &kind).map_err(fail)?;
-        }
-        if let Some(timeout) = entry.timeout {
-            let text = match timeout {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            apply_option(&mut agent, "timeout", &text).map_err(fail)?;
-        }
-        if let Some(protocol) = entry.protocol {
-            apply_option(&mut agent, "protocol", &protocol).map_err(fail)?;
-        }
-        insert_agent(&mut agents, agent).map_err(fail)?;
-    }
-    Ok(agents)
-}
-
-/// `3600`, `3600s`, `90m`, `24h`, `7d`, `500ms`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let millis = match unit.trim() {
-        "ms" => n,
-        "" | "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(millis))
-}
-
-/// `1048576`, `512k`, `1m` (binary multiples).
-fn parse_size(text: &str) -> Option<usize> {
-    let text = text.trim().to_ascii_lowercase();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: usize = digits.parse().ok()?;
-    match unit.trim_end_matches("ib").trim_end_matches('b') {
-        "" => Some(n),
-        "k" => n.checked_mul(1024),
-        "m" => n.checked_mul(1024 * 1024),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::a2a::ProtocolVersion;
     use std::collections::HashMap;
 
     const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -711,16 +432,6 @@ mod tests {
         assert!(load(&[("ATTACH_ASSERTION_KEY", &encode(31))]).is_err());
         assert!(load(&[("ATTACH_ASSERTION_KEY", &encode(32))]).is_ok());
         assert!(load(&[("ATTACH_ASSERTION_KEY", &encode(64))]).is_ok());
-    }
-
-    #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("3600"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("h"), None);
-        assert_eq!(parse_size("512k"), Some(512 * 1024));
-        assert_eq!(parse_size("1MiB"), Some(1 << 20));
     }
 
     #[test]
