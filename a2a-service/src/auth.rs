@@ -3,36 +3,27 @@
 //! checks for handlers are in `routes/extract.rs`).
 //!
 //! The filter stamps the requests it routes here with `X-Attach-User`,
-//! `X-Attach-Session` and `X-Attach-Assertion` (the format and its MAC are
-//! the filter's own [`attach_filter::assertion`], written once), bound to
-//! this service's audience. A request without a valid assertion for this
-//! audience never reached the service through the gateway, so it gets a 401
-//! and nothing is written. An assertion the gateway made for another
+//! `X-Attach-Session` and `X-Attach-Assertion` (the format, its MAC, the
+//! audiences, lifetimes and clock skew are the contract's
+//! [`attach_contract::assertion`], written once), bound to this service's
+//! audience. A request without a valid assertion for this audience never
+//! reached the service through the gateway, so it gets a 401 and nothing is
+//! written. An assertion the gateway made for another
 //! upstream, or this service made for an agent, is refused here too.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use attach_filter::assertion::{self as wire, AssertionError};
+use attach_contract::assertion::{
+    self as wire, AGENT_AUDIENCE, ASSERTION_LIFETIME_SECS, AssertionError, MIN_KEY_BYTES,
+    SERVICE_AUDIENCE,
+};
+use attach_contract::headers::{ASSERTION_HEADER, SESSION_HEADER, USER_HEADER};
 use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 
 use crate::error::AppError;
-
-pub use attach_filter::assertion::{ASSERTION_HEADER, MIN_KEY_BYTES, SERVICE_AUDIENCE};
-pub use attach_filter::identity::{SESSION_HEADER, USER_HEADER};
-
-/// The audience of the assertions this service gives the agents it calls:
-/// they hand it back to the gateway to keep the caller's session, but it is
-/// not this service's own, so an agent cannot replay it here.
-pub const AGENT_AUDIENCE: &str = "attach-agent";
-/// Lifetime of the assertions this service mints for forwarded requests.
-pub const ASSERTION_LIFETIME_SECS: u64 = 60;
-/// Clock difference tolerated between the filter and the service.
-pub const CLOCK_SKEW_SECS: u64 = 5;
-/// An assertion claiming to live longer than this is refused.
-pub const MAX_LIFETIME_SECS: u64 = 300;
 
 /// The secret shared with the filter: at least [`MIN_KEY_BYTES`] bytes,
 /// the same rule the filter applies to its `assertion_key`.
@@ -98,17 +89,7 @@ impl AssertionKey {
         session: &str,
         now: u64,
     ) -> Result<(), &'static str> {
-        wire::check(
-            &self.0,
-            audience,
-            assertion,
-            user,
-            session,
-            now,
-            CLOCK_SKEW_SECS,
-            MAX_LIFETIME_SECS,
-        )
-        .map_err(|e| match e {
+        wire::check(&self.0, audience, assertion, user, session, now).map_err(|e| match e {
             AssertionError::Malformed => "malformed gateway assertion",
             AssertionError::Mismatch => "gateway assertion does not match the identity headers",
             AssertionError::Expired => "gateway assertion expired",

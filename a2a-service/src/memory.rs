@@ -8,7 +8,8 @@
 //! metadata present next to an event's other fields.
 //!
 //! Events are taken or refused one by one, within the limits the filter
-//! fits its events to ([`attach_filter::memory::limits`]): one bad event
+//! fits its events to ([`attach_contract::limits`]), and read member by
+//! member under the names the filter writes ([`attach_contract::event`]): one bad event
 //! must not cost a batch of other users' events. A request that is no
 //! batch at all (not JSON, not an array, too many events, over the body
 //! limit) is refused whole (400/413), and so is a caller's batch naming
@@ -30,12 +31,12 @@
 
 use serde_json::{Map, Value, json};
 
-use attach_filter::memory::event::rfc3339_millis;
-use attach_filter::memory::limits::{
+use attach_contract::event::{Kind, field};
+use attach_contract::limits::{
     self, MAX_KIND_CHARS, MAX_MODEL_CHARS, MAX_REQUEST_ID_CHARS, MAX_ROLE_CHARS, MAX_ROUTE_CHARS,
-    MAX_SESSION_CHARS, MAX_TASK_ID_CHARS, MAX_UNIX_MS, MAX_UNREADABLE_CHARS, MIRROR_KINDS,
-    STATUS_CODES,
+    MAX_SESSION_CHARS, MAX_TASK_ID_CHARS, MAX_UNIX_MS, MAX_UNREADABLE_CHARS, STATUS_CODES,
 };
+use attach_contract::timestamp::rfc3339_millis;
 
 use crate::a2a::model::{now_ms, parse_timestamp, timestamp};
 use crate::auth::{Caller, Ingester};
@@ -55,11 +56,11 @@ pub fn event_json(e: &MemoryEvent) -> Value {
     let mut fields = e.meta.fields();
     fields.extend([
         ("mem_id".to_string(), json!(e.id)),
-        ("kind".to_string(), json!(e.kind)),
-        ("content".to_string(), e.content.clone()),
-        ("task_id".to_string(), json!(e.task_id)),
-        ("session".to_string(), json!(e.session)),
-        ("role".to_string(), json!(e.role)),
+        (field::KIND.to_string(), json!(e.kind)),
+        (field::CONTENT.to_string(), e.content.clone()),
+        (field::TASK_ID.to_string(), json!(e.task_id)),
+        (field::SESSION.to_string(), json!(e.session)),
+        (field::ROLE.to_string(), json!(e.role)),
         ("created".to_string(), json!(timestamp(e.created_ms))),
     ]);
     Value::Object(fields)
@@ -77,7 +78,8 @@ fn check_kind(kind: &str) -> AppResult<()> {
 /// A caller's kind must not be one the gateway writes itself, in any case.
 fn check_caller_kind(kind: &str) -> AppResult<()> {
     let trimmed = kind.trim();
-    let reserved = MIRROR_KINDS
+    let reserved = Kind::ALL
+        .map(Kind::name)
         .iter()
         .chain(&[TASK_SENT, TASK_RESULT])
         .any(|k| k.eq_ignore_ascii_case(trimmed));
@@ -149,7 +151,7 @@ fn exchange_meta(obj: &Map<String, Value>) -> AppResult<ExchangeMeta> {
             STATUS_CODES.end()
         ))
     };
-    let status = match opt_count(obj, "status").map_err(|_| bad_status())? {
+    let status = match opt_count(obj, field::STATUS).map_err(|_| bad_status())? {
         None => None,
         Some(n) => Some(
             u16::try_from(n)
@@ -158,7 +160,7 @@ fn exchange_meta(obj: &Map<String, Value>) -> AppResult<ExchangeMeta> {
                 .ok_or_else(bad_status)?,
         ),
     };
-    let truncated = match obj.get("truncated") {
+    let truncated = match obj.get(field::TRUNCATED) {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => {
@@ -168,16 +170,16 @@ fn exchange_meta(obj: &Map<String, Value>) -> AppResult<ExchangeMeta> {
         }
     };
     Ok(ExchangeMeta {
-        model: opt_label(obj, "model", MAX_MODEL_CHARS)?,
-        route: opt_label(obj, "route", MAX_ROUTE_CHARS)?,
-        request_id: opt_label(obj, "request_id", MAX_REQUEST_ID_CHARS)?,
+        model: opt_label(obj, field::MODEL, MAX_MODEL_CHARS)?,
+        route: opt_label(obj, field::ROUTE, MAX_ROUTE_CHARS)?,
+        request_id: opt_label(obj, field::REQUEST_ID, MAX_REQUEST_ID_CHARS)?,
         status,
-        latency_ms: opt_count(obj, "latency_ms")?,
-        tokens_in: opt_count(obj, "tokens_in")?,
-        tokens_out: opt_count(obj, "tokens_out")?,
+        latency_ms: opt_count(obj, field::LATENCY_MS)?,
+        tokens_in: opt_count(obj, field::TOKENS_IN)?,
+        tokens_out: opt_count(obj, field::TOKENS_OUT)?,
         truncated,
-        unreadable: opt_label(obj, "unreadable", MAX_UNREADABLE_CHARS)?,
-        request_bytes: opt_count(obj, "request_bytes")?,
+        unreadable: opt_label(obj, field::UNREADABLE, MAX_UNREADABLE_CHARS)?,
+        request_bytes: opt_count(obj, field::REQUEST_BYTES)?,
     })
 }
 
@@ -189,7 +191,7 @@ fn ingest_event(value: &Value, writer: &Ingester, now: i64) -> AppResult<MemoryE
             "each event must be a JSON object".into(),
         ));
     };
-    let id = opt_string(obj, "id")?
+    let id = opt_string(obj, field::ID)?
         .ok_or_else(|| AppError::BadRequest("each event needs an id".into()))?;
     let id = uuid::Uuid::parse_str(&id).map_err(|_| {
         AppError::BadRequest(format!(
@@ -197,7 +199,7 @@ fn ingest_event(value: &Value, writer: &Ingester, now: i64) -> AppResult<MemoryE
             id.chars().take(64).collect::<String>()
         ))
     })?;
-    let user = opt_string(obj, "user")?
+    let user = opt_string(obj, field::USER)?
         .filter(|u| !u.is_empty())
         .ok_or_else(|| AppError::BadRequest("each event needs a user".into()))?;
     if !writer.may_write_for(&user) {
@@ -210,9 +212,9 @@ fn ingest_event(value: &Value, writer: &Ingester, now: i64) -> AppResult<MemoryE
             "user must be printable characters".into(),
         ));
     }
-    let kind = opt_string(obj, "kind")?.unwrap_or_else(|| "message".into());
+    let kind = opt_string(obj, field::KIND)?.unwrap_or_else(|| "message".into());
     check_kind(&kind)?;
-    let created_ms = match opt_string(obj, "timestamp")? {
+    let created_ms = match opt_string(obj, field::TIMESTAMP)? {
         None => now,
         Some(t) => parse_timestamp(&t)
             .filter(|ms| limits::in_time_range(*ms))
@@ -227,11 +229,11 @@ fn ingest_event(value: &Value, writer: &Ingester, now: i64) -> AppResult<MemoryE
     let event = MemoryEvent {
         id: id.to_string(),
         owner: user,
-        session: opt_label(obj, "session", MAX_SESSION_CHARS)?.unwrap_or_default(),
+        session: opt_label(obj, field::SESSION, MAX_SESSION_CHARS)?.unwrap_or_default(),
         kind,
-        role: opt_label(obj, "role", MAX_ROLE_CHARS)?,
-        task_id: opt_label(obj, "task_id", MAX_TASK_ID_CHARS)?,
-        content: obj.get("content").cloned().unwrap_or(Value::Null),
+        role: opt_label(obj, field::ROLE, MAX_ROLE_CHARS)?,
+        task_id: opt_label(obj, field::TASK_ID, MAX_TASK_ID_CHARS)?,
+        content: obj.get(field::CONTENT).cloned().unwrap_or(Value::Null),
         created_ms,
         meta: exchange_meta(obj)?,
     };
@@ -266,7 +268,7 @@ fn check_caller_event(event: &MemoryEvent, id: uuid::Uuid, now: i64) -> AppResul
 /// The identifying part of a refused event: its id, when it is a UUID.
 fn refused_id(value: &Value) -> Value {
     value
-        .get("id")
+        .get(field::ID)
         .and_then(Value::as_str)
         .and_then(|id| uuid::Uuid::parse_str(id).ok())
         .map_or(Value::Null, |id| json!(id.to_string()))

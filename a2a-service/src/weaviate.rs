@@ -1,14 +1,16 @@
 //! Memory reads from Weaviate.
 //!
 //! With `MEM_BACKEND=weaviate` the gateway's filter writes mirrored model
-//! prompts and replies straight to Weaviate (class `MemoryEvent`, object id =
-//! event id) instead of posting them to `/mem/ingest`, so the memory routes
-//! read them back from there. Queries go through GraphQL `Get`, always scoped
-//! to the caller's user; objects come back as [`MemoryEvent`]s so callers see
-//! one shape whichever side an event came from.
+//! prompts and replies straight to Weaviate (the contract's class,
+//! [`attach_contract::weaviate`], object id = event id) instead of posting
+//! them to `/mem/ingest`, so the memory routes read them back from there.
+//! Queries go through GraphQL `Get`, always scoped to the caller's user;
+//! objects come back as [`MemoryEvent`]s so callers see one shape whichever
+//! side an event came from.
 
 use std::fmt;
 
+use attach_contract::weaviate::{CLASS, PROPERTIES, property};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::{Map, Value, json};
 
@@ -17,11 +19,13 @@ use crate::config::WeaviateConfig;
 use crate::error::{AppError, one_line};
 use crate::store::{ExchangeMeta, MemoryEvent, MemoryFilter};
 
-const CLASS: &str = "MemoryEvent";
-
-/// Every property the filter writes, then the object id.
-const SELECTION: &str = "user session role kind content model route requestId taskId status \
-     timestamp latencyMs tokensIn tokensOut truncated unreadable requestBytes _additional { id }";
+/// What a `Get` selects: every property the filter writes, then the
+/// object id.
+fn selection() -> String {
+    let mut fields: Vec<&str> = PROPERTIES.iter().map(|p| p.name).collect();
+    fields.push("_additional { id }");
+    fields.join(" ")
+}
 
 /// Longest GraphQL error text kept for the log.
 const MAX_DETAIL: usize = 300;
@@ -40,10 +44,10 @@ enum Field {
 impl Field {
     fn path(self) -> &'static str {
         match self {
-            Field::User => "user",
-            Field::Session => "session",
-            Field::TaskId => "taskId",
-            Field::Kind => "kind",
+            Field::User => property::USER,
+            Field::Session => property::SESSION,
+            Field::TaskId => property::TASK_ID,
+            Field::Kind => property::KIND,
             Field::Id => "id",
         }
     }
@@ -229,7 +233,9 @@ fn get_query(conditions: &[Condition<'_>], limit: i64) -> String {
         .join(", ");
     format!(
         "{{ Get {{ {CLASS}(where: {{operator: And, operands: [{operands}]}}, limit: {limit}, \
-         sort: [{{path: [\"timestamp\"], order: desc}}]) {{ {SELECTION} }} }} }}"
+         sort: [{{path: [\"{}\"], order: desc}}]) {{ {} }} }} }}",
+        property::TIMESTAMP,
+        selection()
     )
 }
 
@@ -290,35 +296,35 @@ fn event_from_object(object: &Value) -> Result<MemoryEvent, String> {
         .ok_or("an object has no _additional.id")?
         .to_string();
     let required = |key: &str| text(o, key)?.ok_or_else(|| format!("object {id} has no {key}"));
-    let created_ms = parse_timestamp(&required("timestamp")?)
+    let created_ms = parse_timestamp(&required(property::TIMESTAMP)?)
         .ok_or_else(|| format!("object {id} has a timestamp that is not RFC 3339"))?;
-    let status = match unsigned(o, "status")? {
+    let status = match unsigned(o, property::STATUS)? {
         Some(n) => Some(u16::try_from(n).map_err(|_| "status is out of range".to_string())?),
         None => None,
     };
     Ok(MemoryEvent {
-        owner: required("user")?,
-        session: text(o, "session")?.unwrap_or_default(),
-        kind: text(o, "kind")?.unwrap_or_else(|| "message".into()),
-        role: text(o, "role")?,
-        task_id: text(o, "taskId")?,
-        content: text(o, "content")?.map_or(Value::Null, Value::String),
+        owner: required(property::USER)?,
+        session: text(o, property::SESSION)?.unwrap_or_default(),
+        kind: text(o, property::KIND)?.unwrap_or_else(|| "message".into()),
+        role: text(o, property::ROLE)?,
+        task_id: text(o, property::TASK_ID)?,
+        content: text(o, property::CONTENT)?.map_or(Value::Null, Value::String),
         created_ms,
         meta: ExchangeMeta {
-            model: text(o, "model")?,
-            route: text(o, "route")?,
-            request_id: text(o, "requestId")?,
+            model: text(o, property::MODEL)?,
+            route: text(o, property::ROUTE)?,
+            request_id: text(o, property::REQUEST_ID)?,
             status,
-            latency_ms: unsigned(o, "latencyMs")?,
-            tokens_in: unsigned(o, "tokensIn")?,
-            tokens_out: unsigned(o, "tokensOut")?,
-            truncated: match o.get("truncated") {
+            latency_ms: unsigned(o, property::LATENCY_MS)?,
+            tokens_in: unsigned(o, property::TOKENS_IN)?,
+            tokens_out: unsigned(o, property::TOKENS_OUT)?,
+            truncated: match o.get(property::TRUNCATED) {
                 None | Some(Value::Null) => None,
                 Some(Value::Bool(b)) => Some(*b),
                 Some(_) => return Err("truncated is not a boolean".into()),
             },
-            unreadable: text(o, "unreadable")?,
-            request_bytes: unsigned(o, "requestBytes")?,
+            unreadable: text(o, property::UNREADABLE)?,
+            request_bytes: unsigned(o, property::REQUEST_BYTES)?,
         },
         id,
     })
@@ -396,7 +402,10 @@ mod tests {
             assert_eq!(literals(&q), ["alice", value], "{q}");
             // One query line, and the structure after the value is intact.
             assert!(!q.contains('\n') && !q.contains('\r'), "{q}");
-            assert!(q.ends_with(&format!("]}}, limit: 5, sort: [{{path: [\"timestamp\"], order: desc}}]) {{ {SELECTION} }} }} }}")));
+            assert!(q.ends_with(&format!(
+                "]}}, limit: 5, sort: [{{path: [\"timestamp\"], order: desc}}]) {{ {} }} }} }}",
+                selection()
+            )));
         }
     }
 

@@ -116,7 +116,7 @@ fn default_assertion_routes() -> Vec<AssertionRouteConfig> {
         .into_iter()
         .map(|path| AssertionRouteConfig {
             path: path.into(),
-            audience: crate::assertion::SERVICE_AUDIENCE.into(),
+            audience: attach_contract::assertion::SERVICE_AUDIENCE.into(),
         })
         .collect()
 }
@@ -536,13 +536,13 @@ impl PluginConfig {
             .map(|(i, r)| {
                 let at = |field: &str| format!("assertion_routes[{i}].{field}");
                 let path = PathRule::parse(&r.path).map_err(|m| err(at("path"), m))?;
-                if !crate::assertion::valid_audience(&r.audience) {
+                if !attach_contract::assertion::valid_audience(&r.audience) {
                     return Err(err(
                         at("audience"),
                         "must be 1-64 letters, digits, '_', ':' or '-'",
                     ));
                 }
-                if r.audience == crate::assertion::MIRROR_AUDIENCE {
+                if r.audience == attach_contract::assertion::MIRROR_AUDIENCE {
                     return Err(err(
                         at("audience"),
                         "is reserved for the memory mirror's own deliveries",
@@ -639,7 +639,7 @@ impl PluginConfig {
                 let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(k.trim_end_matches('='))
                     .map_err(|_| err(key_field, "the key must be base64url"))?;
-                if key.len() < crate::assertion::MIN_KEY_BYTES {
+                if key.len() < attach_contract::assertion::MIN_KEY_BYTES {
                     return Err(err(key_field, "the key must decode to at least 32 bytes"));
                 }
                 Some(key)

@@ -20,12 +20,10 @@
 )]
 
 pub mod alg;
-pub mod assertion;
 pub mod claims;
 pub mod config;
 pub mod crypto;
 pub mod did;
-#[allow(clippy::indexing_slicing)] // moves to the contract crate, which denies the same lints
 pub mod identity;
 pub mod jwks;
 pub mod memory;

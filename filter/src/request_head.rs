@@ -3,7 +3,7 @@
 //! Each host call costs about a microsecond inside Envoy's V8, so the gate
 //! fetches the whole header map once and picks what it needs from it here.
 
-use crate::identity;
+use attach_contract::headers::{self, ASSERTION_HEADER, SESSION_HEADER};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequestHead {
@@ -36,7 +36,7 @@ pub struct RequestHead {
 /// `HTTP_X_ATTACH_USER`, just like `x-attach-user`). Removed like the real
 /// ones, for Envoys not configured to refuse underscores in header names.
 fn is_reserved_alias(name: &str) -> bool {
-    name.contains('_') && identity::is_reserved(&name.replace('_', "-"))
+    name.contains('_') && headers::is_reserved(&name.replace('_', "-"))
 }
 
 impl RequestHead {
@@ -57,10 +57,10 @@ impl RequestHead {
                 "accept-encoding" => head.accepts_encoding = true,
                 "origin" => head.has_origin = true,
                 "access-control-request-method" => head.has_preflight_method = true,
-                _ if identity::is_reserved(&name) => {
+                _ if headers::is_reserved(&name) => {
                     match name.as_str() {
-                        identity::SESSION_HEADER => head.session = text(),
-                        crate::assertion::ASSERTION_HEADER => head.assertion = text(),
+                        SESSION_HEADER => head.session = text(),
+                        ASSERTION_HEADER => head.assertion = text(),
                         _ => {}
                     }
                     head.reserved.push(name);

@@ -3,14 +3,13 @@
 //! gateway, which credentials stop here, and whether the exchange is
 //! mirrored to memory. The host only applies the [`Plan`].
 
-use crate::assertion::{self, ASSERTION_HEADER};
 use crate::config::Config;
-use crate::identity::{self, Identity, SESSION_HEADER, USER_HEADER};
+use crate::identity::Identity;
 use crate::memory::routes::{ModelRoute, match_route};
 use crate::request_head::RequestHead;
-
-/// Assertions are short-lived: they only need to survive the hop behind the gateway.
-pub const ASSERTION_TTL_SECS: u64 = 60;
+use attach_contract::assertion::{self, ASSERTION_LIFETIME_SECS};
+use attach_contract::headers::{ASSERTION_HEADER, SESSION_HEADER, USER_HEADER};
+use attach_contract::session::session_id;
 
 /// The changes to one request's headers, and what follows from them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +56,7 @@ pub fn plan(
             )
         })
         .map_or_else(
-            || identity::session_id(&identity.user, &head.user_agent),
+            || session_id(&identity.user, &head.user_agent),
             str::to_owned,
         );
     let mut set = vec![
@@ -65,7 +64,7 @@ pub fn plan(
         (SESSION_HEADER, session.clone()),
     ];
     if let (Some(key), Some(audience)) = (key, config.assertion_audience(&head.path)) {
-        let exp = now_secs.saturating_add(ASSERTION_TTL_SECS);
+        let exp = now_secs.saturating_add(ASSERTION_LIFETIME_SECS);
         let value = assertion::sign(key, audience, exp, &identity.user, &session);
         set.push((ASSERTION_HEADER, value));
     }
@@ -101,7 +100,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::assertion::SERVICE_AUDIENCE;
+    use attach_contract::assertion::SERVICE_AUDIENCE;
 
     /// 32 bytes of 9, base64url.
     const KEY: &str = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk";
@@ -141,7 +140,7 @@ mod tests {
     #[test]
     fn a_new_session_comes_from_the_user_and_user_agent() {
         let plan = plan(&alice(), &head("/x"), &config(""), true, NOW_MS);
-        assert_eq!(plan.session, identity::session_id("alice", b"curl/8.0"));
+        assert_eq!(plan.session, session_id("alice", b"curl/8.0"));
         assert_eq!(value(&plan, USER_HEADER), Some("alice"));
         assert_eq!(value(&plan, SESSION_HEADER), Some(plan.session.as_str()));
     }
@@ -163,27 +162,18 @@ mod tests {
         };
         assert_eq!(plan_for("alice", &h), "s-1");
         // Another user, a forged assertion or none at all: a new session.
-        assert_eq!(
-            plan_for("bob", &h),
-            identity::session_id("bob", b"curl/8.0")
-        );
+        assert_eq!(plan_for("bob", &h), session_id("bob", b"curl/8.0"));
         h.assertion = Some(given.replace("v2.", "v2.1"));
-        assert_eq!(
-            plan_for("alice", &h),
-            identity::session_id("alice", b"curl/8.0")
-        );
+        assert_eq!(plan_for("alice", &h), session_id("alice", b"curl/8.0"));
         h.assertion = None;
-        assert_eq!(
-            plan_for("alice", &h),
-            identity::session_id("alice", b"curl/8.0")
-        );
+        assert_eq!(plan_for("alice", &h), session_id("alice", b"curl/8.0"));
         // Without an assertion key nothing can be continued.
         let mut h = head("/x");
         h.session = Some("s-1".into());
         h.assertion = Some(given);
         let keyless = Config::from_json(b"{}").unwrap();
         let session = plan(&alice(), &h, &keyless, true, NOW_MS).session;
-        assert_eq!(session, identity::session_id("alice", b"curl/8.0"));
+        assert_eq!(session, session_id("alice", b"curl/8.0"));
     }
 
     #[test]
@@ -192,7 +182,7 @@ mod tests {
         let plan_a2a = plan(&alice(), &head("/a2a/tasks"), &c, true, NOW_MS);
         let sent = value(&plan_a2a, ASSERTION_HEADER).unwrap();
         let key = c.assertion_key.as_deref().unwrap();
-        let exp = NOW_MS / 1_000 + ASSERTION_TTL_SECS;
+        let exp = NOW_MS / 1_000 + ASSERTION_LIFETIME_SECS;
         assert_eq!(
             sent,
             assertion::sign(key, SERVICE_AUDIENCE, exp, "alice", &plan_a2a.session)

@@ -11,10 +11,10 @@
 
 use crate::env::{A2aSettings, AgentSource, Settings};
 use crate::error::Error;
+use attach_contract::agents;
 use attach_filter::memory::sink::{MemoryConfig, SinkKind};
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use serde::Deserialize;
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const KEY_FILE: &str = "assertion.key";
-/// The length of a generated key, and the least the filter and the service
+/// The length of a generated key: the least the filter and the service
 /// accept.
-pub const KEY_BYTES: usize = 32;
+pub const KEY_BYTES: usize = attach_contract::assertion::MIN_KEY_BYTES;
 /// The Envoy cluster that reaches the service.
 pub const CLUSTER: &str = "a2a_service";
 /// Path prefixes Envoy routes to the service, in front of the engine's `/`.
@@ -34,75 +34,29 @@ pub const BIN_NAME: &str = "attach-a2a";
 /// Agent cards, the only public paths of the service, per agent name.
 const CARD_FILES: [&str; 2] = ["agent-card.json", "agent.json"];
 
-/// The names of the registered agents, checked as the service checks them
-/// (a name becomes part of an exact public path, so `*` and `/` are refused).
+/// The names of the registered agents, read and checked by the contract's
+/// rule, as the service reads them (a name becomes part of an exact public
+/// path, so `*`, `/` and dot segments are refused).
 pub fn agent_names(a2a: &A2aSettings) -> Result<Vec<String>, Error> {
-    let (var, names) = match &a2a.agents {
+    let (var, entries) = match &a2a.agents {
         AgentSource::None => return Ok(Vec::new()),
-        AgentSource::List(list) => ("A2A_AGENTS", names_of_list(list)?),
-        AgentSource::File(path) => ("A2A_CONFIG", names_of_file(path)?),
+        AgentSource::List(list) => (
+            agents::LIST_VARIABLE,
+            agents::parse_list(list).map_err(|e| e.to_string()),
+        ),
+        AgentSource::File(path) => (agents::FILE_VARIABLE, entries_of_file(path)),
     };
-    let mut seen: Vec<String> = Vec::new();
-    for name in names {
-        if !valid_name(&name) {
-            return Err(Error::setting(
-                var,
-                format!("agent name {name:?} must be 1-64 letters, digits, '-', '_' or '.'"),
-            ));
-        }
-        if seen.contains(&name) {
-            return Err(Error::setting(
-                var,
-                format!("agent {name:?} is registered twice"),
-            ));
-        }
-        seen.push(name);
-    }
-    Ok(seen)
+    let entries = entries.map_err(|reason| Error::setting(var, reason))?;
+    Ok(entries.into_iter().map(|e| e.name).collect())
 }
 
-fn names_of_list(list: &str) -> Result<Vec<String>, Error> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(|entry| {
-            let head = entry.split(';').next().unwrap_or_default();
-            head.split_once('=')
-                .map(|(name, _)| name.trim().to_string())
-                .ok_or_else(|| {
-                    Error::setting("A2A_AGENTS", format!("entry {entry:?} is not name=url"))
-                })
-        })
-        .collect()
-}
-
-#[derive(Deserialize)]
-struct AgentFile {
-    agents: Vec<AgentEntry>,
-}
-
-#[derive(Deserialize)]
-struct AgentEntry {
-    name: String,
-}
-
-fn names_of_file(path: &Path) -> Result<Vec<String>, Error> {
+fn entries_of_file(path: &Path) -> Result<Vec<agents::Entry>, String> {
     let at = path.display();
-    let text = fs::read_to_string(path)
-        .map_err(|e| Error::setting("A2A_CONFIG", format!("cannot read {at}: {e}")))?;
-    let file: AgentFile = serde_json::from_str(&text)
-        .map_err(|e| Error::setting("A2A_CONFIG", format!("{at}: {e}")))?;
-    Ok(file.agents.into_iter().map(|a| a.name).collect())
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {at}: {e}"))?;
+    agents::parse_file(&text).map_err(|e| match e {
+        agents::SyntaxError::NotTheFileShape(shape) => format!("{at}: {shape}"),
+        other => other.to_string(),
+    })
 }
 
 /// The exact public paths of every agent's card: only these, never the
@@ -313,6 +267,7 @@ mod tests {
         for bad in [
             "a*=http://x",
             "a/b=http://x",
+            ".=http://x",
             "..=http://x",
             "=http://x",
             "planner",
@@ -335,6 +290,16 @@ mod tests {
         .unwrap();
         let p = path.to_str().unwrap();
         assert_eq!(names(&[("A2A_CONFIG", p)]).unwrap(), ["seed", "b.2"]);
+        for dots in [".", ".."] {
+            fs::write(
+                &path,
+                format!(r#"{{"agents": [{{"name": "{dots}", "url": "http://x"}}]}}"#),
+            )
+            .unwrap();
+            let e = names(&[("A2A_CONFIG", p)]).unwrap_err();
+            assert_eq!(e.var(), Some("A2A_CONFIG"), "{e}");
+            assert!(e.to_string().contains(r#"not "." or "..""#), "{e}");
+        }
         fs::write(&path, r#"{"agents": [{"url": "http://x"}]}"#).unwrap();
         assert_eq!(
             names(&[("A2A_CONFIG", p)]).unwrap_err().var(),

@@ -9,13 +9,14 @@
 
 use std::time::{Duration, Instant};
 
+use attach_contract::headers::{ASSERTION_HEADER, SESSION_HEADER, USER_HEADER};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use super::ProtocolVersion;
 use super::model::{Artifact, Message, Part, TaskState, parts_from_value, plain_value};
 use super::{v0_3, v1};
-use crate::auth::{ASSERTION_HEADER, AssertionKey, Caller, SESSION_HEADER, USER_HEADER};
+use crate::auth::{AssertionKey, Caller};
 use crate::config::{AgentConfig, AgentKind};
 use crate::error::one_line;
 use crate::metrics::Metrics;

@@ -275,7 +275,7 @@ impl Task {
 /// millisecond (the format has four-digit years). Stored rows are rendered
 /// with it, so no value a row can hold may fail a read.
 pub fn timestamp(ms: i64) -> String {
-    attach_filter::memory::event::rfc3339_millis(u64::try_from(ms).unwrap_or(0))
+    attach_contract::timestamp::rfc3339_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Unix milliseconds of an RFC 3339 instant. A numeric offset (`+02:00`)

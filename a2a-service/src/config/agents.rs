@@ -11,13 +11,17 @@
 //! the task input as JSON, the JSON reply is the result), `timeout` (duration,
 //! default 30 s), `forward_bearer` (`true`/`false`, default false: pass the
 //! caller's `Authorization` header on), `protocol` (`1.0`, the default, or `0.3`:
-//! the A2A version the agent speaks).
+//! the A2A version the agent speaks). Agent names are 1-64 letters, digits,
+//! `-`, `_` or `.`, but not `.` or `..` (they become a segment of the
+//! agents' public paths). The syntax and the name rule are the contract's
+//! ([`attach_contract::agents`]), which the launcher reads too; here the
+//! options get their meaning, and the URLs must be HTTP.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use attach_contract::agents;
 
 use super::error::ConfigError;
 use super::units::parse_duration;
@@ -44,44 +48,40 @@ pub struct AgentConfig {
     pub protocol: ProtocolVersion,
 }
 
-fn valid_agent_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-}
-
-pub(super) fn parse_agent_list(list: &str) -> Result<BTreeMap<String, AgentConfig>, ConfigError> {
-    const VAR: &str = "A2A_AGENTS";
-    let mut agents = BTreeMap::new();
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let mut pieces = entry.split(';').map(str::trim);
-        let head = pieces.next().unwrap_or_default();
-        let (name, url) = head
-            .split_once('=')
-            .ok_or_else(|| ConfigError::new(VAR, format!("entry {entry:?} is not name=url")))?;
+/// The agents of a list or a file, in their contract syntax.
+fn agents_from(
+    variable: &'static str,
+    entries: Vec<agents::Entry>,
+) -> Result<BTreeMap<String, AgentConfig>, ConfigError> {
+    let fail = |reason| ConfigError::new(variable, reason);
+    let mut registered = BTreeMap::new();
+    for entry in entries {
         let mut agent = AgentConfig {
-            name: name.trim().to_string(),
-            url: url.trim().trim_end_matches('/').to_string(),
+            name: entry.name,
+            url: entry.url.trim_end_matches('/').to_string(),
             kind: AgentKind::A2a,
             timeout: DEFAULT_AGENT_TIMEOUT,
             forward_bearer: false,
             protocol: ProtocolVersion::V1_0,
         };
-        for option in pieces.filter(|p| !p.is_empty()) {
-            let (key, value) = option.split_once('=').ok_or_else(|| {
-                ConfigError::new(
-                    VAR,
-                    format!("option {option:?} of {name:?} is not key=value"),
-                )
-            })?;
-            apply_option(&mut agent, key.trim(), value.trim())
-                .map_err(|reason| ConfigError::new(VAR, reason))?;
+        for (key, value) in &entry.options {
+            apply_option(&mut agent, key, value).map_err(fail)?;
         }
-        insert_agent(&mut agents, agent).map_err(|reason| ConfigError::new(VAR, reason))?;
+        if !is_http_url(&agent.url) {
+            return Err(fail(format!(
+                "URL of {:?} must start with http:// or https://",
+                agent.name
+            )));
+        }
+        registered.insert(agent.name.clone(), agent);
     }
-    Ok(agents)
+    Ok(registered)
+}
+
+pub(super) fn parse_agent_list(list: &str) -> Result<BTreeMap<String, AgentConfig>, ConfigError> {
+    let entries = agents::parse_list(list)
+        .map_err(|e| ConfigError::new(agents::LIST_VARIABLE, e.to_string()))?;
+    agents_from(agents::LIST_VARIABLE, entries)
 }
 
 fn apply_option(agent: &mut AgentConfig, key: &str, value: &str) -> Result<(), String> {
@@ -129,77 +129,16 @@ fn apply_option(agent: &mut AgentConfig, key: &str, value: &str) -> Result<(), S
     Ok(())
 }
 
-fn insert_agent(
-    agents: &mut BTreeMap<String, AgentConfig>,
-    agent: AgentConfig,
-) -> Result<(), String> {
-    if !valid_agent_name(&agent.name) {
-        return Err(format!(
-            "agent name {:?} must be 1-64 letters, digits, '-', '_' or '.'",
-            agent.name
-        ));
-    }
-    if !is_http_url(&agent.url) {
-        return Err(format!(
-            "URL of {:?} must start with http:// or https://",
-            agent.name
-        ));
-    }
-    if agents.contains_key(&agent.name) {
-        return Err(format!("agent {:?} is registered twice", agent.name));
-    }
-    agents.insert(agent.name.clone(), agent);
-    Ok(())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentFile {
-    agents: Vec<AgentFileEntry>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentFileEntry {
-    name: String,
-    url: String,
-    kind: Option<String>,
-    timeout: Option<serde_json::Value>,
-    forward_bearer: Option<bool>,
-    protocol: Option<String>,
-}
-
 pub(super) fn parse_agent_file(path: &Path) -> Result<BTreeMap<String, AgentConfig>, ConfigError> {
-    const VAR: &str = "A2A_CONFIG";
+    const VAR: &str = agents::FILE_VARIABLE;
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(VAR, format!("cannot read {}: {e}", path.display())))?;
-    let file: AgentFile = serde_json::from_str(&text)
-        .map_err(|e| ConfigError::new(VAR, format!("{}: {e}", path.display())))?;
-    let mut agents = BTreeMap::new();
-    for entry in file.agents {
-        let mut agent = AgentConfig {
-            name: entry.name,
-            url: entry.url.trim_end_matches('/').to_string(),
-            kind: AgentKind::A2a,
-            timeout: DEFAULT_AGENT_TIMEOUT,
-            forward_bearer: entry.forward_bearer.unwrap_or(false),
-            protocol: ProtocolVersion::V1_0,
+    let entries = agents::parse_file(&text).map_err(|e| {
+        let reason = match e {
+            agents::SyntaxError::NotTheFileShape(shape) => format!("{}: {shape}", path.display()),
+            other => other.to_string(),
         };
-        let fail = |reason| ConfigError::new(VAR, reason);
-        if let Some(kind) = entry.kind {
-            apply_option(&mut agent, "kind", &kind).map_err(fail)?;
-        }
-        if let Some(timeout) = entry.timeout {
-            let text = match timeout {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            apply_option(&mut agent, "timeout", &text).map_err(fail)?;
-        }
-        if let Some(protocol) = entry.protocol {
-            apply_option(&mut agent, "protocol", &protocol).map_err(fail)?;
-        }
-        insert_agent(&mut agents, agent).map_err(fail)?;
-    }
-    Ok(agents)
+        ConfigError::new(VAR, reason)
+    })?;
+    agents_from(VAR, entries)
 }

@@ -373,6 +373,39 @@ mod tests {
         }
     }
 
+    /// `.` and `..` would be normalised away as segments of the agents'
+    /// public paths: refused, by the rule the launcher applies too.
+    #[test]
+    fn dot_names_are_refused() {
+        for name in [".", ".."] {
+            let err = load(&[
+                ("ATTACH_ASSERTION_KEY", KEY),
+                ("A2A_AGENTS", &format!("{name}=http://127.0.0.1:9")),
+            ])
+            .unwrap_err();
+            assert_eq!(err.variable, "A2A_AGENTS");
+            assert!(err.to_string().contains(&format!("{name:?}")), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a2a.json");
+        std::fs::write(&path, r#"{"agents": [{"name": "..", "url": "http://x"}]}"#).unwrap();
+        let err = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            ("A2A_CONFIG", path.to_str().unwrap()),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "A2A_CONFIG", "{err}");
+        let ok = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            (
+                "A2A_AGENTS",
+                "b.2=http://127.0.0.1:9,...=http://127.0.0.1:9",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(ok.agents.keys().collect::<Vec<_>>(), ["...", "b.2"]);
+    }
+
     #[test]
     fn weaviate_needs_a_url() {
         for (vars, variable) in [

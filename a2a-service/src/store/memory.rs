@@ -172,3 +172,33 @@ impl Store {
         rows.iter().map(memory_from_row).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ExchangeMeta;
+    use attach_contract::event::field;
+
+    /// The metadata is stored, and read back, under the members the
+    /// filter's events carry it in.
+    #[test]
+    fn exchange_meta_members_are_the_events() {
+        let full = ExchangeMeta {
+            model: Some("m".into()),
+            route: Some("/api/chat".into()),
+            request_id: Some("r".into()),
+            status: Some(200),
+            latency_ms: Some(1),
+            tokens_in: Some(2),
+            tokens_out: Some(3),
+            truncated: Some(false),
+            unreadable: Some("not JSON".into()),
+            request_bytes: Some(4),
+        };
+        let fields = full.fields();
+        let mut members: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut want = field::EXCHANGE.to_vec();
+        members.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(members, want);
+    }
+}

@@ -67,7 +67,7 @@ pub async fn blocking_v0_3(db: &Db) {
     let now = attach_a2a_service::auth::unix_now();
     key()
         .verify_for(
-            attach_a2a_service::auth::AGENT_AUDIENCE,
+            attach_contract::assertion::AGENT_AUDIENCE,
             assertion,
             "alice",
             "alice-session",
@@ -1190,8 +1190,7 @@ pub async fn ingest_refuses_timestamps_out_of_range(db: &Db) {
 pub async fn caller_writes_cannot_pass_for_the_mirror(db: &Db) {
     let h = Harness::new(db).await;
     let now = attach_a2a_service::auth::unix_now() as i64 * 1000;
-    let at =
-        |offset_ms: i64| attach_filter::memory::event::rfc3339_millis((now + offset_ms) as u64);
+    let at = |offset_ms: i64| attach_contract::timestamp::rfc3339_millis((now + offset_ms) as u64);
     let own = |extra: Value| {
         let mut e = json!({"id": new_id(), "user": "alice", "session": "s1", "role": "user",
                            "kind": "note", "content": "mine"});
@@ -1200,11 +1199,8 @@ pub async fn caller_writes_cannot_pass_for_the_mirror(db: &Db) {
         }
         e
     };
-    let mirror_id = attach_filter::memory::event::event_id(
-        "alice",
-        "req-1",
-        attach_filter::memory::event::Role::User,
-    );
+    let mirror_id =
+        attach_contract::event::event_id("alice", "req-1", attach_contract::event::Role::User);
     let forged = [
         (
             own(json!({"kind": "prompt"})),

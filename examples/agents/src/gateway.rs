@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use attach_contract::headers::{ASSERTION_HEADER, SESSION_HEADER};
 use axum::http::HeaderValue;
 use axum::http::header::HeaderMap;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -25,9 +26,6 @@ use crate::a2a::{self, one_line};
 const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
 /// Pause between `GetTask` polls of a hand-off still in progress.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
-
-pub const SESSION_HEADER: &str = "x-attach-session";
-pub const ASSERTION_HEADER: &str = "x-attach-assertion";
 
 /// What the agent presents on the caller's behalf.
 #[derive(Clone, Debug)]

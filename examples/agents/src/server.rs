@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::gateway::Caller;
+use attach_contract::headers::USER_HEADER;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -21,10 +22,6 @@ use crate::config::{Role, Settings};
 use crate::gateway::Gateway;
 use crate::tasks::{Job, State as TaskState, Task, TaskStore};
 use crate::{coder, planner};
-
-/// The identity header the gateway stamps on each request; tasks belong to
-/// the user it names.
-const USER_HEADER: &str = "x-attach-user";
 
 pub struct Agent {
     role: Role,
@@ -125,6 +122,7 @@ async fn rpc(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -
     })
 }
 
+/// The user the gateway named in `X-Attach-User`: tasks belong to them.
 fn owner(headers: &HeaderMap) -> Option<String> {
     headers
         .get(USER_HEADER)

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::gateway::Caller;
-use attach_filter::memory::event::rfc3339_millis;
+use attach_contract::timestamp::rfc3339_millis;
 use serde_json::{Map, Value, json};
 
 use crate::a2a::{IncomingMessage, text_part};

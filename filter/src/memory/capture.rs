@@ -5,10 +5,11 @@
 //! gets a placeholder prompt, so no request shape evades the mirror.
 
 use super::budget::{Budget, Lease};
-use super::event::{Event, Exchange, Unreadable};
+use super::event::{Exchange, Unreadable};
 use super::prompt::{Prompt, PromptError, parse_prompt};
 use super::reply_capture::{Reply, ReplyCapture};
 use super::routes::ModelRoute;
+use attach_contract::event::Event;
 
 use std::rc::Rc;
 
@@ -186,8 +187,8 @@ impl Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::event::Kind;
     use crate::memory::routes::WireFormat;
+    use attach_contract::event::Kind;
 
     fn capture(path: &str, format: WireFormat) -> Capture {
         Capture::new(

@@ -6,8 +6,9 @@
 //!
 //! [`routes`] says which requests are model calls, [`prompt`] reads the
 //! request body, [`reply_capture`] copies the reply as it streams past,
-//! [`event`] turns the pair into two events (within [`limits`], which the
-//! companion service applies too); [`sink`] builds the requests that deliver
+//! [`event`] turns the pair into two events (the contract's
+//! [`attach_contract::event::Event`], within [`attach_contract::limits`],
+//! which the companion service applies too); [`sink`] builds the requests that deliver
 //! them (with [`weaviate`]'s bodies for that sink) and reads which events
 //! the sink refused, and [`outbox`] holds a worker's batch until the sink
 //! took it. What captures hold at once is bounded by the VM's [`budget`].
@@ -15,13 +16,11 @@
 pub mod budget;
 pub mod capture;
 pub mod event;
-pub mod limits;
 pub mod outbox;
 pub mod prompt;
 pub mod reply_capture;
 pub mod routes;
 pub mod sink;
-#[allow(clippy::indexing_slicing)] // moves to the contract crate, which denies the same lints
 pub mod weaviate;
 
 /// Text kept within a byte budget. Once anything is cut nothing more is

@@ -332,9 +332,9 @@ mod tests {
         ] {
             assert_eq!(parse(path, body), Err(want), "{path} {body}");
             assert!(!want.to_string().is_empty());
-            assert!(crate::memory::limits::fits(
+            assert!(attach_contract::limits::fits(
                 want.reason(),
-                crate::memory::limits::MAX_UNREADABLE_CHARS
+                attach_contract::limits::MAX_UNREADABLE_CHARS
             ));
         }
         let pair = parse("/api/generate", r#"{"prompt":"\ud83d\ude00"}"#).unwrap();

@@ -6,12 +6,13 @@
 //! REST API (the class is created once, then batches of objects). The host
 //! only dispatches what [`Sink::deliver`] and [`Sink::schema_steps`] build.
 
-use super::event::Event;
-use super::limits;
 use super::routes::{ModelRoute, default_routes};
 use super::weaviate;
-use crate::assertion;
 use crate::url::Url;
+use attach_contract::assertion::{self, ASSERTION_LIFETIME_SECS};
+use attach_contract::event::Event;
+use attach_contract::headers::ASSERTION_HEADER;
+use attach_contract::limits;
 use serde::{Deserialize, Serialize};
 
 /// The plugin configuration's `memory` section.
@@ -204,17 +205,17 @@ impl MemoryConfig {
     }
 }
 
-/// The session the filter's own ingest requests assert.
-/// Assertions on deliveries live as long as the filter's own.
-const ASSERTION_TTL_SECS: u64 = 60;
-
 impl Sink {
     /// Before the first batch: Weaviate's class must exist. First a read;
     /// on 404 the creation; the service needs nothing.
     pub fn schema_check(&self) -> Option<Outgoing> {
         (self.kind == SinkKind::Weaviate).then(|| Outgoing {
             method: "GET",
-            path: format!("{}/v1/schema/{}", self.path, weaviate::CLASS),
+            path: format!(
+                "{}/v1/schema/{}",
+                self.path,
+                attach_contract::weaviate::CLASS
+            ),
             headers: self.auth_headers(),
             body: None,
         })
@@ -239,11 +240,8 @@ impl Sink {
         match self.kind {
             SinkKind::Service => {
                 if let Some(key) = key {
-                    let exp = now_secs.saturating_add(ASSERTION_TTL_SECS);
-                    headers.push((
-                        assertion::ASSERTION_HEADER,
-                        assertion::sign_mirror(key, exp),
-                    ));
+                    let exp = now_secs.saturating_add(ASSERTION_LIFETIME_SECS);
+                    headers.push((ASSERTION_HEADER, assertion::sign_mirror(key, exp)));
                 }
                 let body = serde_json::to_vec(&events).unwrap_or_else(|_| b"[]".to_vec());
                 Outgoing {
@@ -372,7 +370,7 @@ struct IdOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::event::{Kind, Role};
+    use attach_contract::event::{Kind, Role};
 
     fn config(sink: &str, url: &str) -> MemoryConfig {
         serde_json::from_value(serde_json::json!({"sink": sink, "url": url})).unwrap()
@@ -458,19 +456,13 @@ mod tests {
                 .map(|(_, v)| v.clone())
         };
         assert_eq!(header("x-attach-user"), None, "the mirror is no user");
-        let assertion = header(assertion::ASSERTION_HEADER).unwrap();
+        let assertion = header(ASSERTION_HEADER).unwrap();
         assert!(
-            assertion::check(
-                &key,
-                assertion::MIRROR_AUDIENCE,
-                &assertion,
-                "",
-                "",
-                1_000,
-                5,
-                60
-            )
-            .is_ok()
+            assertion::check(&key, assertion::MIRROR_AUDIENCE, &assertion, "", "", 1_000).is_ok()
+        );
+        assert!(
+            assertion.starts_with("v2.1060."),
+            "it lives 60 seconds: {assertion}"
         );
         let body: serde_json::Value = serde_json::from_slice(out.body.as_ref().unwrap()).unwrap();
         assert_eq!(

@@ -1,50 +1,29 @@
 //! Request bodies for the Weaviate sink, and the reading of its answers.
 //!
 //! Shapes follow Weaviate's OpenAPI document (`Class`, `Property`, `Object`,
-//! `ObjectsGetResponse`); the tests check them against it.
+//! `ObjectsGetResponse`); the tests check them against it. The class and
+//! its properties are the contract's ([`attach_contract::weaviate`]), which
+//! the companion service reads back.
 
-use super::event::{Event, Kind, Role};
+use attach_contract::event::{Event, Kind, Role};
+use attach_contract::weaviate::{CLASS, PROPERTIES};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-pub const CLASS: &str = "MemoryEvent";
-
-/// Every property, declared so nothing depends on auto-schema guessing a
-/// type from the first object written: (name, Weaviate data type, exact).
-/// Exact properties are indexed as one `field` token, so an `Equal` filter
-/// on `user` can never match another user who shares a word of the name.
-const PROPERTIES: [(&str, &str, bool); 17] = [
-    ("user", "text", true),
-    ("session", "text", true),
-    ("role", "text", true),
-    ("kind", "text", true),
-    ("content", "text", false),
-    ("model", "text", true),
-    ("route", "text", true),
-    ("requestId", "text", true),
-    ("taskId", "text", true),
-    ("status", "int", false),
-    ("timestamp", "date", false),
-    ("latencyMs", "int", false),
-    ("tokensIn", "int", false),
-    ("tokensOut", "int", false),
-    ("truncated", "boolean", false),
-    ("unreadable", "text", true),
-    ("requestBytes", "int", false),
-];
 
 /// The body of `POST /v1/schema`. Vectors are left to whoever reads the
 /// memory: the filter cannot afford to embed text inline.
 pub fn class_schema() -> Vec<u8> {
     let properties: Vec<serde_json::Value> = PROPERTIES
         .iter()
-        .map(|&(name, data_type, exact)| {
-            let mut p = serde_json::json!({"name": name, "dataType": [data_type]});
-            if exact {
-                p["tokenization"] = "field".into();
+        .map(|p| {
+            let mut property = serde_json::Map::new();
+            property.insert("name".into(), p.name.into());
+            property.insert("dataType".into(), serde_json::json!([p.data_type]));
+            if p.exact {
+                property.insert("tokenization".into(), "field".into());
             }
-            p
+            serde_json::Value::Object(property)
         })
         .collect();
     serde_json::json!({
@@ -69,8 +48,9 @@ struct BatchObject<'a> {
     properties: Properties<'a>,
 }
 
-/// The event's fields under the schema's camelCase names; absent optional
-/// values are left out rather than written as null.
+/// The event's fields under the class's camelCase property names (the
+/// tests check them against [`PROPERTIES`]); absent optional values are
+/// left out rather than written as null.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Properties<'a> {
@@ -199,6 +179,7 @@ mod tests {
     use crate::memory::event::{Exchange, Unreadable};
     use crate::memory::prompt::Prompt;
     use crate::memory::reply_capture::Reply;
+    use attach_contract::weaviate::Property;
     use serde_json::{Value, json};
 
     /// Weaviate's published OpenAPI document: `$WEAVIATE_CONTRACT`, else
@@ -454,6 +435,40 @@ mod tests {
             serde_json::from_slice::<Value>(&batch_body(&[])).unwrap(),
             json!({"objects": []})
         );
+    }
+
+    /// Without Weaviate's document too: every property a batch writes is
+    /// one of the contract's, of its type, and a full event writes them all.
+    #[test]
+    fn batch_properties_are_the_contracts() {
+        let fits = |p: &Property, value: &Value| match p.data_type {
+            "text" | "date" => value.is_string(),
+            "int" => value.is_u64(),
+            "boolean" => value.is_boolean(),
+            _ => false,
+        };
+        let full = Event {
+            model: Some("gpt-4o".into()),
+            tokens_out: Some(1),
+            ..events().remove(3)
+        };
+        let mut all = events();
+        all.push(full);
+        let body: Value = serde_json::from_slice(&batch_body(&all)).unwrap();
+        let objects = body["objects"].as_array().unwrap();
+        for object in objects {
+            for (name, value) in object["properties"].as_object().unwrap() {
+                let property = PROPERTIES.iter().find(|p| p.name == name);
+                assert!(
+                    property.is_some_and(|p| fits(p, value)),
+                    "{name}: {value} is not a property of the class"
+                );
+            }
+        }
+        let written = objects.last().unwrap()["properties"].as_object().unwrap();
+        for p in PROPERTIES {
+            assert!(written.contains_key(p.name), "{} is never written", p.name);
+        }
     }
 
     #[test]

@@ -8,8 +8,14 @@
 //! filter and the services share (never the caller). A service recomputes it
 //! and refuses what does not match or names another audience, so an upstream
 //! that receives an assertion cannot replay it at a different service; and
-//! the filter only adds it on the routes that name an audience
-//! ([`crate::config::AssertionRoute`]), so the model engine never sees one.
+//! the filter only adds it on the routes that name an audience, so the model
+//! engine never sees one.
+//!
+//! The filter signs (and reads the assertion an agent hands back to keep a
+//! session, [`continued_session`]); the companion service checks what it
+//! receives and signs for the agents it calls ([`AGENT_AUDIENCE`]); the
+//! example agents pass assertions on untouched. The format, the audiences,
+//! the lifetimes and the tolerated clock skew are all fixed here.
 //!
 //! The memory mirror authenticates to its sink with the same construction
 //! under the reserved audience [`MIRROR_AUDIENCE`] and no user: no token can
@@ -21,15 +27,27 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
-pub const ASSERTION_HEADER: &str = "x-attach-assertion";
 /// Keys shorter than this are refused at configuration time.
 pub const MIN_KEY_BYTES: usize = 32;
 /// The companion service's audience (its `/a2a/` and `/mem/` routes).
 pub const SERVICE_AUDIENCE: &str = "attach-a2a";
 /// The audience of the memory mirror's own credential; no route may name it.
 pub const MIRROR_AUDIENCE: &str = "attach-mirror";
+/// The audience of the assertions the companion service gives the agents it
+/// calls: they hand it back to the gateway to keep the caller's session, but
+/// it is not the service's own, so an agent cannot replay it there.
+pub const AGENT_AUDIENCE: &str = "attach-agent";
 /// Audiences are short tokens that cannot contain the value's `.` separator.
 pub const MAX_AUDIENCE_CHARS: usize = 64;
+
+/// How long an assertion lives from when it is made: the filter's for each
+/// request and for the mirror's deliveries, the service's for each call to
+/// an agent.
+pub const ASSERTION_LIFETIME_SECS: u64 = 60;
+/// Clock difference tolerated between whoever signs and whoever checks.
+pub const CLOCK_SKEW_SECS: u64 = 5;
+/// An assertion claiming to live longer than this (plus the skew) is refused.
+pub const MAX_LIFETIME_SECS: u64 = 300;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -131,9 +149,8 @@ impl Parsed<'_> {
 }
 
 /// Checks an assertion made for `audience` against the headers it claims to
-/// cover at time `now`; one that expires more than `max_lifetime` seconds
-/// (plus `skew`) from now is refused as well.
-#[allow(clippy::too_many_arguments)]
+/// cover at time `now` (unix seconds), tolerating [`CLOCK_SKEW_SECS`]; one
+/// that expires more than [`MAX_LIFETIME_SECS`] from now is refused as well.
 pub fn check(
     key: &[u8],
     audience: &str,
@@ -141,15 +158,16 @@ pub fn check(
     user: &str,
     session: &str,
     now: u64,
-    skew: u64,
-    max_lifetime: u64,
 ) -> Result<(), AssertionError> {
     let parsed = parse(value)?;
-    parsed.check(key, user, session, now, skew)?;
+    parsed.check(key, user, session, now, CLOCK_SKEW_SECS)?;
     if parsed.audience != audience {
         return Err(AssertionError::WrongAudience);
     }
-    if parsed.exp > now.saturating_add(max_lifetime).saturating_add(skew) {
+    let latest = now
+        .saturating_add(MAX_LIFETIME_SECS)
+        .saturating_add(CLOCK_SKEW_SECS);
+    if parsed.exp > latest {
         return Err(AssertionError::TooLongLived);
     }
     Ok(())
@@ -247,7 +265,7 @@ mod tests {
         let v = sign(&KEY, AUD, 1_060, "alice", "0123456789abcdef");
         assert!(v.starts_with("v2.1060.attach-a2a."));
         assert_eq!(
-            check(&KEY, AUD, &v, "alice", "0123456789abcdef", 1_000, 5, 300),
+            check(&KEY, AUD, &v, "alice", "0123456789abcdef", 1_000),
             Ok(())
         );
     }
@@ -257,32 +275,23 @@ mod tests {
         let v = sign(&KEY, AUD, 1_060, "alice", "s");
         let cases = [
             (
-                check(&KEY, AUD, &v, "bob", "s", 1_000, 5, 300),
+                check(&KEY, AUD, &v, "bob", "s", 1_000),
                 AssertionError::Mismatch,
             ),
             (
-                check(&KEY, AUD, &v, "alice", "t", 1_000, 5, 300),
+                check(&KEY, AUD, &v, "alice", "t", 1_000),
                 AssertionError::Mismatch,
             ),
             (
-                check(&[8; 32], AUD, &v, "alice", "s", 1_000, 5, 300),
+                check(&[8; 32], AUD, &v, "alice", "s", 1_000),
                 AssertionError::Mismatch,
             ),
             (
-                check(&KEY, AUD, &v, "alice", "s", 1_066, 5, 300),
+                check(&KEY, AUD, &v, "alice", "s", 1_066),
                 AssertionError::Expired,
             ),
             (
-                check(
-                    &KEY,
-                    AUD,
-                    &v.replace("1060", "9999"),
-                    "alice",
-                    "s",
-                    1_000,
-                    5,
-                    300,
-                ),
+                check(&KEY, AUD, &v.replace("1060", "9999"), "alice", "s", 1_000),
                 AssertionError::Mismatch,
             ),
             (
@@ -293,70 +302,56 @@ mod tests {
                     "alice",
                     "s",
                     1_000,
-                    5,
-                    300,
                 ),
                 AssertionError::Mismatch,
             ),
             (
-                check(&KEY, "engine", &v, "alice", "s", 1_000, 5, 300),
+                check(&KEY, "engine", &v, "alice", "s", 1_000),
                 AssertionError::WrongAudience,
             ),
             (
-                check(
-                    &KEY,
-                    AUD,
-                    &v.replacen("v2", "v1", 1),
-                    "alice",
-                    "s",
-                    1_000,
-                    5,
-                    300,
-                ),
+                check(&KEY, AUD, &v.replacen("v2", "v1", 1), "alice", "s", 1_000),
                 AssertionError::Malformed,
             ),
             (
-                check(&KEY, AUD, &format!("{v}.x"), "alice", "s", 1_000, 5, 300),
+                check(&KEY, AUD, &format!("{v}.x"), "alice", "s", 1_000),
                 AssertionError::Malformed,
             ),
             (
-                check(&KEY, AUD, "v2.1.a.b.AAAA", "alice", "s", 0, 5, 300),
+                check(&KEY, AUD, "v2.1.a.b.AAAA", "alice", "s", 0),
                 AssertionError::Malformed,
             ),
             (
-                check(&KEY, AUD, "v2.x.a.AAAA", "alice", "s", 0, 5, 300),
+                check(&KEY, AUD, "v2.x.a.AAAA", "alice", "s", 0),
                 AssertionError::Malformed,
             ),
             (
-                check(&KEY, AUD, "v2.1.a b.AAAA", "alice", "s", 0, 5, 300),
+                check(&KEY, AUD, "v2.1.a b.AAAA", "alice", "s", 0),
                 AssertionError::Malformed,
             ),
             (
-                check(&KEY, AUD, "v2.1.a.!!", "alice", "s", 0, 5, 300),
+                check(&KEY, AUD, "v2.1.a.!!", "alice", "s", 0),
                 AssertionError::Malformed,
             ),
             (
-                check(&KEY, AUD, "", "alice", "s", 0, 5, 300),
+                check(&KEY, AUD, "", "alice", "s", 0),
                 AssertionError::Malformed,
             ),
         ];
         for (got, want) in cases {
             assert_eq!(got, Err(want));
         }
-        assert_eq!(check(&KEY, AUD, &v, "alice", "s", 1_065, 5, 300), Ok(()));
+        assert_eq!(check(&KEY, AUD, &v, "alice", "s", 1_065), Ok(()));
     }
 
     #[test]
     fn the_mirror_credential_is_its_own_audience() {
         let m = sign_mirror(&KEY, 1_060);
-        assert_eq!(
-            check(&KEY, MIRROR_AUDIENCE, &m, "", "", 1_000, 5, 300),
-            Ok(())
-        );
+        assert_eq!(check(&KEY, MIRROR_AUDIENCE, &m, "", "", 1_000), Ok(()));
         // Nothing a user request carries passes for it, nor the reverse.
         let user = sign(&KEY, AUD, 1_060, "attach-gateway", "");
-        assert!(check(&KEY, MIRROR_AUDIENCE, &user, "", "", 1_000, 5, 300).is_err());
-        assert!(check(&KEY, AUD, &m, "", "", 1_000, 5, 300).is_err());
+        assert!(check(&KEY, MIRROR_AUDIENCE, &user, "", "", 1_000).is_err());
+        assert!(check(&KEY, AUD, &m, "", "", 1_000).is_err());
     }
 
     #[test]
@@ -367,6 +362,23 @@ mod tests {
         for bad in ["", "a.b", "a b", "é", &"a".repeat(65)] {
             assert!(!valid_audience(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_named_audiences_are_valid_and_distinct() {
+        let named = [SERVICE_AUDIENCE, MIRROR_AUDIENCE, AGENT_AUDIENCE];
+        for (i, audience) in named.iter().enumerate() {
+            assert!(valid_audience(audience), "{audience}");
+            assert!(!named[i + 1..].contains(audience), "{audience}");
+        }
+        let a = sign(
+            &KEY,
+            SERVICE_AUDIENCE,
+            1_000 + ASSERTION_LIFETIME_SECS,
+            "u",
+            "s",
+        );
+        assert_eq!(check(&KEY, SERVICE_AUDIENCE, &a, "u", "s", 1_000), Ok(()));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! The filter fits every event it mirrors within these limits, so that the
 //! sink never refuses an exchange for what a client put in it, and the
-//! companion service refuses any event outside them. Both read the rule
-//! here, so the two sides cannot drift apart.
+//! companion service's `/mem/ingest` refuses any event outside them. Both
+//! read the rule here, so the two sides cannot drift apart.
 
 use std::ops::RangeInclusive;
 
@@ -24,11 +24,6 @@ pub const MAX_UNIX_MS: u64 = 253_402_300_799_999;
 
 /// The HTTP status codes an event may record.
 pub const STATUS_CODES: RangeInclusive<u16> = 100..=599;
-
-/// The kinds of the events the memory mirror writes (the filter's
-/// `event::Kind`): reserved to it, so that a caller's own event never reads
-/// back as something the engine said.
-pub const MIRROR_KINDS: [&str; 2] = ["prompt", "reply"];
 
 /// Whether `value` may stand in a label field: at most `max_chars`
 /// characters, none of them a control character (labels end up in logs,

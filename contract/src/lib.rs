@@ -1,0 +1,31 @@
+//! Attach Gateway's wire contract: what the filter, the companion service,
+//! the launcher and the example agents must agree on, written once.
+//!
+//! One module per rule: [`headers`] (the `X-Attach-*` names), [`session`]
+//! (the session id), [`assertion`] (the `v2.` identity assertion),
+//! [`event`] (the memory event and its id), [`limits`] (what an event may
+//! carry), [`timestamp`] (the RFC 3339 form every side writes),
+//! [`weaviate`] (the class the mirror writes and the service reads) and
+//! [`agents`] (the agent registry syntax).
+//!
+//! The filter compiles this crate into its wasm module, where a panic
+//! aborts the VM and every request on it: outside tests nothing here may
+//! panic, so failures are values and slices are read with `get`.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod agents;
+pub mod assertion;
+pub mod event;
+pub mod headers;
+pub mod limits;
+pub mod session;
+pub mod timestamp;
+pub mod weaviate;
