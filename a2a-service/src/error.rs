@@ -138,7 +138,7 @@ impl AppError {
 
 /// A `google.rpc.ErrorInfo` in its ProtoJSON `Any` form: how A2A names an
 /// A2A-specific error independently of the binding's numeric code.
-fn error_info(reason: &str) -> Value {
+pub(crate) fn error_info(reason: &str) -> Value {
     json!({
         "@type": "type.googleapis.com/google.rpc.ErrorInfo",
         "reason": reason,

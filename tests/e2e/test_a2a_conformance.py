@@ -159,6 +159,7 @@ def test_section_4_4_1_card_is_a_valid_1_0_agent_card(a2a):
         assert card["supportedInterfaces"] == [
             {"url": base, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
             {"url": base, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+            {"url": base, "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
         ], card
         assert card["capabilities"] == {
             "streaming": False,

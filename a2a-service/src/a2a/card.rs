@@ -3,8 +3,9 @@
 //! Built from the downstream agent's own card when it serves one (cached),
 //! else synthesized: the downstream's descriptive members are kept, and
 //! what the gateway decides is its own: the interfaces (its address, for
-//! A2A 1.0 and, as a second entry, 0.3), the capabilities it offers, and
-//! bearer sign-in. The result is an A2A 1.0 `AgentCard` and nothing else
+//! A2A 1.0 and, as a second entry, 0.3, over JSON-RPC; then the 1.0
+//! HTTP+JSON binding, whose paths hang off the same address), the
+//! capabilities it offers, and bearer sign-in. The result is an A2A 1.0 `AgentCard` and nothing else
 //! (specification section 4.4.1); `card_v0_3` renders the same card for
 //! 0.3 readers. Cards go out with a content-derived `ETag` and a
 //! `Cache-Control` lifetime (section 8.6.1).
@@ -103,6 +104,7 @@ pub fn gateway_card(
         json!([
             {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
             {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+            {"url": url, "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
         ]),
     );
     if let Some(provider) = downstream.get("provider").and_then(provider) {
@@ -256,6 +258,7 @@ mod tests {
             json!([
                 {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
                 {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+                {"url": url, "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
             ])
         );
         assert_eq!(card["name"], "planner");

@@ -4,7 +4,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::a2a::capabilities;
 use crate::a2a::card::{self, gateway_card};
@@ -19,7 +19,7 @@ use crate::state::AppState;
 use crate::store::{CancelOutcome, TaskFilter};
 use crate::tasks::{self, Sent, Submission};
 
-fn agent<'a>(state: &'a AppState, name: &str) -> AppResult<&'a AgentConfig> {
+pub(super) fn agent<'a>(state: &'a AppState, name: &str) -> AppResult<&'a AgentConfig> {
     state
         .config
         .agents
@@ -111,7 +111,9 @@ pub async fn rpc(
             Some(refused) => Err(refused),
             None => match version {
                 ProtocolVersion::V0_3 => dispatch_v0_3(&state, &caller, agent, &request).await,
-                ProtocolVersion::V1_0 => dispatch_v1(&state, &caller, agent, &request).await,
+                ProtocolVersion::V1_0 => {
+                    dispatch_v1(&state, &caller, agent, &request.method, &request.params).await
+                }
             },
         },
     };
@@ -205,15 +207,32 @@ async fn dispatch_v0_3(
     }
 }
 
+/// An A2A 1.0 operation named by its JSON-RPC method, whichever binding
+/// carried it: the HTTP+JSON routes map their paths to these names, so both
+/// bindings share the capability checks and the operations.
+pub(super) async fn operate_v1(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    method: &str,
+    params: &Map<String, Value>,
+) -> AppResult<Value> {
+    match capabilities::refusal(ProtocolVersion::V1_0, method) {
+        Some(refused) => Err(refused),
+        None => dispatch_v1(state, caller, agent, method, params).await,
+    }
+}
+
 async fn dispatch_v1(
     state: &AppState,
     caller: &Caller,
     agent: &AgentConfig,
-    r: &Request,
+    method: &str,
+    params: &Map<String, Value>,
 ) -> AppResult<Value> {
-    match r.method.as_str() {
+    match method {
         v1::SEND => {
-            let p = v1::parse_send(&r.params)?;
+            let p = v1::parse_send(params)?;
             Ok(
                 match send(state, caller, agent, p.message, !p.return_immediately).await? {
                     Sent::Task(task) => {
@@ -224,12 +243,12 @@ async fn dispatch_v1(
             )
         }
         v1::GET => {
-            let (id, history_length) = v1::parse_get(&r.params)?;
+            let (id, history_length) = v1::parse_get(params)?;
             let task = find(state, caller, agent, &id).await?;
             Ok(v1::task_json(&task, history_length, true))
         }
         v1::LIST => {
-            let p = v1::parse_list(&r.params)?;
+            let p = v1::parse_list(params)?;
             let filter = TaskFilter {
                 context_id: p.context_id.clone(),
                 state: p.state,
@@ -261,7 +280,7 @@ async fn dispatch_v1(
             }))
         }
         v1::CANCEL => {
-            let id = jsonrpc::required_str(&r.params, "id")?.to_string();
+            let id = jsonrpc::required_str(params, "id")?.to_string();
             let task = cancel(state, caller, agent, &id).await?;
             Ok(v1::task_json(&task, None, true))
         }

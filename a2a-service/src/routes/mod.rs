@@ -2,6 +2,7 @@
 //! does the work, shape the answer.
 
 mod a2a;
+mod a2a_rest;
 mod body;
 mod extract;
 mod health;
@@ -48,6 +49,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             "/a2a/agents/{name}/.well-known/agent.json",
             get(a2a::legacy_card),
         )
+        .merge(a2a_rest::routes())
         .route("/a2a/tasks/send", post(seed::send))
         .route("/a2a/tasks/status/{id}", get(seed::status))
         .route("/mem/events", post(memory::create).get(memory::list))
