@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod memory;
 pub mod metrics;
+pub mod push;
 pub mod routes;
 pub mod state;
 pub mod store;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use attach_a2a_service::config::{Config, MemoryBackend};
+use attach_a2a_service::push::PushSettings;
 use attach_a2a_service::store::Store;
 use attach_a2a_service::{AppState, router, tasks};
 
@@ -19,6 +20,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let push = match PushSettings::from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("attach-a2a: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let store = match Store::open(&config.database).await {
         Ok(s) => s,
         Err(e) => {
@@ -27,7 +35,7 @@ async fn main() -> ExitCode {
         }
     };
     let listen = config.listen;
-    let state = match AppState::new(config, store) {
+    let state = match AppState::with_push(config, store, push) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("attach-a2a: {e}");

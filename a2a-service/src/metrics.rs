@@ -25,6 +25,10 @@ struct Inner {
     memory_backend_errors: AtomicU64,
     auth_rejected: AtomicU64,
     handler_panics: AtomicU64,
+    push_delivered: AtomicU64,
+    push_retried: AtomicU64,
+    push_failed: AtomicU64,
+    push_dropped: AtomicU64,
     forward: Mutex<BTreeMap<(String, &'static str), Histogram>>,
 }
 
@@ -52,6 +56,22 @@ impl Metrics {
 
     pub fn handler_panic(&self) {
         self.0.handler_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn push_delivered(&self) {
+        self.0.push_delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn push_retried(&self) {
+        self.0.push_retried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn push_failed(&self) {
+        self.0.push_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn push_dropped(&self) {
+        self.0.push_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn forward_observed(&self, agent: &str, outcome: &'static str, elapsed: Duration) {
@@ -116,6 +136,26 @@ impl Metrics {
                 "attach_a2a_handler_panics_total",
                 "Requests whose handler panicked, answered 500.",
                 &self.0.handler_panics,
+            ),
+            (
+                "attach_a2a_push_delivered_total",
+                "Push notifications a webhook acknowledged.",
+                &self.0.push_delivered,
+            ),
+            (
+                "attach_a2a_push_retries_total",
+                "Push notification attempts retried after a failure.",
+                &self.0.push_retried,
+            ),
+            (
+                "attach_a2a_push_failed_total",
+                "Push notifications given up on (refused target, error answer, attempts spent).",
+                &self.0.push_failed,
+            ),
+            (
+                "attach_a2a_push_dropped_total",
+                "Task state changes not pushed because the push queue was full.",
+                &self.0.push_dropped,
             ),
         ];
         for (name, help, value) in counters {

@@ -7,6 +7,7 @@ use crate::a2a::card::CardCache;
 use crate::a2a::forward::Forwarder;
 use crate::config::{Config, MemoryBackend};
 use crate::metrics::Metrics;
+use crate::push::{PushSettings, Pusher};
 use crate::store::Store;
 use crate::weaviate::Weaviate;
 
@@ -27,6 +28,8 @@ pub struct Inner {
     /// Tasks this process is forwarding right now, failed at shutdown if
     /// they do not finish in time.
     pub in_flight: Mutex<HashSet<String>>,
+    /// Push notifications, off unless `A2A_PUSH=on`.
+    pub push: Pusher,
 }
 
 impl std::ops::Deref for AppState {
@@ -38,8 +41,14 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// A state with push notifications off.
     pub fn new(config: Config, store: Store) -> Result<Self, String> {
+        Self::with_push(config, store, PushSettings::default())
+    }
+
+    pub fn with_push(config: Config, store: Store, push: PushSettings) -> Result<Self, String> {
         let metrics = Metrics::default();
+        let push = Pusher::new(push, store.clone(), metrics.clone())?;
         let forwarder = Forwarder::new(config.assertion_key.clone(), metrics.clone())?;
         let card_client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(3))
@@ -59,6 +68,7 @@ impl AppState {
             card_client,
             weaviate,
             in_flight: Mutex::new(HashSet::new()),
+            push,
         })))
     }
 

@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::a2a::ProtocolVersion;
 use crate::a2a::forward::OnBehalfOf;
 use crate::a2a::model::{Message, Role, Task, TaskState, now_ms};
 use crate::auth::Caller;
 use crate::config::AgentConfig;
 use crate::error::{AppError, AppResult};
+use crate::push::NewConfig;
 use crate::state::AppState;
 use crate::store::{Completion, ExchangeMeta, MemoryEvent};
 
@@ -49,6 +51,9 @@ pub struct Submission {
     /// The input as plain JSON (what `http` agents receive).
     pub input: Value,
     pub wait: bool,
+    /// A push config sent with the message (already vetted), registered
+    /// for its task before the task's first state is pushed.
+    pub push: Option<(NewConfig, ProtocolVersion)>,
 }
 
 fn store_err(state: &AppState, e: sqlx::Error) -> AppError {
@@ -156,6 +161,8 @@ async fn submit_inner(
         .await
         .map_err(|e| store_err(state, e))?;
     state.metrics.transition(TaskState::Submitted);
+    register_push(state, caller, &task.id, s.push).await?;
+    state.push.notify(&task);
     start(state, caller, agent, task, s.wait).await
 }
 
@@ -191,6 +198,7 @@ async fn resume(
             task.state.as_str()
         )));
     }
+    register_push(state, caller, id, s.push).await?;
     let mut message = s.message;
     message.context_id = Some(task.context_id.clone());
     task.history.push(message);
@@ -211,7 +219,20 @@ async fn resume(
     task.input = s.input;
     task.updated_ms = now;
     task.deadline_ms = until;
+    state.push.notify(&task);
     start(state, caller, agent, task, s.wait).await
+}
+
+async fn register_push(
+    state: &AppState,
+    caller: &Caller,
+    task_id: &str,
+    push: Option<(NewConfig, ProtocolVersion)>,
+) -> AppResult<()> {
+    if let Some((config, version)) = push {
+        crate::push::rpc::save(state, caller, task_id, config, version).await?;
+    }
+    Ok(())
 }
 
 /// Records what was sent, then runs the task's exchange on its own tokio
@@ -286,12 +307,18 @@ async fn run_inner(
 ) -> Option<(Task, bool)> {
     // A resumed task is `working` already; a new one starts here.
     if task.state == TaskState::Submitted {
+        let started = now_ms();
         match state
             .store
-            .transition(&task.id, TaskState::Working, now_ms())
+            .transition(&task.id, TaskState::Working, started)
             .await
         {
-            Ok(true) => state.metrics.transition(TaskState::Working),
+            Ok(true) => {
+                state.metrics.transition(TaskState::Working);
+                task.state = TaskState::Working;
+                task.updated_ms = started;
+                state.push.notify(&task);
+            }
             Ok(false) => return None, // canceled before it started
             Err(e) => {
                 state.metrics.store_error();
@@ -341,6 +368,7 @@ async fn run_inner(
             if completion.agent_task_id.is_some() {
                 task.agent_task_id = completion.agent_task_id;
             }
+            state.push.notify(&task);
             Some((task, exchange.direct_message))
         }
         Ok(false) => None,
@@ -417,7 +445,9 @@ pub async fn housekeeping(state: &AppState) {
         }
     }
     let cutoff = now.saturating_sub(millis(state.config.task_ttl));
-    if let Err(e) = state.store.delete_expired(cutoff).await {
+    let expired = state.store.delete_expired(cutoff).await;
+    let orphans = state.store.delete_orphan_push_configs().await;
+    if let Err(e) = expired.and(orphans.map(|_| (0, 0))) {
         state.metrics.store_error();
         eprintln!(
             "attach-a2a: expiry sweep failed: {}",

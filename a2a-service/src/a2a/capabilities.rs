@@ -2,7 +2,8 @@
 //! a method that needs one of them.
 //!
 //! The gateway answers every task itself from its store, so it streams
-//! nothing, sends no push notifications and has no extended card. A method
+//! nothing and has no extended card; it sends push notifications when the
+//! operator turns them on (`A2A_PUSH`, see `push/settings.rs`). A method
 //! the protocol defines for one of those is still a known method: A2A 1.0
 //! section 3.3.4 answers it with PushNotificationNotSupportedError or
 //! UnsupportedOperationError, never with JSON-RPC's method-not-found.
@@ -12,15 +13,14 @@ use crate::error::AppError;
 
 /// `capabilities.streaming` on every card.
 pub const STREAMING: bool = false;
-/// `capabilities.pushNotifications` on every card.
-pub const PUSH_NOTIFICATIONS: bool = false;
 /// `capabilities.extendedAgentCard` on every card.
 pub const EXTENDED_AGENT_CARD: bool = false;
 
 /// The error for `method` when it is one of `version`'s methods that need
 /// a capability the card does not declare; `None` for any other method.
-pub fn refusal(version: ProtocolVersion, method: &str) -> Option<AppError> {
-    let (streaming, push, extended): (&[&str], &[&str], &str) = match version {
+/// `push` is whether cards declare `pushNotifications`.
+pub fn refusal(version: ProtocolVersion, method: &str, push: bool) -> Option<AppError> {
+    let (streaming, push_methods, extended): (&[&str], &[&str], &str) = match version {
         ProtocolVersion::V1_0 => (&v1::STREAMING, &v1::PUSH_CONFIG, v1::EXTENDED_CARD),
         ProtocolVersion::V0_3 => (&v0_3::STREAMING, &v0_3::PUSH_CONFIG, v0_3::EXTENDED_CARD),
     };
@@ -29,7 +29,7 @@ pub fn refusal(version: ProtocolVersion, method: &str) -> Option<AppError> {
             "{method} needs streaming, which this agent's card does not declare"
         )));
     }
-    if push.contains(&method) && !PUSH_NOTIFICATIONS {
+    if push_methods.contains(&method) && !push {
         return Some(AppError::PushNotificationNotSupported);
     }
     if method == extended && !EXTENDED_AGENT_CARD {
@@ -45,7 +45,7 @@ mod tests {
     use super::*;
 
     fn code(version: ProtocolVersion, method: &str) -> Option<i64> {
-        refusal(version, method).map(|e| e.rpc_error()["code"].as_i64().unwrap())
+        refusal(version, method, false).map(|e| e.rpc_error()["code"].as_i64().unwrap())
     }
 
     #[test]
@@ -67,5 +67,13 @@ mod tests {
         assert_eq!(code(V0_3, "SendStreamingMessage"), None);
         assert_eq!(code(V1_0, "message/stream"), None);
         assert_eq!(code(V1_0, "GetTask"), None);
+    }
+
+    #[test]
+    fn push_methods_follow_the_setting() {
+        use ProtocolVersion::*;
+        assert!(refusal(V1_0, "CreateTaskPushNotificationConfig", true).is_none());
+        assert!(refusal(V0_3, "tasks/pushNotificationConfig/list", true).is_none());
+        assert!(refusal(V1_0, "SubscribeToTask", true).is_some());
     }
 }

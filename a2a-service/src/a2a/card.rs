@@ -65,12 +65,13 @@ impl CardCache {
 }
 
 /// The A2A 1.0 card for `agent` as reached through the gateway at
-/// `public_url`.
+/// `public_url`; `push_notifications` is whether push is on.
 pub fn gateway_card(
     agent: &AgentConfig,
     downstream: Option<Value>,
     public_url: &str,
     oidc_issuer: Option<&str>,
+    push_notifications: bool,
 ) -> Value {
     let downstream = match downstream {
         Some(Value::Object(card)) => card,
@@ -125,7 +126,7 @@ pub fn gateway_card(
         "capabilities".into(),
         json!({
             "streaming": capabilities::STREAMING,
-            "pushNotifications": capabilities::PUSH_NOTIFICATIONS,
+            "pushNotifications": push_notifications,
             "extendedAgentCard": capabilities::EXTENDED_AGENT_CARD,
         }),
     );
@@ -250,6 +251,7 @@ mod tests {
             None,
             "https://gw.example",
             Some("https://idp.example"),
+            false,
         );
         assert_only_1_0(&card);
         let url = "https://gw.example/a2a/agents/planner";
@@ -293,7 +295,13 @@ mod tests {
             "security": [{"apiKey": []}],
             "iconUrl": 7,
         });
-        let card = gateway_card(&agent(), Some(downstream), "http://127.0.0.1:8080", None);
+        let card = gateway_card(
+            &agent(),
+            Some(downstream.clone()),
+            "http://127.0.0.1:8080",
+            None,
+            false,
+        );
         assert_only_1_0(&card);
         assert_eq!(card["name"], "Planner");
         assert_eq!(
@@ -310,6 +318,11 @@ mod tests {
         assert!(card.get("signatures").is_none());
         assert!(card.get("iconUrl").is_none());
         assert!(card["securitySchemes"].get("oidc").is_none());
+        // The downstream's push capability is not the gateway's: only the
+        // setting declares it.
+        assert_eq!(card["capabilities"]["pushNotifications"], false);
+        let on = gateway_card(&agent(), Some(downstream), "http://gw", None, true);
+        assert_eq!(on["capabilities"]["pushNotifications"], true);
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! | `WEAVIATE_URL` | unset | Weaviate's base URL (`http(s)://host:port`, without `/v1`); required with `MEM_BACKEND=weaviate` |
 //! | `WEAVIATE_API_KEY` | unset | sent to Weaviate as `Authorization: Bearer …` |
 //! | `WEAVIATE_TIMEOUT` | `5s` | longest wait for one Weaviate query (`500ms`, `5s`, `1m`) |
+//! | `A2A_PUSH` | `off` | `on` turns on A2A push notifications (webhooks callers register for their tasks); read in `push/settings.rs` |
+//! | `A2A_PUSH_ALLOW` | unset | host names, addresses and CIDRs (comma-separated) that may be webhook targets although the guard refuses internal addresses; read in `push/settings.rs` |
 
 mod agents;
 mod error;

@@ -15,6 +15,7 @@ use crate::a2a::{ProtocolVersion, v0_3, v1};
 use crate::auth::Caller;
 use crate::config::AgentConfig;
 use crate::error::{AppError, AppResult};
+use crate::push::{self, NewConfig};
 use crate::state::AppState;
 use crate::store::{CancelOutcome, TaskFilter};
 use crate::tasks::{self, Sent, Submission};
@@ -59,6 +60,7 @@ async fn card_v1(state: &AppState, name: &str) -> AppResult<Value> {
         downstream,
         &state.config.public_url,
         state.config.oidc_issuer.as_deref(),
+        state.push.enabled(),
     ))
 }
 
@@ -107,7 +109,7 @@ pub async fn rpc(
         .map(|v| v.to_str().unwrap_or("?"));
     let outcome = match ProtocolVersion::from_header(version_header) {
         Err(reason) => Err(AppError::VersionNotSupported(reason)),
-        Ok(version) => match capabilities::refusal(version, &request.method) {
+        Ok(version) => match capabilities::refusal(version, &request.method, state.push.enabled()) {
             Some(refused) => Err(refused),
             None => match version {
                 ProtocolVersion::V0_3 => dispatch_v0_3(&state, &caller, agent, &request).await,
@@ -152,14 +154,17 @@ pub async fn unmatched(method: Method, body: Result<Bytes, BytesRejection>) -> R
     }
 }
 
-/// A send in either version: the message's content is the task's input.
+/// A send in either version: the message's content is the task's input;
+/// a push config in its configuration is registered for the task.
 async fn send(
     state: &AppState,
     caller: &Caller,
     agent: &AgentConfig,
     message: Message,
     wait: bool,
+    (version, params): (ProtocolVersion, &serde_json::Map<String, Value>),
 ) -> AppResult<Sent> {
+    let push: Option<NewConfig> = push::rpc::from_send(state, version, params).await?;
     let input = message.plain_value();
     tasks::send(
         state,
@@ -169,6 +174,7 @@ async fn send(
             message,
             input,
             wait,
+            push: push.map(|config| (config, version)),
         },
     )
     .await
@@ -184,7 +190,16 @@ async fn dispatch_v0_3(
         v0_3::SEND => {
             let p = v0_3::parse_send(&r.params)?;
             Ok(
-                match send(state, caller, agent, p.message, p.blocking).await? {
+                match send(
+                    state,
+                    caller,
+                    agent,
+                    p.message,
+                    p.blocking,
+                    (ProtocolVersion::V0_3, &r.params),
+                )
+                .await?
+                {
                     Sent::Task(task) => v0_3::task_json(&task, p.history_length),
                     Sent::Message(message) => v0_3::message_json(&message),
                 },
@@ -199,6 +214,9 @@ async fn dispatch_v0_3(
             let (id, _) = v0_3::parse_query(&r.params)?;
             let task = cancel(state, caller, agent, &id).await?;
             Ok(v0_3::task_json(&task, None))
+        }
+        m if v0_3::PUSH_CONFIG.contains(&m) => {
+            push::rpc::dispatch_v0_3(state, caller, agent, r).await
         }
         other => Err(method_not_found(
             other,
@@ -217,7 +235,7 @@ pub(super) async fn operate_v1(
     method: &str,
     params: &Map<String, Value>,
 ) -> AppResult<Value> {
-    match capabilities::refusal(ProtocolVersion::V1_0, method) {
+    match capabilities::refusal(ProtocolVersion::V1_0, method, state.push.enabled()) {
         Some(refused) => Err(refused),
         None => dispatch_v1(state, caller, agent, method, params).await,
     }
@@ -234,7 +252,16 @@ async fn dispatch_v1(
         v1::SEND => {
             let p = v1::parse_send(params)?;
             Ok(
-                match send(state, caller, agent, p.message, !p.return_immediately).await? {
+                match send(
+                    state,
+                    caller,
+                    agent,
+                    p.message,
+                    !p.return_immediately,
+                    (ProtocolVersion::V1_0, params),
+                )
+                .await?
+                {
                     Sent::Task(task) => {
                         json!({"task": v1::task_json(&task, p.history_length, true)})
                     }
@@ -284,6 +311,7 @@ async fn dispatch_v1(
             let task = cancel(state, caller, agent, &id).await?;
             Ok(v1::task_json(&task, None, true))
         }
+        m if v1::PUSH_CONFIG.contains(&m) => push::rpc::dispatch_v1(state, caller, agent, m, params).await,
         other => Err(method_not_found(
             other,
             "SendMessage, GetTask, ListTasks, CancelTask",
@@ -331,6 +359,7 @@ async fn cancel(
             state
                 .metrics
                 .transition(crate::a2a::model::TaskState::Canceled);
+            state.push.notify(&task);
             Ok(*task)
         }
         CancelOutcome::NotCancelable(s) => Err(AppError::TaskNotCancelable(format!(

@@ -89,6 +89,7 @@ pub async fn send(
             message,
             input,
             wait: false,
+            push: None,
         },
     )
     .await?;

@@ -8,16 +8,19 @@
 //!
 //! `pool.rs` holds the handle and what spans both tables, `sql.rs` the
 //! query builder and JSON columns they share; `tasks.rs` and `memory.rs`
-//! each own one table. Callers use the types re-exported here.
+//! each own one table, as `push.rs` does push configs. Callers use the
+//! types re-exported here.
 
 mod memory;
 mod pool;
 mod postgres;
+mod push;
 mod sql;
 mod sqlite;
 mod tasks;
 
 pub use memory::{ExchangeMeta, MemoryEvent, MemoryFilter};
 pub use pool::{Backend, Store};
+pub use push::PushConfig;
 pub use sql::StoreResult;
 pub use tasks::{CancelOutcome, Completion, TaskFilter};

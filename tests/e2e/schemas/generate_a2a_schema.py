@@ -26,7 +26,16 @@ from a2a.types import a2a_pb2
 OUT = Path(__file__).with_name("a2a-1.0.json")
 
 # The messages tests validate against; everything they reach is included.
-ROOTS = ("AgentCard", "SendMessageResponse", "Task", "Message", "ListTasksResponse")
+ROOTS = (
+    "AgentCard",
+    "SendMessageResponse",
+    "Task",
+    "Message",
+    "ListTasksResponse",
+    "StreamResponse",
+    "TaskPushNotificationConfig",
+    "ListTaskPushNotificationConfigsResponse",
+)
 
 INT64 = {F.TYPE_INT64, F.TYPE_UINT64, F.TYPE_SINT64, F.TYPE_FIXED64, F.TYPE_SFIXED64}
 INT32 = {F.TYPE_INT32, F.TYPE_UINT32, F.TYPE_SINT32, F.TYPE_FIXED32, F.TYPE_SFIXED32}
