@@ -6,6 +6,7 @@ pub mod card_v0_3;
 pub mod forward;
 pub mod jsonrpc;
 pub mod model;
+pub mod reply;
 pub mod rest;
 pub mod v0_3;
 pub mod v1;

@@ -226,8 +226,8 @@ pub fn parse_query(params: &Map<String, Value>) -> Result<(String, Option<usize>
 }
 
 /// Reads a 0.3 `message/send` result (a task or a message) from an agent.
-pub fn parse_reply(result: &Value) -> Result<super::forward::AgentReply, String> {
-    use super::forward::AgentReply;
+pub fn parse_reply(result: &Value) -> Result<super::reply::AgentReply, String> {
+    use super::reply::AgentReply;
     match result.get("kind").and_then(Value::as_str) {
         Some("message") => parse_message(result).map(AgentReply::Message).map_err(|e| {
             format!(
@@ -241,7 +241,7 @@ pub fn parse_reply(result: &Value) -> Result<super::forward::AgentReply, String>
                 .and_then(Value::as_str)
                 .and_then(TaskState::parse)
                 .ok_or("agent replied with a task without a known state")?;
-            super::forward::task_reply(result, state, parse_message, parse_part)
+            super::reply::task_reply(result, state, parse_message, parse_part)
         }
         _ => Err("agent replied with neither a task nor a message".into()),
     }

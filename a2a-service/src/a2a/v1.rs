@@ -333,8 +333,8 @@ pub fn parse_list(params: &Map<String, Value>) -> Result<ListParams, AppError> {
 }
 
 /// Reads a 1.0 `SendMessage` / `GetTask` result from an agent.
-pub fn parse_reply(result: &Value) -> Result<super::forward::AgentReply, String> {
-    use super::forward::AgentReply;
+pub fn parse_reply(result: &Value) -> Result<super::reply::AgentReply, String> {
+    use super::reply::AgentReply;
     if let Some(message) = result.get("message") {
         return parse_message(message)
             .map(AgentReply::Message)
@@ -350,7 +350,7 @@ pub fn parse_reply(result: &Value) -> Result<super::forward::AgentReply, String>
         .pointer("/status/state")
         .and_then(parse_state)
         .ok_or("agent replied with neither a task nor a message")?;
-    super::forward::task_reply(task, state, parse_message, parse_part)
+    super::reply::task_reply(task, state, parse_message, parse_part)
 }
 
 #[cfg(test)]

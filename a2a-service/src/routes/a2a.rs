@@ -109,15 +109,17 @@ pub async fn rpc(
         .map(|v| v.to_str().unwrap_or("?"));
     let outcome = match ProtocolVersion::from_header(version_header) {
         Err(reason) => Err(AppError::VersionNotSupported(reason)),
-        Ok(version) => match capabilities::refusal(version, &request.method, state.push.enabled()) {
-            Some(refused) => Err(refused),
-            None => match version {
-                ProtocolVersion::V0_3 => dispatch_v0_3(&state, &caller, agent, &request).await,
-                ProtocolVersion::V1_0 => {
-                    dispatch_v1(&state, &caller, agent, &request.method, &request.params).await
-                }
-            },
-        },
+        Ok(version) => {
+            match capabilities::refusal(version, &request.method, state.push.enabled()) {
+                Some(refused) => Err(refused),
+                None => match version {
+                    ProtocolVersion::V0_3 => dispatch_v0_3(&state, &caller, agent, &request).await,
+                    ProtocolVersion::V1_0 => {
+                        dispatch_v1(&state, &caller, agent, &request.method, &request.params).await
+                    }
+                },
+            }
+        }
     };
     let body = match outcome {
         Ok(result) => jsonrpc::success(&request.id, result),
@@ -311,7 +313,9 @@ async fn dispatch_v1(
             let task = cancel(state, caller, agent, &id).await?;
             Ok(v1::task_json(&task, None, true))
         }
-        m if v1::PUSH_CONFIG.contains(&m) => push::rpc::dispatch_v1(state, caller, agent, m, params).await,
+        m if v1::PUSH_CONFIG.contains(&m) => {
+            push::rpc::dispatch_v1(state, caller, agent, m, params).await
+        }
         other => Err(method_not_found(
             other,
             "SendMessage, GetTask, ListTasks, CancelTask",
