@@ -254,9 +254,25 @@ fn run_starts_envoy_and_stops_it_on_sigterm() {
     let admin = admin_socket(&dir, port);
     let engine = format!("http://127.0.0.1:{}", free_port());
     let mut child = start(&envoy, &wasm, &dir, port, &engine);
-    wait_until("envoy admin /ready", &mut child, || {
-        admin_status(&admin, "/ready") == Some(200)
+    // The launcher prints its banner once its own poll of /ready succeeds,
+    // which may come after ours: read its output as it comes.
+    let stdout = child.stdout.take().unwrap();
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                let mut out = out.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        })
+    };
+    wait_until("the banner", &mut child, || {
+        out.lock().unwrap().contains("attach: ready\n")
     });
+    assert_eq!(admin_status(&admin, "/ready"), Some(200));
     // The listener answers (what it answers is the filter's business).
     assert!(http_status(port, "/healthz").is_some());
     assert!(dir.join(format!("run-{port}/envoy.json")).is_file());
@@ -268,13 +284,8 @@ fn run_starts_envoy_and_stops_it_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "attach exits with Envoy's status");
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    reader.join().unwrap();
+    let out = out.lock().unwrap().clone();
     let (line, banner) = out.split_once('\n').unwrap();
     assert_eq!(
         line.trim(),
