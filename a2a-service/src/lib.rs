@@ -13,6 +13,8 @@ pub mod push;
 pub mod routes;
 pub mod state;
 pub mod store;
+pub mod task_events;
+pub mod task_streams;
 pub mod tasks;
 pub mod weaviate;
 

@@ -89,9 +89,23 @@ impl Metrics {
     }
 
     /// The exposition; `tasks_by_state` comes from the store (shared by all
-    /// replicas), `None` when the store could not be read.
-    pub fn render(&self, tasks_by_state: Option<&[(String, i64)]>) -> String {
+    /// replicas), `None` when the store could not be read;
+    /// `stream_subscriptions` is how many streams follow a task now.
+    pub fn render(
+        &self,
+        tasks_by_state: Option<&[(String, i64)]>,
+        stream_subscriptions: u64,
+    ) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP attach_a2a_stream_subscriptions Streams following a task now."
+        );
+        let _ = writeln!(out, "# TYPE attach_a2a_stream_subscriptions gauge");
+        let _ = writeln!(
+            out,
+            "attach_a2a_stream_subscriptions {stream_subscriptions}"
+        );
         let _ = writeln!(out, "# HELP attach_a2a_tasks Tasks in the store by state.");
         let _ = writeln!(out, "# TYPE attach_a2a_tasks gauge");
         if let Some(counts) = tasks_by_state {
@@ -212,7 +226,8 @@ mod tests {
         m.transition(TaskState::Completed);
         m.handler_panic();
         m.forward_observed("planner", "ok", Duration::from_millis(300));
-        let text = m.render(Some(&[("completed".into(), 2)]));
+        let text = m.render(Some(&[("completed".into(), 2)]), 3);
+        assert!(text.contains("\nattach_a2a_stream_subscriptions 3\n"));
         assert!(text.contains("attach_a2a_tasks{state=\"completed\"} 2"));
         assert!(text.contains("attach_a2a_task_transitions_total{state=\"completed\"} 1"));
         assert!(text.contains("\nattach_a2a_handler_panics_total 1\n"));

@@ -5,10 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use crate::a2a::card::CardCache;
 use crate::a2a::forward::Forwarder;
+use crate::a2a::model::Task;
 use crate::config::{Config, MemoryBackend};
 use crate::metrics::Metrics;
 use crate::push::{PushSettings, Pusher};
 use crate::store::Store;
+use crate::task_events::TaskEvents;
 use crate::weaviate::Weaviate;
 
 #[derive(Clone)]
@@ -30,6 +32,8 @@ pub struct Inner {
     pub in_flight: Mutex<HashSet<String>>,
     /// Push notifications, off unless `A2A_PUSH=on`.
     pub push: Pusher,
+    /// The streams following tasks.
+    pub events: TaskEvents,
 }
 
 impl std::ops::Deref for AppState {
@@ -69,7 +73,15 @@ impl AppState {
             weaviate,
             in_flight: Mutex::new(HashSet::new()),
             push,
+            events: TaskEvents::default(),
         })))
+    }
+
+    /// Tells whoever waits on `task` that it changed: its webhooks and the
+    /// streams that follow it. Every recorded state change goes through here.
+    pub fn task_changed(&self, task: &Task) {
+        self.push.notify(task);
+        self.events.status(task);
     }
 
     pub fn in_flight_ids(&self) -> Vec<String> {

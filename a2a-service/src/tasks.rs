@@ -9,20 +9,30 @@
 //! and a caller that disconnects does not abort it. A task the agent left
 //! `input-required` (or `auth-required`) takes a follow-up message that
 //! names it, which goes to the agent's own task id.
+//!
+//! An agent whose card declares streaming is asked for a stream: each
+//! status message and artifact it streams is recorded as it passes and
+//! handed to the task's followers ([`crate::task_events`]). A streaming
+//! send subscribes its caller before the exchange starts, so its stream
+//! misses nothing from `submitted` on.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::a2a::ProtocolVersion;
-use crate::a2a::forward::OnBehalfOf;
+use tokio::sync::mpsc;
+
+use crate::a2a::forward::{OnBehalfOf, Progress};
 use crate::a2a::model::{Message, Role, Task, TaskState, now_ms};
+use crate::a2a::reply::merge_artifact;
 use crate::auth::Caller;
 use crate::config::AgentConfig;
 use crate::error::{AppError, AppResult};
 use crate::push::NewConfig;
 use crate::state::AppState;
 use crate::store::{Completion, ExchangeMeta, MemoryEvent};
+use crate::task_events::Subscription;
 
 /// Slack added to an agent's timeout before an active task counts as
 /// orphaned (covers the store writes around the exchange).
@@ -81,8 +91,10 @@ pub async fn send(
     s: Submission,
 ) -> AppResult<Sent> {
     let continues_a_task = s.message.task_id.is_some();
-    let (task, direct) = submit_inner(state, caller, agent, s).await?;
-    let Some(mut message) = direct else {
+    let mode = if s.wait { Mode::Wait } else { Mode::Detach };
+    let started = submit_inner(state, caller, agent, s, mode).await?;
+    let task = started.task;
+    let Some(mut message) = started.direct else {
         return Ok(Sent::Task(Box::new(task)));
     };
     if !continues_a_task {
@@ -104,20 +116,56 @@ pub async fn submit(
     agent: &AgentConfig,
     s: Submission,
 ) -> AppResult<Task> {
-    submit_inner(state, caller, agent, s)
+    let mode = if s.wait { Mode::Wait } else { Mode::Detach };
+    submit_inner(state, caller, agent, s, mode)
         .await
-        .map(|(task, _)| task)
+        .map(|started| started.task)
 }
 
-/// The task as it stands when the caller is answered, and the agent's
-/// direct message when its answer was one and the caller waited for it.
-type Started = (Task, Option<Message>);
+/// A streaming send (A2A 1.0 section 3.1.2): the task as submitted, and a
+/// subscription to it taken before its exchange started. The task stays
+/// whatever the agent answers: a direct message ends it completed, with
+/// the message as its status.
+pub async fn send_streaming(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    s: Submission,
+) -> AppResult<(Task, Subscription)> {
+    let started = submit_inner(state, caller, agent, s, Mode::Follow).await?;
+    let subscription = started
+        .subscription
+        .ok_or_else(|| AppError::Internal("the task's stream did not open".into()))?;
+    Ok((started.task, subscription))
+}
+
+/// How the caller of a send is answered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// At once, with the task as submitted.
+    Detach,
+    /// When the exchange ends.
+    Wait,
+    /// At once, with a subscription to everything that follows.
+    Follow,
+}
+
+/// What a send hands back to its caller.
+struct Started {
+    /// The task as it stands when the caller is answered.
+    task: Task,
+    /// The agent's direct message, when its answer was one and the caller
+    /// waited for it.
+    direct: Option<Message>,
+    subscription: Option<Subscription>,
+}
 
 async fn submit_inner(
     state: &AppState,
     caller: &Caller,
     agent: &AgentConfig,
     s: Submission,
+    mode: Mode,
 ) -> AppResult<Started> {
     if s.message.role != Role::User {
         return Err(AppError::InvalidParams(
@@ -125,7 +173,7 @@ async fn submit_inner(
         ));
     }
     if let Some(id) = s.message.task_id.clone() {
-        return resume(state, caller, agent, &id, s).await;
+        return resume(state, caller, agent, &id, s, mode).await;
     }
     let now = now_ms();
     let id = uuid::Uuid::new_v4().to_string();
@@ -155,6 +203,9 @@ async fn submit_inner(
         deadline_ms: deadline(now, agent),
         agent_task_id: None,
     };
+    // Subscribed before anything happens to the task, a follower misses
+    // nothing of it.
+    let subscription = (mode == Mode::Follow).then(|| state.events.subscribe(&id));
     state
         .store
         .insert_task(&task)
@@ -162,8 +213,8 @@ async fn submit_inner(
         .map_err(|e| store_err(state, e))?;
     state.metrics.transition(TaskState::Submitted);
     register_push(state, caller, &task.id, s.push).await?;
-    state.push.notify(&task);
-    start(state, caller, agent, task, s.wait).await
+    state.task_changed(&task);
+    start(state, caller, agent, task, mode, subscription).await
 }
 
 /// A follow-up message for a task waiting on its owner: the task goes back
@@ -176,6 +227,7 @@ async fn resume(
     agent: &AgentConfig,
     id: &str,
     s: Submission,
+    mode: Mode,
 ) -> AppResult<Started> {
     let mut task = state
         .store
@@ -204,6 +256,7 @@ async fn resume(
     task.history.push(message);
     let now = now_ms();
     let until = deadline(now, agent);
+    let subscription = (mode == Mode::Follow).then(|| state.events.subscribe(id));
     let resumed = state
         .store
         .resume(&caller.user, id, &task.history, until, now)
@@ -219,8 +272,8 @@ async fn resume(
     task.input = s.input;
     task.updated_ms = now;
     task.deadline_ms = until;
-    state.push.notify(&task);
-    start(state, caller, agent, task, s.wait).await
+    state.task_changed(&task);
+    start(state, caller, agent, task, mode, subscription).await
 }
 
 async fn register_push(
@@ -242,7 +295,8 @@ async fn start(
     caller: &Caller,
     agent: &AgentConfig,
     task: Task,
-    wait: bool,
+    mode: Mode,
+    subscription: Option<Subscription>,
 ) -> AppResult<Started> {
     record_memory(
         state,
@@ -262,15 +316,23 @@ async fn start(
         agent.clone(),
         task.clone(),
     ));
-    if !wait {
-        return Ok((task, None));
+    if mode != Mode::Wait {
+        return Ok(Started {
+            task,
+            direct: None,
+            subscription,
+        });
     }
     let finished = handle
         .await
         .map_err(|_| AppError::Internal("the task's exchange stopped unexpectedly".into()))?;
     if let Some((task, direct)) = finished {
-        let message = direct.then(|| task.status_message.clone()).flatten();
-        return Ok((task, message));
+        let direct = direct.then(|| task.status_message.clone()).flatten();
+        return Ok(Started {
+            task,
+            direct,
+            subscription,
+        });
     }
     // Someone else moved the task on (a cancel, a shutdown): the store knows.
     let task = state
@@ -279,7 +341,11 @@ async fn start(
         .await
         .map_err(|e| store_err(state, e))?
         .ok_or(AppError::TaskNotFound)?;
-    Ok((task, None))
+    Ok(Started {
+        task,
+        direct: None,
+        subscription,
+    })
 }
 
 /// The exchange for one task, from `working` to its end state; the task as
@@ -317,7 +383,7 @@ async fn run_inner(
                 state.metrics.transition(TaskState::Working);
                 task.state = TaskState::Working;
                 task.updated_ms = started;
-                state.push.notify(&task);
+                state.task_changed(&task);
             }
             Ok(false) => return None, // canceled before it started
             Err(e) => {
@@ -338,7 +404,24 @@ async fn run_inner(
         task_id: &task.id,
         agent_task_id: task.agent_task_id.as_deref(),
     };
-    let exchange = state.forwarder.run(agent, &who, message, &task.input).await;
+    let exchange = if streams(state, agent).await {
+        let (progress, mut reports) = mpsc::channel(PROGRESS_BACKLOG);
+        let mut live = task.clone();
+        let record = async {
+            while let Some(report) = reports.recv().await {
+                record_progress(state, &mut live, report).await;
+            }
+        };
+        let forward = state
+            .forwarder
+            .run(agent, &who, message, &task.input, Some(progress));
+        tokio::join!(forward, record).0
+    } else {
+        state
+            .forwarder
+            .run(agent, &who, message, &task.input, None)
+            .await
+    };
     let completion = exchange.completion;
     let mut history = task.history.clone();
     if let Some(reply) = &completion.reply {
@@ -368,7 +451,7 @@ async fn run_inner(
             if completion.agent_task_id.is_some() {
                 task.agent_task_id = completion.agent_task_id;
             }
-            state.push.notify(&task);
+            state.task_changed(&task);
             Some((task, exchange.direct_message))
         }
         Ok(false) => None,
@@ -380,6 +463,69 @@ async fn run_inner(
                 crate::error::one_line(&e.to_string())
             );
             None
+        }
+    }
+}
+
+/// Reports of a streaming exchange not yet recorded before the agent's
+/// stream waits for the store.
+const PROGRESS_BACKLOG: usize = 32;
+
+/// Whether `agent` is asked for a stream: an A2A agent whose own card
+/// declares streaming.
+async fn streams(state: &AppState, agent: &AgentConfig) -> bool {
+    if agent.kind != crate::config::AgentKind::A2a {
+        return false;
+    }
+    state
+        .cards
+        .downstream(&state.card_client, agent)
+        .await
+        .is_some_and(|card| card.pointer("/capabilities/streaming") == Some(&Value::Bool(true)))
+}
+
+/// Records what a streaming agent reported while working, unless the task
+/// moved on meanwhile, and hands it to the task's followers.
+async fn record_progress(state: &AppState, live: &mut Task, report: Progress) {
+    let artifact = match report {
+        // Still working and nothing to say: nothing changed.
+        Progress::Status(None) => return,
+        Progress::Status(message) => {
+            live.status_message = message;
+            None
+        }
+        Progress::Artifact {
+            artifact,
+            append,
+            last_chunk,
+        } => {
+            merge_artifact(&mut live.artifacts, artifact.clone(), append);
+            Some((artifact, append, last_chunk))
+        }
+    };
+    let now = now_ms();
+    match state
+        .store
+        .progress(&live.id, live.status_message.as_ref(), &live.artifacts, now)
+        .await
+    {
+        Ok(true) => {
+            live.updated_ms = now;
+            match artifact {
+                Some((artifact, append, last_chunk)) => {
+                    state.events.artifact(live, &artifact, append, last_chunk)
+                }
+                None => state.task_changed(live),
+            }
+        }
+        Ok(false) => {}
+        Err(e) => {
+            state.metrics.store_error();
+            eprintln!(
+                "attach-a2a: cannot record progress of task {}: {}",
+                live.id,
+                crate::error::one_line(&e.to_string())
+            );
         }
     }
 }
@@ -428,12 +574,16 @@ async fn record_memory(
 pub async fn housekeeping(state: &AppState) {
     let now = now_ms();
     match state.store.fail_overdue(now, INTERRUPTED).await {
-        Ok(n) => {
-            for _ in 0..n {
+        Ok(failed) => {
+            for task in &failed {
                 state.metrics.transition(TaskState::Failed);
+                state.task_changed(task);
             }
-            if n > 0 {
-                eprintln!("attach-a2a: marked {n} interrupted task(s) failed");
+            if !failed.is_empty() {
+                eprintln!(
+                    "attach-a2a: marked {} interrupted task(s) failed",
+                    failed.len()
+                );
             }
         }
         Err(e) => {
@@ -466,7 +616,16 @@ pub async fn drain(state: &AppState, grace: Duration) {
     let left = state.in_flight_ids();
     if !left.is_empty() {
         match state.store.fail_tasks(&left, now_ms(), INTERRUPTED).await {
-            Ok(n) => eprintln!("attach-a2a: stopped with {n} task(s) unfinished; marked failed"),
+            Ok(failed) => {
+                // Their followers see the end instead of a broken stream.
+                for task in &failed {
+                    state.task_changed(task);
+                }
+                eprintln!(
+                    "attach-a2a: stopped with {} task(s) unfinished; marked failed",
+                    failed.len()
+                );
+            }
             Err(e) => eprintln!(
                 "attach-a2a: cannot mark unfinished tasks: {}",
                 crate::error::one_line(&e.to_string())

@@ -46,8 +46,11 @@ pub struct Route {
     pub cluster: String,
 }
 
-/// Replies of agents behind the A2A service may take this long.
-const A2A_ROUTE_TIMEOUT: &str = "120s";
+/// How long a request to the A2A service may go without a byte: a blocking
+/// send waits this long for its agent. No overall route timeout, since an
+/// A2A stream lasts as long as its task; the service keeps a quiet stream
+/// alive with a comment every 15 s.
+const A2A_IDLE_TIMEOUT: &str = "120s";
 
 /// The routes in match order: Envoy takes the first match, so routes to
 /// companion services go before the engine's catch-all `/`, which stays last.
@@ -139,7 +142,7 @@ fn http_connection_manager(input: &Input) -> Value {
             "timeout": "0s",
         });
         if r.cluster == a2a::CLUSTER {
-            route["timeout"] = json!(A2A_ROUTE_TIMEOUT);
+            route["idle_timeout"] = json!(A2A_IDLE_TIMEOUT);
         }
         if r.cluster == ENGINE_CLUSTER {
             // Engines such as Ollama refuse Host names they do not know;
@@ -544,7 +547,8 @@ mod tests {
         for (i, prefix) in ["/a2a/", "/mem/"].iter().enumerate() {
             assert_eq!(routes[i]["match"]["prefix"], *prefix);
             assert_eq!(routes[i]["route"]["cluster"], "a2a_service");
-            assert_eq!(routes[i]["route"]["timeout"], "120s");
+            assert_eq!(routes[i]["route"]["timeout"], "0s");
+            assert_eq!(routes[i]["route"]["idle_timeout"], "120s");
             assert!(routes[i]["route"].get("host_rewrite_literal").is_none());
         }
         assert_eq!(routes[2]["match"]["prefix"], "/");

@@ -6,7 +6,11 @@
   (the upper-cased text as the artifact and the status message), or with
   reply="message" as a direct message and no task. Input "sleep <seconds>"
   makes it wait first, for tasks that are still running when the test
-  looks. JSON-RPC is served at "/" for protocol 1.0 and 0.3 alike.
+  looks. Input "chunks <n> <seconds>" streams n chunks "c0".."c<n-1>" of
+  one artifact, that many seconds apart, before completing. JSON-RPC is
+  served at "/" for protocol 1.0 and 0.3 alike. The card declares
+  streaming unless streaming=False (the SDK server streams either way; the
+  card is what tells the gateway whether to ask for a stream).
 - JsonAgent: a plain HTTP server for `kind=http` agents: every POST gets
   {"echo": <body as JSON>, "user": <X-Attach-User>} back; requests are
   recorded (header names in lower case).
@@ -46,6 +50,9 @@ class UpperExecutor(AgentExecutor):
         self.seen.append((text, context.context_id))
         if text.startswith("sleep "):
             await asyncio.sleep(float(text.split()[1]))
+        if text.startswith("chunks "):
+            await self.chunks(context, event_queue, text)
+            return
         if self.reply == "message":
             await event_queue.enqueue_event(new_text_message(text.upper()))
             return
@@ -62,11 +69,35 @@ class UpperExecutor(AgentExecutor):
         await updater.add_artifact([new_text_part(text.upper())], name="upper")
         await updater.complete(updater.new_agent_message([new_text_part(text.upper())]))
 
+    async def chunks(self, context, event_queue, text):
+        _, count, pause = text.split()
+        if context.current_task is None:
+            await event_queue.enqueue_event(
+                new_task(
+                    context.task_id,
+                    context.context_id,
+                    pb.TaskState.TASK_STATE_WORKING,
+                    history=[context.message],
+                )
+            )
+        updater = TaskUpdater(event_queue, context.task_id, context.context_id)
+        for i in range(int(count)):
+            if i:
+                await asyncio.sleep(float(pause))
+            await updater.add_artifact(
+                [new_text_part(f"c{i}")],
+                artifact_id="chunks",
+                name="chunks",
+                append=i > 0,
+                last_chunk=i == int(count) - 1,
+            )
+        await updater.complete(updater.new_agent_message([new_text_part("done")]))
+
     async def cancel(self, context, event_queue):
         raise NotImplementedError("this agent cannot cancel")
 
 
-def agent_card(name, url):
+def agent_card(name, url, streaming=True):
     return pb.AgentCard(
         name=name,
         description="Answers in upper case",
@@ -75,7 +106,7 @@ def agent_card(name, url):
             pb.AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0"),
             pb.AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="0.3"),
         ],
-        capabilities=pb.AgentCapabilities(streaming=True),
+        capabilities=pb.AgentCapabilities(streaming=streaming),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
         skills=[
@@ -87,12 +118,12 @@ def agent_card(name, url):
 
 
 class SdkAgent:
-    def __init__(self, name="upper", reply="task"):
+    def __init__(self, name="upper", reply="task", streaming=True):
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.name = name
         self.executor = UpperExecutor(reply)
-        card = agent_card(name, self.url + "/")
+        card = agent_card(name, self.url + "/", streaming)
         handler = DefaultRequestHandler(
             agent_executor=self.executor, task_store=InMemoryTaskStore(), agent_card=card
         )
@@ -201,10 +232,11 @@ def only_version(card, version):
     return out
 
 
-def sdk_client(card, token, version):
-    """An SDK client for card speaking version ("1.0" or "0.3"), sending the token."""
+def sdk_client(card, token, version, streaming=False):
+    """An SDK client for card speaking version ("1.0" or "0.3") over
+    JSON-RPC, sending the token; streaming sends stream."""
     http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    config = ClientConfig(streaming=False, httpx_client=http)
+    config = ClientConfig(streaming=streaming, httpx_client=http)
     return ClientFactory(config).create(only_version(card, version)), http
 
 

@@ -162,7 +162,7 @@ def test_section_4_4_1_card_is_a_valid_1_0_agent_card(a2a):
             {"url": base, "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
         ], card
         assert card["capabilities"] == {
-            "streaming": False,
+            "streaming": True,
             "pushNotifications": False,
             "extendedAgentCard": False,
         }
@@ -284,8 +284,6 @@ def test_section_3_1_1_responses_validate(a2a):
 
 
 UNDECLARED_V1 = {
-    "SendStreamingMessage": -32004,
-    "SubscribeToTask": -32004,
     "GetExtendedAgentCard": -32004,
     "CreateTaskPushNotificationConfig": -32003,
     "GetTaskPushNotificationConfig": -32003,
@@ -293,8 +291,6 @@ UNDECLARED_V1 = {
     "DeleteTaskPushNotificationConfig": -32003,
 }
 UNDECLARED_V0_3 = {
-    "message/stream": -32004,
-    "tasks/resubscribe": -32004,
     "agent/getAuthenticatedExtendedCard": -32004,
     "tasks/pushNotificationConfig/set": -32003,
     "tasks/pushNotificationConfig/get": -32003,
@@ -341,8 +337,9 @@ def test_section_9_5_a2a_errors_carry_error_info(a2a):
     assert (cancel["code"], error_info(cancel)) == (-32002, "TASK_NOT_CANCELABLE")
     push = rpc(a2a, "GetTaskPushNotificationConfig", {"taskId": task_id})["error"]
     assert error_info(push) == "PUSH_NOTIFICATION_NOT_SUPPORTED"
-    stream = rpc(a2a, "SendStreamingMessage", {"message": v1_message("s")})["error"]
-    assert error_info(stream) == "UNSUPPORTED_OPERATION"
+    # A finished task has no updates to follow (section 3.1.6).
+    stream = rpc(a2a, "SubscribeToTask", {"id": task_id}, sub="owner")["error"]
+    assert (stream["code"], error_info(stream)) == (-32004, "UNSUPPORTED_OPERATION")
     version = rpc(a2a, "GetTask", {"id": "x"}, version="2.0")["error"]
     assert (version["code"], error_info(version)) == (-32009, "VERSION_NOT_SUPPORTED")
     for error in (error, cancel, push, stream, version):

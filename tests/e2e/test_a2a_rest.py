@@ -269,8 +269,6 @@ def test_section_11_6_unsupported_version_is_refused(a2a):
 @pytest.mark.parametrize(
     "method,path,expected",
     [
-        ("POST", "/message:stream", "UNSUPPORTED_OPERATION"),
-        ("POST", "/tasks/t-1:subscribe", "UNSUPPORTED_OPERATION"),
         ("GET", "/extendedAgentCard", "UNSUPPORTED_OPERATION"),
         ("POST", "/tasks/t-1/pushNotificationConfigs", "PUSH_NOTIFICATION_NOT_SUPPORTED"),
         ("GET", "/tasks/t-1/pushNotificationConfigs", "PUSH_NOTIFICATION_NOT_SUPPORTED"),
@@ -279,8 +277,7 @@ def test_section_11_6_unsupported_version_is_refused(a2a):
     ],
 )
 def test_section_3_3_4_undeclared_capabilities(a2a, method, path, expected):
-    kw = {"json": {"message": message("x")}} if path == "/message:stream" else {}
-    error = status_error(call(a2a, method, path, **kw), 400)
+    error = status_error(call(a2a, method, path), 400)
     assert (error["status"], reason(error)) == ("FAILED_PRECONDITION", expected)
 
 

@@ -74,7 +74,7 @@ def test_card_is_public_through_the_sdk_resolver(a2a):
     base = agent_base(a2a.gateway, "upper")
     assert ("JSONRPC", "1.0", base) in urls
     assert ("JSONRPC", "0.3", base) in urls
-    assert not card.capabilities.streaming
+    assert card.capabilities.streaming
     assert "bearer" in card.security_schemes
 
 

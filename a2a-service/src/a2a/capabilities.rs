@@ -1,9 +1,10 @@
 //! The optional capabilities the gateway's cards declare, and the answer to
 //! a method that needs one of them.
 //!
-//! The gateway answers every task itself from its store, so it streams
-//! nothing and has no extended card; it sends push notifications when the
-//! operator turns them on (`A2A_PUSH`, see `push/settings.rs`). A method
+//! The gateway answers every task itself from its store and streams every
+//! task (`task_streams.rs`), whether or not its agent streams; it has no
+//! extended card; it sends push notifications when the operator turns them
+//! on (`A2A_PUSH`, see `push/settings.rs`). A method
 //! the protocol defines for one of those is still a known method: A2A 1.0
 //! section 3.3.4 answers it with PushNotificationNotSupportedError or
 //! UnsupportedOperationError, never with JSON-RPC's method-not-found.
@@ -12,7 +13,7 @@ use super::{ProtocolVersion, v0_3, v1};
 use crate::error::AppError;
 
 /// `capabilities.streaming` on every card.
-pub const STREAMING: bool = false;
+pub const STREAMING: bool = true;
 /// `capabilities.extendedAgentCard` on every card.
 pub const EXTENDED_AGENT_CARD: bool = false;
 
@@ -20,15 +21,10 @@ pub const EXTENDED_AGENT_CARD: bool = false;
 /// a capability the card does not declare; `None` for any other method.
 /// `push` is whether cards declare `pushNotifications`.
 pub fn refusal(version: ProtocolVersion, method: &str, push: bool) -> Option<AppError> {
-    let (streaming, push_methods, extended): (&[&str], &[&str], &str) = match version {
-        ProtocolVersion::V1_0 => (&v1::STREAMING, &v1::PUSH_CONFIG, v1::EXTENDED_CARD),
-        ProtocolVersion::V0_3 => (&v0_3::STREAMING, &v0_3::PUSH_CONFIG, v0_3::EXTENDED_CARD),
+    let (push_methods, extended): (&[&str], &str) = match version {
+        ProtocolVersion::V1_0 => (&v1::PUSH_CONFIG, v1::EXTENDED_CARD),
+        ProtocolVersion::V0_3 => (&v0_3::PUSH_CONFIG, v0_3::EXTENDED_CARD),
     };
-    if streaming.contains(&method) && !STREAMING {
-        return Some(AppError::UnsupportedOperation(format!(
-            "{method} needs streaming, which this agent's card does not declare"
-        )));
-    }
     if push_methods.contains(&method) && !push {
         return Some(AppError::PushNotificationNotSupported);
     }
@@ -51,21 +47,21 @@ mod tests {
     #[test]
     fn undeclared_capabilities() {
         use ProtocolVersion::*;
-        assert_eq!(code(V1_0, "SendStreamingMessage"), Some(-32004));
-        assert_eq!(code(V1_0, "SubscribeToTask"), Some(-32004));
+        // Streaming is always declared.
+        assert_eq!(code(V1_0, "SendStreamingMessage"), None);
+        assert_eq!(code(V1_0, "SubscribeToTask"), None);
         assert_eq!(code(V1_0, "GetExtendedAgentCard"), Some(-32004));
         assert_eq!(code(V1_0, "CreateTaskPushNotificationConfig"), Some(-32003));
         assert_eq!(code(V1_0, "ListTaskPushNotificationConfigs"), Some(-32003));
-        assert_eq!(code(V0_3, "message/stream"), Some(-32004));
-        assert_eq!(code(V0_3, "tasks/resubscribe"), Some(-32004));
+        assert_eq!(code(V0_3, "message/stream"), None);
         assert_eq!(
             code(V0_3, "agent/getAuthenticatedExtendedCard"),
             Some(-32004)
         );
         assert_eq!(code(V0_3, "tasks/pushNotificationConfig/set"), Some(-32003));
         // Another version's names, and names no version defines, are not refused here.
-        assert_eq!(code(V0_3, "SendStreamingMessage"), None);
-        assert_eq!(code(V1_0, "message/stream"), None);
+        assert_eq!(code(V0_3, "GetExtendedAgentCard"), None);
+        assert_eq!(code(V1_0, "agent/getAuthenticatedExtendedCard"), None);
         assert_eq!(code(V1_0, "GetTask"), None);
     }
 
@@ -74,6 +70,6 @@ mod tests {
         use ProtocolVersion::*;
         assert!(refusal(V1_0, "CreateTaskPushNotificationConfig", true).is_none());
         assert!(refusal(V0_3, "tasks/pushNotificationConfig/list", true).is_none());
-        assert!(refusal(V1_0, "SubscribeToTask", true).is_some());
+        assert!(refusal(V1_0, "GetExtendedAgentCard", true).is_some());
     }
 }

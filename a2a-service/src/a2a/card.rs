@@ -264,7 +264,7 @@ mod tests {
             ])
         );
         assert_eq!(card["name"], "planner");
-        assert_eq!(card["capabilities"]["streaming"], false);
+        assert_eq!(card["capabilities"]["streaming"], true);
         assert_eq!(card["skills"], json!([]));
         let bearer = &card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"];
         assert_eq!(*bearer, json!({"scheme": "bearer", "bearerFormat": "JWT"}));
@@ -308,7 +308,7 @@ mod tests {
             card["supportedInterfaces"][0]["url"],
             "http://127.0.0.1:8080/a2a/agents/planner"
         );
-        assert_eq!(card["capabilities"]["streaming"], false);
+        assert_eq!(card["capabilities"]["streaming"], true);
         assert_eq!(card["capabilities"]["extendedAgentCard"], false);
         assert_eq!(
             card["skills"],

@@ -2,7 +2,9 @@
 //!
 //! `a2a` agents get a blocking `SendMessage` (1.0) or `message/send` (0.3);
 //! a reply still in progress is polled with `GetTask` / `tasks/get` until it
-//! settles. `http` agents get the task input as a JSON POST and their JSON
+//! settles. Agents that stream get `SendStreamingMessage` /
+//! `message/stream` instead, and what they stream before their task ends
+//! is reported as it comes. `http` agents get the task input as a JSON POST and their JSON
 //! reply is the result. The whole exchange is bounded by the agent's
 //! timeout; any failure (transport error, non-2xx, timeout, a reply that is
 //! not what the protocol promises) ends the task `failed` with the reason.
@@ -10,12 +12,14 @@
 use std::time::{Duration, Instant};
 
 use attach_contract::headers::{ASSERTION_HEADER, SESSION_HEADER, USER_HEADER};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::ProtocolVersion;
 use super::model::{Artifact, Message, Part, TaskState, parts_from_value, plain_value};
-use super::reply::AgentReply;
+use super::reply::{AgentReply, StreamItem, merge_artifact};
+use super::sse::EventReader;
 use super::{v0_3, v1};
 use crate::auth::{AssertionKey, Caller};
 use crate::config::{AgentConfig, AgentKind};
@@ -36,7 +40,21 @@ pub struct Exchange {
     pub direct_message: bool,
 }
 
+/// What a streaming agent reported before its task ended.
+#[derive(Debug)]
+pub enum Progress {
+    /// Still working, with a status message when the agent sent one.
+    Status(Option<Message>),
+    /// An artifact, or a chunk of one (`append`).
+    Artifact {
+        artifact: Artifact,
+        append: bool,
+        last_chunk: bool,
+    },
+}
+
 type ReplyParser = fn(&Value) -> Result<AgentReply, String>;
+type StreamParser = fn(&Value) -> Result<StreamItem, String>;
 
 #[derive(Clone)]
 pub struct Forwarder {
@@ -99,19 +117,25 @@ impl Forwarder {
         h
     }
 
-    /// Runs the task's exchange with `agent` to an end state.
+    /// Runs the task's exchange with `agent` to an end state; with
+    /// `progress`, the agent is asked for a stream and what it streams
+    /// before the end goes there.
     pub async fn run(
         &self,
         agent: &AgentConfig,
         who: &OnBehalfOf<'_>,
         message: &Message,
         input: &Value,
+        progress: Option<mpsc::Sender<Progress>>,
     ) -> Exchange {
         let started = Instant::now();
         let exchange = async {
-            match agent.kind {
-                AgentKind::Http => self.call_http(agent, who, input).await.map(|c| (c, false)),
-                AgentKind::A2a => self.call_a2a(agent, who, message).await,
+            match (agent.kind, progress) {
+                (AgentKind::Http, _) => self.call_http(agent, who, input).await.map(|c| (c, false)),
+                (AgentKind::A2a, None) => self.call_a2a(agent, who, message).await,
+                (AgentKind::A2a, Some(progress)) => {
+                    self.stream_a2a(agent, who, message, progress).await
+                }
             }
         };
         let ((completion, direct_message), outcome) =
@@ -211,17 +235,8 @@ impl Forwarder {
             "params": params,
         });
         let reply = self.post(agent, who, &agent.url, &request).await?;
-        if let Some(error) = reply.get("error") {
-            let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message");
-            return Err(format!(
-                "agent {:?} returned error {code}: {}",
-                agent.name,
-                one_line(message)
-            ));
+        if reply.get("error").is_some() {
+            return Err(rpc_error(&agent.name, &reply));
         }
         reply
             .get("result")
@@ -273,6 +288,191 @@ impl Forwarder {
             }
         }
     }
+
+    /// A streamed exchange: the agent's events are read as they come; the
+    /// first that ends its task (or a direct message) ends the exchange.
+    async fn stream_a2a(
+        &self,
+        agent: &AgentConfig,
+        who: &OnBehalfOf<'_>,
+        message: &Message,
+        progress: mpsc::Sender<Progress>,
+    ) -> Result<(Completion, bool), String> {
+        let name = &agent.name;
+        let mut outgoing = message.clone();
+        outgoing.task_id = who.agent_task_id.map(str::to_string);
+        let (method, params, parse): (_, _, StreamParser) = match agent.protocol {
+            ProtocolVersion::V1_0 => (
+                v1::STREAMING[0],
+                json!({"message": v1::message_json(&outgoing)}),
+                v1::parse_stream_event,
+            ),
+            ProtocolVersion::V0_3 => (
+                v0_3::STREAMING[0],
+                json!({"message": v0_3::message_json(&outgoing)}),
+                v0_3::parse_stream_event,
+            ),
+        };
+        let request = json!({
+            "jsonrpc": "2.0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "method": method,
+            "params": params,
+        });
+        let mut response = self
+            .client
+            .post(&agent.url)
+            .headers(self.headers(agent, who))
+            .header(ACCEPT, "text/event-stream")
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| format!("agent {name:?} unreachable: {}", one_line(&error_chain(&e))))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("agent {name:?} answered HTTP {}", status.as_u16()));
+        }
+        let is_stream = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        if !is_stream {
+            // A JSON-RPC error comes back as a plain JSON answer.
+            let bytes = read_capped(response)
+                .await
+                .map_err(|e| format!("agent {name:?} reply unreadable: {e}"))?;
+            return Err(match serde_json::from_slice::<Value>(&bytes) {
+                Ok(reply) if reply.get("error").is_some() => rpc_error(name, &reply),
+                _ => format!("agent {name:?} answered a stream request without a stream"),
+            });
+        }
+        let mut reader = EventReader::new(MAX_REPLY_BYTES);
+        let mut run = StreamRun::default();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("agent {name:?} stream broke: {}", one_line(&e.to_string())))?
+        {
+            for data in reader.feed(&chunk)? {
+                let envelope: Value = serde_json::from_str(&data)
+                    .map_err(|_| format!("agent {name:?} streamed something other than JSON"))?;
+                if envelope.get("error").is_some() {
+                    return Err(rpc_error(name, &envelope));
+                }
+                let result = envelope
+                    .get("result")
+                    .ok_or_else(|| format!("agent {name:?} streamed an event without a result"))?;
+                let item = parse(result).map_err(|e| format!("agent {name:?}: {e}"))?;
+                if let Some(end) = run.take(item, &progress, name).await {
+                    return Ok(end);
+                }
+            }
+        }
+        Err(format!(
+            "agent {name:?} ended its stream before its task ended"
+        ))
+    }
+}
+
+/// What a streamed exchange has seen so far.
+#[derive(Default)]
+struct StreamRun {
+    agent_task_id: String,
+    artifacts: Vec<Artifact>,
+}
+
+impl StreamRun {
+    /// Takes one streamed event: the exchange's end when the event ends
+    /// the agent's task, else `None` after reporting it.
+    async fn take(
+        &mut self,
+        item: StreamItem,
+        progress: &mpsc::Sender<Progress>,
+        agent: &str,
+    ) -> Option<(Completion, bool)> {
+        // A closed channel means nobody records reports any more; the
+        // exchange still runs to its end.
+        let report = |p: Progress| async move {
+            let _ = progress.send(p).await;
+        };
+        match item {
+            StreamItem::Reply(AgentReply::Message(m)) => {
+                Some((completion_of(AgentReply::Message(m), agent), true))
+            }
+            StreamItem::Reply(AgentReply::Task {
+                id,
+                state,
+                status_message,
+                artifacts,
+                history,
+            }) => {
+                if !id.is_empty() {
+                    self.agent_task_id = id;
+                }
+                for artifact in artifacts {
+                    merge_artifact(&mut self.artifacts, artifact, false);
+                }
+                if state.is_active() {
+                    report(Progress::Status(status_message)).await;
+                    return None;
+                }
+                Some(self.end(state, status_message, history, agent))
+            }
+            StreamItem::Status { state, message } if state.is_active() => {
+                report(Progress::Status(message)).await;
+                None
+            }
+            StreamItem::Status { state, message } => {
+                Some(self.end(state, message, Vec::new(), agent))
+            }
+            StreamItem::Artifact {
+                artifact,
+                append,
+                last_chunk,
+            } => {
+                merge_artifact(&mut self.artifacts, artifact.clone(), append);
+                report(Progress::Artifact {
+                    artifact,
+                    append,
+                    last_chunk,
+                })
+                .await;
+                None
+            }
+        }
+    }
+
+    fn end(
+        &mut self,
+        state: TaskState,
+        status_message: Option<Message>,
+        history: Vec<Message>,
+        agent: &str,
+    ) -> (Completion, bool) {
+        let reply = AgentReply::Task {
+            id: std::mem::take(&mut self.agent_task_id),
+            state,
+            status_message,
+            artifacts: std::mem::take(&mut self.artifacts),
+            history,
+        };
+        (completion_of(reply, agent), false)
+    }
+}
+
+/// A JSON-RPC error answer as the task's failure reason.
+fn rpc_error(agent: &str, reply: &Value) -> String {
+    let error = &reply["error"];
+    let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("no message");
+    format!(
+        "agent {agent:?} returned error {code}: {}",
+        one_line(message)
+    )
 }
 
 fn failed(reason: String) -> Completion {

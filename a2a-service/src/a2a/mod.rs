@@ -8,6 +8,7 @@ pub mod jsonrpc;
 pub mod model;
 pub mod reply;
 pub mod rest;
+pub mod sse;
 pub mod v0_3;
 pub mod v1;
 

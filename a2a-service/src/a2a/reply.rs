@@ -1,5 +1,5 @@
-//! What an agent answered, in a shape both protocol versions parse into:
-//! the versions' own modules build it, forwarding consumes it.
+//! What an agent answered, or streamed, in a shape both protocol versions
+//! parse into: the versions' own modules build it, forwarding consumes it.
 
 use serde_json::Value;
 
@@ -16,6 +16,62 @@ pub enum AgentReply {
         artifacts: Vec<Artifact>,
         history: Vec<Message>,
     },
+}
+
+/// One event of an agent's stream (A2A 1.0 section 3.1.2).
+#[derive(Debug)]
+pub enum StreamItem {
+    /// A task or a message, as a send would answer.
+    Reply(AgentReply),
+    Status {
+        state: TaskState,
+        message: Option<Message>,
+    },
+    Artifact {
+        artifact: Artifact,
+        append: bool,
+        last_chunk: bool,
+    },
+}
+
+/// An artifact event as both versions render it for a stream.
+pub struct ArtifactUpdate<'a> {
+    pub task_id: &'a str,
+    pub context_id: &'a str,
+    pub artifact: &'a Artifact,
+    pub append: bool,
+    pub last_chunk: bool,
+}
+
+/// An artifact update event in either version's shape (they differ only
+/// in how parts are spelled).
+pub fn stream_artifact(update: &Value, part: PartDecoder) -> Result<StreamItem, String> {
+    let artifact = artifact(
+        update
+            .get("artifact")
+            .ok_or("agent streamed an artifact update without an artifact")?,
+        part,
+    )?;
+    let flag = |key: &str| update.get(key).and_then(Value::as_bool).unwrap_or(false);
+    Ok(StreamItem::Artifact {
+        artifact,
+        append: flag("append"),
+        last_chunk: flag("lastChunk"),
+    })
+}
+
+/// Adds a streamed artifact to those a task holds: a chunk marked `append`
+/// extends the artifact of the same id; anything else replaces it, or
+/// comes after the others when its id is new.
+pub fn merge_artifact(artifacts: &mut Vec<Artifact>, chunk: Artifact, append: bool) {
+    match artifacts
+        .iter_mut()
+        .find(|a| a.artifact_id == chunk.artifact_id)
+    {
+        Some(existing) if append => existing.parts.extend(chunk.parts),
+        Some(existing) => *existing = chunk,
+        None => artifacts.push(chunk),
+    }
 }
 
 type MessageDecoder = fn(&Value) -> Result<Message, crate::error::AppError>;
@@ -76,4 +132,32 @@ fn artifact(value: &Value, part: PartDecoder) -> Result<Artifact, String> {
         parts,
         metadata: obj.get("metadata").and_then(Value::as_object).cloned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(id: &str, text: &str) -> Artifact {
+        Artifact {
+            artifact_id: id.into(),
+            name: None,
+            description: None,
+            parts: vec![Part::text(text)],
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn streamed_chunks_merge_by_artifact_id() {
+        let mut held = Vec::new();
+        merge_artifact(&mut held, chunk("a", "one"), false);
+        merge_artifact(&mut held, chunk("a", "two"), true);
+        merge_artifact(&mut held, chunk("b", "other"), true);
+        assert_eq!(held.len(), 2);
+        assert_eq!(held[0].parts, vec![Part::text("one"), Part::text("two")]);
+        merge_artifact(&mut held, chunk("a", "anew"), false);
+        assert_eq!(held[0].parts, vec![Part::text("anew")]);
+        assert_eq!(held[1].parts, vec![Part::text("other")]);
+    }
 }

@@ -7,6 +7,7 @@ use super::jsonrpc::{optional_bool, optional_count, optional_object, optional_st
 use super::model::{
     Artifact, Message, Part, Role, Task, TaskState, artifact_fields, message_fields, timestamp,
 };
+use super::reply::{ArtifactUpdate, StreamItem, stream_artifact};
 use crate::error::AppError;
 
 pub const SEND: &str = "message/send";
@@ -171,21 +172,72 @@ pub fn artifact_json(a: &Artifact) -> Value {
     artifact_fields(a, part_json)
 }
 
-pub fn task_json(task: &Task, history_length: Option<usize>) -> Value {
+/// `TaskStatus`.
+fn status_json(task: &Task) -> Value {
     let mut status = Map::new();
     status.insert("state".into(), json!(task.state.as_str()));
     if let Some(m) = task.shown_status_message() {
         status.insert("message".into(), message_json(&m));
     }
     status.insert("timestamp".into(), json!(timestamp(task.updated_ms)));
+    Value::Object(status)
+}
+
+pub fn task_json(task: &Task, history_length: Option<usize>) -> Value {
     json!({
         "kind": "task",
         "id": task.id,
         "contextId": task.context_id,
-        "status": status,
+        "status": status_json(task),
         "artifacts": task.artifacts.iter().map(artifact_json).collect::<Vec<_>>(),
         "history": task.history_tail(history_length).iter().map(message_json).collect::<Vec<_>>(),
     })
+}
+
+/// A `TaskStatusUpdateEvent`; `final` marks the stream's last event.
+pub fn status_update_json(task: &Task, last: bool) -> Value {
+    json!({
+        "kind": "status-update",
+        "taskId": task.id,
+        "contextId": task.context_id,
+        "status": status_json(task),
+        "final": last,
+    })
+}
+
+/// A `TaskArtifactUpdateEvent`.
+pub fn artifact_update_json(update: &ArtifactUpdate<'_>) -> Value {
+    json!({
+        "kind": "artifact-update",
+        "taskId": update.task_id,
+        "contextId": update.context_id,
+        "artifact": artifact_json(update.artifact),
+        "append": update.append,
+        "lastChunk": update.last_chunk,
+    })
+}
+
+/// Reads one event of an agent's 0.3 stream: a task, a message, or an
+/// update event, told apart by `kind`.
+pub fn parse_stream_event(result: &Value) -> Result<StreamItem, String> {
+    match result.get("kind").and_then(Value::as_str) {
+        Some("status-update") => {
+            let state = result
+                .pointer("/status/state")
+                .and_then(Value::as_str)
+                .and_then(TaskState::parse)
+                .ok_or("agent streamed a status update without a known state")?;
+            let message = match result.pointer("/status/message") {
+                None | Some(Value::Null) => None,
+                Some(m) => Some(
+                    parse_message(m).map_err(|_| "agent streamed a malformed status message")?,
+                ),
+            };
+            Ok(StreamItem::Status { state, message })
+        }
+        Some("artifact-update") => stream_artifact(result, parse_part),
+        _ => parse_reply(result).map(StreamItem::Reply),
+    }
 }
 
 /// `MessageSendParams`.

@@ -11,6 +11,7 @@ use super::model::{
     Artifact, Message, Part, Role, Task, TaskState, artifact_fields, message_fields,
     parse_timestamp, timestamp,
 };
+use super::reply::{ArtifactUpdate, StreamItem, stream_artifact};
 use crate::error::AppError;
 
 pub const SEND: &str = "SendMessage";
@@ -216,17 +217,22 @@ pub fn artifact_json(a: &Artifact) -> Value {
     artifact_fields(a, part_json)
 }
 
-pub fn task_json(task: &Task, history_length: Option<usize>, include_artifacts: bool) -> Value {
+/// `TaskStatus`.
+fn status_json(task: &Task) -> Value {
     let mut status = Map::new();
     status.insert("state".into(), json!(task.state.v1_name()));
     if let Some(m) = task.shown_status_message() {
         status.insert("message".into(), message_json(&m));
     }
     status.insert("timestamp".into(), json!(timestamp(task.updated_ms)));
+    Value::Object(status)
+}
+
+pub fn task_json(task: &Task, history_length: Option<usize>, include_artifacts: bool) -> Value {
     let mut obj = Map::new();
     obj.insert("id".into(), json!(task.id));
     obj.insert("contextId".into(), json!(task.context_id));
-    obj.insert("status".into(), Value::Object(status));
+    obj.insert("status".into(), status_json(task));
     if include_artifacts {
         obj.insert(
             "artifacts".into(),
@@ -241,6 +247,53 @@ pub fn task_json(task: &Task, history_length: Option<usize>, include_artifacts: 
             .collect(),
     );
     Value::Object(obj)
+}
+
+/// A `StreamResponse` holding the task as it stands (section 3.1.2: a
+/// stream opens with it).
+pub fn stream_task_json(task: &Task) -> Value {
+    json!({"task": task_json(task, None, true)})
+}
+
+/// A `StreamResponse` holding a `TaskStatusUpdateEvent`.
+pub fn stream_status_json(task: &Task) -> Value {
+    json!({"statusUpdate": {
+        "taskId": task.id,
+        "contextId": task.context_id,
+        "status": status_json(task),
+    }})
+}
+
+/// A `StreamResponse` holding a `TaskArtifactUpdateEvent`.
+pub fn stream_artifact_json(update: &ArtifactUpdate<'_>) -> Value {
+    json!({"artifactUpdate": {
+        "taskId": update.task_id,
+        "contextId": update.context_id,
+        "artifact": artifact_json(update.artifact),
+        "append": update.append,
+        "lastChunk": update.last_chunk,
+    }})
+}
+
+/// Reads one event of an agent's 1.0 stream (a `StreamResponse`).
+pub fn parse_stream_event(result: &Value) -> Result<StreamItem, String> {
+    if let Some(update) = result.get("statusUpdate") {
+        let state = update
+            .pointer("/status/state")
+            .and_then(parse_state)
+            .ok_or("agent streamed a status update without a known state")?;
+        let message = match update.pointer("/status/message") {
+            None | Some(Value::Null) => None,
+            Some(m) => {
+                Some(parse_message(m).map_err(|_| "agent streamed a malformed status message")?)
+            }
+        };
+        return Ok(StreamItem::Status { state, message });
+    }
+    if let Some(update) = result.get("artifactUpdate") {
+        return stream_artifact(update, parse_part);
+    }
+    parse_reply(result).map(StreamItem::Reply)
 }
 
 /// `SendMessageRequest`.

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::sse;
 use crate::a2a::capabilities;
 use crate::a2a::card::{self, gateway_card};
 use crate::a2a::card_v0_3;
@@ -18,6 +19,7 @@ use crate::error::{AppError, AppResult};
 use crate::push::{self, NewConfig};
 use crate::state::AppState;
 use crate::store::{CancelOutcome, TaskFilter};
+use crate::task_streams::{self, TaskStream};
 use crate::tasks::{self, Sent, Submission};
 
 pub(super) fn agent<'a>(state: &'a AppState, name: &str) -> AppResult<&'a AgentConfig> {
@@ -112,6 +114,12 @@ pub async fn rpc(
         Ok(version) => {
             match capabilities::refusal(version, &request.method, state.push.enabled()) {
                 Some(refused) => Err(refused),
+                None if is_streaming(version, &request.method) => {
+                    match open_stream(&state, &caller, agent, version, &request).await {
+                        Ok(events) => return sse::answer(events, jsonrpc::success, request.id),
+                        Err(e) => Err(e),
+                    }
+                }
                 None => match version {
                     ProtocolVersion::V0_3 => dispatch_v0_3(&state, &caller, agent, &request).await,
                     ProtocolVersion::V1_0 => {
@@ -158,28 +166,93 @@ pub async fn unmatched(method: Method, body: Result<Bytes, BytesRejection>) -> R
 
 /// A send in either version: the message's content is the task's input;
 /// a push config in its configuration is registered for the task.
+async fn submission(
+    state: &AppState,
+    message: Message,
+    wait: bool,
+    (version, params): (ProtocolVersion, &serde_json::Map<String, Value>),
+) -> AppResult<Submission> {
+    let push: Option<NewConfig> = push::rpc::from_send(state, version, params).await?;
+    let input = message.plain_value();
+    Ok(Submission {
+        message,
+        input,
+        wait,
+        push: push.map(|config| (config, version)),
+    })
+}
+
 async fn send(
     state: &AppState,
     caller: &Caller,
     agent: &AgentConfig,
     message: Message,
     wait: bool,
-    (version, params): (ProtocolVersion, &serde_json::Map<String, Value>),
+    call: (ProtocolVersion, &serde_json::Map<String, Value>),
 ) -> AppResult<Sent> {
-    let push: Option<NewConfig> = push::rpc::from_send(state, version, params).await?;
-    let input = message.plain_value();
-    tasks::send(
-        state,
-        caller,
-        agent,
-        Submission {
-            message,
-            input,
-            wait,
-            push: push.map(|config| (config, version)),
-        },
-    )
-    .await
+    let submission = submission(state, message, wait, call).await?;
+    tasks::send(state, caller, agent, submission).await
+}
+
+/// Whether `method` is one of `version`'s streaming methods, answered with
+/// an event stream rather than one result.
+fn is_streaming(version: ProtocolVersion, method: &str) -> bool {
+    match version {
+        ProtocolVersion::V1_0 => v1::STREAMING.contains(&method),
+        ProtocolVersion::V0_3 => v0_3::STREAMING.contains(&method),
+    }
+}
+
+/// A streaming method of either version: a send that streams its task, or
+/// a subscription to a task of the caller's.
+async fn open_stream(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    version: ProtocolVersion,
+    request: &Request,
+) -> AppResult<TaskStream> {
+    let params = &request.params;
+    let (send_method, subscribe_method) = match version {
+        ProtocolVersion::V1_0 => (v1::STREAMING[0], v1::STREAMING[1]),
+        ProtocolVersion::V0_3 => (v0_3::STREAMING[0], v0_3::STREAMING[1]),
+    };
+    let method = request.method.as_str();
+    if method == send_method {
+        let message = match version {
+            ProtocolVersion::V1_0 => v1::parse_send(params)?.message,
+            ProtocolVersion::V0_3 => v0_3::parse_send(params)?.message,
+        };
+        let submission = submission(state, message, false, (version, params)).await?;
+        return task_streams::send(state, caller, agent, submission, version).await;
+    }
+    if method == subscribe_method {
+        let id = jsonrpc::required_str(params, "id")?;
+        return task_streams::subscribe(state, caller, agent, id, version).await;
+    }
+    Err(method_not_found(method, "the streaming methods"))
+}
+
+/// An A2A 1.0 streaming operation named by its JSON-RPC method, for the
+/// HTTP+JSON binding, with the JSON-RPC binding's capability checks.
+pub(super) async fn operate_stream_v1(
+    state: &AppState,
+    caller: &Caller,
+    agent: &AgentConfig,
+    method: &str,
+    params: Map<String, Value>,
+) -> AppResult<TaskStream> {
+    if let Some(refused) =
+        capabilities::refusal(ProtocolVersion::V1_0, method, state.push.enabled())
+    {
+        return Err(refused);
+    }
+    let request = Request {
+        id: Value::Null,
+        method: method.to_string(),
+        params,
+    };
+    open_stream(state, caller, agent, ProtocolVersion::V1_0, &request).await
 }
 
 async fn dispatch_v0_3(
@@ -363,7 +436,7 @@ async fn cancel(
             state
                 .metrics
                 .transition(crate::a2a::model::TaskState::Canceled);
-            state.push.notify(&task);
+            state.task_changed(&task);
             Ok(*task)
         }
         CancelOutcome::NotCancelable(s) => Err(AppError::TaskNotCancelable(format!(

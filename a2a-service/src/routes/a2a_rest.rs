@@ -13,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value};
 
-use super::a2a::{agent, operate_v1};
+use super::a2a::{agent, operate_stream_v1, operate_v1};
 use super::body::{body_bytes, json_body};
+use super::sse;
 use crate::a2a::rest::{self, TaskVerb};
 use crate::a2a::{ProtocolVersion, v1};
 use crate::auth::Caller;
@@ -82,6 +83,37 @@ impl Call {
         }
     }
 
+    /// Runs the streaming `method` as [`Call::run`] runs the others, and
+    /// answers its events as they come, each a bare `StreamResponse`
+    /// (section 11.7); a refusal before the stream opens is the binding's
+    /// error.
+    async fn stream(
+        self,
+        caller: Result<Caller, AppError>,
+        name: &str,
+        method: &str,
+        params: impl FnOnce(&Call) -> AppResult<Map<String, Value>>,
+    ) -> Response {
+        let outcome = async {
+            let caller = caller?;
+            let agent = agent(&self.state, name)?;
+            version(&self.headers)?;
+            let params = params(&self)?;
+            operate_stream_v1(&self.state, &caller, agent, method, params).await
+        }
+        .await;
+        match outcome {
+            Ok(events) => sse::answer(events, bare, Value::Null),
+            Err(error) => {
+                if let AppError::Store(detail) = &error {
+                    eprintln!("attach-a2a: store error: {detail}");
+                }
+                let (status, body) = rest::error(&error);
+                reply(status, &body)
+            }
+        }
+    }
+
     /// The body as the operation's request message: a JSON object, or
     /// nothing (the custom methods' bodies are optional).
     fn body(&self, body: Body) -> AppResult<Map<String, Value>> {
@@ -113,6 +145,11 @@ fn version(headers: &HeaderMap) -> AppResult<()> {
     Err(AppError::VersionNotSupported(format!(
         "A2A version {shown:?} is not served over HTTP+JSON; use 1.0, or JSON-RPC for 0.3"
     )))
+}
+
+/// A stream event as the binding sends it: as it is.
+fn bare(_: &Value, event: Value) -> Value {
+    event
 }
 
 fn reply(status: StatusCode, body: &Value) -> Response {
@@ -153,8 +190,7 @@ async fn send_message(
     call.run(caller, &name, v1::SEND, |c| c.body(body)).await
 }
 
-/// `POST …/message:stream`: SendStreamingMessage, refused while the card
-/// declares no streaming.
+/// `POST …/message:stream`: SendStreamingMessage.
 async fn stream_message(
     State(state): State<AppState>,
     segments: Result<Path<String>, PathRejection>,
@@ -168,7 +204,7 @@ async fn stream_message(
         Err(e) => return refused(e),
     };
     let call = Call { state, headers };
-    call.run(caller, &name, send_streaming, |c| c.body(body))
+    call.stream(caller, &name, send_streaming, |c| c.body(body))
         .await
 }
 
@@ -188,7 +224,9 @@ async fn list_tasks(
     call.run(caller, &name, v1::LIST, |_| query(pairs)).await
 }
 
-/// `GET …/tasks/{id}`: GetTask (`historyLength` in the query).
+/// `GET …/tasks/{id}`: GetTask (`historyLength` in the query); and
+/// `GET …/tasks/{id}:subscribe`, the form of SubscribeToTask that
+/// gRPC transcoding gives, as the `POST` form.
 async fn get_task(
     State(state): State<AppState>,
     segments: Result<Path<(String, String)>, PathRejection>,
@@ -201,6 +239,21 @@ async fn get_task(
         Err(e) => return refused(e),
     };
     let call = Call { state, headers };
+    if task.contains(':') {
+        let [_, subscribe] = v1::STREAMING;
+        return match rest::task_verb(&task) {
+            Ok((id, TaskVerb::Subscribe)) => {
+                call.stream(caller, &name, subscribe, |_| {
+                    rest::with_path_field(Map::new(), "id", id)
+                })
+                .await
+            }
+            Ok((_, TaskVerb::Cancel)) => refused(AppError::MethodNotFound(
+                "a task is canceled with POST".into(),
+            )),
+            Err(e) => refused(e),
+        };
+    }
     call.run(caller, &name, v1::GET, |_| {
         rest::with_path_field(query(pairs)?, "id", rest::task_id(&task)?)
     })
@@ -208,7 +261,7 @@ async fn get_task(
 }
 
 /// `POST …/tasks/{id}:cancel` (CancelTask) and `…:subscribe`
-/// (SubscribeToTask, refused while the card declares no streaming).
+/// (SubscribeToTask, also taken as `GET`).
 async fn task_method(
     State(state): State<AppState>,
     segments: Result<Path<(String, String)>, PathRejection>,
@@ -225,15 +278,12 @@ async fn task_method(
         Err(e) => return refused(e),
     };
     let [_, subscribe] = v1::STREAMING;
-    let method = match verb {
-        TaskVerb::Cancel => v1::CANCEL,
-        TaskVerb::Subscribe => subscribe,
-    };
     let call = Call { state, headers };
-    call.run(caller, &name, method, |c| {
-        rest::with_path_field(c.body(body)?, "id", id)
-    })
-    .await
+    let params = |c: &Call| rest::with_path_field(c.body(body)?, "id", id);
+    match verb {
+        TaskVerb::Cancel => call.run(caller, &name, v1::CANCEL, params).await,
+        TaskVerb::Subscribe => call.stream(caller, &name, subscribe, params).await,
+    }
 }
 
 /// `POST …/tasks/{id}/pushNotificationConfigs`:

@@ -32,7 +32,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(counts.as_deref()),
+        state.metrics.render(counts.as_deref(), state.events.open()),
     )
         .into_response()
 }

@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod memory;
 mod seed;
+mod sse;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

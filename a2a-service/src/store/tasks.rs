@@ -190,6 +190,27 @@ impl Store {
         Ok(sql.query().execute(&self.pool).await?.rows_affected() == 1)
     }
 
+    /// Records what a streaming agent reported while still working (its
+    /// status message, the artifacts so far), unless the task moved on.
+    pub async fn progress(
+        &self,
+        id: &str,
+        status_message: Option<&Message>,
+        artifacts: &[Artifact],
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let mut sql = Sql::new("UPDATE a2a_tasks SET ");
+        match status_message {
+            Some(m) => sql.push("status_message = ?", Arg::Text(json_text(m))),
+            None => sql.raw("status_message = NULL"),
+        };
+        sql.push(", artifacts = ?", Arg::Text(json_text(&artifacts)));
+        sql.push(", updated_ms = ?", Arg::Int(now_ms));
+        sql.push(" WHERE id = ?", Arg::Text(id.into()));
+        push_state_list(&mut sql, &[TaskState::Working.as_str()]);
+        Ok(sql.query().execute(&self.pool).await?.rows_affected() == 1)
+    }
+
     /// Records a forward's outcome unless the task moved on meanwhile
     /// (canceled, or failed as interrupted), and with it `result_event`, in
     /// one transaction: whoever sees the task
@@ -287,8 +308,9 @@ impl Store {
     }
 
     /// Fails active tasks whose deadline passed: the forward that owned them
-    /// can no longer be running (its process died or stopped).
-    pub async fn fail_overdue(&self, now_ms: i64, reason: &str) -> StoreResult<u64> {
+    /// can no longer be running (its process died or stopped). Returns the
+    /// tasks as failed, for their webhooks and followers.
+    pub async fn fail_overdue(&self, now_ms: i64, reason: &str) -> StoreResult<Vec<Task>> {
         let mut sql = Sql::new("UPDATE a2a_tasks SET state = 'failed', ");
         sql.push("error = ?", Arg::Text(reason.into()));
         sql.push(", updated_ms = ?", Arg::Int(now_ms));
@@ -297,12 +319,20 @@ impl Store {
             &mut sql,
             &[TaskState::Submitted.as_str(), TaskState::Working.as_str()],
         );
-        Ok(sql.query().execute(&self.pool).await?.rows_affected())
+        sql.raw(&format!(" RETURNING {TASK_COLUMNS}"));
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        rows.iter().map(task_from_row).collect()
     }
 
-    /// Fails the given active tasks now (this process is stopping).
-    pub async fn fail_tasks(&self, ids: &[String], now_ms: i64, reason: &str) -> StoreResult<u64> {
-        let mut n = 0;
+    /// Fails the given active tasks now (this process is stopping); returns
+    /// those it failed.
+    pub async fn fail_tasks(
+        &self,
+        ids: &[String],
+        now_ms: i64,
+        reason: &str,
+    ) -> StoreResult<Vec<Task>> {
+        let mut failed = Vec::new();
         for id in ids {
             let mut sql = Sql::new("UPDATE a2a_tasks SET state = 'failed', ");
             sql.push("error = ?", Arg::Text(reason.into()));
@@ -312,9 +342,12 @@ impl Store {
                 &mut sql,
                 &[TaskState::Submitted.as_str(), TaskState::Working.as_str()],
             );
-            n += sql.query().execute(&self.pool).await?.rows_affected();
+            sql.raw(&format!(" RETURNING {TASK_COLUMNS}"));
+            if let Some(row) = sql.query().fetch_optional(&self.pool).await? {
+                failed.push(task_from_row(&row)?);
+            }
         }
-        Ok(n)
+        Ok(failed)
     }
 
     /// Removes one of `owner`'s tasks (an exchange the agent answered with a

@@ -180,7 +180,7 @@ async fn agent_slow(
 async fn agent_card() -> axum::Json<Value> {
     axum::Json(json!({
         "name": "Downstream", "description": "echoes", "url": "http://127.0.0.1:1/",
-        "version": "2.0.0", "capabilities": {"streaming": true},
+        "version": "2.0.0", "capabilities": {"streaming": false},
         "skills": [{"id": "echo", "name": "Echo", "description": "echoes", "tags": ["echo"]}],
     }))
 }

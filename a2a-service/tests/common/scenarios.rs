@@ -779,7 +779,15 @@ pub async fn housekeeping(db: &Db) {
     )
     .await;
 
+    // Someone follows the orphan: the sweep's verdict reaches them.
+    let mut follower = h.state.events.subscribe("orphan");
     tasks::housekeeping(&h.state).await;
+    match follower.next().await {
+        attach_a2a_service::task_events::Next::Event(
+            attach_a2a_service::task_events::TaskEvent::Status(task),
+        ) => assert_eq!(task.state, TaskState::Failed),
+        other => panic!("the follower saw {other:?}"),
+    }
 
     assert!(
         store
@@ -823,7 +831,8 @@ pub async fn cards_and_health(db: &Db) {
     assert_eq!(card["supportedInterfaces"][0]["url"], url);
     assert_eq!(card["supportedInterfaces"][1]["protocolVersion"], "0.3");
     assert!(card.get("url").is_none(), "a 1.0 card has no url: {card}");
-    assert_eq!(card["capabilities"]["streaming"], false);
+    // The gateway streams every task, whether or not its agent does.
+    assert_eq!(card["capabilities"]["streaming"], true);
     assert_eq!(card["skills"][0]["id"], "echo");
     assert_eq!(
         card["securitySchemes"]["bearer"],
@@ -1846,8 +1855,15 @@ pub async fn protocol_errors_and_field_names(db: &Db) {
         .await);
     assert_eq!(e["code"], -32003, "{e}");
     assert_eq!(e["data"][0]["reason"], "PUSH_NOTIFICATION_NOT_SUPPORTED");
-    let e = err(h.v1("v1", "alice", "SendStreamingMessage", json!({})).await);
+    let e = err(h.v1("v1", "alice", "GetExtendedAgentCard", json!({})).await);
     assert_eq!(e["code"], -32004, "{e}");
+    // A streaming method refused before its stream opens answers one error.
+    let e = err(h.v1("v1", "alice", "SendStreamingMessage", json!({})).await);
+    assert_eq!(e["code"], -32602, "{e}");
+    let e = err(h
+        .v1("v1", "alice", "SubscribeToTask", json!({"id": "nope"}))
+        .await);
+    assert_eq!(e["code"], -32001, "{e}");
     let e = err(h
         .v03(
             "v03",
