@@ -48,4 +48,5 @@ sqlite_tests!(
     direct_message_replies,
     protocol_errors_and_field_names,
     trailing_slash_and_unmatched_paths,
+    extended_cards,
 );

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! A2A_AGENTS=planner=http://127.0.0.1:8100,coder=http://127.0.0.1:8101;kind=http;timeout=30
-//! A2A_CONFIG → {"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol"}]}
+//! A2A_CONFIG → {"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol", "extended_card"}]}
 //! ```
 
 use serde::Deserialize;
@@ -134,6 +134,8 @@ struct FileEntry {
     timeout: Option<serde_json::Value>,
     forward_bearer: Option<bool>,
     protocol: Option<String>,
+    /// The path of the agent's extended card file.
+    extended_card: Option<String>,
 }
 
 /// The entries of an `A2A_CONFIG` file, with its members as the options
@@ -155,6 +157,7 @@ pub fn parse_file(text: &str) -> Result<Vec<Entry>, SyntaxError> {
                 ("timeout", timeout),
                 ("protocol", e.protocol),
                 ("forward_bearer", e.forward_bearer.map(|b| b.to_string())),
+                ("extended_card", e.extended_card),
             ]
             .into_iter()
             .filter_map(|(key, value)| Some((key.to_string(), value?)))
@@ -260,7 +263,7 @@ mod tests {
     fn files_give_the_same_entries() {
         let text = r#"{"agents": [
             {"name": "seed", "url": "http://127.0.0.1:9/", "kind": "http", "timeout": 5,
-             "forward_bearer": true, "protocol": "0.3"},
+             "forward_bearer": true, "protocol": "0.3", "extended_card": "cards/seed.json"},
             {"name": "b.2", "url": "http://x", "timeout": "2m"}
         ]}"#;
         assert_eq!(
@@ -273,7 +276,8 @@ mod tests {
                         ("kind", "http"),
                         ("timeout", "5"),
                         ("protocol", "0.3"),
-                        ("forward_bearer", "true")
+                        ("forward_bearer", "true"),
+                        ("extended_card", "cards/seed.json")
                     ]
                 ),
                 entry("b.2", "http://x", &[("timeout", "2m")]),

@@ -2,9 +2,10 @@
 //! a method that needs one of them.
 //!
 //! The gateway answers every task itself from its store and streams every
-//! task (`task_streams.rs`), whether or not its agent streams; it has no
-//! extended card; it sends push notifications when the operator turns them
-//! on (`A2A_PUSH`, see `push/settings.rs`). A method
+//! task (`task_streams.rs`), whether or not its agent streams; it sends push
+//! notifications when the operator turns them on (`A2A_PUSH`, see
+//! `push/settings.rs`), and serves an extended card for the agents the
+//! operator wrote one for (`extended_card.rs`). A method
 //! the protocol defines for one of those is still a known method: A2A 1.0
 //! section 3.3.4 answers it with PushNotificationNotSupportedError or
 //! UnsupportedOperationError, never with JSON-RPC's method-not-found.
@@ -14,13 +15,17 @@ use crate::error::AppError;
 
 /// `capabilities.streaming` on every card.
 pub const STREAMING: bool = true;
-/// `capabilities.extendedAgentCard` on every card.
-pub const EXTENDED_AGENT_CARD: bool = false;
 
 /// The error for `method` when it is one of `version`'s methods that need
 /// a capability the card does not declare; `None` for any other method.
-/// `push` is whether cards declare `pushNotifications`.
-pub fn refusal(version: ProtocolVersion, method: &str, push: bool) -> Option<AppError> {
+/// `push` is whether cards declare `pushNotifications`, `extended_card`
+/// whether the agent's declares `extendedAgentCard`.
+pub fn refusal(
+    version: ProtocolVersion,
+    method: &str,
+    push: bool,
+    extended_card: bool,
+) -> Option<AppError> {
     let (push_methods, extended): (&[&str], &str) = match version {
         ProtocolVersion::V1_0 => (&v1::PUSH_CONFIG, v1::EXTENDED_CARD),
         ProtocolVersion::V0_3 => (&v0_3::PUSH_CONFIG, v0_3::EXTENDED_CARD),
@@ -28,12 +33,16 @@ pub fn refusal(version: ProtocolVersion, method: &str, push: bool) -> Option<App
     if push_methods.contains(&method) && !push {
         return Some(AppError::PushNotificationNotSupported);
     }
-    if method == extended && !EXTENDED_AGENT_CARD {
-        return Some(AppError::UnsupportedOperation(
-            "this agent has no extended card".into(),
-        ));
+    if method == extended && !extended_card {
+        return Some(no_extended_card());
     }
     None
+}
+
+/// The answer to the extended-card method of an agent whose card does not
+/// declare one.
+pub fn no_extended_card() -> AppError {
+    AppError::UnsupportedOperation("this agent has no extended card".into())
 }
 
 #[cfg(test)]
@@ -41,7 +50,7 @@ mod tests {
     use super::*;
 
     fn code(version: ProtocolVersion, method: &str) -> Option<i64> {
-        refusal(version, method, false).map(|e| e.rpc_error()["code"].as_i64().unwrap())
+        refusal(version, method, false, false).map(|e| e.rpc_error()["code"].as_i64().unwrap())
     }
 
     #[test]
@@ -68,8 +77,16 @@ mod tests {
     #[test]
     fn push_methods_follow_the_setting() {
         use ProtocolVersion::*;
-        assert!(refusal(V1_0, "CreateTaskPushNotificationConfig", true).is_none());
-        assert!(refusal(V0_3, "tasks/pushNotificationConfig/list", true).is_none());
-        assert!(refusal(V1_0, "GetExtendedAgentCard", true).is_some());
+        assert!(refusal(V1_0, "CreateTaskPushNotificationConfig", true, false).is_none());
+        assert!(refusal(V0_3, "tasks/pushNotificationConfig/list", true, false).is_none());
+        assert!(refusal(V1_0, "GetExtendedAgentCard", true, false).is_some());
+    }
+
+    #[test]
+    fn extended_card_methods_follow_the_agent() {
+        use ProtocolVersion::*;
+        assert!(refusal(V1_0, "GetExtendedAgentCard", false, true).is_none());
+        assert!(refusal(V0_3, "agent/getAuthenticatedExtendedCard", false, true).is_none());
+        assert!(refusal(V1_0, "GetTaskPushNotificationConfig", false, true).is_some());
     }
 }

@@ -65,7 +65,9 @@ impl CardCache {
 }
 
 /// The A2A 1.0 card for `agent` as reached through the gateway at
-/// `public_url`; `push_notifications` is whether push is on.
+/// `public_url`; `push_notifications` is whether push is on. It declares
+/// `extendedAgentCard` when the operator wrote one for the agent
+/// (`extended_card.rs` lays it over this card).
 pub fn gateway_card(
     agent: &AgentConfig,
     downstream: Option<Value>,
@@ -127,7 +129,7 @@ pub fn gateway_card(
         json!({
             "streaming": capabilities::STREAMING,
             "pushNotifications": push_notifications,
-            "extendedAgentCard": capabilities::EXTENDED_AGENT_CARD,
+            "extendedAgentCard": agent.extended_card.is_some(),
         }),
     );
     let (schemes, requirements) = sign_in(oidc_issuer);
@@ -214,7 +216,10 @@ pub fn none_match_hits(if_none_match: &str, etag: &str) -> bool {
 mod tests {
     use super::*;
     use crate::a2a::ProtocolVersion;
+    use crate::a2a::card_v0_3::card_v0_3;
+    use crate::a2a::extended_card::ExtendedCard;
     use crate::config::AgentKind;
+    use std::sync::Arc;
 
     fn agent() -> AgentConfig {
         AgentConfig {
@@ -224,6 +229,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             forward_bearer: false,
             protocol: ProtocolVersion::V1_0,
+            extended_card: None,
         }
     }
 
@@ -323,6 +329,26 @@ mod tests {
         assert_eq!(card["capabilities"]["pushNotifications"], false);
         let on = gateway_card(&agent(), Some(downstream), "http://gw", None, true);
         assert_eq!(on["capabilities"]["pushNotifications"], true);
+    }
+
+    #[test]
+    fn an_agent_with_an_extended_card_declares_it() {
+        let mut with = agent();
+        let extended = ExtendedCard::parse(r#"{"card": {"description": "more"}}"#).unwrap();
+        with.extended_card = Some(Arc::new(extended));
+        let card = gateway_card(&with, None, "http://gw", None, false);
+        assert_eq!(card["capabilities"]["extendedAgentCard"], true);
+        assert_eq!(card_v0_3(&card)["supportsAuthenticatedExtendedCard"], true);
+        assert_eq!(
+            card["description"],
+            "Agent planner reached through Attach Gateway"
+        );
+        let without = gateway_card(&agent(), None, "http://gw", None, false);
+        assert_eq!(without["capabilities"]["extendedAgentCard"], false);
+        assert_eq!(
+            card_v0_3(&without)["supportsAuthenticatedExtendedCard"],
+            false
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod capabilities;
 pub mod card;
 pub mod card_v0_3;
+pub mod extended_card;
 pub mod forward;
 pub mod jsonrpc;
 pub mod model;

@@ -11,7 +11,11 @@
 //! the task input as JSON, the JSON reply is the result), `timeout` (duration,
 //! default 30 s), `forward_bearer` (`true`/`false`, default false: pass the
 //! caller's `Authorization` header on), `protocol` (`1.0`, the default, or `0.3`:
-//! the A2A version the agent speaks). Agent names are 1-64 letters, digits,
+//! the A2A version the agent speaks), `extended_card` (the path of a JSON
+//! file with the agent's extended card, read and checked at start-up, see
+//! [`crate::a2a::extended_card`]; without it the agent has none; in the
+//! list form the path cannot hold `,` or `;`, which separate entries and
+//! options). Agent names are 1-64 letters, digits,
 //! `-`, `_` or `.`, but not `.` or `..` (they become a segment of the
 //! agents' public paths). The syntax and the name rule are the contract's
 //! ([`attach_contract::agents`]), which the launcher reads too; here the
@@ -19,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use attach_contract::agents;
@@ -27,6 +32,7 @@ use super::error::ConfigError;
 use super::units::parse_duration;
 use super::url::is_http_url;
 use crate::a2a::ProtocolVersion;
+use crate::a2a::extended_card::ExtendedCard;
 
 pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,6 +52,9 @@ pub struct AgentConfig {
     pub timeout: Duration,
     pub forward_bearer: bool,
     pub protocol: ProtocolVersion,
+    /// What signed-in callers see beyond the public card; shared, since
+    /// every forwarded task holds a copy of its agent.
+    pub extended_card: Option<Arc<ExtendedCard>>,
 }
 
 /// The agents of a list or a file, in their contract syntax.
@@ -63,6 +72,7 @@ fn agents_from(
             timeout: DEFAULT_AGENT_TIMEOUT,
             forward_bearer: false,
             protocol: ProtocolVersion::V1_0,
+            extended_card: None,
         };
         for (key, value) in &entry.options {
             apply_option(&mut agent, key, value).map_err(fail)?;
@@ -120,9 +130,17 @@ fn apply_option(agent: &mut AgentConfig, key: &str, value: &str) -> Result<(), S
             agent.protocol = ProtocolVersion::parse(value)
                 .ok_or_else(|| format!("protocol of {name:?} must be 1.0 or 0.3, not {value:?}"))?
         }
+        "extended_card" => {
+            if value.is_empty() {
+                return Err(format!("extended_card of {name:?} must name a JSON file"));
+            }
+            let card = ExtendedCard::read(Path::new(value))
+                .map_err(|reason| format!("extended_card of {name:?}: {reason}"))?;
+            agent.extended_card = Some(Arc::new(card));
+        }
         _ => {
             return Err(format!(
-                "unknown option {key:?} for {name:?} (kind, timeout, forward_bearer, protocol)"
+                "unknown option {key:?} for {name:?} (kind, timeout, forward_bearer, protocol, extended_card)"
             ));
         }
     }

@@ -7,7 +7,7 @@
 //! | `ATTACH_DATA_DIR` | `.attach` | SQLite file and `assertion.key` live here |
 //! | `A2A_DATABASE_URL` | unset | `postgres://…` selects PostgreSQL; unset selects SQLite `$ATTACH_DATA_DIR/a2a.sqlite3` |
 //! | `A2A_AGENTS` | unset | registered agents, see `agents.rs` |
-//! | `A2A_CONFIG` | unset | JSON file `{"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol"}]}` (instead of `A2A_AGENTS`) |
+//! | `A2A_CONFIG` | unset | JSON file `{"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol", "extended_card"}]}` (instead of `A2A_AGENTS`) |
 //! | `A2A_TASK_TTL` | `24h` | tasks and memory documents older than this are removed (`90m`, `24h`, `7d`, `3600` seconds) |
 //! | `A2A_MAX_BODY` | `1048576` | largest request body in bytes (`512k`, `1m` accepted); a longer one is answered 413 once up to 64 MiB more of it has been read and dropped, so the answer is not lost to a reset connection |
 //! | `ATTACH_ASSERTION_KEY` | unset | base64url key (≥ 32 bytes) shared with the filter; else `$ATTACH_DATA_DIR/assertion.key` (the same text, mode 0600) |
@@ -467,6 +467,88 @@ mod tests {
         assert!(load(&[("ATTACH_ASSERTION_KEY", &encode(31))]).is_err());
         assert!(load(&[("ATTACH_ASSERTION_KEY", &encode(32))]).is_ok());
         assert!(load(&[("ATTACH_ASSERTION_KEY", &encode(64))]).is_ok());
+    }
+
+    /// `extended_card` names a file read at start-up, in either form of the
+    /// registry; a file that cannot be used refuses the registry, naming
+    /// the agent and the member at fault.
+    #[test]
+    fn extended_cards() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("planner-card.json");
+        std::fs::write(
+            &good,
+            r#"{"card": {"skills": [{"id": "deploy", "name": "Deploy", "description": "ships"}]},
+                "skill_users": {"deploy": ["alice"]}}"#,
+        )
+        .unwrap();
+        let good = good.to_str().unwrap();
+        let c = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            (
+                "A2A_AGENTS",
+                &format!(
+                    "planner=http://127.0.0.1:9;extended_card={good},coder=http://127.0.0.1:9"
+                ),
+            ),
+        ])
+        .unwrap();
+        let card = c.agents["planner"].extended_card.as_deref().unwrap();
+        let empty = serde_json::json!({"skills": []});
+        assert_eq!(
+            card.for_caller(empty.clone(), "alice")["skills"][0]["id"],
+            "deploy"
+        );
+        assert_eq!(
+            card.for_caller(empty, "bob")["skills"],
+            serde_json::json!([])
+        );
+        assert!(c.agents["coder"].extended_card.is_none());
+
+        let file = dir.path().join("a2a.json");
+        std::fs::write(
+            &file,
+            serde_json::json!({"agents": [
+                {"name": "planner", "url": "http://127.0.0.1:9", "extended_card": good},
+            ]})
+            .to_string(),
+        )
+        .unwrap();
+        let from_file = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            ("A2A_CONFIG", file.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(from_file.agents["planner"], c.agents["planner"]);
+
+        let bad = dir.path().join("bad-card.json");
+        std::fs::write(&bad, r#"{"card": {"securitySchemes": {}}}"#).unwrap();
+        let missing = dir.path().join("missing.json");
+        for (path, reason) in [
+            (
+                bad.display().to_string(),
+                "card.securitySchemes is the gateway's",
+            ),
+            (missing.display().to_string(), "cannot read"),
+            (String::new(), "must name a JSON file"),
+        ] {
+            let err = load(&[
+                ("ATTACH_ASSERTION_KEY", KEY),
+                (
+                    "A2A_AGENTS",
+                    &format!("planner=http://127.0.0.1:9;extended_card={path}"),
+                ),
+            ])
+            .unwrap_err();
+            assert_eq!(err.variable, "A2A_AGENTS");
+            let text = err.to_string();
+            assert!(
+                text.starts_with("A2A_AGENTS: extended_card of \"planner\""),
+                "{text}"
+            );
+            assert!(text.contains(reason) && text.contains(&path), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
     }
 
     #[test]

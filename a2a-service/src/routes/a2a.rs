@@ -55,15 +55,28 @@ pub async fn legacy_card(
 }
 
 async fn card_v1(state: &AppState, name: &str) -> AppResult<Value> {
-    let agent = agent(state, name)?;
+    Ok(public_card(state, agent(state, name)?).await)
+}
+
+async fn public_card(state: &AppState, agent: &AgentConfig) -> Value {
     let downstream = state.cards.downstream(&state.card_client, agent).await;
-    Ok(gateway_card(
+    gateway_card(
         agent,
         downstream,
         &state.config.public_url,
         state.config.oidc_issuer.as_deref(),
         state.push.enabled(),
-    ))
+    )
+}
+
+/// The extended card `caller` is shown (A2A 1.0 section 3.1.11), in its
+/// 1.0 form: the public card with the operator's file laid over it.
+async fn extended_card(state: &AppState, caller: &Caller, agent: &AgentConfig) -> AppResult<Value> {
+    let extended = agent
+        .extended_card
+        .as_deref()
+        .ok_or_else(capabilities::no_extended_card)?;
+    Ok(extended.for_caller(public_card(state, agent).await, &caller.user))
 }
 
 /// A card with its `ETag` and `Cache-Control` (A2A 1.0 section 8.6.1), or
@@ -112,7 +125,8 @@ pub async fn rpc(
     let outcome = match ProtocolVersion::from_header(version_header) {
         Err(reason) => Err(AppError::VersionNotSupported(reason)),
         Ok(version) => {
-            match capabilities::refusal(version, &request.method, state.push.enabled()) {
+            let extended = agent.extended_card.is_some();
+            match capabilities::refusal(version, &request.method, state.push.enabled(), extended) {
                 Some(refused) => Err(refused),
                 None if is_streaming(version, &request.method) => {
                     match open_stream(&state, &caller, agent, version, &request).await {
@@ -242,9 +256,13 @@ pub(super) async fn operate_stream_v1(
     method: &str,
     params: Map<String, Value>,
 ) -> AppResult<TaskStream> {
-    if let Some(refused) =
-        capabilities::refusal(ProtocolVersion::V1_0, method, state.push.enabled())
-    {
+    let extended = agent.extended_card.is_some();
+    if let Some(refused) = capabilities::refusal(
+        ProtocolVersion::V1_0,
+        method,
+        state.push.enabled(),
+        extended,
+    ) {
         return Err(refused);
     }
     let request = Request {
@@ -293,6 +311,9 @@ async fn dispatch_v0_3(
         m if v0_3::PUSH_CONFIG.contains(&m) => {
             push::rpc::dispatch_v0_3(state, caller, agent, r).await
         }
+        v0_3::EXTENDED_CARD => Ok(card_v0_3::card_v0_3(
+            &extended_card(state, caller, agent).await?,
+        )),
         other => Err(method_not_found(
             other,
             "message/send, tasks/get, tasks/cancel",
@@ -310,7 +331,13 @@ pub(super) async fn operate_v1(
     method: &str,
     params: &Map<String, Value>,
 ) -> AppResult<Value> {
-    match capabilities::refusal(ProtocolVersion::V1_0, method, state.push.enabled()) {
+    let extended = agent.extended_card.is_some();
+    match capabilities::refusal(
+        ProtocolVersion::V1_0,
+        method,
+        state.push.enabled(),
+        extended,
+    ) {
         Some(refused) => Err(refused),
         None => dispatch_v1(state, caller, agent, method, params).await,
     }
@@ -389,6 +416,7 @@ async fn dispatch_v1(
         m if v1::PUSH_CONFIG.contains(&m) => {
             push::rpc::dispatch_v1(state, caller, agent, m, params).await
         }
+        v1::EXTENDED_CARD => extended_card(state, caller, agent).await,
         other => Err(method_not_found(
             other,
             "SendMessage, GetTask, ListTasks, CancelTask",

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use super::a2a::{agent, operate_stream_v1, operate_v1};
 use super::body::{body_bytes, json_body};
 use super::sse;
+use crate::a2a::extended_card;
 use crate::a2a::rest::{self, TaskVerb};
 use crate::a2a::{ProtocolVersion, v1};
 use crate::auth::Caller;
@@ -373,8 +374,9 @@ async fn push_config(
     .await
 }
 
-/// `GET …/extendedAgentCard`: GetExtendedAgentCard, refused as the
-/// JSON-RPC binding refuses it while the card declares none.
+/// `GET …/extendedAgentCard`: GetExtendedAgentCard, the caller's own
+/// card (kept out of shared caches, section 13.3), or refused as the
+/// JSON-RPC binding refuses it for an agent whose card declares none.
 async fn extended_card(
     State(state): State<AppState>,
     segments: Result<Path<String>, PathRejection>,
@@ -386,6 +388,14 @@ async fn extended_card(
         Err(e) => return refused(e),
     };
     let call = Call { state, headers };
-    call.run(caller, &name, v1::EXTENDED_CARD, |_| Ok(Map::new()))
-        .await
+    let mut response = call
+        .run(caller, &name, v1::EXTENDED_CARD, |_| Ok(Map::new()))
+        .await;
+    if response.status().is_success() {
+        let headers = response.headers_mut();
+        let cache = HeaderValue::from_static(extended_card::CACHE_CONTROL);
+        headers.insert(header::CACHE_CONTROL, cache);
+        headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
+    }
+    response
 }

@@ -9,7 +9,9 @@ use attach_a2a_service::{AppState, router, tasks};
 use axum::body::Body;
 use axum::http::Request;
 use axum::http::StatusCode;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 use super::{
     Db, FakeWeaviate, Harness, MIRROR, Options, WeaviateMode, closed_port, key, msg_v1, msg_v03,
@@ -1923,4 +1925,126 @@ pub async fn protocol_errors_and_field_names(db: &Db) {
         let e = err(h.v1("v1", "alice", "GetTask", bad).await);
         assert_eq!(e["code"], -32602, "{e}");
     }
+}
+
+/// An agent with an extended card serves it to signed-in callers over both
+/// JSON-RPC versions and HTTP+JSON, each caller with the skills the file
+/// lets them see; an agent without one still refuses the method (A2A 1.0
+/// sections 3.1.11, 3.3.4 and 13.3).
+pub async fn extended_cards(db: &Db) {
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("carded.json");
+    let extended = json!({
+        "card": {
+            "description": "more for signed-in callers",
+            "skills": [
+                {"id": "plan", "name": "Plan", "description": "plans", "tags": []},
+                {"id": "deploy", "name": "Deploy", "description": "ships", "tags": ["ops"]},
+            ],
+        },
+        "skill_users": {"deploy": ["alice"]},
+    });
+    std::fs::write(&file, extended.to_string()).unwrap();
+    // No downstream card: the public card is synthesized.
+    let closed = closed_port().await;
+    let agents = format!(
+        "carded=http://127.0.0.1:{closed}/a;extended_card={},plain=http://127.0.0.1:{closed}/b",
+        file.display()
+    );
+    let h = Harness::with(
+        db,
+        Options {
+            env: vec![("A2A_AGENTS", agents)],
+            ..Options::default()
+        },
+    )
+    .await;
+    let (_, public) = h
+        .get("/a2a/agents/carded/.well-known/agent-card.json", None)
+        .await;
+    assert_eq!(public["capabilities"]["extendedAgentCard"], true);
+    assert_eq!(public["skills"], json!([]));
+    let (_, legacy) = h
+        .get("/a2a/agents/carded/.well-known/agent.json", None)
+        .await;
+    assert_eq!(legacy["supportsAuthenticatedExtendedCard"], true);
+
+    let ids = |card: &Value| -> Vec<String> {
+        card["skills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let alice = h
+        .v1("carded", "alice", "GetExtendedAgentCard", json!({}))
+        .await["result"]
+        .clone();
+    assert_eq!(ids(&alice), ["plan", "deploy"], "{alice}");
+    assert_eq!(alice["description"], "more for signed-in callers");
+    assert_eq!(alice["supportedInterfaces"], public["supportedInterfaces"]);
+    assert_eq!(alice["securitySchemes"], public["securitySchemes"]);
+    let bob = h
+        .v1("carded", "bob", "GetExtendedAgentCard", json!({}))
+        .await["result"]
+        .clone();
+    assert_eq!(ids(&bob), ["plan"], "{bob}");
+    let bob_v03 = h
+        .v03(
+            "carded",
+            "bob",
+            "agent/getAuthenticatedExtendedCard",
+            json!({}),
+        )
+        .await["result"]
+        .clone();
+    assert_eq!(bob_v03["url"], "https://gw.example/a2a/agents/carded");
+    assert_eq!(bob_v03["supportsAuthenticatedExtendedCard"], true);
+    assert_eq!(bob_v03["skills"], bob["skills"]);
+    assert!(bob_v03.get("supportedInterfaces").is_none(), "{bob_v03}");
+
+    let rest = |user| {
+        Harness::request(
+            "GET",
+            "/a2a/agents/carded/extendedAgentCard",
+            user,
+            Body::empty(),
+        )
+    };
+    let response = h.app.clone().oneshot(rest(Some("alice"))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["cache-control"], "private, max-age=300");
+    assert_eq!(headers["vary"], "Authorization");
+    assert_eq!(headers["content-type"], "application/a2a+json");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), alice);
+    // Without the gateway's assertion there is no caller, so no card.
+    let (status, _) = h.send(rest(None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // An agent without one: the public card says so, the method is refused.
+    let (_, plain) = h
+        .get("/a2a/agents/plain/.well-known/agent-card.json", None)
+        .await;
+    assert_eq!(plain["capabilities"]["extendedAgentCard"], false);
+    let e = h
+        .v1("plain", "alice", "GetExtendedAgentCard", json!({}))
+        .await;
+    assert_eq!(code(&e), -32004, "{e}");
+    let e = h
+        .v03(
+            "plain",
+            "alice",
+            "agent/getAuthenticatedExtendedCard",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&e), -32004, "{e}");
+    let (status, e) = h
+        .get("/a2a/agents/plain/extendedAgentCard", Some("alice"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["error"]["details"][0]["reason"], "UNSUPPORTED_OPERATION");
 }
