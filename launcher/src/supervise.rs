@@ -139,6 +139,15 @@ impl Group {
                 if libc::getppid() != launcher {
                     return Err(io::Error::from_raw_os_error(libc::ESRCH));
                 }
+                // The signals the launcher passes on must reach the child
+                // even when the launcher was started with them ignored (a
+                // shell's background job ignores SIGINT), since an ignored
+                // signal stays ignored across exec.
+                for sig in [libc::SIGINT, libc::SIGTERM] {
+                    if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
