@@ -7,6 +7,7 @@ use attach_a2a_service::config::{Config, MemoryBackend};
 use attach_a2a_service::push::PushSettings;
 use attach_a2a_service::store::Store;
 use attach_a2a_service::{AppState, router, tasks};
+use axum::serve::ListenerExt;
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -73,6 +74,13 @@ async fn main() -> ExitCode {
         state.config.agents.len(),
         state.store.backend()
     );
+    // Stream events are small writes: Nagle's algorithm would hold each one
+    // back until the proxy's delayed acknowledgement (some 40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            eprintln!("attach-a2a: TCP_NODELAY: {e}");
+        }
+    });
     let served = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await;
