@@ -1,5 +1,6 @@
-"""The A2A hand-off rows: completed `SendMessage` round trips through the
-whole product, `attach run` (Envoy with the attach filter, and the attach-a2a
+"""The A2A hand-off rows: completed `SendMessage` round trips, and
+`SendStreamingMessage` streams read to their end, through the whole
+product, `attach run` (Envoy with the attach filter, and the attach-a2a
 service) forwarding to an agent that answers at once, with the task store in
 SQLite or PostgreSQL.
 
@@ -15,6 +16,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -35,6 +37,10 @@ SQLITE, POSTGRES = "SQLite", "PostgreSQL"
 BANNER = re.compile(r"attach: gateway on http://127\.0\.0\.1:(\d+) -> ")
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 15
+COMPLETED = "TASK_STATE_COMPLETED"
+# Probes start this long after wrk, once its connections are open and busy,
+# so that none of them meets an idle gateway.
+PROBE_START_S = 0.5
 
 # One blocking 1.0 SendMessage per request, each with its own messageId.
 SEND_MESSAGE_LUA = wrk.numbered_post_script(
@@ -44,10 +50,30 @@ SEND_MESSAGE_LUA = wrk.numbered_post_script(
     "counter, prefix, counter",
 )
 
+# One 1.0 SendStreamingMessage per request, each with its own messageId; a
+# 200 counts only when its body ends with the completed status update (the
+# gateway ends each data line and each event with "\n").
+SEND_STREAM_LUA = wrk.numbered_post_script(
+    """'{"jsonrpc":"2.0","id":%d,"method":"SendStreamingMessage","params":{"message":'
+  .. '{"messageId":"%s-%d","role":"ROLE_USER","parts":[{"text":"ping"}]}}}'""",
+    "counter, prefix, counter",
+    accept=r"""function accept(status, headers, body)
+  local last = body:match(".*data: ([^\n]*)\n\n$")
+  return status == 200 and last ~= nil
+    and last:find('"statusUpdate":', 1, true) ~= nil
+    and last:find('"state":"TASK_STATE_COMPLETED"', 1, true) ~= nil
+end""",
+)
+
 
 def plan():
     """The rows in the order they run."""
-    return [A2aRow("a2a-sqlite", SQLITE), A2aRow("a2a-pg", POSTGRES)]
+    return [
+        A2aRow("a2a-sqlite", SQLITE),
+        A2aRow("a2a-pg", POSTGRES),
+        A2aRow("a2a-stream-sqlite", SQLITE, streaming=True),
+        A2aRow("a2a-stream-pg", POSTGRES, streaming=True),
+    ]
 
 
 def missing_binaries():
@@ -309,7 +335,7 @@ def first_round_trip(gateway, token):
             status, reply = None, str(e)
         if status == 200:
             state = _state(reply)
-            if state != "TASK_STATE_COMPLETED":
+            if state != COMPLETED:
                 raise es.SetupFailed(f"SendMessage ended {state}, not completed: {reply}\n{gateway.log_tail()}")
             return
         if time.monotonic() > deadline:
@@ -326,26 +352,137 @@ def count_tasks(gateway, token, state):
     return total
 
 
+# -- streams ------------------------------------------------------------------
+
+
+def _events(chunk, pending):
+    """The data of each event `chunk` completes, parsed; `pending` (a
+    bytearray) holds what is left of an event not yet ended. The gateway
+    ends lines with "\n", so an event ends at the first "\n\n"; comments
+    (keep-alives) carry no data and are skipped."""
+    pending += chunk
+    done = []
+    while (end := pending.find(b"\n\n")) >= 0:
+        event = bytes(pending[:end])
+        del pending[: end + 2]
+        data = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+        if data:
+            done.append(json.loads(b"\n".join(data)))
+    return done
+
+
+def _stream_state(event):
+    """The task state a 1.0 StreamResponse event carries, and which member
+    carries it ("task" or "statusUpdate"), from a JSON-RPC response."""
+    result = event.get("result") if isinstance(event, dict) else None
+    for member in ("task", "statusUpdate"):
+        found = result.get(member) if isinstance(result, dict) else None
+        if isinstance(found, dict) and isinstance(found.get("status"), dict):
+            return member, found["status"].get("state")
+    return None, None
+
+
+def stream_once(conn, token, text):
+    """One SendStreamingMessage on `conn`, its events read as their bytes
+    arrive; (µs until the first event was whole, µs until the stream ended).
+    Raises unless the stream opens with the task and ends with it
+    completed."""
+    message = {"messageId": str(uuid.uuid4()), "role": "ROLE_USER", "parts": [{"text": text}]}
+    params = {"message": message}
+    body = json.dumps({"jsonrpc": "2.0", "id": text, "method": "SendStreamingMessage", "params": params})
+    t0 = time.perf_counter_ns()
+    conn.request("POST", AGENT_PATH, body, headers(token))
+    response = conn.getresponse()
+    ctype = response.getheader("Content-Type") or ""
+    if response.status != 200 or not ctype.startswith("text/event-stream"):
+        raise es.SetupFailed(f"SendStreamingMessage answered {response.status} {ctype}: {response.read()[:300]!r}")
+    events, pending, first = [], bytearray(), None
+    while chunk := response.read1(65536):
+        events += _events(chunk, pending)
+        if first is None and events:
+            first = time.perf_counter_ns()
+    ended = time.perf_counter_ns()
+    if first is None or pending.strip():
+        raise es.SetupFailed(f"stream ended with {len(events)} events and {bytes(pending[:300])!r} left over")
+    opened, closed = _stream_state(events[0]), _stream_state(events[-1])
+    if opened[0] != "task" or closed != ("statusUpdate", COMPLETED):
+        raise es.SetupFailed(f"stream opened with {opened} and ended with {closed}: {events}")
+    return (first - t0) / 1000, (ended - t0) / 1000
+
+
+def first_stream(gateway, token):
+    """One stream, checked whole before the load."""
+    conn = http.client.HTTPConnection(es.HOST, gateway.port, timeout=20)
+    try:
+        stream_once(conn, token, "setup-stream")
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        raise es.SetupFailed(f"SendStreamingMessage failed: {e}\n{gateway.log_tail()}") from None
+    finally:
+        conn.close()
+
+
+def probing(gateway, token, run):
+    """Calls `run` (wrk's measured run) while sequential streams on one
+    keep-alive connection probe the gateway under that load; returns what
+    `run` returned and each probe's (first event µs, stream end µs), those
+    still open when `run` returned left out."""
+    stop, probes, errors = threading.Event(), [], []
+
+    def probe():
+        conn = http.client.HTTPConnection(es.HOST, gateway.port, timeout=20)
+        try:
+            stop.wait(PROBE_START_S)
+            while not stop.is_set():
+                sample = stream_once(conn, token, f"probe-{len(probes)}")
+                if not stop.is_set():
+                    probes.append(sample)
+        except (es.SetupFailed, OSError, http.client.HTTPException, ValueError) as e:
+            errors.append(e)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=probe, name="stream-probe")
+    thread.start()
+    try:
+        result = run()
+    finally:
+        stop.set()
+        thread.join()
+    if errors:
+        raise es.SetupFailed(f"stream probe {len(probes) + 1} failed: {errors[0]}\n{gateway.log_tail()}")
+    if not probes:
+        raise es.SetupFailed("no stream probe finished during the load")
+    return result, probes
+
+
 def load_and_check(row, gateway, token, load, warmup_s, script):
     url = f"http://{es.HOST}:{gateway.port}{AGENT_PATH}"
     sent = [f"{k}: {v}" for k, v in headers(token).items()]
     warm = wrk.run(url, load, sent, duration_s=warmup_s, script=script, script_args=["warmup"])
-    result = wrk.run(url, load, sent, script=script, script_args=["measured"])
+
+    def measured():
+        return wrk.run(url, load, sent, script=script, script_args=["measured"])
+
+    if row.streaming:
+        result, row.probes = probing(gateway, token, measured)
+    else:
+        result = measured()
     problems = [f"warm-up: {p}" for p in warm.problems()] + result.problems()
     if problems:
         raise es.SetupFailed("wrk saw errors: " + "; ".join(problems) + "\n" + gateway.log_tail())
-    completed = count_tasks(gateway, token, "TASK_STATE_COMPLETED")
+    completed = count_tasks(gateway, token, COMPLETED)
     failed = count_tasks(gateway, token, "TASK_STATE_FAILED")
-    answered = warm.requests + result.requests
+    # Before the load: one SendMessage, and for a streaming row one stream.
+    answered = warm.requests + result.requests + len(row.probes) + (2 if row.streaming else 1)
     # Requests wrk abandoned when its time ran out may still be on their way.
     expected = answered - load.connections
     if completed < expected or failed:
         raise es.SetupFailed(
-            f"ListTasks reports {completed:,} completed and {failed:,} failed tasks after wrk got "
+            f"ListTasks reports {completed:,} completed and {failed:,} failed tasks after "
             f"{answered:,} answers (expected at least {expected:,} completed and none failed): "
             "some 200 replies were not completed tasks\n" + gateway.log_tail()
         )
-    row.checked = f"{completed:,} completed tasks listed for {answered + 1:,} answered requests"
+    row.checked = f"{completed:,} completed tasks listed for {answered:,} answered requests"
     return result
 
 
@@ -353,8 +490,8 @@ def measure(row, workdir, envoy, wasm, issuer, token, load, warmup_s):
     """Runs one row's stack, load and checks and stops the stack again;
     returns wrk's result, or raises with what went wrong."""
     workdir.mkdir(parents=True)
-    script = workdir / "send-message.lua"
-    script.write_text(SEND_MESSAGE_LUA)
+    script = workdir / ("send-stream.lua" if row.streaming else "send-message.lua")
+    script.write_text(SEND_STREAM_LUA if row.streaming else SEND_MESSAGE_LUA)
     agent, pg, gateway = Agent(workdir), None, None
     failure = None
     try:
@@ -366,6 +503,8 @@ def measure(row, workdir, envoy, wasm, issuer, token, load, warmup_s):
         gateway = Gateway(workdir, env)
         gateway.start()
         first_round_trip(gateway, token)
+        if row.streaming:
+            first_stream(gateway, token)
         gateway.children = _descendants(gateway.proc.pid)
         row.workers = gateway.envoy_concurrency()
         return load_and_check(row, gateway, token, load, warmup_s, script)
@@ -413,6 +552,30 @@ def notes(load, warmup_s, rows):
         "after it, `ListTasks` (`status: TASK_STATE_COMPLETED`, `pageSize: 1`, its `totalSize`) "
         "must count at least every request wrk got an answer for (less the connections still in "
         "flight when wrk stopped), none failed, and wrk must see no non-2xx replies or socket errors.",
+        f"Streams: `{load.describe()} -s send-stream.lua`, the same path, token and warm-up; every "
+        "request is an A2A 1.0 `SendStreamingMessage` (a fresh `messageId`), answered "
+        "`text/event-stream`, chunked. wrk's round trip is the whole stream, from sending the request "
+        "to the end of the body after the terminal event: streams/s, p50 and p99 are of whole streams.",
+        "Each stream: Envoy → attach filter (verified-token cache hit) → attach-a2a → store write "
+        "(task submitted, `task_sent` memory event) → the first event, the task as submitted, while "
+        "the exchange goes on: store write (task working) → the second event, a `statusUpdate` "
+        "working → the agent's card looked up (`attach-bench-agent` serves none; the miss is cached "
+        "for 30 s), so the agent is not asked for a stream and gets a plain `SendMessage`, answered at "
+        "once with a completed task → store write (task completed, `task_result` memory event) → the "
+        "third event, a `statusUpdate` completed with the agent's reply, and the stream ends.",
+        "First event and stream end: one client sending streams one after the other on one keep-alive "
+        f"connection (Python `http.client`, reading the body as its bytes arrive) from {PROBE_START_S} s "
+        "after wrk's measured run starts until it ends, so each probe meets the full load, one more "
+        "connection beside wrk's; a probe still open when wrk stops is left out. First event: from "
+        "just before the request is written to the moment the bytes that end the first event "
+        "(its blank line) have been read. Stream end: from the same start to the end of the chunked "
+        "body. p50 and p99 are nearest-rank over the probes of a row.",
+        "Checked per streaming row: before the load, one `SendMessage` as above and one stream read "
+        "whole; during it, every response wrk reads must be a 200 whose body's last event is a "
+        "`statusUpdate` with `\"state\":\"TASK_STATE_COMPLETED\"` (its Lua `response` counts any "
+        "other; one fails the row), and every probe must open with the task and end with it "
+        "completed; after it, the same `ListTasks` count, the probes and the checks before the load "
+        "counted as answered requests.",
     ]
-    out += [f"{r.store}: {r.checked}." for r in rows if r.checked]
+    out += [f"{r.store}{' streams' if r.streaming else ''}: {r.checked}." for r in rows if r.checked]
     return out

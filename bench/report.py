@@ -1,6 +1,6 @@
 """The Markdown report: one row per setup, then the ratios against their
-targets; then the A2A hand-off rows and their targets; then the memory
-mirror rows and theirs."""
+targets; then the A2A hand-off rows (round trips and their targets, then
+streams); then the memory mirror rows and theirs."""
 
 import statistics
 from dataclasses import dataclass, field
@@ -20,13 +20,24 @@ class Row:
 
 @dataclass
 class A2aRow:
-    key: str  # "a2a-sqlite" or "a2a-pg"
+    key: str  # "a2a-sqlite", "a2a-pg", "a2a-stream-sqlite" or "a2a-stream-pg"
     store: str
-    setup = "A2A SendMessage round trip"
+    streaming: bool = False  # SendStreamingMessage streams, not SendMessage round trips
     result: Result | None = None
     error: str | None = None
     workers: int | None = None  # Envoy's --concurrency as the launcher chose it
     checked: str | None = None  # what the completed-task count found
+    probes: list = field(default_factory=list)  # (first event µs, stream end µs) per probe (streaming)
+
+    @property
+    def setup(self):
+        return "A2A SendStreamingMessage stream" if self.streaming else "A2A SendMessage round trip"
+
+    def probe_percentile(self, which, q):
+        """The q-th quantile (nearest rank) of the probes' first-event (0)
+        or stream-end (1) times, in µs."""
+        ordered = sorted(p[which] for p in self.probes)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @dataclass
@@ -230,6 +241,25 @@ def a2a_table(rows):
     return lines
 
 
+def stream_table(rows):
+    lines = [
+        "| Store | Streams/s | p50 (ms) | p99 (ms) | First event p50 (ms) | First event p99 (ms) "
+        "| Stream end p50 (ms) | Stream end p99 (ms) | Probes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        r = row.result
+        if r is None:
+            lines.append(f"| {row.store} | FAILED | | | | | | | |")
+            continue
+        probe = [_ms(row.probe_percentile(which, q)) for which in (0, 1) for q in (0.5, 0.99)]
+        lines.append(
+            f"| {row.store} | {r.rps:,.0f} | {_ms(r.p50_us)} | {_ms(r.p99_us)} | {' | '.join(probe)} "
+            f"| {len(row.probes):,} |"
+        )
+    return lines
+
+
 def a2a_targets_table(rows):
     sqlite = _find(rows, "a2a-sqlite")
     checks = [
@@ -317,8 +347,19 @@ def markdown(rows, a2a_rows, algs, notes, a2a_notes, machine, mem_rows=(), mem_n
         out.append("")
     if a2a_rows:
         out += ["### A2A hand-off", ""]
-        out += ["Completed A2A `SendMessage` round trips through the gateway, per task store.", ""]
-        out += [*a2a_table(a2a_rows), "", *a2a_targets_table(a2a_rows), ""]
+        round_trips = [r for r in a2a_rows if not r.streaming]
+        streams = [r for r in a2a_rows if r.streaming]
+        if round_trips:
+            out += ["Completed A2A `SendMessage` round trips through the gateway, per task store.", ""]
+            out += [*a2a_table(round_trips), "", *a2a_targets_table(round_trips), ""]
+        if streams:
+            out += [
+                "A2A `SendStreamingMessage` streams through the gateway, each read to its end, per task "
+                "store; the time to the first event and to the end of the stream from sequential "
+                "streams sent during the load.",
+                "",
+            ]
+            out += [*stream_table(streams), ""]
         out += [f"- {n}" for n in a2a_notes]
         out.append("")
     if mem_rows:

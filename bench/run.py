@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Throughput and latency of the attach filter inside a real Envoy, next to
 plain Envoy and Envoy's own `jwt_authn` filter verifying the same tokens;
-then completed A2A `SendMessage` round trips through the whole gateway
-(`attach run`) with the SQLite and the PostgreSQL task store; then a
-streaming chat route through the gateway with the memory mirror off and on.
+then completed A2A `SendMessage` round trips and `SendStreamingMessage`
+streams through the whole gateway (`attach run`) with the SQLite and the
+PostgreSQL task store; then a streaming chat route through the gateway with
+the memory mirror off and on.
 
     python bench/run.py [--duration S] [--connections N] [--quick] [--only KEYS]
 
@@ -192,6 +193,16 @@ def print_result(row, unit="req/s"):
         print(f"    {r.rps:,.0f} {unit}, p50 {r.p50_us:,.0f} µs, p99 {r.p99_us:,.0f} µs", file=sys.stderr, flush=True)
 
 
+def print_probes(row):
+    """A streaming row's probes as it finishes."""
+    first, end = (row.probe_percentile(which, 0.5) / 1000 for which in (0, 1))
+    print(
+        f"    {len(row.probes):,} probes: first event p50 {first:,.2f} ms, stream end p50 {end:,.2f} ms",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def print_sample(row, sample, n):
     """One memory sample as it finishes (or fails)."""
     if isinstance(sample, BaseException):
@@ -222,7 +233,7 @@ def main():
     parser.add_argument(
         "--only",
         help="comma-separated row keys to run (a, a-wasm, b, c, c-did, d-off, d-on, a2a-sqlite, a2a-pg, "
-        "mem-off, mem-on; mem for both), for profiling",
+        "a2a-stream-sqlite, a2a-stream-pg, mem-off, mem-on; mem for both), for profiling",
     )
     parser.add_argument(
         "--mem-rounds",
@@ -293,7 +304,9 @@ def main():
                     )
                 except (es.SetupFailed, RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
                     failed(row, e)
-                print_result(row, "tasks/s")
+                print_result(row, "streams/s" if row.streaming else "tasks/s")
+                if row.result and row.probes:
+                    print_probes(row)
             if mem_rows:
                 first = len(rows) + len(a2a_rows) + 1
                 names = ", ".join(r.key for r in mem_rows)

@@ -31,6 +31,7 @@ class Result:
     non_2xx: int
     socket_errors: int
     output: str
+    refused: int = 0  # responses the script's `accept` turned down
 
     def problems(self):
         out = []
@@ -38,6 +39,8 @@ class Result:
             out.append(f"{self.non_2xx} of {self.requests} responses were not 2xx/3xx")
         if self.socket_errors:
             out.append(f"{self.socket_errors} socket errors")
+        if self.refused:
+            out.append(f"{self.refused} of {self.requests} responses refused by the script's check")
         return out
 
 
@@ -61,6 +64,7 @@ def parse(output):
         raise ValueError(f"unrecognised wrk output:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    refused = re.search(r"^Refused responses: (\d+)$", output, re.M)
     return Result(
         rps=float(rps.group(1)),
         p50_us=_us(*p50.groups()),
@@ -69,6 +73,7 @@ def parse(output):
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(g) for g in sock.groups()) if sock else 0,
         output=output,
+        refused=int(refused.group(1)) if refused else 0,
     )
 
 
@@ -91,10 +96,10 @@ def run(url, load, headers=(), duration_s=None, script=None, script_args=()):
 
 
 _NUMBERED_POST = r"""
-local threads = 0
+local threads = {}
 function setup(thread)
-  threads = threads + 1
-  thread:set("thread_number", threads)
+  table.insert(threads, thread)
+  thread:set("thread_number", #threads)
 end
 
 local prefix, counter = "", 0
@@ -112,9 +117,37 @@ end
 """
 
 
-def numbered_post_script(body, args):
+# Each thread counts the responses `accept` turns down; when wrk is done,
+# the main state adds up every thread's count after wrk's own report.
+_CHECKED = r"""
+%s
+
+refused = 0
+function response(status, headers, body)
+  if not accept(status, headers, body) then
+    refused = refused + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do
+    total = total + thread:get("refused")
+  end
+  io.write(string.format("Refused responses: %%d\n", total))
+end
+"""
+
+
+def numbered_post_script(body, args, accept=None):
     """A wrk Lua script that POSTs `body`, a Lua `string.format` template,
     filled with `args`, a Lua expression list over `prefix` ("<run label>-<wrk
     thread>", the label coming from wrk's `-- ARGS`) and `counter` (the
-    request's number in its thread): every request is distinct."""
-    return _NUMBERED_POST % (body, args)
+    request's number in its thread): every request is distinct.
+
+    `accept`, when given, is the Lua source of `function accept(status,
+    headers, body)`: wrk's status codes say nothing of what a 200 holds, so
+    every response is judged by it, and those it turns down are counted in
+    `Result.refused`."""
+    script = _NUMBERED_POST % (body, args)
+    return script if accept is None else script + _CHECKED % accept
