@@ -156,21 +156,30 @@ impl std::ops::Deref for Digest {
 }
 
 pub(crate) fn digest(hash: HashAlg, message: &[u8]) -> Digest {
-    use sha2::Digest as _;
-    fn fill(out: &mut [u8; 64], bytes: &[u8]) -> usize {
-        let len = bytes.len().min(64);
-        if let (Some(dst), Some(src)) = (out.get_mut(..len), bytes.get(..len)) {
+    digest_parts(hash, &[message])
+}
+
+/// The digest of the concatenation of `parts`, without copying them into
+/// one buffer.
+pub(crate) fn digest_parts(hash: HashAlg, parts: &[&[u8]]) -> Digest {
+    fn run<D: sha2::Digest>(parts: &[&[u8]]) -> Digest {
+        let mut hasher = D::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        let out = hasher.finalize();
+        let mut bytes = [0u8; 64];
+        let len = out.len().min(64);
+        if let (Some(dst), Some(src)) = (bytes.get_mut(..len), out.get(..len)) {
             dst.copy_from_slice(src);
         }
-        len
+        Digest { bytes, len }
     }
-    let mut bytes = [0u8; 64];
-    let len = match hash {
-        HashAlg::Sha256 => fill(&mut bytes, &sha2::Sha256::digest(message)),
-        HashAlg::Sha384 => fill(&mut bytes, &sha2::Sha384::digest(message)),
-        HashAlg::Sha512 => fill(&mut bytes, &sha2::Sha512::digest(message)),
-    };
-    Digest { bytes, len }
+    match hash {
+        HashAlg::Sha256 => run::<sha2::Sha256>(parts),
+        HashAlg::Sha384 => run::<sha2::Sha384>(parts),
+        HashAlg::Sha512 => run::<sha2::Sha512>(parts),
+    }
 }
 
 #[cfg(test)]
