@@ -3,7 +3,8 @@
 //!
 //! The filter removes every inbound header with [`RESERVED_PREFIX`] and
 //! sets [`USER_HEADER`], [`SESSION_HEADER`] and, on the routes that name an
-//! audience, [`ASSERTION_HEADER`] (see [`crate::assertion`]). The companion
+//! audience, [`ASSERTION_HEADER`] (see [`crate::assertion`]), and
+//! [`IDENTITY_HEADER`] (see [`crate::identity_token`]). The companion
 //! service and the example agents read them, and hand the session and the
 //! assertion back when they call the gateway for the same caller.
 
@@ -13,6 +14,8 @@ pub const USER_HEADER: &str = "x-attach-user";
 pub const SESSION_HEADER: &str = "x-attach-session";
 /// Proof that the two headers above were set by the gateway.
 pub const ASSERTION_HEADER: &str = "x-attach-assertion";
+/// The gateway-signed identity token, see [`crate::identity_token`].
+pub const IDENTITY_HEADER: &str = "x-attach-identity";
 /// Every inbound header with this prefix is removed: only the gateway may set them.
 pub const RESERVED_PREFIX: &str = "x-attach-";
 
@@ -38,7 +41,12 @@ mod tests {
 
     #[test]
     fn the_stamped_headers_are_reserved() {
-        for name in [USER_HEADER, SESSION_HEADER, ASSERTION_HEADER] {
+        for name in [
+            USER_HEADER,
+            SESSION_HEADER,
+            ASSERTION_HEADER,
+            IDENTITY_HEADER,
+        ] {
             assert!(is_reserved(name), "{name}");
         }
     }

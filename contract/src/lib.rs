@@ -3,6 +3,8 @@
 //!
 //! One module per rule: [`headers`] (the `X-Attach-*` names), [`session`]
 //! (the session id), [`assertion`] (the `v2.` identity assertion),
+//! [`gateway_keys`] (the gateway's signing keys and their JWKS),
+//! [`identity_token`] (the signed identity every upstream can verify),
 //! [`event`] (the memory event and its id), [`limits`] (what an event may
 //! carry), [`timestamp`] (the RFC 3339 form every side writes),
 //! [`weaviate`] (the class the mirror writes and the service reads) and
@@ -24,7 +26,9 @@
 pub mod agents;
 pub mod assertion;
 pub mod event;
+pub mod gateway_keys;
 pub mod headers;
+pub mod identity_token;
 pub mod limits;
 pub mod session;
 pub mod timestamp;

@@ -74,6 +74,25 @@ pub struct PluginConfig {
     /// Mirror model prompts and replies to a memory sink; off when absent.
     #[serde(default)]
     pub memory: Option<MemoryConfig>,
+    /// The gateway's signing keys, the key-set document of
+    /// `attach_contract::gateway_keys` as JSON text: when set, every request
+    /// let through carries `X-Attach-Identity`, a JWT the gateway signs for
+    /// the request's upstream, and the public keys are served at
+    /// `/.well-known/jwks.json`. A secret, like `assertion_key`;
+    /// `signing_keys_env` keeps it out of Envoy's configuration.
+    #[serde(default)]
+    pub signing_keys: Option<String>,
+    #[serde(default)]
+    pub signing_keys_env: Option<String>,
+    /// The `iss` of the tokens the gateway signs and of its discovery
+    /// document: its public URL; `resource` when absent.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The audience of the identity token per route, the first match
+    /// deciding; every request let through matches one (the last default
+    /// entry is `/*`, the model engine).
+    #[serde(default = "default_identity_routes")]
+    pub identity_routes: Vec<AssertionRouteConfig>,
 }
 
 /// One trusted OIDC issuer.
@@ -119,6 +138,19 @@ fn default_assertion_routes() -> Vec<AssertionRouteConfig> {
             audience: attach_contract::assertion::SERVICE_AUDIENCE.into(),
         })
         .collect()
+}
+
+/// The audience of the model engine's identity tokens.
+pub const ENGINE_AUDIENCE: &str = "attach-engine";
+
+/// The companion service's routes, then everything else: the engine.
+fn default_identity_routes() -> Vec<AssertionRouteConfig> {
+    let mut routes = default_assertion_routes();
+    routes.push(AssertionRouteConfig {
+        path: "/*".into(),
+        audience: ENGINE_AUDIENCE.into(),
+    });
+    routes
 }
 
 /// Which self-issued DID tokens are accepted. A DID-JWT proves possession of
@@ -340,6 +372,26 @@ pub struct Config {
     pub assertion_key: Option<Vec<u8>>,
     pub assertion_routes: Vec<AssertionRoute>,
     pub memory: Option<Memory>,
+    pub signing: Option<Signing>,
+}
+
+/// The gateway as an issuer: the keys it signs with, the name it signs
+/// under, and the audience of each route's identity token.
+#[derive(Clone, Debug)]
+pub struct Signing {
+    pub keys: attach_contract::gateway_keys::SigningKeys,
+    pub issuer: String,
+    pub routes: Vec<AssertionRoute>,
+}
+
+impl Signing {
+    /// The audience of the identity token a request to `path` carries.
+    pub fn audience(&self, path: &str) -> Option<&str> {
+        self.routes
+            .iter()
+            .find(|r| r.path.matches(path))
+            .map(|r| r.audience.as_str())
+    }
 }
 
 /// No two issuers may produce the same user: when one prefix starts
@@ -529,31 +581,7 @@ impl PluginConfig {
             .enumerate()
             .map(|(i, p)| PathRule::parse(p).map_err(|m| err(format!("public_paths[{i}]"), m)))
             .collect::<Result<Vec<_>, _>>()?;
-        let assertion_routes = self
-            .assertion_routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let at = |field: &str| format!("assertion_routes[{i}].{field}");
-                let path = PathRule::parse(&r.path).map_err(|m| err(at("path"), m))?;
-                if !attach_contract::assertion::valid_audience(&r.audience) {
-                    return Err(err(
-                        at("audience"),
-                        "must be 1-64 letters, digits, '_', ':' or '-'",
-                    ));
-                }
-                if r.audience == attach_contract::assertion::MIRROR_AUDIENCE {
-                    return Err(err(
-                        at("audience"),
-                        "is reserved for the memory mirror's own deliveries",
-                    ));
-                }
-                Ok(AssertionRoute {
-                    path,
-                    audience: r.audience.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let assertion_routes = route_audiences("assertion_routes", &self.assertion_routes)?;
         if self.max_token_bytes < 64 || self.max_token_bytes > 1024 * 1024 {
             return Err(err("max_token_bytes", "must be between 64 and 1048576"));
         }
@@ -670,6 +698,38 @@ impl PluginConfig {
             }
             None => None,
         };
+        let signing = match secret(
+            "signing_keys",
+            self.signing_keys,
+            self.signing_keys_env.as_deref(),
+            env,
+        )? {
+            Some(text) => {
+                let field = match &self.signing_keys_env {
+                    Some(_) => "signing_keys_env",
+                    None => "signing_keys",
+                };
+                let keys = attach_contract::gateway_keys::SigningKeys::parse(&text)
+                    .map_err(|e| err(field, e.to_string()))?;
+                let issuer = self
+                    .issuer
+                    .as_deref()
+                    .or(self.resource.as_deref())
+                    .ok_or_else(|| {
+                        err(
+                            "issuer",
+                            "signing needs the gateway's public URL (issuer or resource)",
+                        )
+                    })?;
+                Url::parse(issuer).map_err(|m| err("issuer", m))?;
+                Some(Signing {
+                    keys,
+                    issuer: issuer.trim_end_matches('/').to_string(),
+                    routes: route_audiences("identity_routes", &self.identity_routes)?,
+                })
+            }
+            None => None,
+        };
         Ok(Config {
             providers,
             public_paths,
@@ -687,8 +747,40 @@ impl PluginConfig {
             assertion_key,
             assertion_routes,
             memory,
+            signing,
         })
     }
+}
+
+/// Routes bound to audiences, as `field` writes them.
+fn route_audiences(
+    field: &str,
+    routes: &[AssertionRouteConfig],
+) -> Result<Vec<AssertionRoute>, ConfigError> {
+    routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = |name: &str| format!("{field}[{i}].{name}");
+            let path = PathRule::parse(&r.path).map_err(|m| err(at("path"), m))?;
+            if !attach_contract::assertion::valid_audience(&r.audience) {
+                return Err(err(
+                    at("audience"),
+                    "must be 1-64 letters, digits, '_', ':' or '-'",
+                ));
+            }
+            if r.audience == attach_contract::assertion::MIRROR_AUDIENCE {
+                return Err(err(
+                    at("audience"),
+                    "is reserved for the memory mirror's own deliveries",
+                ));
+            }
+            Ok(AssertionRoute {
+                path,
+                audience: r.audience.clone(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1014,5 +1106,34 @@ mod tests {
         assert!(!c.is_public("/doc"));
         assert!(c.is_public("/x?q"));
         assert!(!c.is_public("/x/y"));
+    }
+
+    #[test]
+    fn signing_needs_a_sound_key_set_and_an_issuer() {
+        use attach_contract::gateway_keys::{KeySet, new_key};
+        let set = serde_json::to_string(&KeySet {
+            keys: vec![new_key([8; 32], 0)],
+        })
+        .unwrap();
+        let with = |extra: serde_json::Value| {
+            let mut doc = serde_json::json!({"signing_keys": set});
+            if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
+                d.extend(e.clone());
+            }
+            Config::from_json(doc.to_string().as_bytes())
+        };
+        let e = with(serde_json::json!({})).unwrap_err().to_string();
+        assert!(e.contains("issuer"), "{e}");
+        let c = with(serde_json::json!({"resource": "https://gw.example/"})).unwrap();
+        assert_eq!(c.signing.unwrap().issuer, "https://gw.example");
+        let e = Config::from_json(br#"{"signing_keys": "{}", "issuer": "https://gw.example"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("signing_keys"), "{e}");
+        let e = with(serde_json::json!({"issuer": "https://gw.example",
+            "identity_routes": [{"path": "/x/*", "audience": "has space"}]}))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("identity_routes[0].audience"), "{e}");
     }
 }

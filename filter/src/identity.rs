@@ -4,10 +4,14 @@
 //! [`attach_contract::session`]).
 
 /// A verified caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
     /// The token's full `sub` (or DID), never truncated.
     pub user: String,
     /// Token expiry, seconds since the epoch.
     pub exp: i64,
+    /// Who issued the token: the provider's issuer, or the DID itself.
+    pub issuer: String,
+    /// The token's scopes, space-separated; `None` when it has none.
+    pub scope: Option<String>,
 }

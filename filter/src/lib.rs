@@ -25,6 +25,7 @@ pub mod config;
 pub mod crypto;
 pub mod did;
 pub mod identity;
+pub mod identity_tokens;
 pub mod jwks;
 pub mod memory;
 pub mod reply;
@@ -40,3 +41,11 @@ mod host;
 
 /// RFC 9728 protected-resource metadata, served by the filter itself.
 pub const RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+/// The gateway's public signing keys (RFC 7517), served by the filter
+/// when it signs.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// The gateway's issuer metadata (OpenID Connect Discovery 1.0 and RFC
+/// 8414 members), served by the filter when it signs.
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+/// Where the gateway's token endpoint (RFC 8693 token exchange) is.
+pub const TOKEN_PATH: &str = "/oauth/token";

@@ -1,12 +1,15 @@
 //! The answers the filter gives itself instead of forwarding: refusals
-//! (RFC 6750) and the protected-resource metadata document (RFC 9728).
+//! (RFC 6750), the protected-resource metadata document (RFC 9728), and,
+//! when the gateway signs, its public keys (RFC 7517) and its issuer
+//! metadata (OpenID Connect Discovery 1.0, RFC 8414).
 //!
 //! Bodies say what category of problem the caller has and nothing more: no
 //! key ids, URLs or library messages that would help an attacker probe.
 
 use crate::claims::ClaimError;
-use crate::config::Config;
+use crate::config::{Config, Signing};
 use crate::verify::{Reason, Verdict};
+use crate::{DISCOVERY_PATH, JWKS_PATH, TOKEN_PATH};
 use serde_json::json;
 
 /// A response the filter sends without reaching the upstream.
@@ -143,6 +146,56 @@ pub fn resource_metadata(cfg: &Config, resource: &str) -> LocalReply {
     reply
 }
 
+/// How long clients may keep the gateway's issuer documents: well within
+/// the overlap a retired key stays published for.
+const ISSUER_DOCUMENTS_MAX_AGE: &str = "public, max-age=300";
+
+/// The issuer document served at `path`, if any: the keys published at
+/// `now` (unix seconds), or the discovery document.
+pub fn issuer_document(signing: &Signing, path: &str, now: u64) -> Option<LocalReply> {
+    match path {
+        JWKS_PATH => Some(jwks(signing, now)),
+        DISCOVERY_PATH => Some(discovery(signing)),
+        _ => None,
+    }
+}
+
+fn cacheable(body: serde_json::Value) -> LocalReply {
+    let mut reply = LocalReply::json(200, vec![], body);
+    reply.headers.retain(|(k, _)| *k != "cache-control");
+    reply
+        .headers
+        .push(("cache-control", ISSUER_DOCUMENTS_MAX_AGE.into()));
+    reply
+}
+
+/// The JWKS of the keys published at `now` (unix seconds).
+fn jwks(signing: &Signing, now: u64) -> LocalReply {
+    let mut reply = cacheable(signing.keys.jwks(now));
+    reply.headers.retain(|(k, _)| *k != "content-type");
+    reply
+        .headers
+        .push(("content-type", "application/jwk-set+json".into()));
+    reply
+}
+
+/// The gateway's issuer metadata: enough for a standard JWT library to
+/// find the keys of what the gateway signs, and for an OAuth client to find
+/// its token exchange.
+fn discovery(signing: &Signing) -> LocalReply {
+    let issuer = &signing.issuer;
+    cacheable(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+        "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
+        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [attach_contract::gateway_keys::ALGORITHM],
+        "token_endpoint_auth_methods_supported": ["none"],
+    }))
+}
+
 /// The protected resource's base URL: configured, or derived from the
 /// request's scheme and authority when those are well-formed (they are
 /// caller-controlled, so anything odd falls back to a fixed value).
@@ -229,7 +282,8 @@ mod tests {
             refusal(
                 &Verdict::Allow(Identity {
                     user: "u".into(),
-                    exp: 0
+                    exp: 0,
+                    ..Default::default()
                 }),
                 RES
             )

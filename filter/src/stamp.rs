@@ -1,14 +1,16 @@
 //! What the gateway writes on a request it lets through, decided without
 //! the host: the identity headers, the assertion for services behind the
-//! gateway, which credentials stop here, and whether the exchange is
-//! mirrored to memory. The host only applies the [`Plan`].
+//! gateway, the signed identity token for the request's upstream, which
+//! credentials stop here, and whether the exchange is mirrored to memory.
+//! The host only applies the [`Plan`].
 
 use crate::config::Config;
 use crate::identity::Identity;
+use crate::identity_tokens::IdentityTokens;
 use crate::memory::routes::{ModelRoute, match_route};
 use crate::request_head::RequestHead;
 use attach_contract::assertion::{self, ASSERTION_LIFETIME_SECS};
-use attach_contract::headers::{ASSERTION_HEADER, SESSION_HEADER, USER_HEADER};
+use attach_contract::headers::{ASSERTION_HEADER, IDENTITY_HEADER, SESSION_HEADER, USER_HEADER};
 use attach_contract::session::session_id;
 
 /// The changes to one request's headers, and what follows from them.
@@ -35,12 +37,13 @@ pub struct CaptureStart {
 
 /// Plans the stamp of a request whose caller verified as `identity`, at
 /// `now_ms`. `mirroring` tells whether this VM's memory mirror runs: a
-/// capture only starts then.
+/// capture only starts then; `tokens` are the identity tokens this VM
+/// signed, reused when they still have long to live.
 pub fn plan(
     identity: &Identity,
     head: &RequestHead,
     config: &Config,
-    mirroring: bool,
+    (mirroring, tokens): (bool, &mut IdentityTokens),
     now_ms: u64,
 ) -> Plan {
     let now_secs = now_ms / 1_000;
@@ -67,6 +70,12 @@ pub fn plan(
         let exp = now_secs.saturating_add(ASSERTION_LIFETIME_SECS);
         let value = assertion::sign(key, audience, exp, &identity.user, &session);
         set.push((ASSERTION_HEADER, value));
+    }
+    if let Some(signing) = &config.signing {
+        if let Some(audience) = signing.audience(&head.path) {
+            let token = tokens.token(signing, identity, &session, audience, now_secs);
+            set.push((IDENTITY_HEADER, token));
+        }
     }
     let mut remove = Vec::new();
     if !config.forward_authorization {
@@ -119,6 +128,7 @@ mod tests {
         Identity {
             user: "alice".into(),
             exp: 0,
+            ..Default::default()
         }
     }
 
@@ -130,6 +140,11 @@ mod tests {
         ])
     }
 
+    /// The plan with a fresh token cache.
+    fn planned(who: &Identity, h: &RequestHead, c: &Config, mirroring: bool) -> Plan {
+        plan(who, h, c, (mirroring, &mut IdentityTokens::new(4)), NOW_MS)
+    }
+
     fn value<'a>(plan: &'a Plan, name: &str) -> Option<&'a str> {
         plan.set
             .iter()
@@ -139,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_new_session_comes_from_the_user_and_user_agent() {
-        let plan = plan(&alice(), &head("/x"), &config(""), true, NOW_MS);
+        let plan = planned(&alice(), &head("/x"), &config(""), true);
         assert_eq!(plan.session, session_id("alice", b"curl/8.0"));
         assert_eq!(value(&plan, USER_HEADER), Some("alice"));
         assert_eq!(value(&plan, SESSION_HEADER), Some(plan.session.as_str()));
@@ -157,8 +172,9 @@ mod tests {
             let who = Identity {
                 user: user.into(),
                 exp: 0,
+                ..Default::default()
             };
-            plan(&who, h, &c, true, NOW_MS).session
+            planned(&who, h, &c, true).session
         };
         assert_eq!(plan_for("alice", &h), "s-1");
         // Another user, a forged assertion or none at all: a new session.
@@ -172,14 +188,14 @@ mod tests {
         h.session = Some("s-1".into());
         h.assertion = Some(given);
         let keyless = Config::from_json(b"{}").unwrap();
-        let session = plan(&alice(), &h, &keyless, true, NOW_MS).session;
+        let session = planned(&alice(), &h, &keyless, true).session;
         assert_eq!(session, session_id("alice", b"curl/8.0"));
     }
 
     #[test]
     fn the_assertion_goes_only_to_routes_naming_an_audience() {
         let c = config("");
-        let plan_a2a = plan(&alice(), &head("/a2a/tasks"), &c, true, NOW_MS);
+        let plan_a2a = planned(&alice(), &head("/a2a/tasks"), &c, true);
         let sent = value(&plan_a2a, ASSERTION_HEADER).unwrap();
         let key = c.assertion_key.as_deref().unwrap();
         let exp = NOW_MS / 1_000 + ASSERTION_LIFETIME_SECS;
@@ -187,17 +203,17 @@ mod tests {
             sent,
             assertion::sign(key, SERVICE_AUDIENCE, exp, "alice", &plan_a2a.session)
         );
-        let plan_model = plan(&alice(), &head("/v1/chat/completions"), &c, true, NOW_MS);
+        let plan_model = planned(&alice(), &head("/v1/chat/completions"), &c, true);
         assert_eq!(value(&plan_model, ASSERTION_HEADER), None);
         // No key, no assertion, whatever the route.
         let keyless = Config::from_json(b"{}").unwrap();
-        let plan_keyless = plan(&alice(), &head("/a2a/tasks"), &keyless, false, NOW_MS);
+        let plan_keyless = planned(&alice(), &head("/a2a/tasks"), &keyless, false);
         assert_eq!(value(&plan_keyless, ASSERTION_HEADER), None);
     }
 
     #[test]
     fn authorization_is_forwarded_unless_configured_otherwise() {
-        let removed = |c: &Config| plan(&alice(), &head("/x"), c, true, NOW_MS).remove;
+        let removed = |c: &Config| planned(&alice(), &head("/x"), c, true).remove;
         assert!(removed(&config("")).is_empty(), "forwarded by default");
         assert_eq!(
             removed(&config(r#","forward_authorization":false"#)),
@@ -211,7 +227,7 @@ mod tests {
         let mut h = head("/v1/chat/completions?stream=true");
         h.accepts_encoding = true;
         h.request_id = Some("req-7".into());
-        let p = plan(&alice(), &h, &c, true, NOW_MS);
+        let p = planned(&alice(), &h, &c, true);
         let capture = p.capture.unwrap();
         assert_eq!(capture.route.path, "/v1/chat/completions");
         assert_eq!(
@@ -221,7 +237,7 @@ mod tests {
         assert_eq!(p.remove, vec!["authorization", "accept-encoding"]);
         // A client that asked for no encoding has nothing removed.
         h.accepts_encoding = false;
-        let p = plan(&alice(), &h, &c, true, NOW_MS);
+        let p = planned(&alice(), &h, &c, true);
         assert!(p.capture.is_some());
         assert_eq!(p.remove, vec!["authorization"]);
     }
@@ -234,19 +250,55 @@ mod tests {
         let mut model = head("/api/chat");
         model.accepts_encoding = true;
         for (h, mirroring) in [(&other, true), (&model, false)] {
-            let p = plan(&alice(), h, &c, mirroring, NOW_MS);
+            let p = planned(&alice(), h, &c, mirroring);
             assert_eq!(p.capture, None);
             assert!(p.remove.is_empty());
         }
         let without_memory = Config::from_json(b"{}").unwrap();
-        let p = plan(&alice(), &model, &without_memory, true, NOW_MS);
+        let p = planned(&alice(), &model, &without_memory, true);
         assert_eq!(p.capture, None);
         assert!(!p.remove.contains(&"accept-encoding"));
     }
 
     #[test]
     fn without_envoy_request_id_the_capture_is_keyed_on_time_and_user() {
-        let p = plan(&alice(), &head("/api/chat"), &config(""), true, NOW_MS);
+        let p = planned(&alice(), &head("/api/chat"), &config(""), true);
         assert_eq!(p.capture.unwrap().request_id, format!("{NOW_MS}-alice"));
+    }
+
+    #[test]
+    fn each_upstream_gets_an_identity_token_for_its_own_audience() {
+        use attach_contract::gateway_keys::{KeySet, new_key};
+        let keys = KeySet {
+            keys: vec![new_key([5; 32], 0)],
+        };
+        let keys = serde_json::to_string(&serde_json::to_string(&keys).unwrap()).unwrap();
+        let c = config(&format!(
+            r#","signing_keys":{keys},"issuer":"https://gw.example""#
+        ));
+        let signing = c.signing.clone().unwrap();
+        let published: Vec<_> = signing.keys.published(0).cloned().collect();
+        let audience_of = |plan: &Plan| {
+            let token = value(plan, IDENTITY_HEADER).unwrap();
+            let claims = attach_contract::identity_token::verify(
+                token,
+                "https://gw.example",
+                "attach-a2a",
+                NOW_MS / 1000,
+                |kid| published.iter().find(|k| k.kid == kid).map(|k| &k.key),
+            );
+            match claims {
+                Ok(claims) => claims.aud,
+                Err(attach_contract::identity_token::Refusal::WrongAudience) => "other".into(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let to_service = planned(&alice(), &head("/a2a/tasks"), &c, true);
+        assert_eq!(audience_of(&to_service), "attach-a2a");
+        let to_engine = planned(&alice(), &head("/v1/chat/completions"), &c, true);
+        assert_eq!(audience_of(&to_engine), "other");
+        // Without signing keys, no token.
+        let keyless = planned(&alice(), &head("/a2a/tasks"), &config(""), true);
+        assert_eq!(value(&keyless, IDENTITY_HEADER), None);
     }
 }

@@ -108,6 +108,7 @@ mod tests {
         Identity {
             user: user.into(),
             exp,
+            ..Default::default()
         }
     }
 

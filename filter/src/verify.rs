@@ -160,7 +160,8 @@ pub fn verify(
         issuer: index,
         generation,
     };
-    admit(cache, raw, user, &tok, version, now)
+    let issuer = provider.issuer.clone();
+    admit(cache, raw, (user, issuer), &tok, version, now)
 }
 
 /// The user an OIDC subject becomes: the provider's prefix and `sub`. A
@@ -192,14 +193,17 @@ fn missing_scopes<'a>(
 fn admit(
     cache: &mut TokenCache,
     raw: &str,
-    user: String,
+    (user, issuer): (String, String),
     tok: &token::Token<'_>,
     version: KeyVersion,
     now: i64,
 ) -> Verdict {
+    let scopes: Vec<&str> = tok.claims.scopes().collect();
     let identity = Identity {
         user,
         exp: tok.claims.exp.unwrap_or_default(),
+        issuer,
+        scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
     };
     cache.insert(raw, identity.clone(), version, now);
     Verdict::Allow(identity)
@@ -251,7 +255,8 @@ fn verify_did(
         generation: 0,
     };
     let did = did.into_owned();
-    admit(cache, raw, did, tok, version, now)
+    let issuer = did.to_string();
+    admit(cache, raw, (did, issuer), tok, version, now)
 }
 
 #[cfg(test)]
@@ -341,6 +346,8 @@ mod tests {
         Verdict::Allow(Identity {
             user: "alice".into(),
             exp: NOW + 300,
+            issuer: ISS.into(),
+            scope: None,
         })
     }
 
@@ -599,7 +606,12 @@ mod tests {
             r#"{"alg":"ES256"}"#,
             &claims(r#","scope":"read","scp":["write"]"#),
         );
-        assert_eq!(run(&cfg, &set, &all), alice());
+        // The identity carries the scopes, for the token the gateway signs.
+        let Verdict::Allow(mut who) = run(&cfg, &set, &all) else {
+            panic!("refused")
+        };
+        assert_eq!(who.scope.take().as_deref(), Some("read write"));
+        assert_eq!(Verdict::Allow(who), alice());
     }
 
     #[test]
@@ -719,7 +731,9 @@ mod did_tests {
             run(&cfg, &t),
             Verdict::Allow(Identity {
                 user: did.clone(),
-                exp: NOW + 600
+                exp: NOW + 600,
+                issuer: did.clone(),
+                scope: None,
             })
         );
         let with_kid = token(
@@ -875,7 +889,9 @@ mod did_tests {
                 run(&cfg, &pkh_token(&sk, &alias)),
                 Verdict::Allow(Identity {
                     user: canonical.clone(),
-                    exp: NOW + 60
+                    exp: NOW + 60,
+                    issuer: canonical.clone(),
+                    scope: None,
                 }),
                 "{alias}"
             );

@@ -504,7 +504,7 @@ mod tests {
             assertion_key: "A".repeat(43),
             public_paths: a2a::card_paths(&names),
         };
-        let p = crate::plugin::build_with(&s, None, Some(&service)).unwrap();
+        let p = crate::plugin::build_with(&s, None, Some(&service), None).unwrap();
         let b = render(&Input {
             settings: &s,
             plugin: &p,

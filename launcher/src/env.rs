@@ -52,6 +52,10 @@ pub struct Settings {
     pub a2a: A2aSettings,
     pub memory: MemSettings,
     pub dev: DevSettings,
+    /// `ATTACH_KEY_ROTATION_DAYS` and `ATTACH_KEY_OVERLAP_HOURS`: when the
+    /// gateway's signing key is replaced, and how long the old one stays
+    /// published.
+    pub rotation: crate::signing_keys::Rotation,
 }
 
 /// `ATTACH_DEV=on`, set by `make run`: the local demo. The example planner
@@ -333,6 +337,49 @@ fn get(env: Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A whole number in `range`, or `default` when `var` is unset.
+fn count(
+    env: Env,
+    var: &str,
+    range: std::ops::RangeInclusive<u64>,
+    default: u64,
+    what: &str,
+) -> Result<u64, Error> {
+    let Some(raw) = get(env, var) else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            Error::setting(
+                var,
+                format!(
+                    "{raw:?} is not a number of {what} ({}-{})",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
+fn rotation(env: Env) -> Result<crate::signing_keys::Rotation, Error> {
+    const DAY: u64 = 86_400;
+    let days = count(env, "ATTACH_KEY_ROTATION_DAYS", 1..=3650, 30, "days")?;
+    let hours = count(env, "ATTACH_KEY_OVERLAP_HOURS", 1..=87_600, 24, "hours")?;
+    if hours * 3600 >= days * DAY {
+        return Err(Error::setting(
+            "ATTACH_KEY_OVERLAP_HOURS",
+            format!("{hours} h is not shorter than the rotation period ({days} days)"),
+        ));
+    }
+    Ok(crate::signing_keys::Rotation {
+        after_secs: days * DAY,
+        overlap_secs: hours * 3600,
+    })
+}
+
 fn parse_port(var: &str, raw: &str) -> Result<u16, Error> {
     raw.parse::<u16>()
         .ok()
@@ -431,6 +478,7 @@ impl Settings {
             &get(env, "ATTACH_CA_BUNDLE").unwrap_or_else(|| DEFAULT_CA_BUNDLE.to_string()),
         );
 
+        let rotation = rotation(env)?;
         let a2a = A2aSettings::from_env(env, cwd, port)?;
         let memory = MemSettings::from_env(env, a2a.enabled)?;
         let dev = DevSettings::from_env(env, cwd, bind, a2a.enabled)?;
@@ -452,6 +500,7 @@ impl Settings {
             a2a,
             memory,
             dev,
+            rotation,
         })
     }
 

@@ -12,6 +12,7 @@ mod envoy_bin;
 mod error;
 mod log_level;
 mod plugin;
+mod signing_keys;
 mod supervise;
 mod token;
 
@@ -112,6 +113,8 @@ struct Prepared {
     service: Option<ServicePlan>,
     /// The local demo, with `ATTACH_DEV=on`.
     dev: Option<dev::DevPlan>,
+    /// What start-up did to the gateway's signing keys.
+    keys_change: signing_keys::Change,
 }
 
 struct ServicePlan {
@@ -127,13 +130,26 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
         Some(path) => Some(config_file::load(path)?),
         None => None,
     };
+    let own_keys = file
+        .as_ref()
+        .is_some_and(|f| f.signing_keys.is_some() || f.signing_keys_env.is_some());
+    let (signing_keys, keys_change) = if own_keys {
+        (None, signing_keys::Change::Unchanged)
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (text, change) = signing_keys::load(&settings.data_dir, now, settings.rotation)?;
+        (Some(text), change)
+    };
     if !settings.a2a.enabled {
-        let plugin = plugin::build(&settings, file)?;
+        let plugin = plugin::build_with(&settings, file, None, signing_keys.as_deref())?;
         return Ok(Prepared {
             settings,
             plugin,
             service: None,
             dev: None,
+            keys_change,
         });
     }
     let mut agents = a2a::agent_names(&settings.a2a)?;
@@ -168,7 +184,7 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
         assertion_key: key,
         public_paths,
     };
-    let plugin = plugin::build_with(&settings, file, Some(&wanted))?;
+    let plugin = plugin::build_with(&settings, file, Some(&wanted), signing_keys.as_deref())?;
     if dev.is_some() && plugin.config.did.is_none() {
         return Err(Error::setting(
             "ATTACH_DEV",
@@ -189,6 +205,7 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
             created_key,
         }),
         dev,
+        keys_change,
     })
 }
 
@@ -200,6 +217,20 @@ fn warn(p: &Prepared) {
             "attach: created the gateway assertion key {}",
             path.display()
         );
+    }
+    let keys = p
+        .settings
+        .data_dir
+        .join(attach_contract::gateway_keys::KEYS_FILE);
+    match p.keys_change {
+        signing_keys::Change::Created => {
+            eprintln!("attach: created the gateway signing key {}", keys.display())
+        }
+        signing_keys::Change::Rotated => eprintln!(
+            "attach: rotated the gateway signing key in {} (the previous one stays published for ATTACH_KEY_OVERLAP_HOURS)",
+            keys.display()
+        ),
+        signing_keys::Change::Unchanged => {}
     }
     for w in &p.plugin.warnings {
         eprintln!("attach: warning: {w}");

@@ -72,14 +72,20 @@ pub struct Service {
     pub public_paths: Vec<String>,
 }
 
+/// [`build_with`] without the service and the signing keys.
+#[cfg(test)]
 pub fn build(settings: &Settings, file: Option<PluginConfig>) -> Result<Plugin, Error> {
-    build_with(settings, file, None)
+    build_with(settings, file, None, None)
 }
 
+/// The plugin configuration for `settings` and the configuration file, with
+/// the A2A service behind the gateway when `service` is given, and the
+/// gateway's signing key set (JSON text) unless the file names its own.
 pub fn build_with(
     settings: &Settings,
     file: Option<PluginConfig>,
     service: Option<&Service>,
+    signing_keys: Option<&str>,
 ) -> Result<Plugin, Error> {
     let from_file = file.is_some();
     let mut config = match file {
@@ -98,6 +104,9 @@ pub fn build_with(
     apply_did(&mut config, settings);
     if let Some(service) = service {
         apply_service(&mut config, service);
+    }
+    if config.signing_keys.is_none() && config.signing_keys_env.is_none() {
+        config.signing_keys = signing_keys.map(str::to_string);
     }
     apply_memory(&mut config, settings, service.is_some())?;
     add_callout_clusters(&mut config);
@@ -161,6 +170,11 @@ fn move_secrets(config: &mut PluginConfig, env: crate::env::Env) -> BTreeMap<Str
         &mut config.assertion_key,
         &mut config.assertion_key_env,
         ASSERTION_KEY_VAR,
+    );
+    keep(
+        &mut config.signing_keys,
+        &mut config.signing_keys_env,
+        crate::signing_keys::KEYS_VAR,
     );
     if let Some(m) = &mut config.memory {
         keep(&mut m.api_key, &mut m.api_key_env, WEAVIATE_KEY_VAR);
@@ -770,9 +784,44 @@ mod tests {
     }
 
     #[test]
+    fn signing_keys_reach_the_filter_through_envoys_environment_only() {
+        use attach_contract::gateway_keys::{KeySet, new_key};
+        let set = serde_json::to_string(&KeySet {
+            keys: vec![new_key([6; 32], 0)],
+        })
+        .unwrap();
+        let s = settings(&[("ATTACH_PUBLIC_URL", "https://gw.example")]).unwrap();
+        let p = build_with(&s, None, None, Some(&set)).unwrap();
+        assert_eq!(p.config.signing_keys, None);
+        assert_eq!(
+            p.config.signing_keys_env.as_deref(),
+            Some(crate::signing_keys::KEYS_VAR)
+        );
+        assert!(!p.json.contains("seed"), "no key material in the bootstrap");
+        assert_eq!(p.secrets.get(crate::signing_keys::KEYS_VAR), Some(&set));
+        let lookup = |name: &str| p.secrets.get(name).cloned();
+        let c = Config::from_json_with_env(p.json.as_bytes(), &lookup).unwrap();
+        let signing = c.signing.unwrap();
+        assert_eq!(signing.issuer, "https://gw.example");
+        assert_eq!(
+            signing.audience("/v1/chat/completions"),
+            Some("attach-engine")
+        );
+        assert_eq!(signing.audience("/a2a/agents/x"), Some("attach-a2a"));
+        // A file's own key set wins over the launcher's.
+        let own = serde_json::to_string(&KeySet {
+            keys: vec![new_key([7; 32], 0)],
+        })
+        .unwrap();
+        let f = file(json!({"signing_keys": own}));
+        let p = build_with(&s, Some(f), None, Some(&set)).unwrap();
+        assert_eq!(p.secrets.get(crate::signing_keys::KEYS_VAR), Some(&own));
+    }
+
+    #[test]
     fn service_key_and_card_paths() {
         let s = settings(&[]).unwrap();
-        let p = build_with(&s, None, Some(&service())).unwrap();
+        let p = build_with(&s, None, Some(&service()), None).unwrap();
         assert_eq!(p.assertion_key(), Some(key(1).as_str()));
         assert_eq!(
             p.config.assertion_key, None,
@@ -811,7 +860,7 @@ mod tests {
         with_file(&mut s);
         let own = key(2);
         let f = json!({"assertion_key": own, "public_paths": ["/open"]});
-        let p = build_with(&s, Some(file(f)), Some(&service())).unwrap();
+        let p = build_with(&s, Some(file(f)), Some(&service()), None).unwrap();
         assert_eq!(p.assertion_key(), Some(own.as_str()));
         assert!(!p.json.contains(&own));
         assert_eq!(p.config.public_paths[0], "/open");
@@ -822,7 +871,7 @@ mod tests {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([4u8; 31])
         };
         let f = json!({ "assertion_key": short });
-        let e = build_with(&s, Some(file(f)), Some(&service())).unwrap_err();
+        let e = build_with(&s, Some(file(f)), Some(&service()), None).unwrap_err();
         assert_eq!(e.var(), Some("ATTACH_CONFIG"));
         assert!(e.to_string().contains("assertion_key"), "{e}");
     }

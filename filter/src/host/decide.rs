@@ -45,7 +45,7 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
                 &identity,
                 &st.head,
                 &vm.config,
-                vm.mirror.is_some(),
+                (vm.mirror.is_some(), &mut vm.identity_tokens.borrow_mut()),
                 now_ms(),
             );
             if let Err((what, status)) = apply(&plan) {

@@ -110,9 +110,16 @@ impl HttpContext for Gate {
             stream::send(&reply::unavailable());
             return Action::Pause;
         };
-        if head.bare_path() == RESOURCE_METADATA_PATH
-            && matches!(head.method.as_str(), "GET" | "HEAD")
-        {
+        let reads = matches!(head.method.as_str(), "GET" | "HEAD");
+        if let (true, Some(signing)) = (reads, &vm.config.signing) {
+            if let Some(document) =
+                reply::issuer_document(signing, head.bare_path(), now_ms() / 1_000)
+            {
+                stream::send(&document);
+                return Action::Pause;
+            }
+        }
+        if head.bare_path() == RESOURCE_METADATA_PATH && reads {
             stream::send(&reply::resource_metadata(
                 &vm.config,
                 &decide::resource_url(vm, &head),

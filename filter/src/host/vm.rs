@@ -1,6 +1,6 @@
 //! Everything one VM shares between its root context and its requests: the
-//! configuration, the parsed key sets, the token cache, the requests
-//! waiting for keys and the memory mirror.
+//! configuration, the parsed key sets, the token cache, the identity
+//! tokens it signed, the requests waiting for keys and the memory mirror.
 
 use super::clock::now_ms;
 use super::jwks_shared;
@@ -8,6 +8,7 @@ use super::log::log;
 use super::mirror::Mirror;
 use super::request::RequestState;
 use crate::config::Config;
+use crate::identity_tokens::IdentityTokens;
 use crate::jwks::key_ring::KeyRing;
 use crate::jwks::schedule::FetchState;
 use crate::token_cache::TokenCache;
@@ -30,6 +31,7 @@ pub struct Vm {
     pub config: Config,
     pub keys: RefCell<KeyRing>,
     pub cache: RefCell<TokenCache>,
+    pub identity_tokens: RefCell<IdentityTokens>,
     /// Each issuer's fetch schedule as last read from shared data.
     seen: RefCell<Vec<FetchState>>,
     waiters: RefCell<Vec<Waiter>>,
@@ -43,6 +45,7 @@ impl Vm {
         Vm {
             keys: RefCell::new(KeyRing::new(n)),
             cache: RefCell::new(TokenCache::new(config.cache_entries)),
+            identity_tokens: RefCell::new(IdentityTokens::new(config.cache_entries)),
             seen: RefCell::new(vec![FetchState::default(); n]),
             waiters: RefCell::default(),
             mirror: Mirror::start(&config),

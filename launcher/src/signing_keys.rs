@@ -1,0 +1,182 @@
+//! The gateway's signing keys (`attach_contract::gateway_keys`): kept in
+//! `$ATTACH_DATA_DIR/signing-keys.json` (mode 0600, refused when group or
+//! others can read it), created on first use and rotated at start-up when
+//! the current key is older than `ATTACH_KEY_ROTATION_DAYS`; the key it
+//! replaces stays published for `ATTACH_KEY_OVERLAP_HOURS`. The filter
+//! gets the set through Envoy's environment (`ATTACH_SIGNING_KEYS`), never
+//! through the bootstrap, which Envoy's admin interface prints.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use attach_contract::gateway_keys::{KEYS_FILE, KeySet, SigningKeys, new_key};
+
+use crate::error::Error;
+
+/// The variable of Envoy's environment that carries the set to the filter.
+pub const KEYS_VAR: &str = "ATTACH_SIGNING_KEYS";
+
+/// When keys rotate: the current key's age that makes a new one, and how
+/// long the one it replaces stays published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub after_secs: u64,
+    pub overlap_secs: u64,
+}
+
+/// What [`load`] did to the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Unchanged,
+    Created,
+    Rotated,
+}
+
+/// The key set as JSON text, after creating or rotating it as due at `now`
+/// (unix seconds).
+pub fn load(dir: &Path, now: u64, rotation: Rotation) -> Result<(String, Change), Error> {
+    let path = dir.join(KEYS_FILE);
+    let at = path.display();
+    let existing = match fs::metadata(&path) {
+        Ok(meta) => {
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(Error::runtime(format!(
+                    "{at}: readable by others; run chmod 600 on it"
+                )));
+            }
+            let text =
+                fs::read_to_string(&path).map_err(|e| Error::runtime(format!("{at}: {e}")))?;
+            let set = KeySet::parse(&text)
+                .and_then(|set| SigningKeys::from_set(&set).map(|_| set))
+                .map_err(|e| Error::runtime(format!("{at}: {e} (remove it to get a new key)")))?;
+            Some(set)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::runtime(format!("{at}: {e}"))),
+    };
+    let created = existing.is_none();
+    let mut set = existing.unwrap_or_default();
+    if !set.rotate(
+        new_key(random_seed()?, now),
+        now,
+        rotation.after_secs,
+        rotation.overlap_secs,
+    ) {
+        return Ok((document(&set)?, Change::Unchanged));
+    }
+    let text = document(&set)?;
+    write(dir, &text)?;
+    Ok((
+        text,
+        if created {
+            Change::Created
+        } else {
+            Change::Rotated
+        },
+    ))
+}
+
+fn document(set: &KeySet) -> Result<String, Error> {
+    serde_json::to_string(set).map_err(|e| Error::runtime(format!("signing keys: {e}")))
+}
+
+fn random_seed() -> Result<[u8; 32], Error> {
+    let mut seed = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .map_err(|e| Error::runtime(format!("/dev/urandom: {e}")))?;
+    Ok(seed)
+}
+
+/// Replaces the file whole: written under a private name with mode 0600,
+/// then renamed into place, so a reader never sees half a key set.
+fn write(dir: &Path, text: &str) -> Result<(), Error> {
+    let path = dir.join(KEYS_FILE);
+    let io = |e: std::io::Error| Error::runtime(format!("{}: {e}", path.display()));
+    fs::create_dir_all(dir).map_err(io)?;
+    let temp = dir.join(format!(".{KEYS_FILE}.{}", std::process::id()));
+    let _ = fs::remove_file(&temp);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()))
+        .and_then(|_| fs::rename(&temp, &path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written.map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+    const ROTATION: Rotation = Rotation {
+        after_secs: 30 * DAY,
+        overlap_secs: DAY,
+    };
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("attach-keys-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn kids(text: &str) -> Vec<String> {
+        KeySet::parse(text)
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect()
+    }
+
+    #[test]
+    fn created_once_then_rotated_when_due() {
+        let dir = scratch("rotate");
+        let (first, change) = load(&dir, 0, ROTATION).unwrap();
+        assert_eq!(change, Change::Created);
+        let mode = fs::metadata(dir.join(KEYS_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (again, change) = load(&dir, DAY, ROTATION).unwrap();
+        assert_eq!(
+            (again.as_str(), change),
+            (first.as_str(), Change::Unchanged)
+        );
+        // Due: a new key signs, the old one is still published.
+        let (rotated, change) = load(&dir, 30 * DAY, ROTATION).unwrap();
+        assert_eq!(change, Change::Rotated);
+        let both = kids(&rotated);
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0], kids(&first)[0]);
+        let keys = SigningKeys::parse(&rotated).unwrap();
+        assert_eq!(keys.kid(), both[1]);
+        // After the overlap, the old key is gone from the file.
+        let (later, _) = load(&dir, 31 * DAY, ROTATION).unwrap();
+        assert_eq!(kids(&later), vec![both[1].clone()]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_readable_or_broken_file_is_refused() {
+        let dir = scratch("refuse");
+        load(&dir, 0, ROTATION).unwrap();
+        let path = dir.join(KEYS_FILE);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load(&dir, 0, ROTATION).unwrap_err().to_string();
+        assert!(e.contains("readable by others"), "{e}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&path, r#"{"keys": [{"kid": "x"}]}"#).unwrap();
+        let e = load(&dir, 0, ROTATION).unwrap_err().to_string();
+        assert!(e.contains("remove it to get a new key"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
