@@ -10,7 +10,7 @@ from wrk import Result
 
 @dataclass
 class Row:
-    key: str  # "a", "a-wasm", "b", "c", "c-did", "d-off" or "d-on"
+    key: str  # "a", "a-wasm", "b", "b-sign", "c", "c-did", "d-off" or "d-on"
     setup: str
     alg: str
     cache: str
@@ -196,6 +196,12 @@ def ratios_table(rows, algs):
         (
             "b / a' — throughput with the filter (cache hit) over an empty wasm filter",
             _ratio(rps("b", "ES256"), rps("a-wasm")),
+            _plain,
+            None,
+        ),
+        (
+            "b-sign / b — throughput with the signed identity token on every request over without it",
+            _ratio(rps("b-sign", "ES256"), rps("b", "ES256")),
             _plain,
             None,
         ),

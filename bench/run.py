@@ -13,6 +13,9 @@ when a setup could not be measured or saw errors under load.
 """
 
 import argparse
+import base64
+import hashlib
+import json
 import os
 import platform
 import re
@@ -20,7 +23,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import a2a
 import envoy_setup as es
@@ -59,6 +66,12 @@ def plan():
         Row("a", "(a) Envoy, no filter", "—", "—"),
         Row("a-wasm", "(a') Envoy, empty proxy-wasm filter", "—", "—"),
         Row("b", "(b) attach filter", "ES256", f"hit (`cache_entries: {FILTER_CACHE_ENTRIES}`)"),
+        Row(
+            "b-sign",
+            "(b) attach filter, signing `X-Attach-Identity`",
+            "ES256",
+            f"hit (`cache_entries: {FILTER_CACHE_ENTRIES}`)",
+        ),
     ]
     rows += [Row("c", "(c) attach filter", alg, "miss (`cache_entries: 0`)") for alg in ALGS]
     rows += [Row("c-did", "(c) attach filter, did:key DID-JWT", alg, "miss (`cache_entries: 0`)") for alg in DID_ALGS]
@@ -71,7 +84,7 @@ def run_order(rows):
     """Plain Envoy first, then per algorithm (b,) d cache on, c, d cache off:
     rows that are compared run back to back, so drift on the machine between
     them stays small."""
-    within = ("a", "a-wasm", "b", "d-on", "c", "c-did", "d-off")
+    within = ("a", "a-wasm", "b", "b-sign", "d-on", "c", "c-did", "d-off")
     order = ALGS + tuple(a for a in DID_ALGS if a not in ALGS)
     return sorted(rows, key=lambda r: (order.index(r.alg) if r.alg in order else -1, within.index(r.key)))
 
@@ -85,15 +98,30 @@ def filters_for(row, idp, keys, wasm, noop_wasm):
     if row.key == "c-did":
         config = {"did": {"audiences": [AUDIENCE], "allow": ["did:key:*"]}, "cache_entries": 0}
         return [es.wasm_filter(wasm, config)], []
-    if row.key in ("b", "c"):
+    if row.key in ("b", "b-sign", "c"):
         config = {
             "providers": [{"issuer": idp.issuer, "audiences": [AUDIENCE]}],
             "clusters": {idp.issuer: IDP_CLUSTER},
-            "cache_entries": FILTER_CACHE_ENTRIES if row.key == "b" else 0,
+            "cache_entries": 0 if row.key == "c" else FILTER_CACHE_ENTRIES,
         }
+        if row.key == "b-sign":
+            config["signing_keys"] = signing_keys()
+            config["issuer"] = f"http://{es.HOST}"
         return [es.wasm_filter(wasm, config)], [es.static_cluster(IDP_CLUSTER, idp.port)]
     cache = JWT_AUTHN_CACHE_SIZE if row.key == "d-on" else None
     return [es.jwt_authn_filter(idp.issuer, AUDIENCE, keys.jwks_json(), cache)], []
+
+
+def signing_keys():
+    """A fresh gateway key set, as the launcher writes it
+    (attach_contract::gateway_keys): one Ed25519 key, its kid the RFC 7638
+    thumbprint."""
+    seed = os.urandom(32)
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    thumbprint = f'{{"crv":"Ed25519","kty":"OKP","x":"{b64(public)}"}}'
+    kid = b64(hashlib.sha256(thumbprint.encode()).digest())
+    return json.dumps({"keys": [{"kid": kid, "alg": "EdDSA", "seed": b64(seed), "created": int(time.time())}]})
 
 
 def check(row, envoy, token):
@@ -103,8 +131,13 @@ def check(row, envoy, token):
         return
     # Keys load asynchronously in the attach filter: wait for the first 200.
     _, headers = envoy.wait_for_status(token, 200)
-    if row.key in ("b", "c", "c-did") and "x-attach-user" not in headers:
+    if row.key in ("b", "b-sign", "c", "c-did") and "x-attach-user" not in headers:
         raise es.SetupFailed(f"200 without X-Attach-User; response headers: {headers}\n{envoy.log_tail()}")
+    if row.key == "b-sign":
+        # The filter signs: it publishes the key it signs with.
+        status, _, body = es.get(envoy.port, "/.well-known/jwks.json")
+        if status != 200 or b'"kty":"OKP"' not in body:
+            raise es.SetupFailed(f"no JWKS from a signing filter: {status} {body}\n{envoy.log_tail()}")
     envoy.wait_for_status(None, 401, timeout=5)
 
 
@@ -150,6 +183,10 @@ def notes(load, warmup_s, binary, wasm_bytes):
         f"Load: `{load.describe()}` against one Envoy per setup ({envoy_version(binary)}, "
         "`--concurrency 1 --disable-hot-restart`), route a `direct_response` 200, the same bearer "
         f"token on every request (also sent in (a)); each setup first runs an unreported {warmup_s} s warm-up.",
+        "(b) signing `X-Attach-Identity` is (b) with a gateway key set (`signing_keys`, one Ed25519 key): "
+        "every request let through also carries the identity JWT the gateway signs for its upstream, "
+        "reused per user, session and audience until 15 s before it expires, so with one token a "
+        "signature is made about once a minute and every other request reuses it.",
         "(c) runs the attach filter with `cache_entries: 0`: the same token pays the full "
         "verification (signature and claims) on every request.",
         "(d) is Envoy's `envoy.filters.http.jwt_authn` with the same public keys inline (`local_jwks`), "
@@ -232,7 +269,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="2 s rows and 1 s warm-ups, for a smoke check")
     parser.add_argument(
         "--only",
-        help="comma-separated row keys to run (a, a-wasm, b, c, c-did, d-off, d-on, a2a-sqlite, a2a-pg, "
+        help="comma-separated row keys to run (a, a-wasm, b, b-sign, c, c-did, d-off, d-on, a2a-sqlite, a2a-pg, "
         "a2a-stream-sqlite, a2a-stream-pg, mem-off, mem-on; mem for both), for profiling",
     )
     parser.add_argument(
