@@ -87,7 +87,9 @@ def test_render_with_the_service_passes_envoy_validate(tmp_path, artifacts):
     path.write_text(out)
     validated = subprocess.run(
         [str(envoy_bin()), "--mode", "validate", "-c", str(path), "--log-level", "error"],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ, ATTACH_ASSERTION_KEY=key),
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, ATTACH_ASSERTION_KEY=key,
+                 ATTACH_SIGNING_KEYS=(gateway.data_dir / "signing-keys.json").read_text()),
     )
     assert validated.returncode == 0, validated.stdout + validated.stderr
 

@@ -83,11 +83,15 @@ def test_render_prints_a_bootstrap_envoy_accepts(tmp_path, artifacts):
 
     path = tmp_path / "bootstrap.json"
     path.write_text(out)
+    # The signing keys reach the filter through Envoy's environment only.
+    keys = (gateway.data_dir / "signing-keys.json").read_text()
+    assert json.loads(keys)["keys"][0]["seed"] not in out
     validated = subprocess.run(
         [str(envoy_bin()), "--mode", "validate", "-c", str(path), "--log-level", "error"],
         capture_output=True,
         text=True,
         timeout=60,
+        env=dict(os.environ, ATTACH_SIGNING_KEYS=keys),
     )
     assert validated.returncode == 0, validated.stdout + validated.stderr
 
@@ -215,7 +219,7 @@ def test_admin_interface_is_a_private_socket_that_prints_no_secret(make_stack):
 
 def test_no_secret_in_the_rendered_bootstrap(tmp_path, artifacts):
     """`attach render` prints what Envoy's admin would print: the Weaviate
-    key and the assertion key stay in Envoy's environment."""
+    key, the assertion key and the signing keys stay in Envoy's environment."""
     gateway = Gateway(
         tmp_path / "gw",
         engine_url="http://127.0.0.1:9",
@@ -230,10 +234,12 @@ def test_no_secret_in_the_rendered_bootstrap(tmp_path, artifacts):
     rc, out, err = run_launcher(["render"], gateway.env(), cwd=gateway.workdir)
     assert rc == 0, err
     key = (gateway.data_dir / "assertion.key").read_text().strip()
-    assert key not in out and "w3aviate-s3cret" not in out
+    seed = json.loads((gateway.data_dir / "signing-keys.json").read_text())["keys"][0]["seed"]
+    assert key not in out and "w3aviate-s3cret" not in out and seed not in out
     vm = next(d["vm_config"] for d in _walk(json.loads(out)) if "vm_config" in d)
     assert sorted(vm["environment_variables"]["host_env_keys"]) == [
         "ATTACH_ASSERTION_KEY",
+        "ATTACH_SIGNING_KEYS",
         "ATTACH_WEAVIATE_API_KEY",
     ]
 
