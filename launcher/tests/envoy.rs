@@ -87,16 +87,23 @@ fn attach(args: &[&str], wasm: &Path, envs: &[(&str, &str)]) -> Command {
     c
 }
 
-fn validate(envoy: &Path, bootstrap: &Path) -> Output {
+/// `envoy --mode validate` with the signing keys of `data_dir` in Envoy's
+/// environment, the only place the launcher puts them.
+fn validate(envoy: &Path, bootstrap: &Path, data_dir: &Path) -> Output {
+    let keys = std::fs::read_to_string(data_dir.join("signing-keys.json")).unwrap();
     Command::new(envoy)
         .args(["--mode", "validate", "--log-level", "warn", "-c"])
         .arg(bootstrap)
+        .env("ATTACH_SIGNING_KEYS", keys)
         .output()
         .unwrap()
 }
 
 fn render_and_validate(envoy: &Path, wasm: &Path, dir: &Path, envs: &[(&str, &str)]) {
-    let out = attach(&["render"], wasm, envs).output().unwrap();
+    let out = attach(&["render"], wasm, envs)
+        .env("ATTACH_DATA_DIR", dir)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "attach render: {}",
@@ -104,7 +111,7 @@ fn render_and_validate(envoy: &Path, wasm: &Path, dir: &Path, envs: &[(&str, &st
     );
     let file = dir.join("envoy.json");
     std::fs::write(&file, &out.stdout).unwrap();
-    let v = validate(envoy, &file);
+    let v = validate(envoy, &file, dir);
     assert!(
         v.status.success(),
         "envoy --mode validate refused {}:\n{}{}",
