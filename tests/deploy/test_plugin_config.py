@@ -77,7 +77,10 @@ def test_the_agents_card_paths_are_already_public(tmp_path, artifacts, path):
 def test_envoy_accepts_a_bootstrap_rendered_from_the_source(tmp_path, artifacts, path):
     done = run_attach(["render"], launcher_env(tmp_path, path), tmp_path)
     assert done.returncode == 0, done.stderr
-    envoy_validate(json.loads(done.stdout), tmp_path)
+    # The launcher's signing keys reach the filter through Envoy's environment only.
+    keys = (tmp_path / "data" / "signing-keys.json").read_text()
+    assert json.loads(keys)["keys"][0]["seed"] not in done.stdout
+    envoy_validate(json.loads(done.stdout), tmp_path, env={"ATTACH_SIGNING_KEYS": keys})
 
 
 def test_the_embedded_copies_are_up_to_date():
