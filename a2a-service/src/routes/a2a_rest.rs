@@ -74,13 +74,7 @@ impl Call {
         .await;
         match outcome {
             Ok(result) => reply(StatusCode::OK, &result),
-            Err(error) => {
-                if let AppError::Store(detail) = &error {
-                    eprintln!("attach-a2a: store error: {detail}");
-                }
-                let (status, body) = rest::error(&error);
-                reply(status, &body)
-            }
+            Err(error) => failure(&error),
         }
     }
 
@@ -105,13 +99,7 @@ impl Call {
         .await;
         match outcome {
             Ok(events) => sse::answer(events, bare, Value::Null),
-            Err(error) => {
-                if let AppError::Store(detail) = &error {
-                    eprintln!("attach-a2a: store error: {detail}");
-                }
-                let (status, body) = rest::error(&error);
-                reply(status, &body)
-            }
+            Err(error) => failure(&error),
         }
     }
 
@@ -146,6 +134,16 @@ fn version(headers: &HeaderMap) -> AppResult<()> {
     Err(AppError::VersionNotSupported(format!(
         "A2A version {shown:?} is not served over HTTP+JSON; use 1.0, or JSON-RPC for 0.3"
     )))
+}
+
+/// An operation's error in the binding's shape; a store failure's detail
+/// goes to the log, never to the caller.
+fn failure(error: &AppError) -> Response {
+    if let AppError::Store(detail) = error {
+        eprintln!("attach-a2a: store error: {detail}");
+    }
+    let (status, body) = rest::error(error);
+    reply(status, &body)
 }
 
 /// A stream event as the binding sends it: as it is.
