@@ -28,8 +28,13 @@ use sha2::{Digest, Sha256, Sha512};
 
 /// The file in `ATTACH_DATA_DIR` holding the key set.
 pub const KEYS_FILE: &str = "signing-keys.json";
+/// The environment variable in which the launcher hands the key set's
+/// text to Envoy (for the filter) and to the companion service.
+pub const KEYS_VAR: &str = "ATTACH_SIGNING_KEYS";
 /// The JWS algorithm of every key.
 pub const ALGORITHM: &str = "EdDSA";
+/// Where, below the gateway's public URL, the filter serves the JWKS.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// The key-set document, as stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

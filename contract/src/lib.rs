@@ -5,6 +5,8 @@
 //! (the session id), [`assertion`] (the `v2.` identity assertion),
 //! [`gateway_keys`] (the gateway's signing keys and their JWKS),
 //! [`identity_token`] (the signed identity every upstream can verify),
+//! [`jcs`] (RFC 8785's canonical JSON) and [`card_signature`] (the
+//! gateway's signature on the agent cards it serves),
 //! [`event`] (the memory event and its id), [`limits`] (what an event may
 //! carry), [`timestamp`] (the RFC 3339 form every side writes),
 //! [`weaviate`] (the class the mirror writes and the service reads) and
@@ -25,10 +27,12 @@
 
 pub mod agents;
 pub mod assertion;
+pub mod card_signature;
 pub mod event;
 pub mod gateway_keys;
 pub mod headers;
 pub mod identity_token;
+pub mod jcs;
 pub mod limits;
 pub mod session;
 pub mod timestamp;
