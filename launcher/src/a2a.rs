@@ -12,6 +12,7 @@
 use crate::env::{A2aSettings, AgentSource, Settings};
 use crate::error::Error;
 use attach_contract::agents;
+use attach_contract::gateway_keys::KEYS_VAR;
 use attach_filter::memory::sink::{MemoryConfig, SinkKind};
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
@@ -194,6 +195,8 @@ pub fn sibling_bin(
 
 /// The service's command: it listens on 127.0.0.1:`port` only (Envoy is
 /// its one way in) and gets the gateway's data folder, address and key,
+/// the signing key set the filter runs with (in its environment, as Envoy
+/// gets it: never on a command line), with which it signs agent cards,
 /// and the memory backend the filter mirrors to (it reads from the same).
 /// Other `A2A_*` variables (A2A_DATABASE_URL, A2A_TASK_TTL, ...) pass
 /// through from the launcher's environment.
@@ -202,6 +205,7 @@ pub fn command(
     settings: &Settings,
     port: u16,
     key: &str,
+    signing_keys: Option<&str>,
     memory: Option<&MemoryConfig>,
 ) -> Command {
     let mut c = Command::new(bin);
@@ -210,6 +214,10 @@ pub fn command(
         .env("ATTACH_DATA_DIR", &settings.data_dir)
         .env("ATTACH_PUBLIC_URL", &settings.public_url)
         .env("ATTACH_ASSERTION_KEY", key);
+    match signing_keys {
+        Some(keys) => c.env(KEYS_VAR, keys),
+        None => c.env_remove(KEYS_VAR),
+    };
     match &settings.issuer {
         Some(issuer) => c.env("OIDC_ISSUER", issuer),
         None => c.env_remove("OIDC_ISSUER"),
@@ -407,6 +415,7 @@ mod tests {
             &s,
             18090,
             "k3y",
+            Some(r#"{"keys": []}"#),
             Some(&weaviate),
         );
         let envs: std::collections::HashMap<String, Option<String>> = c
@@ -427,6 +436,7 @@ mod tests {
             Some("https://gw.example")
         );
         assert_eq!(get("ATTACH_ASSERTION_KEY").as_deref(), Some("k3y"));
+        assert_eq!(get(KEYS_VAR).as_deref(), Some(r#"{"keys": []}"#));
         assert_eq!(get("OIDC_ISSUER").as_deref(), Some("https://idp.example"));
         assert_eq!(get("MEM_BACKEND").as_deref(), Some("weaviate"));
         assert_eq!(
@@ -434,11 +444,16 @@ mod tests {
             Some("http://127.0.0.1:8081")
         );
         assert_eq!(get("WEAVIATE_API_KEY").as_deref(), Some("w"));
-        let off = command(Path::new("/bin/attach-a2a"), &s, 18090, "k3y", None);
-        let backend = off
-            .get_envs()
-            .find(|(k, _)| *k == "MEM_BACKEND")
-            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
-        assert_eq!(backend.as_deref(), Some("none"));
+        // The key set travels in the environment only.
+        assert!(c.get_args().all(|a| !a.to_string_lossy().contains("keys")));
+        let off = command(Path::new("/bin/attach-a2a"), &s, 18090, "k3y", None, None);
+        let env_of = |name: &str| {
+            off.get_envs()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        };
+        assert_eq!(env_of("MEM_BACKEND"), Some(Some("none".into())));
+        // Without a set, none leaks in from the launcher's own environment.
+        assert_eq!(env_of(KEYS_VAR), Some(None));
     }
 }

@@ -365,6 +365,7 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
             settings,
             port,
             &service.assertion_key,
+            plugin.signing_keys(),
             plugin.memory_with_key().as_ref(),
         );
         if let Some(d) = &prepared.dev {

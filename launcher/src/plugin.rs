@@ -37,6 +37,13 @@ impl Plugin {
         self.secrets.get(var).map(String::as_str)
     }
 
+    /// The signing key set the filter runs with (its JSON text), if any:
+    /// the companion service signs agent cards with the same set.
+    pub fn signing_keys(&self) -> Option<&str> {
+        let var = self.config.signing_keys_env.as_deref()?;
+        self.secrets.get(var).map(String::as_str)
+    }
+
     /// The memory section with its Weaviate key filled in, for the
     /// companion service, which reads from the same store.
     pub fn memory_with_key(&self) -> Option<MemoryConfig> {
@@ -799,6 +806,11 @@ mod tests {
         );
         assert!(!p.json.contains("seed"), "no key material in the bootstrap");
         assert_eq!(p.secrets.get(crate::signing_keys::KEYS_VAR), Some(&set));
+        assert_eq!(
+            p.signing_keys(),
+            Some(set.as_str()),
+            "the service's set too"
+        );
         let lookup = |name: &str| p.secrets.get(name).cloned();
         let c = Config::from_json_with_env(p.json.as_bytes(), &lookup).unwrap();
         let signing = c.signing.unwrap();
@@ -816,6 +828,7 @@ mod tests {
         let f = file(json!({"signing_keys": own}));
         let p = build_with(&s, Some(f), None, Some(&set)).unwrap();
         assert_eq!(p.secrets.get(crate::signing_keys::KEYS_VAR), Some(&own));
+        assert_eq!(p.signing_keys(), Some(own.as_str()));
     }
 
     #[test]

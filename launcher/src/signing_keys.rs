@@ -15,8 +15,9 @@ use attach_contract::gateway_keys::{KEYS_FILE, KeySet, SigningKeys, new_key};
 
 use crate::error::Error;
 
-/// The variable of Envoy's environment that carries the set to the filter.
-pub const KEYS_VAR: &str = "ATTACH_SIGNING_KEYS";
+/// The variable of Envoy's environment that carries the set to the filter,
+/// and of the companion service's, which signs agent cards with it.
+pub use attach_contract::gateway_keys::KEYS_VAR;
 
 /// When keys rotate: the current key's age that makes a new one, and how
 /// long the one it replaces stays published.

@@ -11,7 +11,8 @@
 //! | `A2A_TASK_TTL` | `24h` | tasks and memory documents older than this are removed (`90m`, `24h`, `7d`, `3600` seconds) |
 //! | `A2A_MAX_BODY` | `1048576` | largest request body in bytes (`512k`, `1m` accepted); a longer one is answered 413 once up to 64 MiB more of it has been read and dropped, so the answer is not lost to a reset connection |
 //! | `ATTACH_ASSERTION_KEY` | unset | base64url key (≥ 32 bytes) shared with the filter; else `$ATTACH_DATA_DIR/assertion.key` (the same text, mode 0600) |
-//! | `ATTACH_PUBLIC_URL` | `http://127.0.0.1:8080` | the gateway's address, used in agent cards |
+//! | `ATTACH_SIGNING_KEYS` | unset | the gateway's signing key set (the JSON text of `attach_contract::gateway_keys`, which the launcher passes), else `$ATTACH_DATA_DIR/signing-keys.json` (mode 0600) when it exists; agent cards are signed with its current key (A2A 1.0 section 8.4), and served unsigned without either; read in `signing.rs` |
+//! | `ATTACH_PUBLIC_URL` | `http://127.0.0.1:8080` | the gateway's address, used in agent cards and in their signatures' `jku` |
 //! | `OIDC_ISSUER` | unset | adds an `openIdConnect` scheme to agent cards |
 //! | `MEM_BACKEND` | `service` | where the gateway mirrors model prompts and replies: `service` (`/mem/ingest`), `weaviate`, or `none`; with `weaviate`, `GET /mem/events` also reads Weaviate |
 //! | `WEAVIATE_URL` | unset | Weaviate's base URL (`http(s)://host:port`, without `/v1`); required with `MEM_BACKEND=weaviate` |
@@ -23,6 +24,7 @@
 mod agents;
 mod error;
 mod keys;
+mod signing;
 mod units;
 mod url;
 
@@ -30,12 +32,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use attach_contract::gateway_keys::{KEYS_VAR, SigningKeys};
 
 use crate::auth::AssertionKey;
 
 use agents::{parse_agent_file, parse_agent_list};
 use keys::read_key_file;
+use signing::signing_keys;
 use units::{parse_duration, parse_size};
 use url::is_http_url;
 
@@ -90,6 +96,9 @@ pub struct Config {
     pub task_ttl: Duration,
     pub max_body: usize,
     pub assertion_key: AssertionKey,
+    /// The gateway's signing keys, which sign the agent cards served;
+    /// `None`: cards go out unsigned.
+    pub signing_keys: Option<Arc<SigningKeys>>,
     pub public_url: String,
     pub oidc_issuer: Option<String>,
     pub memory_backend: MemoryBackend,
@@ -177,6 +186,8 @@ impl Config {
             None => read_key_file(&data_dir.join("assertion.key"))?,
         };
 
+        let signing_keys = signing_keys(get(KEYS_VAR), &data_dir)?;
+
         let public_url = get("ATTACH_PUBLIC_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
         if !is_http_url(&public_url) {
             return Err(ConfigError::new(
@@ -204,6 +215,7 @@ impl Config {
             task_ttl,
             max_body,
             assertion_key,
+            signing_keys,
             public_url: public_url.trim_end_matches('/').to_string(),
             oidc_issuer: oidc_issuer.map(|s| s.trim_end_matches('/').to_string()),
             memory_backend,
@@ -457,6 +469,69 @@ mod tests {
             load(&[("ATTACH_DATA_DIR", data_dir)]).is_err(),
             "raw bytes are not the format"
         );
+    }
+
+    /// The gateway's signing keys: the variable's text, else the data
+    /// folder's file when only its owner may read it, else none at all,
+    /// which still starts the service (its cards go out unsigned).
+    #[test]
+    fn signing_keys() {
+        use attach_contract::gateway_keys::{KeySet, new_key};
+        use std::os::unix::fs::PermissionsExt;
+        let key = new_key([9; 32], 0);
+        let set = serde_json::to_string(&KeySet {
+            keys: vec![key.clone()],
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let with = |extra: &[(&str, &str)]| {
+            let mut vars = vec![("ATTACH_ASSERTION_KEY", KEY), ("ATTACH_DATA_DIR", data_dir)];
+            vars.extend_from_slice(extra);
+            load(&vars)
+        };
+
+        assert!(with(&[]).unwrap().signing_keys.is_none());
+
+        let c = with(&[("ATTACH_SIGNING_KEYS", &set)]).unwrap();
+        assert_eq!(c.signing_keys.as_deref().unwrap().kid(), key.kid);
+        assert!(
+            !format!("{c:?}").contains(&key.seed),
+            "no private key in logs"
+        );
+        for bad in ["not json", r#"{"keys": []}"#] {
+            let err = with(&[("ATTACH_SIGNING_KEYS", bad)]).unwrap_err();
+            assert_eq!(err.variable, "ATTACH_SIGNING_KEYS", "{bad}");
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
+
+        let path = dir.path().join("signing-keys.json");
+        std::fs::write(&path, &set).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = with(&[]).unwrap();
+        assert_eq!(c.signing_keys.as_deref().unwrap().kid(), key.kid);
+        // The variable comes first.
+        let other = serde_json::to_string(&KeySet {
+            keys: vec![new_key([8; 32], 0)],
+        })
+        .unwrap();
+        let c = with(&[("ATTACH_SIGNING_KEYS", &other)]).unwrap();
+        assert_ne!(c.signing_keys.as_deref().unwrap().kid(), key.kid);
+        for mode in [0o644, 0o640] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = with(&[]).unwrap_err();
+            assert_eq!(err.variable, "ATTACH_SIGNING_KEYS");
+            let text = err.to_string();
+            assert!(
+                text.contains("chmod 600") && text.contains("signing-keys.json"),
+                "{text}"
+            );
+        }
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = with(&[]).unwrap_err();
+        assert_eq!(err.variable, "ATTACH_SIGNING_KEYS");
+        assert!(err.to_string().contains("not a signing key set"), "{err}");
     }
 
     #[test]
