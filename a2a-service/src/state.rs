@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::a2a::card::CardCache;
+use crate::a2a::card_signing::CardSigner;
 use crate::a2a::forward::Forwarder;
 use crate::a2a::model::Task;
 use crate::config::{Config, MemoryBackend};
@@ -22,6 +23,9 @@ pub struct Inner {
     pub forwarder: Forwarder,
     pub metrics: Metrics,
     pub cards: CardCache,
+    /// Signs every card served with the gateway's keys
+    /// (`config.signing_keys`), when the service has them.
+    pub card_signer: CardSigner,
     /// Client for fetching downstream cards (no identity headers).
     pub card_client: reqwest::Client,
     /// Where mirrored model exchanges are read from besides the store
@@ -63,12 +67,14 @@ impl AppState {
             MemoryBackend::Weaviate(w) => Some(Weaviate::new(w)?),
             MemoryBackend::Service | MemoryBackend::None => None,
         };
+        let card_signer = CardSigner::new(config.signing_keys.clone(), &config.public_url);
         Ok(AppState(Arc::new(Inner {
             config,
             store,
             forwarder,
             metrics,
             cards: CardCache::default(),
+            card_signer,
             card_client,
             weaviate,
             in_flight: Mutex::new(HashSet::new()),

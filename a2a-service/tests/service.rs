@@ -49,4 +49,5 @@ sqlite_tests!(
     protocol_errors_and_field_names,
     trailing_slash_and_unmatched_paths,
     extended_cards,
+    signed_cards,
 );

@@ -10,7 +10,9 @@
   one artifact, that many seconds apart, before completing. JSON-RPC is
   served at "/" for protocol 1.0 and 0.3 alike. The card declares
   streaming unless streaming=False (the SDK server streams either way; the
-  card is what tells the gateway whether to ask for a stream).
+  card is what tells the gateway whether to ask for a stream). With
+  sign_card (an SDK signer, a2a.utils.signing) the card it serves carries
+  the agent's own signature.
 - JsonAgent: a plain HTTP server for `kind=http` agents: every POST gets
   {"echo": <body as JSON>, "user": <X-Attach-User>} back; requests are
   recorded (header names in lower case).
@@ -118,12 +120,14 @@ def agent_card(name, url, streaming=True):
 
 
 class SdkAgent:
-    def __init__(self, name="upper", reply="task", streaming=True):
+    def __init__(self, name="upper", reply="task", streaming=True, sign_card=None):
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.name = name
         self.executor = UpperExecutor(reply)
         card = agent_card(name, self.url + "/", streaming)
+        if sign_card is not None:
+            card = sign_card(card)
         handler = DefaultRequestHandler(
             agent_executor=self.executor, task_store=InMemoryTaskStore(), agent_card=card
         )

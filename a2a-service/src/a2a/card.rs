@@ -7,8 +7,9 @@
 //! HTTP+JSON binding, whose paths hang off the same address), the
 //! capabilities it offers, and bearer sign-in. The result is an A2A 1.0 `AgentCard` and nothing else
 //! (specification section 4.4.1); `card_v0_3` renders the same card for
-//! 0.3 readers. Cards go out with a content-derived `ETag` and a
-//! `Cache-Control` lifetime (section 8.6.1).
+//! 0.3 readers. Cards go out signed by the gateway (`card_signing.rs`,
+//! section 8.4), with a content-derived `ETag` and a `Cache-Control`
+//! lifetime (section 8.6.1).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -146,21 +147,24 @@ pub fn gateway_card(
 }
 
 /// Bearer tokens, and the IdP's OpenID Connect discovery when there is one:
-/// the schemes and the requirement that names each.
+/// the schemes and the requirement that names each. A requirement asks for
+/// no scopes, and its `StringList` is written without its empty `list`, as
+/// the protocol buffers' JSON writes it and as the canonical form of a
+/// signed card leaves it out (section 8.4.1 rule 1).
 fn sign_in(oidc_issuer: Option<&str>) -> (Value, Value) {
     let mut schemes = Map::new();
     schemes.insert(
         "bearer".into(),
         json!({"httpAuthSecurityScheme": {"scheme": "bearer", "bearerFormat": "JWT"}}),
     );
-    let mut requirements = vec![json!({"schemes": {"bearer": {"list": []}}})];
+    let mut requirements = vec![json!({"schemes": {"bearer": {}}})];
     if let Some(issuer) = oidc_issuer {
         let discovery = format!("{issuer}/.well-known/openid-configuration");
         schemes.insert(
             "oidc".into(),
             json!({"openIdConnectSecurityScheme": {"openIdConnectUrl": discovery}}),
         );
-        requirements.push(json!({"schemes": {"oidc": {"list": []}}}));
+        requirements.push(json!({"schemes": {"oidc": {}}}));
     }
     (Value::Object(schemes), Value::Array(requirements))
 }
@@ -189,12 +193,23 @@ fn skill(value: &Value) -> Option<Value> {
     }
     let tags = obj.get("tags").filter(|v| is_string_list(v));
     skill.insert("tags".into(), tags.cloned().unwrap_or_else(|| json!([])));
-    for key in ["examples", "inputModes", "outputModes"] {
-        if let Some(list) = obj.get(key).filter(|v| is_string_list(v)) {
+    for key in OPTIONAL_SKILL_LISTS {
+        if let Some(list) = obj.get(key).filter(|v| is_optional_list(v)) {
             skill.insert(key.into(), list.clone());
         }
     }
     Some(Value::Object(skill))
+}
+
+/// The `AgentSkill` lists that are not required: an empty one is their
+/// protocol-buffer default, which the canonical form of a signed card
+/// leaves out (section 8.4.1 rule 1), so the card leaves it out too and
+/// reads the same before and after a verifier removes defaults.
+const OPTIONAL_SKILL_LISTS: [&str; 3] = ["examples", "inputModes", "outputModes"];
+
+/// A list of strings with at least one.
+fn is_optional_list(value: &Value) -> bool {
+    is_string_list(value) && value.as_array().is_some_and(|items| !items.is_empty())
 }
 
 /// A strong entity tag derived from a card's bytes.
@@ -280,7 +295,7 @@ mod tests {
         );
         assert_eq!(
             card["securityRequirements"][1],
-            json!({"schemes": {"oidc": {"list": []}}})
+            json!({"schemes": {"oidc": {}}})
         );
     }
 
@@ -349,6 +364,75 @@ mod tests {
             card_v0_3(&without)["supportsAuthenticatedExtendedCard"],
             false
         );
+    }
+
+    /// Section 8.4.1 rule 1: the canonical form of a signed card leaves out
+    /// members at their protocol-buffer default (an empty list that is not
+    /// REQUIRED, a `false` without field presence). The gateway's cards
+    /// carry none, so the card a client receives is already that form.
+    fn assert_no_defaults(value: &Value, at: &str) {
+        const REQUIRED_LISTS: [&str; 5] = [
+            "supportedInterfaces",
+            "defaultInputModes",
+            "defaultOutputModes",
+            "skills",
+            "tags",
+        ];
+        const PRESENCE: [&str; 3] = ["streaming", "pushNotifications", "extendedAgentCard"];
+        match value {
+            Value::Object(members) => {
+                for (key, member) in members {
+                    let default = match member {
+                        Value::Array(items) => {
+                            items.is_empty() && !REQUIRED_LISTS.contains(&key.as_str())
+                        }
+                        Value::Bool(b) => !b && !PRESENCE.contains(&key.as_str()),
+                        Value::Object(map) => map.is_empty() && key == "securitySchemes",
+                        _ => false,
+                    };
+                    assert!(!default, "{at}.{key} is at its default: {member}");
+                    assert_no_defaults(member, &format!("{at}.{key}"));
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    assert_no_defaults(item, &format!("{at}[{i}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn cards_carry_no_protocol_buffer_defaults() {
+        let downstream = json!({
+            "skills": [
+                {"id": "a", "name": "A", "description": "", "tags": [], "examples": [], "inputModes": []},
+                {"id": "b", "name": "B", "description": "b", "outputModes": ["text/plain"]},
+            ],
+        });
+        for issuer in [None, Some("https://idp.example")] {
+            let card = gateway_card(
+                &agent(),
+                Some(downstream.clone()),
+                "http://gw",
+                issuer,
+                false,
+            );
+            assert_no_defaults(&card, "card");
+            assert_eq!(
+                card["skills"][0],
+                json!({"id": "a", "name": "A", "description": "", "tags": []})
+            );
+            assert_eq!(card["skills"][1]["outputModes"], json!(["text/plain"]));
+            let file = r#"{"card": {"skills": [{"id": "c", "name": "C", "description": "c", "examples": []}]}}"#;
+            let extended = ExtendedCard::parse(file).unwrap().for_caller(card, "alice");
+            assert_no_defaults(&extended, "extended");
+            assert_eq!(
+                extended["skills"][2],
+                json!({"id": "c", "name": "C", "description": "c", "tags": []})
+            );
+        }
     }
 
     #[test]

@@ -74,7 +74,11 @@ pub fn card_v0_3(card: &Value) -> Value {
                     .as_object()
                     .into_iter()
                     .flatten()
-                    .map(|(name, list)| (name.clone(), list["list"].clone()))
+                    .map(|(name, scopes)| {
+                        // 1.0 leaves an empty `list` out; 0.3 spells it `[]`.
+                        let list = scopes.get("list").cloned().unwrap_or_else(|| json!([]));
+                        (name.clone(), list)
+                    })
                     .collect();
                 Value::Object(scopes)
             })
@@ -111,8 +115,8 @@ mod tests {
                 "oidc": {"openIdConnectSecurityScheme": {"openIdConnectUrl": "https://idp/.well-known/openid-configuration"}},
             },
             "securityRequirements": [
-                {"schemes": {"bearer": {"list": []}}},
-                {"schemes": {"oidc": {"list": []}}},
+                {"schemes": {"bearer": {}}},
+                {"schemes": {"oidc": {"list": ["openid"]}}},
             ],
             "defaultInputModes": ["text/plain"], "defaultOutputModes": ["text/plain"], "skills": [],
         });
@@ -126,7 +130,10 @@ mod tests {
             json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
         );
         assert_eq!(legacy["securitySchemes"]["oidc"]["type"], "openIdConnect");
-        assert_eq!(legacy["security"], json!([{"bearer": []}, {"oidc": []}]));
+        assert_eq!(
+            legacy["security"],
+            json!([{"bearer": []}, {"oidc": ["openid"]}])
+        );
         assert!(legacy.get("supportedInterfaces").is_none());
         assert!(legacy.get("securityRequirements").is_none());
     }

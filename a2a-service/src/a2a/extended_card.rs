@@ -283,7 +283,11 @@ fn parse_skill(value: &Value) -> Result<Skill, String> {
     for key in SKILL_LISTS {
         if let Some(list) = obj.get(key) {
             string_list(list).map_err(|why| format!(".{key} {why}"))?;
-            skill.insert(key.into(), list.clone());
+            // Empty is the list's default, which a signed card's canonical
+            // form leaves out (A2A 1.0 section 8.4.1 rule 1): so does the card.
+            if list.as_array().is_some_and(|items| !items.is_empty()) {
+                skill.insert(key.into(), list.clone());
+            }
         }
     }
     let id = obj
@@ -337,7 +341,7 @@ mod tests {
             "version": "1.0.0",
             "capabilities": {"streaming": false, "pushNotifications": false, "extendedAgentCard": true},
             "securitySchemes": {"bearer": {"httpAuthSecurityScheme": {"scheme": "bearer"}}},
-            "securityRequirements": [{"schemes": {"bearer": {"list": []}}}],
+            "securityRequirements": [{"schemes": {"bearer": {}}}],
             "defaultInputModes": ["text/plain"],
             "defaultOutputModes": ["text/plain"],
             "skills": [

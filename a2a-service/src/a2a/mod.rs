@@ -2,6 +2,7 @@
 
 pub mod capabilities;
 pub mod card;
+pub mod card_signing;
 pub mod card_v0_3;
 pub mod extended_card;
 pub mod forward;

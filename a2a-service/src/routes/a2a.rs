@@ -30,26 +30,31 @@ pub(super) fn agent<'a>(state: &'a AppState, name: &str) -> AppResult<&'a AgentC
         .ok_or_else(|| AppError::UnknownAgent(name.to_string()))
 }
 
-/// Public: the agent's A2A 1.0 card as reached through the gateway.
+/// Public: the agent's A2A 1.0 card as reached through the gateway,
+/// signed by it (section 8.4).
 pub async fn card(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     match card_v1(&state, &name).await {
-        Ok(card) => cacheable(&headers, &card),
+        Ok(card) => cacheable(&headers, &state.card_signer.sign(card)),
         Err(e) => e.into_response(),
     }
 }
 
-/// Public: the same card in its A2A 0.3 form, at the 0.3 card path.
+/// Public: the same card in its A2A 0.3 form, at the 0.3 card path,
+/// signed as that form (0.3's `AgentCard.signatures`).
 pub async fn legacy_card(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     match card_v1(&state, &name).await {
-        Ok(card) => cacheable(&headers, &card_v0_3::card_v0_3(&card)),
+        Ok(card) => {
+            let legacy = card_v0_3::card_v0_3(&card);
+            cacheable(&headers, &state.card_signer.sign(legacy))
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -311,9 +316,10 @@ async fn dispatch_v0_3(
         m if v0_3::PUSH_CONFIG.contains(&m) => {
             push::rpc::dispatch_v0_3(state, caller, agent, r).await
         }
-        v0_3::EXTENDED_CARD => Ok(card_v0_3::card_v0_3(
-            &extended_card(state, caller, agent).await?,
-        )),
+        v0_3::EXTENDED_CARD => {
+            let legacy = card_v0_3::card_v0_3(&extended_card(state, caller, agent).await?);
+            Ok(state.card_signer.sign(legacy))
+        }
         other => Err(method_not_found(
             other,
             "message/send, tasks/get, tasks/cancel",
@@ -416,7 +422,9 @@ async fn dispatch_v1(
         m if v1::PUSH_CONFIG.contains(&m) => {
             push::rpc::dispatch_v1(state, caller, agent, m, params).await
         }
-        v1::EXTENDED_CARD => extended_card(state, caller, agent).await,
+        v1::EXTENDED_CARD => Ok(state
+            .card_signer
+            .sign(extended_card(state, caller, agent).await?)),
         other => Err(method_not_found(
             other,
             "SendMessage, GetTask, ListTasks, CancelTask",

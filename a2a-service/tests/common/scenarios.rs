@@ -842,7 +842,7 @@ pub async fn cards_and_health(db: &Db) {
     );
     assert_eq!(
         card["securityRequirements"],
-        json!([{"schemes": {"bearer": {"list": []}}}])
+        json!([{"schemes": {"bearer": {}}}])
     );
     assert!(card.get("security").is_none());
     // The 0.3 card path serves the 0.3 shape of the same card.
@@ -859,6 +859,10 @@ pub async fn cards_and_health(db: &Db) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(synth["name"], "nocard");
     assert_eq!(synth["skills"], json!([]));
+    // Without the gateway's signing keys cards go out unsigned.
+    for unsigned in [&card, &legacy, &synth] {
+        assert!(unsigned.get("signatures").is_none(), "{unsigned}");
+    }
     let (status, _) = h
         .get("/a2a/agents/ghost/.well-known/agent-card.json", None)
         .await;
@@ -2047,4 +2051,117 @@ pub async fn extended_cards(db: &Db) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
     assert_eq!(e["error"]["details"][0]["reason"], "UNSUPPORTED_OPERATION");
+}
+
+/// Every card the service serves is signed by the gateway (A2A 1.0
+/// section 8.4): the public 1.0 and 0.3 cards and the extended ones over
+/// each binding, each verifying over its RFC 8785 form with the key set's
+/// published key, the same bytes each time (so the ETag holds), and no
+/// longer once a member changes.
+pub async fn signed_cards(db: &Db) {
+    use attach_contract::card_signature::{Refusal, verify};
+    use attach_contract::gateway_keys::{KeySet, SigningKeys, new_key};
+
+    let set = KeySet {
+        keys: vec![new_key([4; 32], 0)],
+    };
+    let text = serde_json::to_string(&set).unwrap();
+    let keys = SigningKeys::parse(&text).unwrap();
+    let lookup = |kid: &str| keys.published(0).find(|k| k.kid == kid).map(|k| &k.key);
+    let check = |card: &Value| {
+        let card = card.as_object().unwrap();
+        assert_eq!(verify(card, lookup), Ok(()), "{card:?}");
+        let header = card["signatures"][0]["protected"].as_str().unwrap();
+        let header: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            header,
+            json!({"alg": "EdDSA", "typ": "JOSE", "kid": keys.kid(),
+                   "jku": "https://gw.example/.well-known/jwks.json"})
+        );
+        let mut changed = card.clone();
+        changed["name"] = json!("impostor");
+        assert_eq!(verify(&changed, lookup), Err(Refusal::NoValidSignature));
+    };
+
+    let h = Harness::with(
+        db,
+        Options {
+            env: vec![("ATTACH_SIGNING_KEYS", text.clone())],
+            ..Options::default()
+        },
+    )
+    .await;
+    for path in ["agent-card.json", "agent.json"] {
+        let path = format!("/a2a/agents/v1/.well-known/{path}");
+        let first = h
+            .app
+            .clone()
+            .oneshot(Harness::request("GET", &path, None, Body::empty()));
+        let first = first.await.unwrap();
+        let tag = first.headers()["etag"].clone();
+        let bytes = first.into_body().collect().await.unwrap().to_bytes();
+        let card: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            card["name"], "Downstream",
+            "the downstream's card, rewritten"
+        );
+        check(&card);
+        let mut again = Harness::request("GET", &path, None, Body::empty());
+        again.headers_mut().insert("if-none-match", tag);
+        let again = h.app.clone().oneshot(again).await.unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+    }
+
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("carded.json");
+    std::fs::write(
+        &file,
+        json!({"card": {"skills": [{"id": "deploy", "name": "Deploy", "description": "ships", "tags": []}]}})
+            .to_string(),
+    )
+    .unwrap();
+    let closed = closed_port().await;
+    let h = Harness::with(
+        db,
+        Options {
+            env: vec![
+                ("ATTACH_SIGNING_KEYS", text),
+                (
+                    "A2A_AGENTS",
+                    format!(
+                        "carded=http://127.0.0.1:{closed}/a;extended_card={}",
+                        file.display()
+                    ),
+                ),
+            ],
+            ..Options::default()
+        },
+    )
+    .await;
+    let v1 = h
+        .v1("carded", "alice", "GetExtendedAgentCard", json!({}))
+        .await["result"]
+        .clone();
+    assert_eq!(v1["skills"][0]["id"], "deploy");
+    check(&v1);
+    let v03 = h
+        .v03(
+            "carded",
+            "alice",
+            "agent/getAuthenticatedExtendedCard",
+            json!({}),
+        )
+        .await["result"]
+        .clone();
+    assert_eq!(v03["protocolVersion"], "0.3.0");
+    check(&v03);
+    let (status, rest) = h
+        .get("/a2a/agents/carded/extendedAgentCard", Some("alice"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rest, v1);
 }
