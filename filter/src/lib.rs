@@ -42,8 +42,8 @@ mod host;
 /// RFC 9728 protected-resource metadata, served by the filter itself.
 pub const RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 /// The gateway's public signing keys (RFC 7517), served by the filter
-/// when it signs.
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// when it signs; the contract's, which the service names in card headers.
+pub use attach_contract::gateway_keys::JWKS_PATH;
 /// The gateway's issuer metadata (OpenID Connect Discovery 1.0 and RFC
 /// 8414 members), served by the filter when it signs.
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
