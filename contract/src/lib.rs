@@ -7,6 +7,8 @@
 //! [`identity_token`] (the signed identity every upstream can verify),
 //! [`jcs`] (RFC 8785's canonical JSON) and [`card_signature`] (the
 //! gateway's signature on the agent cards it serves),
+//! [`comb`] (fixed-base curve multiples, for the filter's ECDSA
+//! verification and the gateway's ES256 signing),
 //! [`event`] (the memory event and its id), [`limits`] (what an event may
 //! carry), [`timestamp`] (the RFC 3339 form every side writes),
 //! [`weaviate`] (the class the mirror writes and the service reads) and
@@ -28,6 +30,7 @@
 pub mod agents;
 pub mod assertion;
 pub mod card_signature;
+pub mod comb;
 pub mod event;
 pub mod gateway_keys;
 pub mod headers;

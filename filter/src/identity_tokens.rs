@@ -1,7 +1,8 @@
 //! The identity tokens the filter signs for the requests it lets through
 //! ([`attach_contract::identity_token`]), one per user, session and
-//! audience, reused until shortly before they expire: signing costs an
-//! Ed25519 signature, a reuse one map lookup.
+//! audience, reused until shortly before they expire: signing costs a
+//! signature (Ed25519 or ES256, as the key set says), a reuse one map
+//! lookup.
 
 use crate::config::Signing;
 use crate::identity::Identity;
@@ -118,13 +119,16 @@ impl IdentityTokens {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use attach_contract::gateway_keys::{KeySet, SigningKeys, new_key};
+    use attach_contract::gateway_keys::{
+        Algorithm, KeySet, SigningKeys, StoredKey, new_key, new_key_of,
+    };
 
     fn signing() -> Signing {
-        let set = serde_json::to_string(&KeySet {
-            keys: vec![new_key([4; 32], 0)],
-        })
-        .unwrap();
+        signing_with(new_key([4; 32], 0))
+    }
+
+    fn signing_with(key: StoredKey) -> Signing {
+        let set = serde_json::to_string(&KeySet { keys: vec![key] }).unwrap();
         let json = serde_json::json!({"signing_keys": set, "issuer": "https://gw.example"});
         Config::from_json(json.to_string().as_bytes())
             .unwrap()
@@ -161,6 +165,19 @@ mod tests {
         assert_eq!(c.scope.as_deref(), Some("read"));
         assert_eq!((c.iat, c.exp), (1000, 1000 + LIFETIME_SECS));
         assert_eq!(c.iss, "https://gw.example");
+    }
+
+    #[test]
+    fn an_es256_key_signs_es256_tokens() {
+        let s = signing_with(new_key_of(Algorithm::ES256, [4; 32], 0).unwrap());
+        let mut tokens = IdentityTokens::new(8);
+        let t = tokens.token(&s, &alice(0), "s1", "attach-a2a", 1000);
+        let (head, _) = t.split_once('.').unwrap();
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(head).unwrap()).unwrap();
+        assert_eq!(header["alg"], "ES256");
+        assert_eq!(header["kid"], s.keys.kid());
+        assert_eq!(claims(&t, &s, "attach-a2a", 1000).sub, "alice");
     }
 
     #[test]

@@ -155,7 +155,7 @@ const ISSUER_DOCUMENTS_MAX_AGE: &str = "public, max-age=300";
 pub fn issuer_document(signing: &Signing, path: &str, now: u64) -> Option<LocalReply> {
     match path {
         JWKS_PATH => Some(jwks(signing, now)),
-        DISCOVERY_PATH => Some(discovery(signing)),
+        DISCOVERY_PATH => Some(discovery(signing, now)),
         _ => None,
     }
 }
@@ -181,9 +181,16 @@ fn jwks(signing: &Signing, now: u64) -> LocalReply {
 
 /// The gateway's issuer metadata: enough for a standard JWT library to
 /// find the keys of what the gateway signs, and for an OAuth client to find
-/// its token exchange.
-fn discovery(signing: &Signing) -> LocalReply {
+/// its token exchange. The algorithms are those of the keys published at
+/// `now`, the signing key's first.
+fn discovery(signing: &Signing, now: u64) -> LocalReply {
     let issuer = &signing.issuer;
+    let algorithms: Vec<&str> = signing
+        .keys
+        .algorithms(now)
+        .into_iter()
+        .map(|alg| alg.name())
+        .collect();
     cacheable(json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
@@ -191,7 +198,7 @@ fn discovery(signing: &Signing) -> LocalReply {
         "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [attach_contract::gateway_keys::ALGORITHM],
+        "id_token_signing_alg_values_supported": algorithms,
         "token_endpoint_auth_methods_supported": ["none"],
     }))
 }
@@ -304,6 +311,62 @@ mod tests {
         assert_eq!(doc["authorization_servers"][0], "https://idp.example");
         assert_eq!(doc["bearer_methods_supported"][0], "header");
         assert_eq!(doc["scopes_supported"][0], "read");
+    }
+
+    fn signing(keys: Vec<attach_contract::gateway_keys::StoredKey>) -> Signing {
+        let set = serde_json::to_string(&attach_contract::gateway_keys::KeySet { keys }).unwrap();
+        let json = json!({"signing_keys": set, "issuer": "https://gw.example"});
+        Config::from_json(json.to_string().as_bytes())
+            .unwrap()
+            .signing
+            .unwrap()
+    }
+
+    #[test]
+    fn issuer_documents_name_the_algorithms_of_the_published_keys() {
+        use attach_contract::gateway_keys::{Algorithm, KeySet, new_key, new_key_of};
+        let document = |s: &Signing, path: &str, now: u64| -> serde_json::Value {
+            serde_json::from_str(&issuer_document(s, path, now).unwrap().body).unwrap()
+        };
+        let ed = signing(vec![new_key([1; 32], 0)]);
+        let doc = document(&ed, DISCOVERY_PATH, 0);
+        assert_eq!(
+            doc["id_token_signing_alg_values_supported"],
+            json!(["EdDSA"])
+        );
+        assert_eq!(doc["jwks_uri"], "https://gw.example/.well-known/jwks.json");
+        // A set moving to ES256: both during the overlap, the signing one first.
+        let mut set = KeySet {
+            keys: vec![new_key([1; 32], 0)],
+        };
+        set.rotate(
+            new_key_of(Algorithm::ES256, [2; 32], 10).unwrap(),
+            10,
+            1000,
+            100,
+        );
+        let mixed = signing(set.keys);
+        let doc = document(&mixed, DISCOVERY_PATH, 20);
+        assert_eq!(
+            doc["id_token_signing_alg_values_supported"],
+            json!(["ES256", "EdDSA"])
+        );
+        let jwks = issuer_document(&mixed, JWKS_PATH, 20).unwrap();
+        assert_eq!(header(&jwks, "content-type"), "application/jwk-set+json");
+        let jwks: serde_json::Value = serde_json::from_str(&jwks.body).unwrap();
+        let kinds: Vec<(&str, &str)> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k["kty"].as_str().unwrap(), k["alg"].as_str().unwrap()))
+            .collect();
+        assert_eq!(kinds, [("OKP", "EdDSA"), ("EC", "ES256")]);
+        let doc = document(&mixed, DISCOVERY_PATH, 110);
+        assert_eq!(
+            doc["id_token_signing_alg_values_supported"],
+            json!(["ES256"])
+        );
+        assert_eq!(document(&mixed, JWKS_PATH, 110)["keys"][0]["crv"], "P-256");
     }
 
     #[test]

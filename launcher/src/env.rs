@@ -6,6 +6,7 @@
 //! as unset.
 
 use crate::error::Error;
+use attach_contract::gateway_keys::Algorithm;
 use attach_filter::config::DidPolicy;
 use attach_filter::url::Url;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
@@ -56,6 +57,9 @@ pub struct Settings {
     /// gateway's signing key is replaced, and how long the old one stays
     /// published.
     pub rotation: crate::signing_keys::Rotation,
+    /// `ATTACH_SIGNING_ALG`: the algorithm of the gateway's signing key; a
+    /// current key of another one is replaced at start-up.
+    pub signing_alg: Algorithm,
 }
 
 /// `ATTACH_DEV=on`, set by `make run`: the local demo. The example planner
@@ -380,6 +384,27 @@ fn rotation(env: Env) -> Result<crate::signing_keys::Rotation, Error> {
     })
 }
 
+/// `ATTACH_SIGNING_ALG`, its JWS name in any case; EdDSA when unset.
+fn signing_alg(env: Env) -> Result<Algorithm, Error> {
+    const VAR: &str = "ATTACH_SIGNING_ALG";
+    let Some(raw) = get(env, VAR) else {
+        return Ok(Algorithm::default());
+    };
+    Algorithm::ALL
+        .into_iter()
+        .find(|alg| alg.name().eq_ignore_ascii_case(raw.trim()))
+        .ok_or_else(|| {
+            Error::setting(
+                VAR,
+                format!(
+                    "{raw:?} is not a signing algorithm ({} or {})",
+                    Algorithm::EdDSA,
+                    Algorithm::ES256
+                ),
+            )
+        })
+}
+
 fn parse_port(var: &str, raw: &str) -> Result<u16, Error> {
     raw.parse::<u16>()
         .ok()
@@ -479,6 +504,7 @@ impl Settings {
         );
 
         let rotation = rotation(env)?;
+        let signing_alg = signing_alg(env)?;
         let a2a = A2aSettings::from_env(env, cwd, port)?;
         let memory = MemSettings::from_env(env, a2a.enabled)?;
         let dev = DevSettings::from_env(env, cwd, bind, a2a.enabled)?;
@@ -501,6 +527,7 @@ impl Settings {
             memory,
             dev,
             rotation,
+            signing_alg,
         })
     }
 
@@ -603,6 +630,26 @@ pub mod tests {
         assert_eq!(s.data_dir, Path::new("/srv/attach/.attach"));
         assert_eq!(s.ca_bundle, Path::new(DEFAULT_CA_BUNDLE));
         assert_eq!(s.gateway_url(), "http://127.0.0.1:8080");
+        assert_eq!(s.signing_alg, Algorithm::EdDSA);
+    }
+
+    #[test]
+    fn the_signing_algorithm_is_eddsa_or_es256() {
+        for (raw, alg) in [
+            ("EdDSA", Algorithm::EdDSA),
+            ("eddsa", Algorithm::EdDSA),
+            ("ES256", Algorithm::ES256),
+            (" es256 ", Algorithm::ES256),
+        ] {
+            let s = settings(&[("ATTACH_SIGNING_ALG", raw)]).unwrap();
+            assert_eq!(s.signing_alg, alg, "{raw}");
+        }
+        for raw in ["RS256", "HS256", "none", "ES384"] {
+            let e = settings(&[("ATTACH_SIGNING_ALG", raw)]).unwrap_err();
+            assert_eq!(e.var(), Some("ATTACH_SIGNING_ALG"));
+            assert!(e.to_string().contains("EdDSA or ES256"), "{e}");
+            assert_eq!(e.exit_code(), 2);
+        }
     }
 
     #[test]

@@ -139,7 +139,12 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let (text, change) = signing_keys::load(&settings.data_dir, now, settings.rotation)?;
+        let (text, change) = signing_keys::load(
+            &settings.data_dir,
+            now,
+            settings.signing_alg,
+            settings.rotation,
+        )?;
         (Some(text), change)
     };
     if !settings.a2a.enabled {
@@ -223,12 +228,15 @@ fn warn(p: &Prepared) {
         .data_dir
         .join(attach_contract::gateway_keys::KEYS_FILE);
     match p.keys_change {
-        signing_keys::Change::Created => {
-            eprintln!("attach: created the gateway signing key {}", keys.display())
-        }
+        signing_keys::Change::Created => eprintln!(
+            "attach: created the gateway signing key {} ({})",
+            keys.display(),
+            p.settings.signing_alg
+        ),
         signing_keys::Change::Rotated => eprintln!(
-            "attach: rotated the gateway signing key in {} (the previous one stays published for ATTACH_KEY_OVERLAP_HOURS)",
-            keys.display()
+            "attach: rotated the gateway signing key in {} to a new {} key (the previous one stays published for ATTACH_KEY_OVERLAP_HOURS)",
+            keys.display(),
+            p.settings.signing_alg
         ),
         signing_keys::Change::Unchanged => {}
     }

@@ -1,8 +1,9 @@
 //! The gateway's signing keys (`attach_contract::gateway_keys`): kept in
 //! `$ATTACH_DATA_DIR/signing-keys.json` (mode 0600, refused when group or
 //! others can read it), created on first use and rotated at start-up when
-//! the current key is older than `ATTACH_KEY_ROTATION_DAYS`; the key it
-//! replaces stays published for `ATTACH_KEY_OVERLAP_HOURS`. The filter
+//! the current key is older than `ATTACH_KEY_ROTATION_DAYS` or of another
+//! algorithm than `ATTACH_SIGNING_ALG`; the key it replaces stays
+//! published for `ATTACH_KEY_OVERLAP_HOURS`. The filter
 //! gets the set through Envoy's environment (`ATTACH_SIGNING_KEYS`), never
 //! through the bootstrap, which Envoy's admin interface prints.
 
@@ -11,7 +12,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use attach_contract::gateway_keys::{KEYS_FILE, KeySet, SigningKeys, new_key};
+use attach_contract::gateway_keys::{
+    Algorithm, KEYS_FILE, KeySet, SigningKeys, StoredKey, new_key_of,
+};
 
 use crate::error::Error;
 
@@ -36,8 +39,13 @@ pub enum Change {
 }
 
 /// The key set as JSON text, after creating or rotating it as due at `now`
-/// (unix seconds).
-pub fn load(dir: &Path, now: u64, rotation: Rotation) -> Result<(String, Change), Error> {
+/// (unix seconds), new keys being of `alg`.
+pub fn load(
+    dir: &Path,
+    now: u64,
+    alg: Algorithm,
+    rotation: Rotation,
+) -> Result<(String, Change), Error> {
     let path = dir.join(KEYS_FILE);
     let at = path.display();
     let existing = match fs::metadata(&path) {
@@ -60,7 +68,7 @@ pub fn load(dir: &Path, now: u64, rotation: Rotation) -> Result<(String, Change)
     let created = existing.is_none();
     let mut set = existing.unwrap_or_default();
     if !set.rotate(
-        new_key(random_seed()?, now),
+        random_key(alg, now)?,
         now,
         rotation.after_secs,
         rotation.overlap_secs,
@@ -81,6 +89,16 @@ pub fn load(dir: &Path, now: u64, rotation: Rotation) -> Result<(String, Change)
 
 fn document(set: &KeySet) -> Result<String, Error> {
     serde_json::to_string(set).map_err(|e| Error::runtime(format!("signing keys: {e}")))
+}
+
+/// A new key of `alg` from `/dev/urandom`, drawing again the rare 32 bytes
+/// that make no key of it (an ES256 scalar not below the curve's order).
+fn random_key(alg: Algorithm, now: u64) -> Result<StoredKey, Error> {
+    loop {
+        if let Some(key) = new_key_of(alg, random_seed()?, now) {
+            return Ok(key);
+        }
+    }
 }
 
 fn random_seed() -> Result<[u8; 32], Error> {
@@ -140,20 +158,20 @@ mod tests {
     #[test]
     fn created_once_then_rotated_when_due() {
         let dir = scratch("rotate");
-        let (first, change) = load(&dir, 0, ROTATION).unwrap();
+        let (first, change) = load(&dir, 0, Algorithm::EdDSA, ROTATION).unwrap();
         assert_eq!(change, Change::Created);
         let mode = fs::metadata(dir.join(KEYS_FILE))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let (again, change) = load(&dir, DAY, ROTATION).unwrap();
+        let (again, change) = load(&dir, DAY, Algorithm::EdDSA, ROTATION).unwrap();
         assert_eq!(
             (again.as_str(), change),
             (first.as_str(), Change::Unchanged)
         );
         // Due: a new key signs, the old one is still published.
-        let (rotated, change) = load(&dir, 30 * DAY, ROTATION).unwrap();
+        let (rotated, change) = load(&dir, 30 * DAY, Algorithm::EdDSA, ROTATION).unwrap();
         assert_eq!(change, Change::Rotated);
         let both = kids(&rotated);
         assert_eq!(both.len(), 2);
@@ -161,22 +179,68 @@ mod tests {
         let keys = SigningKeys::parse(&rotated).unwrap();
         assert_eq!(keys.kid(), both[1]);
         // After the overlap, the old key is gone from the file.
-        let (later, _) = load(&dir, 31 * DAY, ROTATION).unwrap();
+        let (later, _) = load(&dir, 31 * DAY, Algorithm::EdDSA, ROTATION).unwrap();
         assert_eq!(kids(&later), vec![both[1].clone()]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn algorithms(text: &str) -> Vec<String> {
+        KeySet::parse(text)
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.alg)
+            .collect()
+    }
+
+    #[test]
+    fn another_algorithm_rotates_at_the_next_start() {
+        let dir = scratch("algorithm");
+        let (first, _) = load(&dir, 0, Algorithm::EdDSA, ROTATION).unwrap();
+        // A day later, far from due by age: ES256 makes it due.
+        let (rotated, change) = load(&dir, DAY, Algorithm::ES256, ROTATION).unwrap();
+        assert_eq!(change, Change::Rotated);
+        assert_eq!(algorithms(&rotated), ["EdDSA", "ES256"]);
+        assert_eq!(kids(&rotated)[0], kids(&first)[0]);
+        let keys = SigningKeys::parse(&rotated).unwrap();
+        assert_eq!(keys.algorithm(), Algorithm::ES256);
+        assert_eq!(keys.published(DAY).count(), 2);
+        // Started again with ES256: nothing to do.
+        let (again, change) = load(&dir, DAY + 1, Algorithm::ES256, ROTATION).unwrap();
+        assert_eq!((again, change), (rotated, Change::Unchanged));
+        // Once the overlap is over, only the P-256 key is left.
+        let (later, _) = load(&dir, 2 * DAY + 1, Algorithm::ES256, ROTATION).unwrap();
+        assert_eq!(algorithms(&later), ["ES256"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_es256_set_is_created_with_one_p256_key() {
+        let dir = scratch("es256");
+        let (text, change) = load(&dir, 0, Algorithm::ES256, ROTATION).unwrap();
+        assert_eq!(change, Change::Created);
+        assert_eq!(algorithms(&text), ["ES256"]);
+        let jwks = SigningKeys::parse(&text).unwrap().jwks(0);
+        assert_eq!(jwks["keys"][0]["kty"], "EC");
+        assert_eq!(jwks["keys"][0]["crv"], "P-256");
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_readable_or_broken_file_is_refused() {
         let dir = scratch("refuse");
-        load(&dir, 0, ROTATION).unwrap();
+        load(&dir, 0, Algorithm::EdDSA, ROTATION).unwrap();
         let path = dir.join(KEYS_FILE);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let e = load(&dir, 0, ROTATION).unwrap_err().to_string();
+        let e = load(&dir, 0, Algorithm::EdDSA, ROTATION)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("readable by others"), "{e}");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, r#"{"keys": [{"kid": "x"}]}"#).unwrap();
-        let e = load(&dir, 0, ROTATION).unwrap_err().to_string();
+        let e = load(&dir, 0, Algorithm::EdDSA, ROTATION)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("remove it to get a new key"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -4,11 +4,13 @@ JWT library (PyJWT and its PyJWKClient) that knows nothing but the gateway's
 issuer URL, finding the keys through `/.well-known/openid-configuration`
 (OpenID Connect Discovery 1.0 section 4) and the JWKS (RFC 7517 section 5),
 then verifying the JWT (RFC 7519 section 7.2, RFC 7515 with RFC 8037's
-EdDSA). Also: the documents themselves, a key rotation with its overlap,
-and tokens posing as the gateway's.
+EdDSA, or RFC 7518's ES256 with ATTACH_SIGNING_ALG=ES256). Also: the
+documents themselves, key rotations with their overlap (by age, and to
+another algorithm), and tokens posing as the gateway's.
 """
 
 import base64
+import hashlib
 import json
 import time
 
@@ -31,14 +33,14 @@ def discover(base_url):
     return doc, jwt.PyJWKClient(doc["jwks_uri"], cache_keys=False)
 
 
-def check(token, base_url, audience):
+def check(token, base_url, audience, algorithms=("EdDSA",)):
     """The claims of token, verified from the issuer URL alone."""
     doc, keys = discover(base_url)
     key = keys.get_signing_key_from_jwt(token)
     return jwt.decode(
         token,
         key.key,
-        algorithms=["EdDSA"],
+        algorithms=list(algorithms),
         audience=audience,
         issuer=doc["issuer"],
         options={"require": ["iss", "sub", "aud", "iat", "exp", "jti"]},
@@ -179,3 +181,80 @@ def test_rotation_keeps_the_previous_key_published_for_the_overlap(tmp_path, art
         with pytest.raises(jwt.PyJWKClientError):
             discover(s.gateway.base_url)[1].get_signing_key_from_jwt(old_token)
     assert [k["kid"] for k in json.loads(keys_file.read_text())["keys"]] == [new_kid]
+
+
+def published_keys(s):
+    return httpx.get(s.gateway.base_url + "/.well-known/jwks.json", timeout=10).json()["keys"]
+
+
+def unpadded(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_rfc_7518_es256_the_gateway_signs_with_a_p256_key_when_asked(tmp_path, artifacts):
+    """ATTACH_SIGNING_ALG=ES256: the key set holds one P-256 key, published
+    as an EC JWK (RFC 7518 section 6.2) whose kid is its RFC 7638
+    thumbprint, and a standard verifier checks the token (ES256, RFC 7518
+    section 3.4: r || s, 64 bytes) from the discovery document and the
+    JWKS alone; a verifier expecting EdDSA refuses it."""
+    with launch_stack(tmp_path / "es256", env={"ATTACH_SIGNING_ALG": "ES256"}) as s:
+        token = stamped_token(s)
+        header = jwt.get_unverified_header(token)
+        assert header["alg"] == "ES256" and header["typ"] == "JWT"
+        assert len(unpadded(token.split(".")[2])) == 64
+        doc, _ = discover(s.gateway.base_url)
+        assert doc["id_token_signing_alg_values_supported"] == ["ES256"]
+        (key,) = published_keys(s)
+        assert set(key) == {"kty", "crv", "x", "y", "use", "alg", "kid"}, key
+        assert {k: key[k] for k in ("kty", "crv", "alg", "use")} == {
+            "kty": "EC",
+            "crv": "P-256",
+            "alg": "ES256",
+            "use": "sig",
+        }
+        canonical = f'{{"crv":"P-256","kty":"EC","x":"{key["x"]}","y":"{key["y"]}"}}'
+        assert key["kid"] == b64(hashlib.sha256(canonical.encode()).digest()) == header["kid"]
+        claims = check(token, s.gateway.base_url, "attach-engine", algorithms=["ES256"])
+        assert claims["sub"] == "alice" and claims["iss"] == s.gateway.resource
+        with pytest.raises(jwt.InvalidAlgorithmError):
+            check(token, s.gateway.base_url, "attach-engine", algorithms=["EdDSA"])
+        stored = json.loads((s.gateway.data_dir / KEYS_FILE).read_text())["keys"]
+        assert [(k["alg"], len(unpadded(k["seed"]))) for k in stored] == [("ES256", 32)]
+
+
+def test_another_signing_algorithm_rotates_at_start_up_and_keeps_the_old_key_published(tmp_path, artifacts):
+    """A start with ATTACH_SIGNING_ALG=ES256 over an Ed25519 key set makes a
+    P-256 key sign at once; the Ed25519 key stays in the JWKS for the
+    overlap, so what it signed still verifies, each token under the
+    algorithm of its own key."""
+    workdir = tmp_path / "algorithm"
+    with launch_stack(workdir) as s:
+        old_token = stamped_token(s)
+        assert jwt.get_unverified_header(old_token)["alg"] == "EdDSA"
+    with launch_stack(workdir, env={"ATTACH_SIGNING_ALG": "ES256"}) as s:
+        new_token = stamped_token(s)
+        new_header = jwt.get_unverified_header(new_token)
+        assert new_header["alg"] == "ES256"
+        assert [(k["kid"], k["alg"]) for k in published_keys(s)] == [
+            (jwt.get_unverified_header(old_token)["kid"], "EdDSA"),
+            (new_header["kid"], "ES256"),
+        ]
+        doc, _ = discover(s.gateway.base_url)
+        assert doc["id_token_signing_alg_values_supported"] == ["ES256", "EdDSA"]
+        both = ("EdDSA", "ES256")
+        # Signed before the rotation (by the stack on its previous port, so
+        # under another issuer URL), still good during the overlap.
+        old_key = discover(s.gateway.base_url)[1].get_signing_key_from_jwt(old_token).key
+        assert jwt.decode(old_token, old_key, algorithms=list(both), audience="attach-engine")["sub"] == "alice"
+        assert check(new_token, s.gateway.base_url, "attach-engine", algorithms=both)["sub"] == "alice"
+        # The new token relabelled EdDSA is checked against its P-256 key, and fails.
+        head, payload, signature = new_token.split(".")
+        relabelled = json.loads(unpadded(head))
+        relabelled["alg"] = "EdDSA"
+        posing = f"{b64(json.dumps(relabelled).encode())}.{payload}.{signature}"
+        with pytest.raises(jwt.PyJWTError):
+            check(posing, s.gateway.base_url, "attach-engine", algorithms=both)
+    # Started again with ES256: no further rotation.
+    with launch_stack(workdir, env={"ATTACH_SIGNING_ALG": "ES256"}) as s:
+        assert [k["alg"] for k in published_keys(s)] == ["EdDSA", "ES256"]
+        assert jwt.get_unverified_header(stamped_token(s))["kid"] == new_header["kid"]

@@ -2,12 +2,14 @@
 //!
 //! The curve arithmetic (field, scalars, complete point formulas) is the
 //! `p256`/`p384` crates'. What is ours is the shape of the computation:
-//! `u1·G + u2·Q` as a sum of precomputed affine points (see [`super::comb`])
-//! instead of a generic double-scalar multiplication. A JWKS key lives for
-//! minutes to days and is used for every request, so its table is built
-//! once when the key is parsed; the generator's table is built once per
-//! process (wasm VM), with the first EC key parsed. Inside V8 this is about
-//! four times faster than `p256`'s own `ecdsa::VerifyingKey`.
+//! `u1·G + u2·Q` as a sum of precomputed affine points (see
+//! [`attach_contract::comb`]) instead of a generic double-scalar
+//! multiplication. A JWKS key lives for minutes to days and is used for
+//! every request, so its table is built once when the key is parsed; the
+//! generator's table is built once per process (wasm VM), with the first EC
+//! key parsed, and P-256's is the one the gateway's ES256 signing uses
+//! too. Inside V8 this is about four times faster than `p256`'s own
+//! `ecdsa::VerifyingKey`.
 //!
 //! Checks, in order: signature length is exactly `2 × field size`
 //! (JOSE `r || s`, not DER), `r` and `s` in `[1, n-1]`, the sum is not the
@@ -15,7 +17,7 @@
 //! as ECDSA and JOSE allow them.
 
 use super::SignatureError;
-use super::comb::Comb;
+use attach_contract::comb::{Comb, p256_generator};
 use p256::NistP256;
 use p384::NistP384;
 use primeorder::elliptic_curve::group::Group as _;
@@ -27,19 +29,14 @@ use std::sync::OnceLock;
 
 /// Window widths, trading table size for additions per verification (the
 /// additions are nearly all of the cost): a P-256 key table is 43 × 32
-/// points (~97 KB, at most 43 additions), the generator table, shared by
-/// all keys, 37 × 64 points (~170 KB, at most 37 additions). P-384 points
-/// are larger, so its key table uses 4-bit digits (97 × 8 points, ~80 KB)
-/// and its generator 5-bit digits (77 × 16 points, ~130 KB).
+/// points (~97 KB, at most 43 additions); the P-256 generator's table,
+/// shared by all keys, is [`p256_generator`]'s (37 × 64 points, ~170 KB).
+/// P-384 points are larger, so its key table uses 4-bit digits (97 × 8
+/// points, ~80 KB) and its generator 5-bit digits (77 × 16 points,
+/// ~130 KB).
 const P256_KEY_WINDOW: u32 = 6;
-const P256_GENERATOR_WINDOW: u32 = 7;
 const P384_KEY_WINDOW: u32 = 4;
 const P384_GENERATOR_WINDOW: u32 = 5;
-
-fn p256_generator() -> &'static Comb<NistP256> {
-    static TABLE: OnceLock<Comb<NistP256>> = OnceLock::new();
-    TABLE.get_or_init(|| Comb::new(&ProjectivePoint::GENERATOR, P256_GENERATOR_WINDOW))
-}
 
 fn p384_generator() -> &'static Comb<NistP384> {
     static TABLE: OnceLock<Comb<NistP384>> = OnceLock::new();

@@ -10,7 +10,6 @@
 //! any work, which is what stops alg-confusion attacks (for example an
 //! `ES256` token checked against an RSA key).
 
-mod comb;
 pub mod ecdsa;
 pub mod eddsa;
 pub mod rsa;
