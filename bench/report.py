@@ -10,7 +10,7 @@ from wrk import Result
 
 @dataclass
 class Row:
-    key: str  # "a", "a-wasm", "b", "b-sign", "c", "c-did", "d-off" or "d-on"
+    key: str  # "a", "a-wasm", "b", "b-sign", "b-sign-es256", "c", "c-did", "d-off" or "d-on"
     setup: str
     alg: str
     cache: str
@@ -202,6 +202,12 @@ def ratios_table(rows, algs):
         (
             "b-sign / b — throughput with the signed identity token on every request over without it",
             _ratio(rps("b-sign", "ES256"), rps("b", "ES256")),
+            _plain,
+            None,
+        ),
+        (
+            "b-sign-es256 / b-sign — throughput with the token signed with ES256 over Ed25519",
+            _ratio(rps("b-sign-es256", "ES256"), rps("b-sign", "ES256")),
             _plain,
             None,
         ),

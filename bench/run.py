@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -72,6 +73,12 @@ def plan():
             "ES256",
             f"hit (`cache_entries: {FILTER_CACHE_ENTRIES}`)",
         ),
+        Row(
+            "b-sign-es256",
+            "(b) attach filter, signing `X-Attach-Identity` with ES256",
+            "ES256",
+            f"hit (`cache_entries: {FILTER_CACHE_ENTRIES}`)",
+        ),
     ]
     rows += [Row("c", "(c) attach filter", alg, "miss (`cache_entries: 0`)") for alg in ALGS]
     rows += [Row("c-did", "(c) attach filter, did:key DID-JWT", alg, "miss (`cache_entries: 0`)") for alg in DID_ALGS]
@@ -84,7 +91,7 @@ def run_order(rows):
     """Plain Envoy first, then per algorithm (b,) d cache on, c, d cache off:
     rows that are compared run back to back, so drift on the machine between
     them stays small."""
-    within = ("a", "a-wasm", "b", "b-sign", "d-on", "c", "c-did", "d-off")
+    within = ("a", "a-wasm", "b", "b-sign", "b-sign-es256", "d-on", "c", "c-did", "d-off")
     order = ALGS + tuple(a for a in DID_ALGS if a not in ALGS)
     return sorted(rows, key=lambda r: (order.index(r.alg) if r.alg in order else -1, within.index(r.key)))
 
@@ -98,30 +105,43 @@ def filters_for(row, idp, keys, wasm, noop_wasm):
     if row.key == "c-did":
         config = {"did": {"audiences": [AUDIENCE], "allow": ["did:key:*"]}, "cache_entries": 0}
         return [es.wasm_filter(wasm, config)], []
-    if row.key in ("b", "b-sign", "c"):
+    if row.key in ("b", "b-sign", "b-sign-es256", "c"):
         config = {
             "providers": [{"issuer": idp.issuer, "audiences": [AUDIENCE]}],
             "clusters": {idp.issuer: IDP_CLUSTER},
             "cache_entries": 0 if row.key == "c" else FILTER_CACHE_ENTRIES,
         }
-        if row.key == "b-sign":
-            config["signing_keys"] = signing_keys()
+        if row.key in SIGNING_ALGS:
+            config["signing_keys"] = signing_keys(SIGNING_ALGS[row.key])
             config["issuer"] = f"http://{es.HOST}"
         return [es.wasm_filter(wasm, config)], [es.static_cluster(IDP_CLUSTER, idp.port)]
     cache = JWT_AUTHN_CACHE_SIZE if row.key == "d-on" else None
     return [es.jwt_authn_filter(idp.issuer, AUDIENCE, keys.jwks_json(), cache)], []
 
 
-def signing_keys():
+# The rows whose filter signs, and the algorithm of its key.
+SIGNING_ALGS = {"b-sign": "EdDSA", "b-sign-es256": "ES256"}
+# What each algorithm's JWK says it is.
+JWK_KTY = {"EdDSA": b'"kty":"OKP"', "ES256": b'"kty":"EC"'}
+
+
+def signing_keys(alg):
     """A fresh gateway key set, as the launcher writes it
-    (attach_contract::gateway_keys): one Ed25519 key, its kid the RFC 7638
-    thumbprint."""
-    seed = os.urandom(32)
-    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    (attach_contract::gateway_keys): one key of alg (an Ed25519 seed, or a
+    P-256 private scalar), its kid the RFC 7638 thumbprint."""
     b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-    thumbprint = f'{{"crv":"Ed25519","kty":"OKP","x":"{b64(public)}"}}'
+    if alg == "EdDSA":
+        secret = os.urandom(32)
+        public = Ed25519PrivateKey.from_private_bytes(secret).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        thumbprint = f'{{"crv":"Ed25519","kty":"OKP","x":"{b64(public)}"}}'
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+        secret = key.private_numbers().private_value.to_bytes(32, "big")
+        point = key.public_key().public_numbers()
+        x, y = (b64(c.to_bytes(32, "big")) for c in (point.x, point.y))
+        thumbprint = f'{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}'
     kid = b64(hashlib.sha256(thumbprint.encode()).digest())
-    return json.dumps({"keys": [{"kid": kid, "alg": "EdDSA", "seed": b64(seed), "created": int(time.time())}]})
+    return json.dumps({"keys": [{"kid": kid, "alg": alg, "seed": b64(secret), "created": int(time.time())}]})
 
 
 def check(row, envoy, token):
@@ -131,12 +151,12 @@ def check(row, envoy, token):
         return
     # Keys load asynchronously in the attach filter: wait for the first 200.
     _, headers = envoy.wait_for_status(token, 200)
-    if row.key in ("b", "b-sign", "c", "c-did") and "x-attach-user" not in headers:
+    if row.key in ("b", "b-sign", "b-sign-es256", "c", "c-did") and "x-attach-user" not in headers:
         raise es.SetupFailed(f"200 without X-Attach-User; response headers: {headers}\n{envoy.log_tail()}")
-    if row.key == "b-sign":
+    if row.key in SIGNING_ALGS:
         # The filter signs: it publishes the key it signs with.
         status, _, body = es.get(envoy.port, "/.well-known/jwks.json")
-        if status != 200 or b'"kty":"OKP"' not in body:
+        if status != 200 or JWK_KTY[SIGNING_ALGS[row.key]] not in body:
             raise es.SetupFailed(f"no JWKS from a signing filter: {status} {body}\n{envoy.log_tail()}")
     envoy.wait_for_status(None, 401, timeout=5)
 
@@ -186,7 +206,8 @@ def notes(load, warmup_s, binary, wasm_bytes):
         "(b) signing `X-Attach-Identity` is (b) with a gateway key set (`signing_keys`, one Ed25519 key): "
         "every request let through also carries the identity JWT the gateway signs for its upstream, "
         "reused per user, session and audience until 15 s before it expires, so with one token a "
-        "signature is made about once a minute and every other request reuses it.",
+        "signature is made about once a minute and every other request reuses it. (b) signing with ES256 is the "
+        "same with one P-256 key (`ATTACH_SIGNING_ALG=ES256`).",
         "(c) runs the attach filter with `cache_entries: 0`: the same token pays the full "
         "verification (signature and claims) on every request.",
         "(d) is Envoy's `envoy.filters.http.jwt_authn` with the same public keys inline (`local_jwks`), "
@@ -269,7 +290,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="2 s rows and 1 s warm-ups, for a smoke check")
     parser.add_argument(
         "--only",
-        help="comma-separated row keys to run (a, a-wasm, b, b-sign, c, c-did, d-off, d-on, a2a-sqlite, a2a-pg, "
+        help="comma-separated row keys to run (a, a-wasm, b, b-sign, b-sign-es256, c, c-did, d-off, d-on, a2a-sqlite, a2a-pg, "
         "a2a-stream-sqlite, a2a-stream-pg, mem-off, mem-on; mem for both), for profiling",
     )
     parser.add_argument(
