@@ -11,14 +11,15 @@
 
 use crate::env::{A2aSettings, AgentSource, Settings};
 use crate::error::Error;
+use crate::private_file::{self, Placement};
 use attach_contract::agents;
 use attach_contract::gateway_keys::KEYS_VAR;
 use attach_filter::memory::sink::{MemoryConfig, SinkKind};
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -97,25 +98,10 @@ pub fn load_or_create_key(dir: &Path) -> Result<(String, bool), Error> {
         Err(Some(e)) => return Err(e),
         Err(None) => {}
     }
-    fs::create_dir_all(dir).map_err(io)?;
-    let mut raw = [0u8; KEY_BYTES];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut raw))
-        .map_err(|e| Error::runtime(format!("/dev/urandom: {e}")))?;
-    let key = URL_SAFE_NO_PAD.encode(raw);
-    // Written under a private name, then linked into place: a launcher
-    // starting at the same moment either wins the link or reads a whole key.
-    let temp = dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
-    let _ = fs::remove_file(&temp);
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .and_then(|mut f| f.write_all(format!("{key}\n").as_bytes()))
-        .and_then(|_| fs::hard_link(&temp, &path));
-    let _ = fs::remove_file(&temp);
-    match written {
+    let key = URL_SAFE_NO_PAD.encode(private_file::random::<KEY_BYTES>()?);
+    // A launcher starting at the same moment either creates the file or
+    // reads a whole key.
+    match private_file::write(dir, KEY_FILE, &format!("{key}\n"), Placement::CreateOnce) {
         Ok(()) => Ok((key, true)),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => match read_key(&path) {
             Ok(key) => Ok((key, false)),

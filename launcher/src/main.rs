@@ -12,6 +12,7 @@ mod envoy_bin;
 mod error;
 mod log_level;
 mod plugin;
+mod private_file;
 mod signing_keys;
 mod supervise;
 mod token;

@@ -7,9 +7,9 @@
 //! gets the set through Envoy's environment (`ATTACH_SIGNING_KEYS`), never
 //! through the bootstrap, which Envoy's admin interface prints.
 
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use attach_contract::gateway_keys::{
@@ -17,6 +17,7 @@ use attach_contract::gateway_keys::{
 };
 
 use crate::error::Error;
+use crate::private_file::{self, Placement};
 
 /// The variable of Envoy's environment that carries the set to the filter,
 /// and of the companion service's, which signs agent cards with it.
@@ -95,39 +96,16 @@ fn document(set: &KeySet) -> Result<String, Error> {
 /// that make no key of it (an ES256 scalar not below the curve's order).
 fn random_key(alg: Algorithm, now: u64) -> Result<StoredKey, Error> {
     loop {
-        if let Some(key) = new_key_of(alg, random_seed()?, now) {
+        if let Some(key) = new_key_of(alg, private_file::random::<32>()?, now) {
             return Ok(key);
         }
     }
 }
 
-fn random_seed() -> Result<[u8; 32], Error> {
-    let mut seed = [0u8; 32];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut seed))
-        .map_err(|e| Error::runtime(format!("/dev/urandom: {e}")))?;
-    Ok(seed)
-}
-
-/// Replaces the file whole: written under a private name with mode 0600,
-/// then renamed into place, so a reader never sees half a key set.
+/// Replaces the file whole, so a reader never sees half a key set.
 fn write(dir: &Path, text: &str) -> Result<(), Error> {
-    let path = dir.join(KEYS_FILE);
-    let io = |e: std::io::Error| Error::runtime(format!("{}: {e}", path.display()));
-    fs::create_dir_all(dir).map_err(io)?;
-    let temp = dir.join(format!(".{KEYS_FILE}.{}", std::process::id()));
-    let _ = fs::remove_file(&temp);
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()))
-        .and_then(|_| fs::rename(&temp, &path));
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written.map_err(io)
+    private_file::write(dir, KEYS_FILE, &format!("{text}\n"), Placement::Replace)
+        .map_err(|e| Error::runtime(format!("{}: {e}", dir.join(KEYS_FILE).display())))
 }
 
 #[cfg(test)]

@@ -5,14 +5,14 @@
 //! gateway's DID audience, so a curl works a minute after `make run`.
 
 use crate::error::Error;
+use crate::private_file::{self, Placement};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Multicodec prefix of an Ed25519 public key (0xed as an unsigned varint).
@@ -68,11 +68,7 @@ pub fn load_or_create(dir: &Path) -> Result<(Identity, bool), Error> {
             Ok((Identity { did, key }, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(io)?;
-            let mut seed = [0u8; 32];
-            fs::File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut seed))
-                .map_err(|e| Error::runtime(format!("/dev/urandom: {e}")))?;
+            let seed = private_file::random::<32>()?;
             let key = SigningKey::from_bytes(&seed);
             let did = did_key(&key);
             let stored = Stored {
@@ -81,13 +77,7 @@ pub fn load_or_create(dir: &Path) -> Result<(Identity, bool), Error> {
             };
             let text = serde_json::to_string_pretty(&stored)
                 .map_err(|e| Error::runtime(format!("identity: {e}")))?;
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .and_then(|mut f| f.write_all(text.as_bytes()))
-                .map_err(io)?;
+            private_file::write(dir, IDENTITY_FILE, &text, Placement::CreateOnce).map_err(io)?;
             Ok((Identity { did, key }, true))
         }
         Err(e) => Err(io(e)),
