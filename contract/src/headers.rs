@@ -16,6 +16,14 @@ pub const SESSION_HEADER: &str = "x-attach-session";
 pub const ASSERTION_HEADER: &str = "x-attach-assertion";
 /// The gateway-signed identity token, see [`crate::identity_token`].
 pub const IDENTITY_HEADER: &str = "x-attach-identity";
+/// Who acts for the user, current actor first (see
+/// [`crate::delegation::ActorChain::header_value`]); absent when the user
+/// acts alone.
+pub const ACTOR_HEADER: &str = "x-attach-actor";
+/// The token the companion service delegates to an agent it hands a task
+/// to (see [`crate::delegation`]): the agent's bearer token for calling the
+/// gateway on the user's behalf.
+pub const DELEGATION_HEADER: &str = "x-attach-delegation";
 /// Every inbound header with this prefix is removed: only the gateway may set them.
 pub const RESERVED_PREFIX: &str = "x-attach-";
 
@@ -46,6 +54,8 @@ mod tests {
             SESSION_HEADER,
             ASSERTION_HEADER,
             IDENTITY_HEADER,
+            ACTOR_HEADER,
+            DELEGATION_HEADER,
         ] {
             assert!(is_reserved(name), "{name}");
         }

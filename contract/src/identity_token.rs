@@ -19,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::delegation::{ActorChain, ChainError};
 use crate::gateway_keys::{Algorithm, SigningKeys, VerifyingKey};
 
 /// How long a token lives from when it is signed.
@@ -46,6 +47,12 @@ pub struct IdentityClaims {
 }
 
 impl IdentityClaims {
+    /// Who acts for the user, as the `act` claim says
+    /// ([`crate::delegation`]); a chain that breaks its rules is an error.
+    pub fn actor_chain(&self) -> Result<ActorChain, ChainError> {
+        ActorChain::from_act(self.act.as_ref())
+    }
+
     /// The claims as JSON, written member by member: the filter signs them,
     /// and a derived serialiser would cost its wasm module more code than
     /// this does.

@@ -5,6 +5,8 @@
 //! (the session id), [`assertion`] (the `v2.` identity assertion),
 //! [`gateway_keys`] (the gateway's signing keys and their JWKS),
 //! [`identity_token`] (the signed identity every upstream can verify),
+//! [`delegation`] (who acts for the user: `act` chains and the rules of
+//! the token exchange),
 //! [`jcs`] (RFC 8785's canonical JSON) and [`card_signature`] (the
 //! gateway's signature on the agent cards it serves),
 //! [`comb`] (fixed-base curve multiples, for the filter's ECDSA
@@ -31,6 +33,7 @@ pub mod agents;
 pub mod assertion;
 pub mod card_signature;
 pub mod comb;
+pub mod delegation;
 pub mod event;
 pub mod gateway_keys;
 pub mod headers;
