@@ -287,6 +287,12 @@ impl SigningKeys {
         self.published.iter().filter(move |k| k.published_at(now))
     }
 
+    /// The published key with `kid` at `now`: what a token the gateway
+    /// signed is checked with.
+    pub fn verifying_key(&self, kid: &str, now: u64) -> Option<&VerifyingKey> {
+        self.published(now).find(|k| k.kid == kid).map(|k| &k.key)
+    }
+
     /// The algorithms of the keys published at `now`, the current key's
     /// first, each once.
     pub fn algorithms(&self, now: u64) -> Vec<Algorithm> {

@@ -35,6 +35,11 @@ fn one_current_key_signs_and_every_published_key_is_in_the_jwks() {
     assert_eq!(later["keys"].as_array().unwrap().len(), 1);
     assert_eq!(later["keys"][0]["kid"], keys.kid());
     assert!(verifies(&keys, b"m", &keys.sign(b"m")));
+    // The retired key verifies during the overlap only.
+    assert!(keys.verifying_key(&old.kid, 30 * DAY + 1).is_some());
+    assert!(keys.verifying_key(&old.kid, 31 * DAY).is_none());
+    assert!(keys.verifying_key(keys.kid(), 31 * DAY).is_some());
+    assert!(keys.verifying_key("unknown", 0).is_none());
 }
 
 #[test]
