@@ -5,11 +5,13 @@
 //! one is refused before Envoy ever starts (or by `envoy --mode validate`).
 
 use crate::alg::Alg;
+use crate::jwks::key_set::JwkSet;
 use crate::memory::sink::{Memory, MemoryConfig};
 use crate::url::Url;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// The whole plugin configuration as written by users (snake_case JSON).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -93,6 +95,20 @@ pub struct PluginConfig {
     /// entry is `/*`, the model engine).
     #[serde(default = "default_identity_routes")]
     pub identity_routes: Vec<AssertionRouteConfig>,
+    /// Audiences the token endpoint (RFC 8693 token exchange, served when
+    /// the gateway signs) may issue tokens for besides the gateway itself
+    /// and the identity routes' upstreams: registered agents' DIDs, other
+    /// upstreams (RFC 8707 resource indicators included).
+    #[serde(default)]
+    pub exchange_audiences: Vec<String>,
+    /// The longest a token the endpoint issues lives (never longer than
+    /// its subject, nor than the contract's cap).
+    #[serde(default = "default_exchange_lifetime")]
+    pub exchange_max_lifetime_secs: u64,
+}
+
+fn default_exchange_lifetime() -> u64 {
+    attach_contract::delegation::MAX_LIFETIME_SECS
 }
 
 /// One trusted OIDC issuer.
@@ -382,9 +398,24 @@ pub struct Signing {
     pub keys: attach_contract::gateway_keys::SigningKeys,
     pub issuer: String,
     pub routes: Vec<AssertionRoute>,
+    /// The keys of the gateway's JWKS, as the filter's verifiers hold a
+    /// provider's: what the gateway's own tokens are checked with.
+    pub own_keys: Arc<JwkSet>,
+    /// Audiences the token endpoint issues for besides the issuer and the
+    /// routes' own.
+    pub exchange_audiences: Vec<String>,
+    pub exchange_lifetime_secs: u64,
 }
 
 impl Signing {
+    /// Whether the token endpoint may issue a token for `audience`: the
+    /// gateway itself, an identity route's upstream, or a configured one.
+    pub fn knows_audience(&self, audience: &str) -> bool {
+        audience == self.issuer
+            || self.routes.iter().any(|r| r.audience == audience)
+            || self.exchange_audiences.iter().any(|a| a == audience)
+    }
+
     /// The audience of the identity token a request to `path` carries.
     pub fn audience(&self, path: &str) -> Option<&str> {
         self.routes
@@ -722,10 +753,20 @@ impl PluginConfig {
                         )
                     })?;
                 Url::parse(issuer).map_err(|m| err("issuer", m))?;
+                let own_keys = JwkSet::parse(keys.jwks(0).to_string().as_bytes())
+                    .map_err(|e| err(field, e.to_string()))?;
                 Some(Signing {
+                    own_keys: Arc::new(own_keys),
                     keys,
                     issuer: issuer.trim_end_matches('/').to_string(),
                     routes: route_audiences("identity_routes", &self.identity_routes)?,
+                    exchange_audiences: exchange_audiences(&self.exchange_audiences)?,
+                    exchange_lifetime_secs: match self.exchange_max_lifetime_secs {
+                        0 => {
+                            return Err(err("exchange_max_lifetime_secs", "must be at least 1"));
+                        }
+                        secs => secs.min(attach_contract::delegation::MAX_LIFETIME_SECS),
+                    },
                 })
             }
             None => None,
@@ -750,6 +791,24 @@ impl PluginConfig {
             signing,
         })
     }
+}
+
+/// The token endpoint's extra audiences: each a plain identifier (a DID,
+/// a name or a URI) in visible ASCII, never a wildcard.
+fn exchange_audiences(audiences: &[String]) -> Result<Vec<String>, ConfigError> {
+    for (i, audience) in audiences.iter().enumerate() {
+        if audience.is_empty()
+            || !audience
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'*')
+        {
+            return Err(err(
+                format!("exchange_audiences[{i}]"),
+                "must be visible ASCII, without '*'",
+            ));
+        }
+    }
+    Ok(audiences.to_vec())
 }
 
 /// Routes bound to audiences, as `field` writes them.

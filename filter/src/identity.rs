@@ -3,6 +3,8 @@
 //! derived from it, are the contract's ([`attach_contract::headers`],
 //! [`attach_contract::session`]).
 
+use attach_contract::delegation::ActorChain;
+
 /// A verified caller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
@@ -14,4 +16,10 @@ pub struct Identity {
     pub issuer: String,
     /// The token's scopes, space-separated; `None` when it has none.
     pub scope: Option<String>,
+    /// Who acts for the user (a token the gateway delegated); empty when
+    /// the user acts alone.
+    pub actors: ActorChain,
+    /// The session a token the gateway issued carries on; other tokens
+    /// start theirs from the user and the user agent.
+    pub session: Option<String>,
 }

@@ -6,6 +6,7 @@
 
 use crate::config::Signing;
 use crate::identity::Identity;
+use attach_contract::delegation::ActorChain;
 use attach_contract::identity_token::{self, IdentityClaims, LIFETIME_SECS};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,8 +17,18 @@ use std::collections::HashMap;
 /// an upstream always gets most of a token's lifetime.
 pub const REUSE_MARGIN_SECS: u64 = 15;
 
-/// (user, session, audience).
-type Key = (String, String, String);
+/// (user, session, audience, actor chain).
+type Key = (String, String, String, ActorChain);
+
+/// What one signed token says: whose identity (user, issuer, actor chain),
+/// in which session, for which audience, with which scopes, until when.
+pub struct Grant<'a> {
+    pub identity: &'a Identity,
+    pub session: &'a str,
+    pub audience: &'a str,
+    pub scope: Option<String>,
+    pub exp: u64,
+}
 
 /// The tokens of one VM, bounded.
 pub struct IdentityTokens {
@@ -51,6 +62,7 @@ impl IdentityTokens {
             identity.user.clone(),
             session.to_string(),
             audience.to_string(),
+            identity.actors.clone(),
         );
         if let Some((token, exp)) = self.entries.get(&key) {
             if *exp >= now.saturating_add(REUSE_MARGIN_SECS) {
@@ -62,20 +74,17 @@ impl IdentityTokens {
         if caller_exp > now {
             exp = exp.min(caller_exp);
         }
-        self.signed = self.signed.wrapping_add(1);
-        let claims = IdentityClaims {
-            iss: signing.issuer.clone(),
-            sub: identity.user.clone(),
-            aud: audience.to_string(),
-            iat: now,
-            exp,
-            jti: self.jti(signing, &key, now),
-            sid: session.to_string(),
-            idp: identity.issuer.clone(),
-            scope: identity.scope.clone(),
-            act: None,
-        };
-        let token = identity_token::sign(&signing.keys, &claims);
+        let token = self.sign(
+            signing,
+            Grant {
+                identity,
+                session,
+                audience,
+                scope: identity.scope.clone(),
+                exp,
+            },
+            now,
+        );
         if self.entries.len() >= self.capacity {
             self.entries
                 .retain(|_, (_, e)| *e >= now.saturating_add(REUSE_MARGIN_SECS));
@@ -87,15 +96,35 @@ impl IdentityTokens {
         token
     }
 
+    /// Signs a token for `grant`, kept nowhere: the identity tokens above,
+    /// and the delegated tokens the token endpoint issues.
+    pub fn sign(&mut self, signing: &Signing, grant: Grant<'_>, now: u64) -> String {
+        self.signed = self.signed.wrapping_add(1);
+        let claims = IdentityClaims {
+            iss: signing.issuer.clone(),
+            sub: grant.identity.user.clone(),
+            aud: grant.audience.to_string(),
+            iat: now,
+            exp: grant.exp,
+            jti: self.jti(signing, &grant, now),
+            sid: grant.session.to_string(),
+            idp: grant.identity.issuer.clone(),
+            scope: grant.scope,
+            act: grant.identity.actors.to_act(),
+        };
+        identity_token::sign(&signing.keys, &claims)
+    }
+
     /// A token id no other token of this gateway shares: a digest of what
     /// it is for, when, and how many this VM signed before it.
-    fn jti(&self, signing: &Signing, (user, session, audience): &Key, now: u64) -> String {
+    fn jti(&self, signing: &Signing, grant: &Grant<'_>, now: u64) -> String {
         let mut digest = Sha256::new();
         for part in [
             signing.keys.kid().as_bytes(),
-            user.as_bytes(),
-            session.as_bytes(),
-            audience.as_bytes(),
+            grant.identity.user.as_bytes(),
+            grant.session.as_bytes(),
+            grant.audience.as_bytes(),
+            grant.identity.actors.header_value().as_bytes(),
             &now.to_be_bytes(),
             &self.signed.to_be_bytes(),
         ] {
@@ -142,6 +171,7 @@ mod tests {
             exp,
             issuer: "https://idp.example".into(),
             scope: Some("read".into()),
+            ..Identity::default()
         }
     }
 

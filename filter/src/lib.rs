@@ -33,6 +33,7 @@ pub mod request_head;
 pub mod stamp;
 pub mod token;
 pub mod token_cache;
+pub mod token_exchange;
 pub mod url;
 pub mod verify;
 

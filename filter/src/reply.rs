@@ -57,6 +57,19 @@ pub fn describe(reason: Reason) -> &'static str {
     }
 }
 
+/// What a verdict decided, in the same fixed words the refusals use: what
+/// the debug log says of a refused request.
+pub fn outcome(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Allow(_) => "allowed",
+        Verdict::MissingToken => "no bearer token",
+        Verdict::Invalid(reason) => describe(*reason),
+        Verdict::UnknownKid { .. } => describe(Reason::UnknownKey),
+        Verdict::InsufficientScope(_) => "insufficient scope",
+        Verdict::KeysUnavailable | Verdict::AwaitKeys { .. } => "issuer keys unavailable",
+    }
+}
+
 /// The refusal for a verdict, or `None` when the request goes on (or waits).
 /// `resource` is the protected resource's base URL.
 pub fn refusal(verdict: &Verdict, resource: &str) -> Option<LocalReply> {
@@ -112,6 +125,12 @@ pub fn refusal(verdict: &Verdict, resource: &str) -> Option<LocalReply> {
         ),
         Verdict::Allow(_) => return None,
     })
+}
+
+/// A token endpoint answer (RFC 6749 section 5.1): JSON, never stored by
+/// any cache.
+pub fn token_response(status: u32, body: serde_json::Value) -> LocalReply {
+    LocalReply::json(status, vec![("pragma", "no-cache".into())], body)
 }
 
 /// The answer while the filter cannot verify anything (failed configuration).

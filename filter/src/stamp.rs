@@ -10,7 +10,9 @@ use crate::identity_tokens::IdentityTokens;
 use crate::memory::routes::{ModelRoute, match_route};
 use crate::request_head::RequestHead;
 use attach_contract::assertion::{self, ASSERTION_LIFETIME_SECS};
-use attach_contract::headers::{ASSERTION_HEADER, IDENTITY_HEADER, SESSION_HEADER, USER_HEADER};
+use attach_contract::headers::{
+    ACTOR_HEADER, ASSERTION_HEADER, IDENTITY_HEADER, SESSION_HEADER, USER_HEADER,
+};
 use attach_contract::session::session_id;
 
 /// The changes to one request's headers, and what follows from them.
@@ -48,24 +50,29 @@ pub fn plan(
 ) -> Plan {
     let now_secs = now_ms / 1_000;
     let key = config.assertion_key.as_deref();
-    let session = key
-        .and_then(|key| {
-            assertion::continued_session(
-                key,
-                head.assertion.as_deref(),
-                head.session.as_deref(),
-                &identity.user,
-                now_secs,
-            )
+    let session = identity
+        .session
+        .clone()
+        .or_else(|| {
+            key.and_then(|key| {
+                assertion::continued_session(
+                    key,
+                    head.assertion.as_deref(),
+                    head.session.as_deref(),
+                    &identity.user,
+                    now_secs,
+                )
+            })
+            .map(str::to_owned)
         })
-        .map_or_else(
-            || session_id(&identity.user, &head.user_agent),
-            str::to_owned,
-        );
+        .unwrap_or_else(|| session_id(&identity.user, &head.user_agent));
     let mut set = vec![
         (USER_HEADER, identity.user.clone()),
         (SESSION_HEADER, session.clone()),
     ];
+    if !identity.actors.is_empty() {
+        set.push((ACTOR_HEADER, identity.actors.header_value()));
+    }
     if let (Some(key), Some(audience)) = (key, config.assertion_audience(&head.path)) {
         let exp = now_secs.saturating_add(ASSERTION_LIFETIME_SECS);
         let value = assertion::sign(key, audience, exp, &identity.user, &session);
@@ -300,5 +307,57 @@ mod tests {
         // Without signing keys, no token.
         let keyless = planned(&alice(), &head("/a2a/tasks"), &config(""), true);
         assert_eq!(value(&keyless, IDENTITY_HEADER), None);
+    }
+
+    #[test]
+    fn a_delegated_caller_is_stamped_with_its_chain_and_its_session() {
+        use attach_contract::delegation::ActorChain;
+        use attach_contract::gateway_keys::{KeySet, new_key};
+        let keys = KeySet {
+            keys: vec![new_key([5; 32], 0)],
+        };
+        let keys = serde_json::to_string(&serde_json::to_string(&keys).unwrap()).unwrap();
+        let c = config(&format!(
+            r#","signing_keys":{keys},"issuer":"https://gw.example""#
+        ));
+        let signing = c.signing.clone().unwrap();
+        let chain = ActorChain::default()
+            .delegate_to("did:key:planner")
+            .and_then(|c| c.delegate_to("did:key:coder"))
+            .unwrap();
+        let delegated = Identity {
+            actors: chain.clone(),
+            session: Some("s-user".into()),
+            ..alice()
+        };
+        let mut tokens = IdentityTokens::new(4);
+        let h = head("/a2a/tasks");
+        let p = plan(&delegated, &h, &c, (false, &mut tokens), NOW_MS);
+        assert_eq!(p.session, "s-user");
+        assert_eq!(value(&p, SESSION_HEADER), Some("s-user"));
+        assert_eq!(
+            value(&p, ACTOR_HEADER),
+            Some("did:key:coder, did:key:planner")
+        );
+        let claims = attach_contract::identity_token::verify(
+            value(&p, IDENTITY_HEADER).unwrap(),
+            "https://gw.example",
+            "attach-a2a",
+            NOW_MS / 1000,
+            |kid| signing.keys.verifying_key(kid, 0),
+        )
+        .unwrap();
+        assert_eq!(claims.actor_chain(), Ok(chain));
+        assert_eq!(claims.sid, "s-user");
+        // The user alone, in the same session, gets a token of their own,
+        // not the delegated one kept for the chain.
+        let alone = Identity {
+            session: Some("s-user".into()),
+            ..alice()
+        };
+        let p2 = plan(&alone, &h, &c, (false, &mut tokens), NOW_MS);
+        assert_eq!(value(&p2, ACTOR_HEADER), None);
+        assert_ne!(value(&p2, IDENTITY_HEADER), value(&p, IDENTITY_HEADER));
+        assert_eq!(tokens.len(), 2);
     }
 }

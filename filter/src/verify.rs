@@ -5,12 +5,13 @@
 
 use crate::alg::Alg;
 use crate::claims::{self, ClaimError};
-use crate::config::{Config, DidPolicy, Provider};
+use crate::config::{Config, DidPolicy, Provider, Signing};
 use crate::did;
 use crate::identity::Identity;
 use crate::jwks::key_set::JwkSet;
 use crate::token::{self, ParseError};
 use crate::token_cache::{KeyVersion, TokenCache};
+use attach_contract::delegation::ActorChain;
 
 /// What the key store knows of one issuer's keys.
 pub enum KeyState<'a> {
@@ -45,8 +46,9 @@ pub enum Reason {
     KidMismatch,
 }
 
-/// The cache's issuer index for DID-JWTs: their keys come from the DID
-/// itself and never rotate, so their generation is always 0.
+/// The cache's issuer index for DID-JWTs and the gateway's own tokens:
+/// their keys are never fetched (a DID's come from the DID itself, the
+/// gateway's from its configuration), so their generation is always 0.
 const DID_ISSUER: usize = usize::MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +108,9 @@ pub fn verify(
             Some(policy) => verify_did(cfg, policy, raw, &tok, now, cache),
             None => Verdict::Invalid(Reason::UnknownIssuer),
         };
+    }
+    if let Some(signing) = cfg.signing.as_ref().filter(|s| s.issuer == iss) {
+        return verify_own(cfg, signing, raw, &tok, now, cache);
     }
     let Some((index, provider)) = cfg.provider_index(iss) else {
         return Verdict::Invalid(Reason::UnknownIssuer);
@@ -204,6 +209,79 @@ fn admit(
         exp: tok.claims.exp.unwrap_or_default(),
         issuer,
         scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
+        ..Identity::default()
+    };
+    cache.insert(raw, identity.clone(), version, now);
+    Verdict::Allow(identity)
+}
+
+/// A token the gateway issued itself (a delegation, see
+/// [`crate::token_exchange`]): checked with its own published keys, through
+/// the same verifiers as a provider's, so no fetch; accepted only when
+/// issued for the gateway itself (the identity tokens it signs for
+/// upstreams name those upstreams and are refused here), and only while
+/// its key is still published.
+fn verify_own(
+    cfg: &Config,
+    signing: &Signing,
+    raw: &str,
+    tok: &token::Token<'_>,
+    now: i64,
+    cache: &mut TokenCache,
+) -> Verdict {
+    let at = u64::try_from(now).unwrap_or_default();
+    let kid = tok.header.kid.as_deref();
+    if kid
+        .and_then(|kid| signing.keys.verifying_key(kid, at))
+        .is_none()
+    {
+        return Verdict::Invalid(Reason::UnknownKey);
+    }
+    let Some(jwk) = Alg::from_name(&tok.header.alg)
+        .and_then(|alg| signing.own_keys.find_for(kid, alg).map(|jwk| (alg, jwk)))
+    else {
+        return Verdict::Invalid(Reason::AlgorithmNotAllowed);
+    };
+    let issuer = std::slice::from_ref(&signing.issuer);
+    let user = match claims::check(&tok.claims, now, cfg.leeway_secs, issuer)
+        .and_then(|()| claims::subject(&tok.claims))
+    {
+        Ok(user) => user.to_string(),
+        Err(e) => return Verdict::Invalid(Reason::Claim(e)),
+    };
+    let (alg, jwk) = jwk;
+    if jwk
+        .key
+        .verify(alg, tok.signing_input, &tok.signature)
+        .is_err()
+    {
+        return Verdict::Invalid(Reason::BadSignature);
+    }
+    let mut payload = token::payload(raw).unwrap_or_default();
+    let mut text = |name| match payload.get_mut(name).map(serde_json::Value::take) {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let (Some(sid), Some(idp)) = (text("sid"), text("idp")) else {
+        return Verdict::Invalid(Reason::Malformed);
+    };
+    let Ok(actors) = ActorChain::from_act(payload.get("act")) else {
+        return Verdict::Invalid(Reason::Malformed);
+    };
+    if let Some(refusal) = missing_scopes(cfg.required_scopes.iter(), tok) {
+        return refusal;
+    }
+    let identity = Identity {
+        user,
+        exp: tok.claims.exp.unwrap_or_default(),
+        issuer: idp,
+        scope: tok.claims.scope.clone(),
+        actors,
+        session: Some(sid),
+    };
+    let version = KeyVersion {
+        issuer: DID_ISSUER,
+        generation: 0,
     };
     cache.insert(raw, identity.clone(), version, now);
     Verdict::Allow(identity)
@@ -348,6 +426,7 @@ mod tests {
             exp: NOW + 300,
             issuer: ISS.into(),
             scope: None,
+            ..Identity::default()
         })
     }
 
@@ -734,6 +813,7 @@ mod did_tests {
                 exp: NOW + 600,
                 issuer: did.clone(),
                 scope: None,
+                ..Identity::default()
             })
         );
         let with_kid = token(
@@ -892,6 +972,7 @@ mod did_tests {
                     exp: NOW + 60,
                     issuer: canonical.clone(),
                     scope: None,
+                    ..Identity::default()
                 }),
                 "{alias}"
             );

@@ -76,7 +76,10 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
             Step::Wait { issuer }
         }
         refused => {
-            log(LogLevel::Debug, &format!("attach: refused: {refused:?}"));
+            log(
+                LogLevel::Debug,
+                &format!("attach: refused: {}", reply::outcome(&refused)),
+            );
             let resource = resource_url(vm, &state.borrow().head);
             if let Some(r) = reply::refusal(&refused, &resource) {
                 stream::send(&r);

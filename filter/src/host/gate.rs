@@ -8,11 +8,13 @@ use super::decide::{self, Step, decide};
 use super::log::log;
 use super::request::RequestState;
 use super::stream;
+use super::token_endpoint;
 use super::vm::Vm;
-use crate::RESOURCE_METADATA_PATH;
 use crate::memory::capture::Capture;
 use crate::reply;
 use crate::request_head::RequestHead;
+use crate::token_exchange;
+use crate::{RESOURCE_METADATA_PATH, TOKEN_PATH};
 use attach_contract::headers::{SESSION_HEADER, USER_HEADER};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel};
@@ -79,6 +81,17 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// Answers the token request now whole in this request's state, or
+    /// parks it until its tokens' keys are known.
+    fn answer_token_request(&self, vm: &Rc<Vm>) -> Action {
+        if let Step::Wait { issuer } = token_endpoint::answer(vm, &self.state, false) {
+            vm.wait(self.context_id, issuer, self.state.clone());
+        }
+        Action::Pause
+    }
+}
+
 fn not_mirrored(what: &str, status: Status) {
     log(
         LogLevel::Debug,
@@ -89,7 +102,7 @@ fn not_mirrored(what: &str, status: Status) {
 impl Context for Gate {}
 
 impl HttpContext for Gate {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let head = match stream::request_headers() {
             Ok(pairs) => RequestHead::from_pairs(pairs),
             Err(status) => {
@@ -119,6 +132,20 @@ impl HttpContext for Gate {
                 return Action::Pause;
             }
         }
+        if vm.config.signing.is_some() && head.bare_path() == TOKEN_PATH {
+            if head.method != "POST" {
+                stream::send(&token_exchange::post_only());
+                return Action::Pause;
+            }
+            let mut st = self.state.borrow_mut();
+            st.head = head;
+            st.token_request = Some(Vec::new());
+            drop(st);
+            if end_of_stream {
+                return self.answer_token_request(vm);
+            }
+            return Action::Pause;
+        }
         if head.bare_path() == RESOURCE_METADATA_PATH && reads {
             stream::send(&reply::resource_metadata(
                 &vm.config,
@@ -141,6 +168,24 @@ impl HttpContext for Gate {
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if let (Some(vm), true) = (&self.vm, self.state.borrow().token_request.is_some()) {
+            let vm = vm.clone();
+            if size > token_exchange::max_body_bytes(&vm.config) {
+                stream::send(&token_exchange::too_large());
+                return Action::Pause;
+            }
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            match stream::body_chunk(BufferType::HttpRequestBody, size) {
+                Ok(body) => self.state.borrow_mut().token_request = Some(body),
+                Err(status) => {
+                    stream::fail_closed("reading a token request", status);
+                    return Action::Pause;
+                }
+            }
+            return self.answer_token_request(&vm);
+        }
         self.feed(BufferType::HttpRequestBody, size, |capture, chunk| {
             capture.request_chunk(chunk, end_of_stream);
         });

@@ -12,7 +12,9 @@
 //! - [`gate`] is the per-request context: it strips spoofed identity
 //!   headers, serves the resource metadata and feeds the memory capture;
 //!   [`decide`] verifies the token and applies [`crate::stamp`]'s plan, from
-//!   the request's callback or, after a wait, from [`wake`].
+//!   the request's callback or, after a wait, from [`wake`];
+//!   [`token_endpoint`] buffers a token request and has
+//!   [`crate::token_exchange`] answer it, the same two ways.
 //! - [`vm`] holds what one VM shares between its root and its requests
 //!   (configuration, key ring, token cache, waiting requests, mirror), and
 //!   [`request`] what one request keeps across its callbacks.
@@ -34,6 +36,7 @@ mod mirror_pump;
 mod request;
 mod root;
 mod stream;
+mod token_endpoint;
 mod vm;
 mod wake;
 

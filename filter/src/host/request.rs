@@ -11,6 +11,9 @@ pub struct RequestState {
     pub stamped: Option<(String, String)>,
     /// An unknown-kid refetch was already granted for this request.
     pub refetched: bool,
+    /// A request to the token endpoint: its form body (empty until the
+    /// body is whole).
+    pub token_request: Option<Vec<u8>>,
     /// A model exchange being mirrored to memory.
     pub capture: Option<Capture>,
 }

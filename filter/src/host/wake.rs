@@ -5,6 +5,7 @@ use super::abi;
 use super::decide::{Step, decide};
 use super::log::log;
 use super::stream;
+use super::token_endpoint;
 use super::vm::Vm;
 use proxy_wasm::types::LogLevel;
 
@@ -15,7 +16,12 @@ pub fn wake(vm: &Vm, root_id: u32) {
         if abi::set_effective_context(waiter.context_id).is_err() {
             continue; // the client went away
         }
-        match decide(vm, &waiter.state, true) {
+        let step = if waiter.state.borrow().token_request.is_some() {
+            token_endpoint::answer(vm, &waiter.state, true)
+        } else {
+            decide(vm, &waiter.state, true)
+        };
+        match step {
             Step::Continue => stream::resume(),
             Step::Replied => {}
             Step::Wait { issuer } => vm.wait_again(waiter, issuer),
