@@ -95,8 +95,14 @@ pub struct PluginConfig {
     /// entry is `/*`, the model engine).
     #[serde(default = "default_identity_routes")]
     pub identity_routes: Vec<AssertionRouteConfig>,
-    /// Audiences the token endpoint (RFC 8693 token exchange, served when
-    /// the gateway signs) may issue tokens for besides the gateway itself
+    /// Serve the token endpoint (RFC 8693 token exchange) at `/oauth/token`
+    /// when the gateway signs. It reads the request body before anything
+    /// goes upstream, which needs Envoy's `allow_on_headers_stop_iteration`
+    /// on this filter (without it, Envoy holds the body of a request whose
+    /// headers the filter paused, and the endpoint would never answer).
+    #[serde(default)]
+    pub token_exchange: Option<bool>,
+    /// Audiences the token endpoint may issue tokens for besides the gateway itself
     /// and the identity routes' upstreams: registered agents' DIDs, other
     /// upstreams (RFC 8707 resource indicators included).
     #[serde(default)]
@@ -398,6 +404,8 @@ pub struct Signing {
     pub keys: attach_contract::gateway_keys::SigningKeys,
     pub issuer: String,
     pub routes: Vec<AssertionRoute>,
+    /// Whether the token endpoint is served (see `PluginConfig::token_exchange`).
+    pub token_endpoint: bool,
     /// The keys of the gateway's JWKS, as the filter's verifiers hold a
     /// provider's: what the gateway's own tokens are checked with.
     pub own_keys: Arc<JwkSet>,
@@ -756,6 +764,7 @@ impl PluginConfig {
                 let own_keys = JwkSet::parse(keys.jwks(0).to_string().as_bytes())
                     .map_err(|e| err(field, e.to_string()))?;
                 Some(Signing {
+                    token_endpoint: self.token_exchange == Some(true),
                     own_keys: Arc::new(own_keys),
                     keys,
                     issuer: issuer.trim_end_matches('/').to_string(),

@@ -10,6 +10,7 @@ use crate::claims::ClaimError;
 use crate::config::{Config, Signing};
 use crate::verify::{Reason, Verdict};
 use crate::{DISCOVERY_PATH, JWKS_PATH, TOKEN_PATH};
+use attach_contract::delegation::GRANT_TYPE;
 use serde_json::json;
 
 /// A response the filter sends without reaching the upstream.
@@ -210,16 +211,25 @@ fn discovery(signing: &Signing, now: u64) -> LocalReply {
         .into_iter()
         .map(|alg| alg.name())
         .collect();
-    cacheable(json!({
+    let mut doc = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
-        "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
-        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algorithms,
-        "token_endpoint_auth_methods_supported": ["none"],
-    }))
+    });
+    if let (true, Some(members)) = (signing.token_endpoint, doc.as_object_mut()) {
+        members.insert(
+            "token_endpoint".into(),
+            format!("{issuer}{TOKEN_PATH}").into(),
+        );
+        members.insert("grant_types_supported".into(), json!([GRANT_TYPE]));
+        members.insert(
+            "token_endpoint_auth_methods_supported".into(),
+            json!(["none"]),
+        );
+    }
+    cacheable(doc)
 }
 
 /// The protected resource's base URL: configured, or derived from the
@@ -354,6 +364,15 @@ mod tests {
             json!(["EdDSA"])
         );
         assert_eq!(doc["jwks_uri"], "https://gw.example/.well-known/jwks.json");
+        // No token endpoint is named unless it is served.
+        assert!(doc.get("token_endpoint").is_none(), "{doc}");
+        let exchanging = Signing {
+            token_endpoint: true,
+            ..ed.clone()
+        };
+        let doc = document(&exchanging, DISCOVERY_PATH, 0);
+        assert_eq!(doc["token_endpoint"], "https://gw.example/oauth/token");
+        assert_eq!(doc["grant_types_supported"], json!([GRANT_TYPE]));
         // A set moving to ES256: both during the overlap, the signing one first.
         let mut set = KeySet {
             keys: vec![new_key([1; 32], 0)],

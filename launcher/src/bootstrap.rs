@@ -204,6 +204,9 @@ fn wasm_filter(wasm: &Path, plugin: &Plugin) -> Value {
                 // A filter that cannot start, or whose VM fails, must not let
                 // requests through unchecked (`fail_open` is deprecated in 1.40).
                 "failure_policy": "FAIL_CLOSED",
+                // A paused request's body still reaches the filter, never the
+                // upstream: the token endpoint reads its form body this way.
+                "allow_on_headers_stop_iteration": true,
                 "vm_config": vm_config,
                 "configuration": {"@type": STRING_VALUE, "value": plugin.json},
             },
@@ -374,6 +377,7 @@ mod tests {
         assert_eq!(c["@type"], WASM_FILTER);
         let c = &c["config"];
         assert_eq!(c["root_id"], "attach");
+        assert_eq!(c["allow_on_headers_stop_iteration"], true);
         assert_eq!(c["failure_policy"], "FAIL_CLOSED");
         assert!(c.get("fail_open").is_none());
         assert_eq!(c["vm_config"]["runtime"], "envoy.wasm.runtime.v8");

@@ -115,6 +115,9 @@ pub fn build_with(
     if config.signing_keys.is_none() && config.signing_keys_env.is_none() {
         config.signing_keys = signing_keys.map(str::to_string);
     }
+    // The bootstrap lets the filter read a request body before its headers
+    // go on (`allow_on_headers_stop_iteration`), as the token endpoint needs.
+    config.token_exchange.get_or_insert(true);
     apply_memory(&mut config, settings, service.is_some())?;
     add_callout_clusters(&mut config);
     let secrets = move_secrets(&mut config, &crate::env::process_env);

@@ -82,6 +82,19 @@ impl Gate {
 }
 
 impl Gate {
+    /// Keeps the body of a request that is not let through (yet): it
+    /// waits for its issuer's keys, or was refused. The host hands each
+    /// callback all of the body buffered so far; with the memory mirror on
+    /// it is kept for the capture, which starts only when the request is
+    /// let through.
+    fn hold_body(&self, size: usize, end_of_stream: bool) -> Action {
+        if self.vm.as_ref().is_some_and(|vm| vm.mirror.is_some()) {
+            let body = stream::body_chunk(BufferType::HttpRequestBody, size).ok();
+            self.state.borrow_mut().held_body = body.map(|b| (b, end_of_stream));
+        }
+        Action::Pause
+    }
+
     /// Answers the token request now whole in this request's state, or
     /// parks it until its tokens' keys are known.
     fn answer_token_request(&self, vm: &Rc<Vm>) -> Action {
@@ -132,7 +145,8 @@ impl HttpContext for Gate {
                 return Action::Pause;
             }
         }
-        if vm.config.signing.is_some() && head.bare_path() == TOKEN_PATH {
+        let exchanges = vm.config.signing.as_ref().is_some_and(|s| s.token_endpoint);
+        if exchanges && head.bare_path() == TOKEN_PATH {
             if head.method != "POST" {
                 stream::send(&token_exchange::post_only());
                 return Action::Pause;
@@ -154,11 +168,15 @@ impl HttpContext for Gate {
             return Action::Pause;
         }
         if vm.config.is_public(&head.path) || head.is_preflight() {
+            self.state.borrow_mut().let_through = true;
             return Action::Continue;
         }
         self.state.borrow_mut().head = head;
         match decide(vm, &self.state, false) {
-            Step::Continue => Action::Continue,
+            Step::Continue => {
+                self.state.borrow_mut().let_through = true;
+                Action::Continue
+            }
             Step::Replied => Action::Pause,
             Step::Wait { issuer } => {
                 vm.wait(self.context_id, issuer, self.state.clone());
@@ -168,8 +186,8 @@ impl HttpContext for Gate {
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        if let (Some(vm), true) = (&self.vm, self.state.borrow().token_request.is_some()) {
-            let vm = vm.clone();
+        let for_token_endpoint = self.state.borrow().token_request.is_some();
+        if let (Some(vm), true) = (self.vm.clone(), for_token_endpoint) {
             if size > token_exchange::max_body_bytes(&vm.config) {
                 stream::send(&token_exchange::too_large());
                 return Action::Pause;
@@ -185,6 +203,9 @@ impl HttpContext for Gate {
                 }
             }
             return self.answer_token_request(&vm);
+        }
+        if !self.state.borrow().let_through {
+            return self.hold_body(size, end_of_stream);
         }
         self.feed(BufferType::HttpRequestBody, size, |capture, chunk| {
             capture.request_chunk(chunk, end_of_stream);

@@ -14,6 +14,12 @@ pub struct RequestState {
     /// A request to the token endpoint: its form body (empty until the
     /// body is whole).
     pub token_request: Option<Vec<u8>>,
+    /// The filter let the request's headers go on (a public path, or a
+    /// caller stamped); until then its body is held here, never passed on.
+    pub let_through: bool,
+    /// The body that arrived while the request was held (all of it so far,
+    /// and whether it is complete), for the memory capture once let through.
+    pub held_body: Option<(Vec<u8>, bool)>,
     /// A model exchange being mirrored to memory.
     pub capture: Option<Capture>,
 }

@@ -32,6 +32,7 @@ fn config() -> Config {
         "signing_keys": set,
         "issuer": GW,
         "did": {"audiences": [GW], "allow": ["did:key:*"], "max_ttl_secs": 3600},
+        "token_exchange": true,
         "exchange_audiences": [CODER_AUD],
     });
     Config::from_json(json.to_string().as_bytes()).unwrap()
