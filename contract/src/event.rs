@@ -107,6 +107,8 @@ pub mod field {
     pub const TRUNCATED: &str = "truncated";
     pub const UNREADABLE: &str = "unreadable";
     pub const REQUEST_BYTES: &str = "request_bytes";
+    /// Who acted for the user, see [`super::Event::actor`].
+    pub const ACTOR: &str = "actor";
 
     /// What the mirror knows of an exchange besides its text: the members
     /// only the mirror may write.
@@ -161,6 +163,12 @@ pub struct Event {
     pub unreadable: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_bytes: Option<u64>,
+    /// Who acted for the user when the exchange was made: the actor chain
+    /// in [`crate::headers::ACTOR_HEADER`]'s form, current actor first
+    /// ([`crate::delegation::ActorChain::header_value`]); absent when the
+    /// user acted alone, and in events written before chains existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// A UUIDv8 (RFC 9562 §5.8) made of the first 128 bits of a SHA-256 over
@@ -250,6 +258,7 @@ mod tests {
             truncated: false,
             unreadable: None,
             request_bytes: None,
+            actor: None,
         }
     }
 
@@ -289,6 +298,7 @@ mod tests {
             "tokens_out",
             "unreadable",
             "request_bytes",
+            "actor",
         ] {
             assert!(v.get(absent).is_none(), "{absent}");
         }
@@ -306,6 +316,7 @@ mod tests {
             tokens_out: Some(5),
             unreadable: Some("not JSON".into()),
             request_bytes: Some(3),
+            actor: Some("did:key:coder, did:key:planner".into()),
             ..prompt_event()
         };
         let v = serde_json::to_value(&full).unwrap();
@@ -319,6 +330,7 @@ mod tests {
             field::CONTENT,
             field::TIMESTAMP,
             field::TASK_ID,
+            field::ACTOR,
         ];
         named.extend(field::EXCHANGE);
         members.sort_unstable();

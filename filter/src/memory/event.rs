@@ -93,6 +93,7 @@ impl Exchange<'_> {
             truncated,
             unreadable: None,
             request_bytes: None,
+            actor: None,
         };
         let mut prompt_event = event(
             Role::User,
@@ -202,6 +203,7 @@ mod tests {
                 truncated: false,
                 unreadable: None,
                 request_bytes: None,
+                actor: None,
             }
         );
         assert_eq!(r.id, event_id("alice", "req-1", Role::Assistant));

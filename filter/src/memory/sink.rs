@@ -396,6 +396,7 @@ mod tests {
             truncated: false,
             unreadable: None,
             request_bytes: None,
+            actor: None,
         })
         .unwrap()
     }
