@@ -7,6 +7,7 @@ use crate::a2a::card::CardCache;
 use crate::a2a::card_signing::CardSigner;
 use crate::a2a::forward::Forwarder;
 use crate::a2a::model::Task;
+use crate::auth::{GatewayIssuer, Trust};
 use crate::config::{Config, MemoryBackend};
 use crate::metrics::Metrics;
 use crate::push::{PushSettings, Pusher};
@@ -26,6 +27,10 @@ pub struct Inner {
     /// Signs every card served with the gateway's keys
     /// (`config.signing_keys`), when the service has them.
     pub card_signer: CardSigner,
+    /// The gateway's keys and name, when the service has the keys: callers
+    /// are then who the gateway's identity token says, and agents
+    /// registered with a DID get tokens signed with them.
+    pub issuer: Option<GatewayIssuer>,
     /// Client for fetching downstream cards (no identity headers).
     pub card_client: reqwest::Client,
     /// Where mirrored model exchanges are read from besides the store
@@ -68,6 +73,10 @@ impl AppState {
             MemoryBackend::Service | MemoryBackend::None => None,
         };
         let card_signer = CardSigner::new(config.signing_keys.clone(), &config.public_url);
+        let issuer = config
+            .signing_keys
+            .clone()
+            .map(|keys| GatewayIssuer::new(keys, &config.public_url));
         Ok(AppState(Arc::new(Inner {
             config,
             store,
@@ -75,6 +84,7 @@ impl AppState {
             metrics,
             cards: CardCache::default(),
             card_signer,
+            issuer,
             card_client,
             weaviate,
             in_flight: Mutex::new(HashSet::new()),
@@ -88,6 +98,14 @@ impl AppState {
     pub fn task_changed(&self, task: &Task) {
         self.push.notify(task);
         self.events.status(task);
+    }
+
+    /// What callers' identities are checked against.
+    pub fn trust(&self) -> Trust<'_> {
+        Trust {
+            assertion_key: &self.config.assertion_key,
+            issuer: self.issuer.as_ref(),
+        }
     }
 
     pub fn in_flight_ids(&self) -> Vec<String> {

@@ -1,5 +1,5 @@
 //! `Caller` and `Ingester` as axum extractors: the header checks of
-//! [`crate::auth`] against the service's key, with each refusal counted in
+//! [`crate::auth`] against the service's keys, with each refusal counted in
 //! `/metrics`. They live above the state, which the checks themselves do
 //! not need.
 
@@ -7,7 +7,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
-use crate::auth::{AssertionKey, Caller, Ingester, unix_now};
+use crate::auth::{Caller, Ingester, Trust, unix_now};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -15,9 +15,9 @@ use crate::state::AppState;
 fn checked<T>(
     parts: &Parts,
     state: &AppState,
-    check: fn(&HeaderMap, &AssertionKey, u64) -> Result<T, AppError>,
+    check: fn(&HeaderMap, &Trust<'_>, u64) -> Result<T, AppError>,
 ) -> Result<T, AppError> {
-    let result = check(&parts.headers, &state.config.assertion_key, unix_now());
+    let result = check(&parts.headers, &state.trust(), unix_now());
     if result.is_err() {
         state.metrics.auth_rejected();
     }

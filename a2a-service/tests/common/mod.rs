@@ -32,6 +32,76 @@ pub fn key() -> AssertionKey {
     AssertionKey::new([9; 32])
 }
 
+/// The issuer the harness's service knows the gateway by.
+pub const ISSUER: &str = "https://gw.example";
+
+/// The gateway's signing key set every harness's service has, unless
+/// [`Options::assertion_only`].
+pub fn signing_keys_text() -> String {
+    use attach_contract::gateway_keys::{KeySet, new_key};
+    serde_json::to_string(&KeySet {
+        keys: vec![new_key([4; 32], 0)],
+    })
+    .unwrap()
+}
+
+pub fn signing_keys() -> attach_contract::gateway_keys::SigningKeys {
+    attach_contract::gateway_keys::SigningKeys::parse(&signing_keys_text()).unwrap()
+}
+
+/// Who a request is sent as: a user, the session the gateway gave it, and
+/// who acts for the user (the identity token's `act`).
+#[derive(Clone, Debug)]
+pub struct As {
+    pub user: String,
+    pub session: String,
+    pub act: Option<Value>,
+    pub scope: Option<String>,
+}
+
+impl As {
+    pub fn user(user: &str) -> Self {
+        As {
+            user: user.into(),
+            session: format!("{user}-session"),
+            act: None,
+            scope: Some("a2a".into()),
+        }
+    }
+
+    /// `user`, with `actors` (current first) acting for them.
+    pub fn through(user: &str, actors: &[&str]) -> Self {
+        let chain = actors.iter().rev().fold(
+            attach_contract::delegation::ActorChain::default(),
+            |c, a| c.delegate_to(a).unwrap(),
+        );
+        As {
+            act: chain.to_act(),
+            ..As::user(user)
+        }
+    }
+
+    /// The identity token the gateway puts on its requests to the service.
+    pub fn identity_token(&self) -> String {
+        let now = attach_a2a_service::auth::unix_now();
+        attach_contract::identity_token::sign(
+            &signing_keys(),
+            &attach_contract::identity_token::IdentityClaims {
+                iss: ISSUER.into(),
+                sub: self.user.clone(),
+                aud: attach_contract::assertion::SERVICE_AUDIENCE.into(),
+                iat: now,
+                exp: now + 60,
+                jti: uuid::Uuid::new_v4().to_string(),
+                sid: self.session.clone(),
+                idp: "https://idp.example".into(),
+                scope: self.scope.clone(),
+                act: self.act.clone(),
+            },
+        )
+    }
+}
+
 /// Where the store lives for a test.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -351,6 +421,9 @@ pub struct Options {
     pub ttl: Option<&'static str>,
     /// More environment variables for the service.
     pub env: Vec<(&'static str, String)>,
+    /// Without the gateway's signing keys: callers are identified by the
+    /// assertion alone, as in stacks that predate the keys.
+    pub assertion_only: bool,
 }
 
 async fn database_url(db: &Db) -> Option<String> {
@@ -398,7 +471,10 @@ impl Harness {
         vars.insert("ATTACH_ASSERTION_KEY", KEY_B64.into());
         vars.insert("ATTACH_DATA_DIR", dir.path().to_str().unwrap().into());
         vars.insert("A2A_AGENTS", agents);
-        vars.insert("ATTACH_PUBLIC_URL", "https://gw.example".into());
+        vars.insert("ATTACH_PUBLIC_URL", ISSUER.into());
+        if !opts.assertion_only {
+            vars.insert("ATTACH_SIGNING_KEYS", signing_keys_text());
+        }
         if let Some(url) = database_url(db).await {
             vars.insert("A2A_DATABASE_URL", url);
         }
@@ -442,24 +518,48 @@ impl Harness {
         (status, value)
     }
 
+    /// A request as the gateway sends it for `user`: the identity headers,
+    /// the assertion and the identity token (the service checks the token
+    /// when it has the signing keys, else the assertion).
     pub fn request(method: &str, path: &str, user: Option<&str>, body: Body) -> Request<Body> {
+        match user {
+            Some(MIRROR) => {
+                let now = attach_a2a_service::auth::unix_now();
+                Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header("content-type", "application/json")
+                    .header("x-attach-assertion", key().sign_mirror(now + 60))
+                    .body(body)
+                    .unwrap()
+            }
+            Some(user) => Self::request_as(method, path, &As::user(user), body),
+            None => Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .body(body)
+                .unwrap(),
+        }
+    }
+
+    pub fn request_as(method: &str, path: &str, who: &As, body: Body) -> Request<Body> {
+        let now = attach_a2a_service::auth::unix_now();
         let mut b = Request::builder()
             .method(method)
             .uri(path)
-            .header("content-type", "application/json");
-        let now = attach_a2a_service::auth::unix_now();
-        match user {
-            Some(MIRROR) => {
-                b = b.header("x-attach-assertion", key().sign_mirror(now + 60));
+            .header("content-type", "application/json")
+            .header("x-attach-user", &who.user)
+            .header("x-attach-session", &who.session)
+            .header(
+                "x-attach-assertion",
+                key().sign(now + 60, &who.user, &who.session),
+            )
+            .header("x-attach-identity", who.identity_token());
+        if let Ok(chain) = attach_contract::delegation::ActorChain::from_act(who.act.as_ref()) {
+            if !chain.is_empty() {
+                b = b.header("x-attach-actor", chain.header_value());
             }
-            Some(user) => {
-                let session = format!("{user}-session");
-                b = b
-                    .header("x-attach-user", user)
-                    .header("x-attach-session", &session)
-                    .header("x-attach-assertion", key().sign(now + 60, user, &session));
-            }
-            None => {}
         }
         b.body(body).unwrap()
     }

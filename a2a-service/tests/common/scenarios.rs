@@ -411,8 +411,17 @@ pub async fn isolation(db: &Db) {
     assert_eq!(h.memory("alice", "kind=note").await.len(), 1);
 }
 
+/// Stacks without the gateway's signing keys identify callers by the
+/// assertion alone.
 pub async fn assertion_checks(db: &Db) {
-    let h = Harness::new(db).await;
+    let h = Harness::with(
+        db,
+        Options {
+            assertion_only: true,
+            ..Options::default()
+        },
+    )
+    .await;
     let body = json!({"kind": "note", "content": 1}).to_string();
     let now = attach_a2a_service::auth::unix_now();
     let variants: Vec<(&str, Option<String>, &str)> = vec![
@@ -460,6 +469,16 @@ pub async fn assertion_checks(db: &Db) {
     assert!(h.memory("alice", "").await.is_empty());
     assert!(h.memory("mallory", "").await.is_empty());
     assert_eq!(h.seen.count(), 0);
+    // A valid assertion alone is a caller there.
+    let mut alone = Harness::request(
+        "POST",
+        "/mem/events",
+        Some("alice"),
+        Body::from(body.clone()),
+    );
+    alone.headers_mut().remove("x-attach-identity");
+    assert_eq!(h.send(alone).await.0, StatusCode::OK);
+    assert_eq!(h.memory("alice", "").await.len(), 1);
     // Public routes need no assertion.
     assert_eq!(h.get("/healthz", None).await.0, StatusCode::OK);
     assert_eq!(
@@ -822,8 +841,16 @@ pub async fn housekeeping(db: &Db) {
     assert_eq!(got["result"]["status"]["state"], "failed");
 }
 
+/// On a stack without the gateway's signing keys (`signed_cards` has them).
 pub async fn cards_and_health(db: &Db) {
-    let h = Harness::new(db).await;
+    let h = Harness::with(
+        db,
+        Options {
+            assertion_only: true,
+            ..Options::default()
+        },
+    )
+    .await;
     let (status, card) = h
         .get("/a2a/agents/v1/.well-known/agent-card.json", None)
         .await;
