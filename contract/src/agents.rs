@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! A2A_AGENTS=planner=http://127.0.0.1:8100,coder=http://127.0.0.1:8101;kind=http;timeout=30
-//! A2A_CONFIG → {"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol", "extended_card"}]}
+//! A2A_AGENTS=planner=http://127.0.0.1:8100;did=did:key:z6Mk...
+//! A2A_CONFIG → {"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol", "extended_card", "did"}]}
 //! ```
 
 use serde::Deserialize;
@@ -136,6 +137,8 @@ struct FileEntry {
     protocol: Option<String>,
     /// The path of the agent's extended card file.
     extended_card: Option<String>,
+    /// The agent's own identity, to which hand-offs are delegated.
+    did: Option<String>,
 }
 
 /// The entries of an `A2A_CONFIG` file, with its members as the options
@@ -158,6 +161,7 @@ pub fn parse_file(text: &str) -> Result<Vec<Entry>, SyntaxError> {
                 ("protocol", e.protocol),
                 ("forward_bearer", e.forward_bearer.map(|b| b.to_string())),
                 ("extended_card", e.extended_card),
+                ("did", e.did),
             ]
             .into_iter()
             .filter_map(|(key, value)| Some((key.to_string(), value?)))
@@ -263,7 +267,8 @@ mod tests {
     fn files_give_the_same_entries() {
         let text = r#"{"agents": [
             {"name": "seed", "url": "http://127.0.0.1:9/", "kind": "http", "timeout": 5,
-             "forward_bearer": true, "protocol": "0.3", "extended_card": "cards/seed.json"},
+             "forward_bearer": true, "protocol": "0.3", "extended_card": "cards/seed.json",
+             "did": "did:key:z6MkSeed"},
             {"name": "b.2", "url": "http://x", "timeout": "2m"}
         ]}"#;
         assert_eq!(
@@ -277,7 +282,8 @@ mod tests {
                         ("timeout", "5"),
                         ("protocol", "0.3"),
                         ("forward_bearer", "true"),
-                        ("extended_card", "cards/seed.json")
+                        ("extended_card", "cards/seed.json"),
+                        ("did", "did:key:z6MkSeed")
                     ]
                 ),
                 entry("b.2", "http://x", &[("timeout", "2m")]),

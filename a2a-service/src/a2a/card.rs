@@ -245,6 +245,7 @@ mod tests {
             forward_bearer: false,
             protocol: ProtocolVersion::V1_0,
             extended_card: None,
+            did: None,
         }
     }
 

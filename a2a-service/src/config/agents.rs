@@ -4,13 +4,17 @@
 //! followed by `;key=value` options:
 //!
 //! ```text
-//! planner=http://127.0.0.1:8100,coder=http://127.0.0.1:8101;kind=http;timeout=30;forward_bearer=true
+//! planner=http://127.0.0.1:8100;did=did:key:z6Mk...,coder=http://127.0.0.1:8101;kind=http;timeout=30
 //! ```
 //!
 //! Options: `kind` (`a2a`, the default: the agent speaks A2A JSON-RPC; `http`: POST
 //! the task input as JSON, the JSON reply is the result), `timeout` (duration,
-//! default 30 s), `forward_bearer` (`true`/`false`, default false: pass the
-//! caller's `Authorization` header on), `protocol` (`1.0`, the default, or `0.3`:
+//! default 30 s), `did` (the agent's own DID: each task handed to it
+//! carries an identity token for that DID and a token delegated to it, see
+//! [`crate::a2a::handoff`], and never the caller's bearer token),
+//! `forward_bearer` (`true`/`false`, default false; a legacy option that
+//! passes the caller's own `Authorization` header on, so that the agent
+//! holds a credential good wherever the caller's is; not with `did`), `protocol` (`1.0`, the default, or `0.3`:
 //! the A2A version the agent speaks), `extended_card` (the path of a JSON
 //! file with the agent's extended card, read and checked at start-up, see
 //! [`crate::a2a::extended_card`]; without it the agent has none; in the
@@ -27,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attach_contract::agents;
+use attach_contract::delegation::ActorChain;
 
 use super::error::ConfigError;
 use super::units::parse_duration;
@@ -55,6 +60,8 @@ pub struct AgentConfig {
     /// What signed-in callers see beyond the public card; shared, since
     /// every forwarded task holds a copy of its agent.
     pub extended_card: Option<Arc<ExtendedCard>>,
+    /// The agent's DID, which the tasks handed to it are delegated to.
+    pub did: Option<String>,
 }
 
 /// The agents of a list or a file, in their contract syntax.
@@ -73,9 +80,16 @@ fn agents_from(
             forward_bearer: false,
             protocol: ProtocolVersion::V1_0,
             extended_card: None,
+            did: None,
         };
         for (key, value) in &entry.options {
             apply_option(&mut agent, key, value).map_err(fail)?;
+        }
+        if agent.did.is_some() && agent.forward_bearer {
+            return Err(fail(format!(
+                "{:?} has a did, which gets a delegated token: forward_bearer cannot be set with it",
+                agent.name
+            )));
         }
         if !is_http_url(&agent.url) {
             return Err(fail(format!(
@@ -138,9 +152,19 @@ fn apply_option(agent: &mut AgentConfig, key: &str, value: &str) -> Result<(), S
                 .map_err(|reason| format!("extended_card of {name:?}: {reason}"))?;
             agent.extended_card = Some(Arc::new(card));
         }
+        "did" => {
+            let usable =
+                value.starts_with("did:") && ActorChain::default().delegate_to(value).is_ok();
+            if !usable {
+                return Err(format!(
+                    "did of {name:?} must be a DID (did:method:id, no comma or white space), not {value:?}"
+                ));
+            }
+            agent.did = Some(value.to_string());
+        }
         _ => {
             return Err(format!(
-                "unknown option {key:?} for {name:?} (kind, timeout, forward_bearer, protocol, extended_card)"
+                "unknown option {key:?} for {name:?} (kind, timeout, forward_bearer, protocol, extended_card, did)"
             ));
         }
     }

@@ -7,12 +7,12 @@
 //! | `ATTACH_DATA_DIR` | `.attach` | SQLite file and `assertion.key` live here |
 //! | `A2A_DATABASE_URL` | unset | `postgres://…` selects PostgreSQL; unset selects SQLite `$ATTACH_DATA_DIR/a2a.sqlite3` |
 //! | `A2A_AGENTS` | unset | registered agents, see `agents.rs` |
-//! | `A2A_CONFIG` | unset | JSON file `{"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol", "extended_card"}]}` (instead of `A2A_AGENTS`) |
+//! | `A2A_CONFIG` | unset | JSON file `{"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol", "extended_card", "did"}]}` (instead of `A2A_AGENTS`) |
 //! | `A2A_TASK_TTL` | `24h` | tasks and memory documents older than this are removed (`90m`, `24h`, `7d`, `3600` seconds) |
 //! | `A2A_MAX_BODY` | `1048576` | largest request body in bytes (`512k`, `1m` accepted); a longer one is answered 413 once up to 64 MiB more of it has been read and dropped, so the answer is not lost to a reset connection |
 //! | `ATTACH_ASSERTION_KEY` | unset | base64url key (≥ 32 bytes) shared with the filter; else `$ATTACH_DATA_DIR/assertion.key` (the same text, mode 0600) |
-//! | `ATTACH_SIGNING_KEYS` | unset | the gateway's signing key set (the JSON text of `attach_contract::gateway_keys`, which the launcher passes), else `$ATTACH_DATA_DIR/signing-keys.json` (mode 0600) when it exists; agent cards are signed with its current key (A2A 1.0 section 8.4), and served unsigned without either; read in `signing.rs` |
-//! | `ATTACH_PUBLIC_URL` | `http://127.0.0.1:8080` | the gateway's address, used in agent cards and in their signatures' `jku` |
+//! | `ATTACH_SIGNING_KEYS` | unset | the gateway's signing key set (the JSON text of `attach_contract::gateway_keys`, which the launcher passes), else `$ATTACH_DATA_DIR/signing-keys.json` (mode 0600) when it exists; with it, callers are identified by the gateway's identity token alone (`X-Attach-Identity`, see `auth`), agent cards are signed with its current key (A2A 1.0 section 8.4), and agents registered with a `did` get tokens signed with it; without either, callers are identified by the assertion, cards are served unsigned, and no agent may have a `did`; read in `signing.rs` |
+//! | `ATTACH_PUBLIC_URL` | `http://127.0.0.1:8080` | the gateway's address, used in agent cards and in their signatures' `jku`, and the issuer (`iss`) of the gateway's tokens: of the identity tokens callers are checked by, and of those the service signs for agents registered with a `did` |
 //! | `OIDC_ISSUER` | unset | adds an `openIdConnect` scheme to agent cards |
 //! | `MEM_BACKEND` | `service` | where the gateway mirrors model prompts and replies: `service` (`/mem/ingest`), `weaviate`, or `none`; with `weaviate`, `GET /mem/events` also reads Weaviate |
 //! | `WEAVIATE_URL` | unset | Weaviate's base URL (`http(s)://host:port`, without `/v1`); required with `MEM_BACKEND=weaviate` |
@@ -187,6 +187,17 @@ impl Config {
         };
 
         let signing_keys = signing_keys(get(KEYS_VAR), &data_dir)?;
+        if signing_keys.is_none() {
+            if let Some(agent) = agents.values().find(|a| a.did.is_some()) {
+                return Err(ConfigError::new(
+                    KEYS_VAR,
+                    format!(
+                        "agent {:?} has a did, and the tokens handed to it are signed with the gateway's keys: none found",
+                        agent.name
+                    ),
+                ));
+            }
+        }
 
         let public_url = get("ATTACH_PUBLIC_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
         if !is_http_url(&public_url) {
@@ -361,6 +372,69 @@ mod tests {
         let planner = &c.agents["planner"];
         assert_eq!(planner.kind, AgentKind::A2a);
         assert!(!planner.forward_bearer);
+    }
+
+    fn key_set() -> String {
+        use attach_contract::gateway_keys::{KeySet, new_key};
+        serde_json::to_string(&KeySet {
+            keys: vec![new_key([4; 32], 0)],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn agents_with_a_did() {
+        let keys = key_set();
+        let list =
+            "planner=http://127.0.0.1:8100;did=did:key:z6MkPlanner,plain=http://127.0.0.1:8101";
+        let c = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            (KEYS_VAR, &keys),
+            ("A2A_AGENTS", list),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.agents["planner"].did.as_deref(),
+            Some("did:key:z6MkPlanner")
+        );
+        assert_eq!(c.agents["plain"].did, None);
+        // The file form says the same.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a2a.json");
+        std::fs::write(
+            &path,
+            r#"{"agents": [{"name": "planner", "url": "http://127.0.0.1:8100", "did": "did:key:z6MkPlanner"}]}"#,
+        )
+        .unwrap();
+        let c = load(&[
+            ("ATTACH_ASSERTION_KEY", KEY),
+            (KEYS_VAR, &keys),
+            ("A2A_CONFIG", path.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.agents["planner"].did.as_deref(),
+            Some("did:key:z6MkPlanner")
+        );
+
+        for bad in [
+            "a=http://x;did=z6Mk",
+            "a=http://x;did=",
+            "a=http://x;did=did:key:two words",
+            "a=http://x;did=did:key:x;forward_bearer=true",
+        ] {
+            let err = load(&[
+                ("ATTACH_ASSERTION_KEY", KEY),
+                (KEYS_VAR, &keys),
+                ("A2A_AGENTS", bad),
+            ])
+            .unwrap_err();
+            assert_eq!(err.variable, "A2A_AGENTS", "{bad}: {err}");
+        }
+        // Without the gateway's keys nothing could be signed for the agent.
+        let err = load(&[("ATTACH_ASSERTION_KEY", KEY), ("A2A_AGENTS", list)]).unwrap_err();
+        assert_eq!(err.variable, KEYS_VAR, "{err}");
+        assert!(err.to_string().contains("\"planner\""), "{err}");
     }
 
     #[test]
