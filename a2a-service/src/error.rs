@@ -1,6 +1,7 @@
 //! The crate's one error type, answered either as HTTP
 //! (`{"error": "...", "message": "..."}`) or as a JSON-RPC error object.
 
+use attach_contract::delegation::{ChainError, MAX_DEPTH};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +19,12 @@ pub enum AppError {
     PushNotificationNotSupported,
     TaskNotFound,
     TaskNotCancelable(String),
+    /// A hand-off to `agent` whose delegation chain breaks its rules
+    /// (`a2a/handoff.rs`): refused before the task exists.
+    DelegationRefused {
+        agent: String,
+        refusal: ChainError,
+    },
     // HTTP-level errors.
     Unauthorized(String),
     BadRequest(String),
@@ -66,6 +73,21 @@ impl AppError {
             ),
             TaskNotFound => (StatusCode::NOT_FOUND, "not_found", "no such task".into()),
             TaskNotCancelable(m) => (StatusCode::CONFLICT, "not_cancelable", m.clone()),
+            DelegationRefused { agent, refusal } => (
+                StatusCode::FORBIDDEN,
+                "delegation_refused",
+                match refusal {
+                    ChainError::Repeated => format!(
+                        "agent {agent:?} already acts in this request's chain: handing it the task would make a loop"
+                    ),
+                    ChainError::TooDeep => format!(
+                        "handing the task to agent {agent:?} would make a chain of more than {MAX_DEPTH} actors"
+                    ),
+                    ChainError::Malformed => {
+                        format!("agent {agent:?} cannot act in a delegation chain")
+                    }
+                },
+            ),
             Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
             NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             UnknownAgent(name) => (
@@ -103,6 +125,13 @@ impl AppError {
 
     /// The JSON-RPC error object (`code`, `message`, and for the A2A
     /// errors the `data` that A2A 1.0 section 9.5 asks for).
+    ///
+    /// A refused hand-off is an authorization failure, which A2A 1.0 gives
+    /// no JSON-RPC code of its own (section 5.4 maps it to the transport:
+    /// HTTP 403, gRPC `PERMISSION_DENIED`, which the HTTP+JSON binding
+    /// answers). In JSON-RPC it is `-32602` Invalid params, the standard
+    /// code that tells a client its request cannot be carried out as sent,
+    /// told apart by its `ErrorInfo` reason `DELEGATION_REFUSED`.
     pub fn rpc_error(&self) -> Value {
         use AppError::*;
         let (code, message, reason) = match self {
@@ -119,6 +148,11 @@ impl AppError {
             ),
             TaskNotFound => (-32001, "Task not found".to_string(), Some("TASK_NOT_FOUND")),
             TaskNotCancelable(m) => (-32002, m.clone(), Some("TASK_NOT_CANCELABLE")),
+            DelegationRefused { .. } => {
+                let mut error = json!({"code": -32602, "message": one_line(&self.http_parts().2)});
+                error["data"] = json!([gateway_error_info(DELEGATION_REFUSED)]);
+                return error;
+            }
             Store(_)
             | MemoryBackend { .. }
             | Internal(_)
@@ -139,10 +173,24 @@ impl AppError {
 /// A `google.rpc.ErrorInfo` in its ProtoJSON `Any` form: how A2A names an
 /// A2A-specific error independently of the binding's numeric code.
 pub(crate) fn error_info(reason: &str) -> Value {
+    error_info_in(reason, "a2a-protocol.org")
+}
+
+/// The reason of [`AppError::DelegationRefused`], in [`GATEWAY_ERROR_DOMAIN`].
+pub const DELEGATION_REFUSED: &str = "DELEGATION_REFUSED";
+/// The `ErrorInfo` domain of the gateway's own errors, which A2A does not
+/// define.
+pub const GATEWAY_ERROR_DOMAIN: &str = "attach-gateway";
+
+fn gateway_error_info(reason: &str) -> Value {
+    error_info_in(reason, GATEWAY_ERROR_DOMAIN)
+}
+
+fn error_info_in(reason: &str, domain: &str) -> Value {
     json!({
         "@type": "type.googleapis.com/google.rpc.ErrorInfo",
         "reason": reason,
-        "domain": "a2a-protocol.org",
+        "domain": domain,
     })
 }
 

@@ -24,6 +24,7 @@ use crate::a2a::ProtocolVersion;
 use tokio::sync::mpsc;
 
 use crate::a2a::forward::{OnBehalfOf, Progress};
+use crate::a2a::handoff::Handoff;
 use crate::a2a::model::{Message, Role, Task, TaskState, now_ms};
 use crate::a2a::reply::merge_artifact;
 use crate::auth::Caller;
@@ -172,8 +173,10 @@ async fn submit_inner(
             "message.role must be the user's".into(),
         ));
     }
+    // A hand-off the chain rules refuse is refused before anything exists.
+    let handoff = Handoff::for_task(state.issuer.as_ref(), caller, agent)?;
     if let Some(id) = s.message.task_id.clone() {
-        return resume(state, caller, agent, &id, s, mode).await;
+        return resume(state, caller, agent, &id, s, mode, handoff).await;
     }
     let now = now_ms();
     let id = uuid::Uuid::new_v4().to_string();
@@ -214,7 +217,7 @@ async fn submit_inner(
     state.metrics.transition(TaskState::Submitted);
     register_push(state, caller, &task.id, s.push).await?;
     state.task_changed(&task);
-    start(state, caller, agent, task, mode, subscription).await
+    start(state, caller, agent, task, mode, subscription, handoff).await
 }
 
 /// A follow-up message for a task waiting on its owner: the task goes back
@@ -228,6 +231,7 @@ async fn resume(
     id: &str,
     s: Submission,
     mode: Mode,
+    handoff: Option<Handoff>,
 ) -> AppResult<Started> {
     let mut task = state
         .store
@@ -273,7 +277,7 @@ async fn resume(
     task.updated_ms = now;
     task.deadline_ms = until;
     state.task_changed(&task);
-    start(state, caller, agent, task, mode, subscription).await
+    start(state, caller, agent, task, mode, subscription, handoff).await
 }
 
 async fn register_push(
@@ -297,6 +301,7 @@ async fn start(
     task: Task,
     mode: Mode,
     subscription: Option<Subscription>,
+    handoff: Option<Handoff>,
 ) -> AppResult<Started> {
     record_memory(
         state,
@@ -315,6 +320,7 @@ async fn start(
         caller.clone(),
         agent.clone(),
         task.clone(),
+        handoff,
     ));
     if mode != Mode::Wait {
         return Ok(Started {
@@ -356,9 +362,10 @@ async fn run(
     caller: Caller,
     agent: AgentConfig,
     task: Task,
+    handoff: Option<Handoff>,
 ) -> Option<(Task, bool)> {
     let id = task.id.clone();
-    let finished = run_inner(&state, &caller, &agent, task).await;
+    let finished = run_inner(&state, &caller, &agent, task, handoff.as_ref()).await;
     if let Ok(mut set) = state.in_flight.lock() {
         set.remove(&id);
     }
@@ -370,6 +377,7 @@ async fn run_inner(
     caller: &Caller,
     agent: &AgentConfig,
     mut task: Task,
+    handoff: Option<&Handoff>,
 ) -> Option<(Task, bool)> {
     // A resumed task is `working` already; a new one starts here.
     if task.state == TaskState::Submitted {
@@ -403,6 +411,7 @@ async fn run_inner(
         context_id: &task.context_id,
         task_id: &task.id,
         agent_task_id: task.agent_task_id.as_deref(),
+        handoff,
     };
     let exchange = if streams(state, agent).await {
         let (progress, mut reports) = mpsc::channel(PROGRESS_BACKLOG);

@@ -47,4 +47,6 @@ postgres_tests!(
     direct_message_replies,
     protocol_errors_and_field_names,
     trailing_slash_and_unmatched_paths,
+    delegated_handoffs,
+    refused_handoffs_leave_nothing,
 );

@@ -50,4 +50,6 @@ sqlite_tests!(
     trailing_slash_and_unmatched_paths,
     extended_cards,
     signed_cards,
+    delegated_handoffs,
+    refused_handoffs_leave_nothing,
 );

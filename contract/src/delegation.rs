@@ -30,6 +30,11 @@ pub const MAX_LIFETIME_SECS: u64 = 300;
 pub const MAX_ACTOR_BYTES: usize = 512;
 /// Between two actors in [`crate::headers::ACTOR_HEADER`].
 pub const ACTOR_SEPARATOR: &str = ", ";
+/// The member of an A2A message's `metadata` that carries the chain a task
+/// was handed with: the actors as a JSON array of strings, current actor
+/// first. An extension, named after the actor-chain proposal for A2A
+/// (a2aproject/A2A issue 2028); A2A 1.0 itself carries no principal.
+pub const A2A_METADATA_MEMBER: &str = "actorChain";
 
 /// Why a chain is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,20 +8,29 @@
 //! reply is the result. The whole exchange is bounded by the agent's
 //! timeout; any failure (transport error, non-2xx, timeout, a reply that is
 //! not what the protocol promises) ends the task `failed` with the reason.
+//!
+//! Agents registered with a DID get the identity and delegated tokens of
+//! their hand-off ([`super::handoff`]) and, in A2A messages, the chain in
+//! `metadata.actorChain`; the others get the identity headers with an
+//! assertion for their audience, and the caller's `Authorization` only
+//! with the legacy `forward_bearer`. A chain a caller wrote into the
+//! message's metadata is never passed on.
 
 use std::time::{Duration, Instant};
 
+use attach_contract::delegation::A2A_METADATA_MEMBER;
 use attach_contract::headers::{ASSERTION_HEADER, SESSION_HEADER, USER_HEADER};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::ProtocolVersion;
+use super::handoff::Handoff;
 use super::model::{Artifact, Message, Part, TaskState, parts_from_value, plain_value};
 use super::reply::{AgentReply, StreamItem, merge_artifact};
 use super::sse::EventReader;
 use super::{v0_3, v1};
-use crate::auth::{AssertionKey, Caller};
+use crate::auth::{AssertionKey, Caller, unix_now};
 use crate::config::{AgentConfig, AgentKind};
 use crate::error::one_line;
 use crate::metrics::Metrics;
@@ -70,6 +79,8 @@ pub struct OnBehalfOf<'a> {
     pub task_id: &'a str,
     /// The agent's id for the task when this message continues it.
     pub agent_task_id: Option<&'a str>,
+    /// For an agent with a DID: the task's hand-off to it.
+    pub handoff: Option<&'a Handoff>,
 }
 
 impl Forwarder {
@@ -89,9 +100,22 @@ impl Forwarder {
     }
 
     fn headers(&self, agent: &AgentConfig, who: &OnBehalfOf<'_>) -> HeaderMap {
-        let mut h = HeaderMap::new();
+        let mut h = match who.handoff {
+            Some(handoff) => handoff.headers(who.caller, unix_now()),
+            None => self.asserted_headers(agent, who.caller),
+        };
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let caller = who.caller;
+        if agent.kind == AgentKind::A2a && agent.protocol == ProtocolVersion::V1_0 {
+            h.insert("a2a-version", HeaderValue::from_static("1.0"));
+        }
+        h
+    }
+
+    /// The identity headers of an agent without a DID: the caller's user
+    /// and session with an assertion for the agents' audience, and the
+    /// caller's own `Authorization` with `forward_bearer`.
+    fn asserted_headers(&self, agent: &AgentConfig, caller: &Caller) -> HeaderMap {
+        let mut h = HeaderMap::new();
         let assertion = self.key.sign_for_agent(&caller.user, &caller.session);
         for (name, value) in [
             (USER_HEADER, caller.user.as_str()),
@@ -101,9 +125,6 @@ impl Forwarder {
             if let Ok(v) = HeaderValue::from_str(value) {
                 h.insert(name, v);
             }
-        }
-        if agent.kind == AgentKind::A2a && agent.protocol == ProtocolVersion::V1_0 {
-            h.insert("a2a-version", HeaderValue::from_static("1.0"));
         }
         if agent.forward_bearer {
             if let Some(v) = caller
@@ -250,9 +271,7 @@ impl Forwarder {
         who: &OnBehalfOf<'_>,
         message: &Message,
     ) -> Result<(Completion, bool), String> {
-        // The agent keeps its own task ids; ours stay with us.
-        let mut outgoing = message.clone();
-        outgoing.task_id = who.agent_task_id.map(str::to_string);
+        let outgoing = outgoing(message, who);
         let (send, get, params, parse): (_, _, _, ReplyParser) = match agent.protocol {
             ProtocolVersion::V1_0 => (
                 v1::SEND,
@@ -299,8 +318,7 @@ impl Forwarder {
         progress: mpsc::Sender<Progress>,
     ) -> Result<(Completion, bool), String> {
         let name = &agent.name;
-        let mut outgoing = message.clone();
-        outgoing.task_id = who.agent_task_id.map(str::to_string);
+        let outgoing = outgoing(message, who);
         let (method, params, parse): (_, _, StreamParser) = match agent.protocol {
             ProtocolVersion::V1_0 => (
                 v1::STREAMING[0],
@@ -373,6 +391,27 @@ impl Forwarder {
             "agent {name:?} ended its stream before its task ended"
         ))
     }
+}
+
+/// `message` as the agent gets it: under the agent's own task id (ours
+/// stay with us), with the hand-off's chain in `metadata.actorChain` and
+/// no chain of the caller's writing.
+fn outgoing(message: &Message, who: &OnBehalfOf<'_>) -> Message {
+    let mut outgoing = message.clone();
+    outgoing.task_id = who.agent_task_id.map(str::to_string);
+    if let Some(metadata) = &mut outgoing.metadata {
+        metadata.remove(A2A_METADATA_MEMBER);
+    }
+    if let Some(handoff) = who.handoff {
+        outgoing
+            .metadata
+            .get_or_insert_with(Default::default)
+            .insert(A2A_METADATA_MEMBER.into(), json!(handoff.chain().actors()));
+    }
+    if outgoing.metadata.as_ref().is_some_and(|m| m.is_empty()) {
+        outgoing.metadata = None;
+    }
+    outgoing
 }
 
 /// What a streamed exchange has seen so far.

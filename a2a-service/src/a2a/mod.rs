@@ -6,6 +6,7 @@ pub mod card_signing;
 pub mod card_v0_3;
 pub mod extended_card;
 pub mod forward;
+pub mod handoff;
 pub mod jsonrpc;
 pub mod model;
 pub mod reply;

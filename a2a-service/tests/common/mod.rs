@@ -28,6 +28,9 @@ pub const KEY_B64: &str = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk";
 /// credential instead of a user's identity headers.
 pub const MIRROR: &str = "(memory mirror)";
 
+/// The DID of the harness's agent `delegated`.
+pub const DELEGATED_DID: &str = "did:key:z6MkDelegatedAgent";
+
 pub fn key() -> AssertionKey {
     AssertionKey::new([9; 32])
 }
@@ -110,11 +113,20 @@ pub enum Db {
     Postgres(String),
 }
 
-/// Requests the stub agents received.
+/// Requests the stub agents received (the bodies only of the 1.0 agent's).
 #[derive(Clone, Default)]
-pub struct Seen(Arc<Mutex<Vec<HeaderMap>>>);
+pub struct Seen(Arc<Mutex<Vec<HeaderMap>>>, Arc<Mutex<Vec<Value>>>);
 
 impl Seen {
+    pub fn last_body(&self) -> Value {
+        self.1
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the agent was called")
+    }
+
     pub fn last(&self) -> HeaderMap {
         self.0
             .lock()
@@ -144,6 +156,7 @@ fn text_of(message: &Value) -> String {
 async fn agent_v1(State(seen): State<Seen>, headers: HeaderMap, body: String) -> axum::Json<Value> {
     seen.0.lock().unwrap().push(headers.clone());
     let req: Value = serde_json::from_str(&body).unwrap();
+    seen.1.lock().unwrap().push(req.clone());
     if headers.get("a2a-version").and_then(|v| v.to_str().ok()) != Some("1.0")
         || req["method"] != "SendMessage"
     {
@@ -465,14 +478,19 @@ impl Harness {
             format!("refused=http://127.0.0.1:{refused}/x;timeout=2"),
             format!("bearer={base}/v1;forward_bearer=true"),
             format!("nocard={base}/http;kind=http"),
+            format!("delegated={base}/v1;did={DELEGATED_DID}"),
         ]
         .join(",");
         let mut vars: HashMap<&str, String> = HashMap::new();
         vars.insert("ATTACH_ASSERTION_KEY", KEY_B64.into());
         vars.insert("ATTACH_DATA_DIR", dir.path().to_str().unwrap().into());
-        vars.insert("A2A_AGENTS", agents);
+        vars.insert("A2A_AGENTS", agents.clone());
         vars.insert("ATTACH_PUBLIC_URL", ISSUER.into());
-        if !opts.assertion_only {
+        if opts.assertion_only {
+            // No agent may have a DID without the gateway's keys.
+            let without: Vec<&str> = agents.split(',').filter(|a| !a.contains(";did=")).collect();
+            vars.insert("A2A_AGENTS", without.join(","));
+        } else {
             vars.insert("ATTACH_SIGNING_KEYS", signing_keys_text());
         }
         if let Some(url) = database_url(db).await {

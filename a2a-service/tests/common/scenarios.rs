@@ -2192,3 +2192,136 @@ pub async fn signed_cards(db: &Db) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(rest, v1);
 }
+
+/// The claims of a token the service signed as the gateway, for `aud`.
+fn gateway_claims(token: &str, aud: &str) -> attach_contract::identity_token::IdentityClaims {
+    let keys = super::signing_keys();
+    let now = attach_a2a_service::auth::unix_now();
+    attach_contract::identity_token::verify(token, super::ISSUER, aud, now, |kid| {
+        keys.published(now).find(|k| k.kid == kid).map(|k| &k.key)
+    })
+    .unwrap_or_else(|refusal| panic!("{refusal}: {token}"))
+}
+
+/// A SendMessage to `agent` as `who`, with a bearer token of the caller's.
+async fn send_as(h: &Harness, agent: &str, who: &super::As, message: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+                      "params": {"message": message}});
+    let mut req = Harness::request_as(
+        "POST",
+        &format!("/a2a/agents/{agent}"),
+        who,
+        Body::from(body.to_string()),
+    );
+    req.headers_mut()
+        .insert("a2a-version", "1.0".parse().unwrap());
+    req.headers_mut()
+        .insert("authorization", "Bearer the-users-token".parse().unwrap());
+    let (status, v) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v
+}
+
+/// Issue 13, hand-offs without the user's token: an agent registered with
+/// a DID gets an identity token for its DID and a token delegated to it
+/// (RFC 8693 section 4.1: `act` names it, the caller's chain nested), the
+/// chain in `metadata.actorChain`, and neither the caller's bearer token
+/// nor an assertion.
+pub async fn delegated_handoffs(db: &Db) {
+    use super::{As, DELEGATED_DID, ISSUER};
+    const PLANNER: &str = "did:key:z6MkPlanner";
+    let h = Harness::new(db).await;
+
+    let alone = send_as(&h, "delegated", &As::user("alice"), msg_v1("hi")).await;
+    assert_eq!(
+        alone["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{alone}"
+    );
+    let seen = h.seen.last();
+    let identity = gateway_claims(seen["x-attach-identity"].to_str().unwrap(), DELEGATED_DID);
+    assert_eq!(
+        (identity.sub.as_str(), identity.sid.as_str()),
+        ("alice", "alice-session")
+    );
+    assert_eq!(identity.act, None, "the user asked alone");
+    let delegated = gateway_claims(seen["x-attach-delegation"].to_str().unwrap(), ISSUER);
+    assert_eq!(delegated.sub, "alice");
+    assert_eq!(delegated.act, Some(json!({"sub": DELEGATED_DID})));
+    assert_eq!(delegated.scope.as_deref(), Some("a2a"));
+    assert!(seen.get("authorization").is_none());
+    assert!(seen.get("x-attach-assertion").is_none());
+    assert_eq!(
+        h.seen.last_body()["params"]["message"]["metadata"]["actorChain"],
+        json!([DELEGATED_DID])
+    );
+
+    // Handed on by a planner: the chain grows, and what the caller wrote
+    // into the metadata is not passed on.
+    let mut forged = msg_v1("from the planner");
+    forged["metadata"] = json!({"actorChain": ["did:key:nobody"], "kept": true});
+    send_as(&h, "delegated", &As::through("alice", &[PLANNER]), forged).await;
+    let seen = h.seen.last();
+    let identity = gateway_claims(seen["x-attach-identity"].to_str().unwrap(), DELEGATED_DID);
+    assert_eq!(identity.act, Some(json!({"sub": PLANNER})));
+    let delegated = gateway_claims(seen["x-attach-delegation"].to_str().unwrap(), ISSUER);
+    assert_eq!(
+        delegated.act,
+        Some(json!({"sub": DELEGATED_DID, "act": {"sub": PLANNER}}))
+    );
+    assert_eq!(seen["x-attach-actor"], PLANNER);
+    let metadata = &h.seen.last_body()["params"]["message"]["metadata"];
+    assert_eq!(metadata["actorChain"], json!([DELEGATED_DID, PLANNER]));
+    assert_eq!(metadata["kept"], true);
+    assert!(
+        seen.values()
+            .all(|v| !v.to_str().unwrap().contains("the-users-token"))
+    );
+
+    // Agents without a DID still get the assertion, and no tokens.
+    send_as(&h, "v1", &As::user("alice"), msg_v1("plain")).await;
+    let seen = h.seen.last();
+    assert!(seen.get("x-attach-assertion").is_some());
+    assert!(seen.get("x-attach-delegation").is_none());
+    assert!(seen.get("authorization").is_none(), "forward_bearer is off");
+    assert!(
+        h.seen.last_body()["params"]["message"]
+            .get("metadata")
+            .is_none()
+    );
+}
+
+/// A hand-off that would loop (the agent already acts in the caller's
+/// chain) or exceed the chain's depth is refused before anything exists:
+/// no task, no memory event, no request to the agent.
+pub async fn refused_handoffs_leave_nothing(db: &Db) {
+    use super::{As, DELEGATED_DID};
+    let h = Harness::new(db).await;
+    let before = h.seen.count();
+    let looped = As::through("alice", &["did:key:z6MkCoder", DELEGATED_DID]);
+    let deep = As::through(
+        "alice",
+        &["did:key:a", "did:key:b", "did:key:c", "did:key:d"],
+    );
+    for who in [&looped, &deep] {
+        let v = send_as(&h, "delegated", who, msg_v1("again")).await;
+        assert_eq!(code(&v), -32602, "{v}");
+        assert_eq!(v["error"]["data"][0]["reason"], "DELEGATION_REFUSED", "{v}");
+        assert!(!v["error"]["message"].as_str().unwrap().contains('\n'));
+    }
+    // The HTTP+JSON binding answers the same refusal as 403.
+    let body = json!({"message": msg_v1("rest")});
+    let req = Harness::request_as(
+        "POST",
+        "/a2a/agents/delegated/message:send",
+        &looped,
+        Body::from(body.to_string()),
+    );
+    let (status, v) = h.send(req).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["status"], "PERMISSION_DENIED", "{v}");
+
+    assert_eq!(h.seen.count(), before, "nothing was sent");
+    let listed = h.v1("delegated", "alice", "ListTasks", json!({})).await;
+    assert_eq!(listed["result"]["tasks"], json!([]), "{listed}");
+    assert!(h.memory("alice", "").await.is_empty());
+}
