@@ -31,6 +31,7 @@
 
 use serde_json::{Map, Value, json};
 
+use attach_contract::delegation::ActorChain;
 use attach_contract::event::{Kind, field};
 use attach_contract::limits::{
     self, MAX_KIND_CHARS, MAX_MODEL_CHARS, MAX_REQUEST_ID_CHARS, MAX_ROLE_CHARS, MAX_ROUTE_CHARS,
@@ -54,6 +55,9 @@ pub const CALLER_CLOCK_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 pub fn event_json(e: &MemoryEvent) -> Value {
     let mut fields = e.meta.fields();
+    if !e.actor.is_empty() {
+        fields.insert(field::ACTOR.into(), json!(e.actor.header_value()));
+    }
     fields.extend([
         ("mem_id".to_string(), json!(e.id)),
         (field::KIND.to_string(), json!(e.kind)),
@@ -236,11 +240,34 @@ fn ingest_event(value: &Value, writer: &Ingester, now: i64) -> AppResult<MemoryE
         content: obj.get(field::CONTENT).cloned().unwrap_or(Value::Null),
         created_ms,
         meta: exchange_meta(obj)?,
+        actor: event_actor(obj, writer)?,
     };
     if matches!(writer, Ingester::Caller(_)) {
         check_caller_event(&event, id, now)?;
     }
     Ok(event)
+}
+
+/// Who acted, as the event says: the mirror's word for it, in
+/// X-Attach-Actor's form; a caller's own chain, which its event may
+/// repeat but not change.
+fn event_actor(obj: &Map<String, Value>, writer: &Ingester) -> AppResult<ActorChain> {
+    let written = opt_string(obj, field::ACTOR)?
+        .map(|text| {
+            ActorChain::from_header(&text)
+                .map_err(|e| AppError::BadRequest(format!("{}: {e}", field::ACTOR)))
+        })
+        .transpose()?;
+    match writer {
+        Ingester::Mirror => Ok(written.unwrap_or_default()),
+        Ingester::Caller(caller) => match written {
+            Some(chain) if chain != caller.actors => Err(AppError::BadRequest(format!(
+                "{} is who acts for the caller, as the gateway says",
+                field::ACTOR
+            ))),
+            _ => Ok(caller.actors.clone()),
+        },
+    }
 }
 
 /// What only the gateway writes (see the module's documentation).
@@ -299,6 +326,7 @@ pub async fn create(
         content,
         created_ms: now_ms(),
         meta: ExchangeMeta::default(),
+        actor: caller.actors.clone(),
     };
     state
         .store

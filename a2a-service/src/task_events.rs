@@ -177,6 +177,8 @@ mod tests {
             updated_ms: 0,
             deadline_ms: 0,
             agent_task_id: None,
+            actors: Default::default(),
+            delegated_to: None,
         }
     }
 

@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use attach_contract::delegation::ActorChain;
 use serde_json::{Value, json};
 
 use crate::a2a::ProtocolVersion;
@@ -205,6 +206,8 @@ async fn submit_inner(
         updated_ms: now,
         deadline_ms: deadline(now, agent),
         agent_task_id: None,
+        actors: caller.actors.clone(),
+        delegated_to: handoff.as_ref().map(|h| h.did().to_string()),
     };
     // Subscribed before anything happens to the task, a follower misses
     // nothing of it.
@@ -305,10 +308,13 @@ async fn start(
 ) -> AppResult<Started> {
     record_memory(
         state,
-        caller,
-        &task.id,
-        TASK_SENT,
-        json!({"agent": agent.name, "input": task.input}),
+        memory_event(
+            caller,
+            &caller.actors,
+            &task.id,
+            TASK_SENT,
+            json!({"agent": agent.name, "input": task.input}),
+        ),
     )
     .await;
     let id = task.id.clone();
@@ -444,7 +450,13 @@ async fn run_inner(
             &completion,
             &history,
             now,
-            &memory_event(caller, &task.id, TASK_RESULT, result_content(&completion)),
+            &memory_event(
+                caller,
+                handoff.map_or(&caller.actors, Handoff::chain),
+                &task.id,
+                TASK_RESULT,
+                result_content(&completion),
+            ),
         )
         .await
     {
@@ -546,8 +558,16 @@ fn result_content(c: &Completion) -> Value {
     }
 }
 
-/// The service's own event about a task, in its caller's memory.
-fn memory_event(caller: &Caller, task_id: &str, kind: &str, content: Value) -> MemoryEvent {
+/// The service's own event about a task, in its caller's memory, by
+/// `actor`: who asked for the task (what was sent), or who acted on it
+/// (how it ended: the agent it was handed to first).
+fn memory_event(
+    caller: &Caller,
+    actor: &ActorChain,
+    task_id: &str,
+    kind: &str,
+    content: Value,
+) -> MemoryEvent {
     MemoryEvent {
         id: uuid::Uuid::new_v4().to_string(),
         owner: caller.user.clone(),
@@ -558,21 +578,17 @@ fn memory_event(caller: &Caller, task_id: &str, kind: &str, content: Value) -> M
         content,
         created_ms: now_ms(),
         meta: ExchangeMeta::default(),
+        actor: actor.clone(),
     }
 }
 
-async fn record_memory(
-    state: &AppState,
-    caller: &Caller,
-    task_id: &str,
-    kind: &str,
-    content: Value,
-) {
-    let event = memory_event(caller, task_id, kind, content);
+async fn record_memory(state: &AppState, event: MemoryEvent) {
     if let Err(e) = state.store.insert_memory(&event).await {
         state.metrics.store_error();
         eprintln!(
-            "attach-a2a: cannot record {kind} for task {task_id}: {}",
+            "attach-a2a: cannot record {} for task {}: {}",
+            event.kind,
+            event.task_id.as_deref().unwrap_or_default(),
             crate::error::one_line(&e.to_string())
         );
     }

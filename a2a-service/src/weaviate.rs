@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use attach_contract::delegation::ActorChain;
 use attach_contract::weaviate::{CLASS, PROPERTIES, property};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::{Map, Value, json};
@@ -310,6 +311,7 @@ fn event_from_object(object: &Value) -> Result<MemoryEvent, String> {
         task_id: text(o, property::TASK_ID)?,
         content: text(o, property::CONTENT)?.map_or(Value::Null, Value::String),
         created_ms,
+        actor: ActorChain::default(),
         meta: ExchangeMeta {
             model: text(o, property::MODEL)?,
             route: text(o, property::ROUTE)?,

@@ -49,4 +49,5 @@ postgres_tests!(
     trailing_slash_and_unmatched_paths,
     delegated_handoffs,
     refused_handoffs_leave_nothing,
+    memory_events_carry_the_actor,
 );

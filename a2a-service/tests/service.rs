@@ -52,4 +52,5 @@ sqlite_tests!(
     signed_cards,
     delegated_handoffs,
     refused_handoffs_leave_nothing,
+    memory_events_carry_the_actor,
 );

@@ -78,6 +78,11 @@ impl Handoff {
         }))
     }
 
+    /// The DID of the agent the task is handed to.
+    pub fn did(&self) -> &str {
+        &self.did
+    }
+
     /// Who acts once the agent has the task, current actor (the agent) first.
     pub fn chain(&self) -> &ActorChain {
         &self.chain

@@ -1,6 +1,7 @@
 //! Version-neutral task, message and part types, and the task state machine.
 //! Stored as JSON in the task rows; each protocol version renders them.
 
+use attach_contract::delegation::{A2A_METADATA_MEMBER, ActorChain};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -247,9 +248,35 @@ pub struct Task {
     /// The agent's own id for this task (A2A agents that answered with a
     /// task), where a follow-up message is sent.
     pub agent_task_id: Option<String>,
+    /// Who acted for the owner when the task was created, current actor
+    /// first; empty when the owner asked alone.
+    pub actors: ActorChain,
+    /// The DID of the agent the task was handed to, for an agent
+    /// registered with one.
+    pub delegated_to: Option<String>,
 }
 
 impl Task {
+    /// Who acts on the task: the agent it was handed to, then those who
+    /// asked for it.
+    pub fn handed_chain(&self) -> ActorChain {
+        match &self.delegated_to {
+            Some(did) => self
+                .actors
+                .delegate_to(did)
+                .unwrap_or_else(|_| self.actors.clone()),
+            None => self.actors.clone(),
+        }
+    }
+
+    /// The task's `metadata` in the A2A answers: the chain it was handed
+    /// with as `actorChain` (the extension of `a2a/handoff.rs`), absent
+    /// when nobody acts for the owner.
+    pub fn metadata_json(&self) -> Option<Value> {
+        let chain = self.handed_chain();
+        (!chain.is_empty()).then(|| json!({A2A_METADATA_MEMBER: chain.actors()}))
+    }
+
     /// The history, newest last, cut to the `history_length` most recent
     /// messages when one is given.
     pub fn history_tail(&self, history_length: Option<usize>) -> &[Message] {

@@ -184,14 +184,18 @@ fn status_json(task: &Task) -> Value {
 }
 
 pub fn task_json(task: &Task, history_length: Option<usize>) -> Value {
-    json!({
+    let mut task_json = json!({
         "kind": "task",
         "id": task.id,
         "contextId": task.context_id,
         "status": status_json(task),
         "artifacts": task.artifacts.iter().map(artifact_json).collect::<Vec<_>>(),
         "history": task.history_tail(history_length).iter().map(message_json).collect::<Vec<_>>(),
-    })
+    });
+    if let Some(metadata) = task.metadata_json() {
+        task_json["metadata"] = metadata;
+    }
+    task_json
 }
 
 /// A `TaskStatusUpdateEvent`; `final` marks the stream's last event.

@@ -246,6 +246,9 @@ pub fn task_json(task: &Task, history_length: Option<usize>, include_artifacts: 
             .map(message_json)
             .collect(),
     );
+    if let Some(metadata) = task.metadata_json() {
+        obj.insert("metadata".into(), metadata);
+    }
     Value::Object(obj)
 }
 

@@ -3,13 +3,16 @@
 //! `POST /mem/events` `{kind, content, task_id?}` → `{"mem_id"}` (owner and
 //! session are the caller's); `GET /mem/events/{mem_id}`;
 //! `GET /mem/events?limit=&session=&task_id=&kind=` (newest first, limit
-//! 50 by default, at most 500, only the caller's documents).
+//! 50 by default, at most 500, only the caller's documents); each event
+//! read back has `actor` when someone acted for the user.
 //! `POST /mem/ingest` takes the filter's memory mirror: a JSON array (or
 //! `{"events": [...]}`) of `{id (UUID), user, session, role, content, kind?,
 //! task_id?, timestamp?}` plus the exchange's metadata `{model?, route?,
 //! request_id?, status?, latency_ms?, tokens_in?, tokens_out?, truncated?,
 //! unreadable?, request_bytes?}` (the last two on the placeholder prompt of
-//! a request body the filter could not read); duplicates by `id` are
+//! a request body the filter could not read) and `actor?` (who acted for
+//! the user, in X-Attach-Actor's form; a caller's own events carry its own
+//! chain whatever they say, and may only repeat it); duplicates by `id` are
 //! ignored. The answer is 200 `{"accepted": [ids], "inserted": n,
 //! "refused": [{"index", "id", "reason"}]}` (`index` is the event's
 //! position in the array, `id` its UUID or null); when every event was

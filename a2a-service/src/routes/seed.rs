@@ -112,6 +112,8 @@ pub async fn status(
     let mut answer = json!({
         "task_id": task.id,
         "agent": task.agent,
+        "actor": (!task.actors.is_empty()).then(|| task.actors.header_value()),
+        "delegated_to": task.delegated_to,
         "state": task.state.as_str(),
         "result": task.result,
         "created": timestamp(task.created_ms),

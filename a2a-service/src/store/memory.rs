@@ -1,6 +1,7 @@
 //! Memory documents: the events of a user's memory, inserted once by id
 //! (ingest is idempotent) and read back newest first.
 
+use attach_contract::delegation::ActorChain;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Row;
@@ -8,6 +9,7 @@ use sqlx::any::AnyRow;
 
 use super::pool::Store;
 use super::sql::{Arg, Sql, StoreResult, decode_json, json_text};
+use super::tasks::{actors_column, actors_from_column};
 
 /// A memory document.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +23,9 @@ pub struct MemoryEvent {
     pub content: Value,
     pub created_ms: i64,
     pub meta: ExchangeMeta,
+    /// Who acted for the owner when the event was written, current actor
+    /// first; empty when the owner acted alone.
+    pub actor: ActorChain,
 }
 
 /// What the gateway's mirror knows of a model exchange besides its text,
@@ -91,13 +96,14 @@ fn memory_from_row(row: &AnyRow) -> StoreResult<MemoryEvent> {
             .map(|m| decode_json("meta", &m))
             .transpose()?
             .unwrap_or_default(),
+        actor: actors_from_column("actor", row.try_get("actor")?)?,
     })
 }
 
 /// An insert that leaves an existing id untouched (ingest is idempotent).
 pub(super) fn insert_memory_sql(e: &MemoryEvent) -> Sql {
     let mut sql = Sql::new(
-        "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms, meta) VALUES (",
+        "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms, meta, actor) VALUES (",
     );
     sql.push("?", Arg::Text(e.id.clone()));
     sql.push(", ?", Arg::Text(e.owner.clone()));
@@ -108,11 +114,16 @@ pub(super) fn insert_memory_sql(e: &MemoryEvent) -> Sql {
     sql.push(", ?", Arg::Text(json_text(&e.content)));
     sql.push(", ?", Arg::Int(e.created_ms));
     let meta = (!e.meta.is_empty()).then(|| json_text(&e.meta));
-    sql.push_optional(", ?) ON CONFLICT (id) DO NOTHING", meta.as_deref());
+    sql.push_optional(", ?", meta.as_deref());
+    sql.push_optional(
+        ", ?) ON CONFLICT (id) DO NOTHING",
+        actors_column(&e.actor).as_deref(),
+    );
     sql
 }
 
-const MEMORY_COLUMNS: &str = "id, owner, session, kind, role, task_id, content, created_ms, meta";
+const MEMORY_COLUMNS: &str =
+    "id, owner, session, kind, role, task_id, content, created_ms, meta, actor";
 
 impl Store {
     /// Inserts a memory document; an existing id is left untouched.

@@ -2,6 +2,7 @@
 //! (so a task canceled or failed meanwhile keeps that state), listed per
 //! owner and agent, and swept when their forward can no longer be running.
 
+use attach_contract::delegation::ActorChain;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -66,7 +67,25 @@ fn task_from_row(row: &AnyRow) -> StoreResult<Task> {
         updated_ms: row.try_get("updated_ms")?,
         deadline_ms: row.try_get("deadline_ms")?,
         agent_task_id: row.try_get("agent_task_id")?,
+        actors: actors_from_column("actor", row.try_get("actor")?)?,
+        delegated_to: row.try_get("delegated_to")?,
     })
+}
+
+/// A chain stored in X-Attach-Actor's form; NULL is nobody.
+pub(super) fn actors_from_column(column: &str, text: Option<String>) -> StoreResult<ActorChain> {
+    match text {
+        None => Ok(ActorChain::default()),
+        Some(text) => ActorChain::from_header(&text).map_err(|e| sqlx::Error::ColumnDecode {
+            index: column.into(),
+            source: e.to_string().into(),
+        }),
+    }
+}
+
+/// A chain as stored: NULL when empty.
+pub(super) fn actors_column(actors: &ActorChain) -> Option<String> {
+    (!actors.is_empty()).then(|| actors.header_value())
 }
 
 /// `state IN (…)` for the given stored names, as parameters.
@@ -82,7 +101,8 @@ fn push_state_list(sql: &mut Sql, states: &[&str]) {
 }
 
 const TASK_COLUMNS: &str = "id, context_id, owner, session, agent, state, input, history, artifacts, \
-     status_message, result, error, created_ms, updated_ms, deadline_ms, agent_task_id";
+     status_message, result, error, created_ms, updated_ms, deadline_ms, agent_task_id, actor, \
+     delegated_to";
 
 impl Store {
     pub async fn insert_task(&self, t: &Task) -> StoreResult<()> {
@@ -106,7 +126,9 @@ impl Store {
         sql.push(", ?", Arg::Int(t.created_ms));
         sql.push(", ?", Arg::Int(t.updated_ms));
         sql.push(", ?", Arg::Int(t.deadline_ms));
-        sql.push_optional(", ?)", t.agent_task_id.as_deref());
+        sql.push_optional(", ?", t.agent_task_id.as_deref());
+        sql.push_optional(", ?", actors_column(&t.actors).as_deref());
+        sql.push_optional(", ?)", t.delegated_to.as_deref());
         sql.query().execute(&self.pool).await.map(|_| ())
     }
 

@@ -730,6 +730,8 @@ fn stored_task(id: &str, state: TaskState, updated_ms: i64, deadline_ms: i64) ->
         updated_ms,
         deadline_ms,
         agent_task_id: None,
+        actors: Default::default(),
+        delegated_to: None,
     }
 }
 
@@ -791,6 +793,7 @@ pub async fn housekeeping(db: &Db) {
         content: json!(1),
         created_ms: now - 2 * hour,
         meta: ExchangeMeta::default(),
+        actor: Default::default(),
     };
     store.insert_memory(&old_doc).await.unwrap();
     h.post(
@@ -1623,6 +1626,7 @@ pub async fn extreme_timestamps_read_back(db: &Db) {
             content: json!("far"),
             created_ms,
             meta: ExchangeMeta::default(),
+            actor: Default::default(),
         };
         store.insert_memory(&event).await.unwrap();
         ids.push((event.id, shown));
@@ -2259,7 +2263,7 @@ pub async fn delegated_handoffs(db: &Db) {
     // into the metadata is not passed on.
     let mut forged = msg_v1("from the planner");
     forged["metadata"] = json!({"actorChain": ["did:key:nobody"], "kept": true});
-    send_as(&h, "delegated", &As::through("alice", &[PLANNER]), forged).await;
+    let send_planner = send_as(&h, "delegated", &As::through("alice", &[PLANNER]), forged).await;
     let seen = h.seen.last();
     let identity = gateway_claims(seen["x-attach-identity"].to_str().unwrap(), DELEGATED_DID);
     assert_eq!(identity.act, Some(json!({"sub": PLANNER})));
@@ -2269,12 +2273,42 @@ pub async fn delegated_handoffs(db: &Db) {
         Some(json!({"sub": DELEGATED_DID, "act": {"sub": PLANNER}}))
     );
     assert_eq!(seen["x-attach-actor"], PLANNER);
+    let handed = &send_planner["result"]["task"];
+    assert_eq!(
+        handed["metadata"]["actorChain"],
+        json!([DELEGATED_DID, PLANNER]),
+        "the task records who acted"
+    );
     let metadata = &h.seen.last_body()["params"]["message"]["metadata"];
     assert_eq!(metadata["actorChain"], json!([DELEGATED_DID, PLANNER]));
     assert_eq!(metadata["kept"], true);
     assert!(
         seen.values()
             .all(|v| !v.to_str().unwrap().contains("the-users-token"))
+    );
+
+    // The task's memory events say who asked (sent) and who acted (result).
+    let task_id = handed["id"].as_str().unwrap();
+    let events = h.memory("alice", &format!("task_id={task_id}")).await;
+    let actor_of = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .map(|e| e["actor"].clone())
+            .unwrap_or_else(|| panic!("no {kind}: {events:?}"))
+    };
+    assert_eq!(actor_of("task_sent"), PLANNER);
+    assert_eq!(
+        actor_of("task_result"),
+        format!("{DELEGATED_DID}, {PLANNER}")
+    );
+    let (status, seed) = h
+        .get(&format!("/a2a/tasks/status/{task_id}"), Some("alice"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{seed}");
+    assert_eq!(
+        (&seed["actor"], &seed["delegated_to"]),
+        (&json!(PLANNER), &json!(DELEGATED_DID))
     );
 
     // Agents without a DID still get the assertion, and no tokens.
@@ -2324,4 +2358,74 @@ pub async fn refused_handoffs_leave_nothing(db: &Db) {
     let listed = h.v1("delegated", "alice", "ListTasks", json!({})).await;
     assert_eq!(listed["result"]["tasks"], json!([]), "{listed}");
     assert!(h.memory("alice", "").await.is_empty());
+}
+
+/// Memory events carry who acted: a caller's documents and events its own
+/// chain (which its events may repeat, not change), the mirror's events
+/// what the mirror says; old rows and events without one read back
+/// without it.
+pub async fn memory_events_carry_the_actor(db: &Db) {
+    use super::As;
+    const PLANNER: &str = "did:key:z6MkPlanner";
+    let h = Harness::new(db).await;
+    let planner = As::through("alice", &[PLANNER]);
+    let post_as = |path: &str, body: Value| {
+        Harness::request_as("POST", path, &planner, Body::from(body.to_string()))
+    };
+    let (status, v) = h
+        .send(post_as(
+            "/mem/events",
+            json!({"kind": "plan", "content": "steps"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let mem_id = v["mem_id"].as_str().unwrap().to_string();
+    let (_, doc) = h.get(&format!("/mem/events/{mem_id}"), Some("alice")).await;
+    assert_eq!(doc["actor"], PLANNER, "{doc}");
+
+    let own = uuid::Uuid::new_v4().to_string();
+    let forged = uuid::Uuid::new_v4().to_string();
+    let batch = json!([
+        {"id": own, "user": "alice", "session": "s", "content": "mine", "actor": PLANNER},
+        {"id": forged, "user": "alice", "session": "s", "content": "x", "actor": "did:key:other"},
+    ]);
+    let (status, v) = h.send(post_as("/mem/ingest", batch)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"], json!([own]), "{v}");
+    assert_eq!(v["refused"][0]["id"], forged.as_str(), "{v}");
+
+    let mirrored = uuid::Uuid::new_v4().to_string();
+    let plain = uuid::Uuid::new_v4().to_string();
+    let batch = json!([
+        {"id": mirrored, "user": "alice", "session": "s", "role": "user", "content": "p",
+         "kind": "prompt", "actor": "did:key:z6MkCoder, did:key:z6MkPlanner"},
+        {"id": plain, "user": "alice", "session": "s", "role": "user", "content": "q", "kind": "prompt"},
+    ]);
+    let (status, v) = h.post("/mem/ingest", Some(MIRROR), &batch).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["inserted"], 2, "{v}");
+    let (status, v) = h
+        .post(
+            "/mem/ingest",
+            Some(MIRROR),
+            &json!([{"id": uuid::Uuid::new_v4().to_string(), "user": "alice",
+                     "content": "r", "actor": "a, a"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a chain that loops: {v}");
+
+    let events = h.memory("alice", "").await;
+    let actor = |id: &str| {
+        events
+            .iter()
+            .find(|e| e["mem_id"] == id)
+            .map(|e| e.get("actor").cloned())
+            .unwrap()
+    };
+    assert_eq!(actor(&own), Some(json!(PLANNER)));
+    assert_eq!(
+        actor(&mirrored),
+        Some(json!("did:key:z6MkCoder, did:key:z6MkPlanner"))
+    );
+    assert_eq!(actor(&plain), None);
 }
