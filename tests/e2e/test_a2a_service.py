@@ -1,6 +1,7 @@
 """The A2A service's own routes through the gateway: the seed task routes
 with an `http` agent, memory documents, isolation between users, and the
-assertion that makes a direct call to the service's port useless."""
+gateway's identity token that makes a direct call to the service's port
+useless, even with the assertion key."""
 
 import base64
 import hashlib
@@ -220,7 +221,9 @@ def test_the_shared_key_is_private_and_named_in_the_plugin_config(svc):
     assert key not in json.dumps(plugin)
     assert "/a2a/agents/seed/.well-known/agent-card.json" in plugin["public_paths"]
     assert not any(p.startswith("/a2a") and p.endswith("*") for p in plugin["public_paths"])
-    # With the key, a direct call does get through: the assertion is the whole trust.
+    # Even with the key, a direct call is refused: the service has the
+    # gateway's signing keys, and then only the gateway's identity token
+    # (X-Attach-Identity, signed for attach-a2a) names a caller.
     exp = int(time.time()) + 60
     r = httpx.get(
         f"http://127.0.0.1:{svc.gateway.a2a_port}/mem/events",
@@ -232,7 +235,8 @@ def test_the_shared_key_is_private_and_named_in_the_plugin_config(svc):
         },
         timeout=10,
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == 401, r.text
+    assert "X-Attach-Identity" in r.json()["message"], r.text
 
 
 def _key(svc):
