@@ -37,10 +37,7 @@ impl GatewayIssuer {
     /// with a key it publishes at `now`, and it is still valid.
     pub fn verify(&self, token: &str, audience: &str, now: u64) -> Result<IdentityClaims, Refusal> {
         identity_token::verify(token, &self.issuer, audience, now, |kid| {
-            self.keys
-                .published(now)
-                .find(|k| k.kid == kid)
-                .map(|k| &k.key)
+            self.keys.verifying_key(kid, now)
         })
     }
 
