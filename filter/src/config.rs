@@ -505,12 +505,15 @@ impl Config {
     /// [`Config::from_json`], with secrets looked up in `env` (the launcher
     /// passes the variables it will give Envoy).
     pub fn from_json_with_env(json: &[u8], env: Env) -> Result<Config, ConfigError> {
-        let raw: PluginConfig = if json.iter().all(u8::is_ascii_whitespace) {
-            serde_json::from_str("{}")
+        // One reader type for both: each would carry its own copy of the
+        // configuration's deserialiser into the wasm module.
+        let json: &[u8] = if json.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
         } else {
-            serde_json::from_slice(json)
-        }
-        .map_err(|e| err("", format!("invalid plugin configuration: {e}")))?;
+            json
+        };
+        let raw: PluginConfig = serde_json::from_slice(json)
+            .map_err(|e| err("", format!("invalid plugin configuration: {e}")))?;
         raw.validate_with_env(env)
     }
 

@@ -55,15 +55,18 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
             if let (Some(start), Some(memory), Some(mirror)) =
                 (plan.capture, &vm.config.memory, &vm.mirror)
             {
-                st.capture = Some(Capture::new(
-                    start.route,
-                    &identity.user,
-                    &plan.session,
-                    &start.request_id,
-                    start.start_ms,
-                    memory.max_bytes,
-                    mirror.budget.clone(),
-                ));
+                st.capture = Some(
+                    Capture::new(
+                        start.route,
+                        &identity.user,
+                        &plan.session,
+                        &start.request_id,
+                        start.start_ms,
+                        memory.max_bytes,
+                        mirror.budget.clone(),
+                    )
+                    .acted_by(&identity.actors),
+                );
             }
             st.stamped = Some((identity.user, plan.session));
             Step::Continue

@@ -9,6 +9,7 @@ use super::event::{Exchange, Unreadable};
 use super::prompt::{Prompt, PromptError, parse_prompt};
 use super::reply_capture::{Reply, ReplyCapture};
 use super::routes::ModelRoute;
+use attach_contract::delegation::ActorChain;
 use attach_contract::event::Event;
 
 use std::rc::Rc;
@@ -28,6 +29,8 @@ pub struct Capture {
     route: ModelRoute,
     user: String,
     session: String,
+    /// Who acted for the user, in `X-Attach-Actor`'s form (empty: nobody).
+    actor: String,
     request_id: String,
     start_ms: u64,
     cap: usize,
@@ -62,6 +65,7 @@ impl Capture {
             route,
             user: user.to_owned(),
             session: session.to_owned(),
+            actor: String::new(),
             request_id: request_id.to_owned(),
             start_ms,
             cap,
@@ -78,6 +82,14 @@ impl Capture {
         }
     }
 
+    /// The capture of an exchange made by `actors` for the user: its events
+    /// name them.
+    pub fn acted_by(mut self, actors: &ActorChain) -> Self {
+        self.actor = actors.header_value();
+        self
+    }
+
+    #[inline(never)]
     pub fn request_chunk(&mut self, chunk: &[u8], end_of_stream: bool) {
         self.request_bytes = self
             .request_bytes
@@ -173,6 +185,7 @@ impl Capture {
         let exchange = Exchange {
             user: &self.user,
             session: &self.session,
+            actor: &self.actor,
             request_id: &self.request_id,
             route: &self.route.path,
             task_id: None,

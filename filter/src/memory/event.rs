@@ -35,6 +35,9 @@ pub struct Unreadable {
 pub struct Exchange<'a> {
     pub user: &'a str,
     pub session: &'a str,
+    /// Who acted for the user, in `X-Attach-Actor`'s form; empty when the
+    /// user acted alone.
+    pub actor: &'a str,
     /// Must be unique per exchange (Envoy's `x-request-id`): it keys the ids.
     pub request_id: &'a str,
     pub route: &'a str,
@@ -93,7 +96,7 @@ impl Exchange<'_> {
             truncated,
             unreadable: None,
             request_bytes: None,
-            actor: None,
+            actor: (!self.actor.is_empty()).then(|| self.actor.to_owned()),
         };
         let mut prompt_event = event(
             Role::User,
@@ -151,6 +154,7 @@ mod tests {
         Exchange {
             user: "alice",
             session: "s-1",
+            actor: "",
             request_id: "req-1",
             route: "/api/chat",
             task_id: None,
@@ -229,6 +233,24 @@ mod tests {
         .events(Ok(unnamed), reply());
         assert_eq!(p.model.as_deref(), Some("llama3.2:latest"));
         assert_eq!(p.latency_ms, 0);
+    }
+
+    #[test]
+    fn both_events_name_who_acted_for_the_user() {
+        let [p, r] = Exchange {
+            actor: "did:key:coder, did:key:planner",
+            ..exchange()
+        }
+        .events(Ok(prompt()), reply());
+        for event in [&p, &r] {
+            assert_eq!(
+                event.actor.as_deref(),
+                Some("did:key:coder, did:key:planner")
+            );
+            assert_eq!(event.user, "alice");
+        }
+        let [alone, _] = exchange().events(Ok(prompt()), reply());
+        assert_eq!(alone.actor, None);
     }
 
     /// Issue: a client's `model` and `x-request-id` went into events as

@@ -281,6 +281,7 @@ mod tests {
         let exchange = Exchange {
             user: "alice smith",
             session: "s-1",
+            actor: "",
             request_id: "req-1",
             route: "/v1/chat/completions",
             task_id: Some("t-1"),
