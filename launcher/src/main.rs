@@ -43,6 +43,9 @@ commands:
   plugin-config  print the filter's plugin configuration JSON
   token          print a DID-JWT for this gateway, signed by a local did:key
                  identity (created on first use in ATTACH_DATA_DIR)
+  keys [--print] create the gateway's signing key set in ATTACH_DATA_DIR, or
+                 rotate it when due, as `run` does; --print also writes the
+                 set (private keys included) to stdout, e.g. for a Secret
 
 Settings come from the environment (OIDC_ISSUER, OIDC_AUD, ENGINE_URL,
 ATTACH_PORT, ATTACH_CONFIG, ATTACH_A2A, A2A_AGENTS, ...); see launcher/README.md.";
@@ -91,6 +94,8 @@ fn dispatch(args: &[String]) -> Result<i32, Error> {
             )
         }
         ["token"] => print_token(env, &cwd),
+        ["keys"] => keys(env, &cwd, false),
+        ["keys", "--print"] => keys(env, &cwd, true),
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             Ok(0)
@@ -281,6 +286,33 @@ fn render(env: Env, cwd: &Path, prepared: &Prepared) -> Result<Rendered, Error> 
         admin_socket,
         a2a_port,
     })
+}
+
+/// `attach keys`: the signing key set made or rotated as a start would,
+/// one line on stderr naming the file and the key that signs; the set
+/// itself only on stdout, and only with `--print`.
+fn keys(env: Env, cwd: &Path, print: bool) -> Result<i32, Error> {
+    let settings = Settings::from_env(env, cwd)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (text, change) = signing_keys::load(
+        &settings.data_dir,
+        now,
+        settings.signing_alg,
+        settings.rotation,
+    )?;
+    let path = settings
+        .data_dir
+        .join(attach_contract::gateway_keys::KEYS_FILE);
+    eprintln!("attach: {}", signing_keys::report(&path, &text, change)?);
+    if print {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{text}")
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::runtime(format!("stdout: {e}")))?;
+    }
+    Ok(0)
 }
 
 fn print_token(env: Env, cwd: &Path) -> Result<i32, Error> {

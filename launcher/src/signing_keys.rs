@@ -88,6 +88,24 @@ pub fn load(
     ))
 }
 
+/// One line on what [`load`] did to the file at `path`, naming the key
+/// that signs by its `kid` and algorithm (nothing secret).
+pub fn report(path: &Path, text: &str, change: Change) -> Result<String, Error> {
+    let keys =
+        SigningKeys::parse(text).map_err(|e| Error::runtime(format!("{}: {e}", path.display())))?;
+    let what = match change {
+        Change::Created => "created",
+        Change::Rotated => "rotated (the previous key stays published for the overlap)",
+        Change::Unchanged => "unchanged",
+    };
+    Ok(format!(
+        "{}: {what}; signing key {} ({})",
+        path.display(),
+        keys.kid(),
+        keys.algorithm()
+    ))
+}
+
 fn document(set: &KeySet) -> Result<String, Error> {
     serde_json::to_string(set).map_err(|e| Error::runtime(format!("signing keys: {e}")))
 }
@@ -201,6 +219,26 @@ mod tests {
         let jwks = SigningKeys::parse(&text).unwrap().jwks(0);
         assert_eq!(jwks["keys"][0]["kty"], "EC");
         assert_eq!(jwks["keys"][0]["crv"], "P-256");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_report_names_the_signing_key_and_no_secret() {
+        let dir = scratch("report");
+        let path = dir.join(KEYS_FILE);
+        let (text, change) = load(&dir, 0, Algorithm::EdDSA, ROTATION).unwrap();
+        let line = report(&path, &text, change).unwrap();
+        let kid = kids(&text).remove(0);
+        assert!(line.contains("created") && line.contains(&kid), "{line}");
+        assert!(line.contains("EdDSA"), "{line}");
+        let seed = &KeySet::parse(&text).unwrap().keys[0].seed;
+        assert!(!line.contains(seed.as_str()), "{line}");
+        let (text, change) = load(&dir, 30 * DAY, Algorithm::EdDSA, ROTATION).unwrap();
+        let line = report(&path, &text, change).unwrap();
+        assert!(
+            line.contains("rotated") && line.contains(&kids(&text)[1]),
+            "{line}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
