@@ -13,12 +13,18 @@ A file that embeds one of them marks the place with a comment line
 
 followed by the key that holds it (`value: |` for an Envoy StringValue,
 `pluginConfig:` for an Istio WasmPlugin). Everything indented below that key
-is replaced by the source as indented JSON, with one field added:
-`"assertion_key_env": "ATTACH_ASSERTION_KEY"`: the filter reads the key from
-that variable of Envoy's environment (the compose Envoy's entrypoint sets it,
-Istio passes the gateway pod's own), so that the key is written neither into
-the repository nor into Envoy's configuration, which the admin interface
-prints.
+is replaced by the source as indented JSON, with two fields added:
+`"assertion_key_env": "ATTACH_ASSERTION_KEY"` and
+`"signing_keys_env": "ATTACH_SIGNING_KEYS"`: the filter reads the assertion
+key and the gateway's signing key set from those variables of Envoy's
+environment (the compose Envoy's entrypoint sets them, Istio passes the
+gateway pod's own), so that no secret is written into the repository or
+into Envoy's configuration, which the admin interface prints.
+
+A marker may end with `+token_exchange`, which also adds
+`"token_exchange": true`: only where the Wasm filter sets Envoy's
+`allow_on_headers_stop_iteration` (the compose bootstrap, the EnvoyFilter),
+which the token endpoint needs and a WasmPlugin cannot set.
 
     python3 deploy/sync.py           rewrite the embedded copies
     python3 deploy/sync.py --check   exit 1 if any copy differs from its source
@@ -38,19 +44,31 @@ EMBEDDING = (
     "deploy/istio/envoyfilter.yaml",
 )
 
-# The variable of Envoy's environment that holds the assertion key.
+# The variables of Envoy's environment that hold the assertion key and the
+# gateway's signing key set.
 ASSERTION_KEY_VAR = "ATTACH_ASSERTION_KEY"
-MARKER = re.compile(r"^(?P<indent>\s*)# plugin-config: (?P<source>\S+)\s*$")
+SIGNING_KEYS_VAR = "ATTACH_SIGNING_KEYS"
+# Fields each embedding file sets, never a source.
+ADDED = ("assertion_key", "assertion_key_env", "signing_keys", "signing_keys_env", "token_exchange")
+OPTIONS = {"+token_exchange"}
+MARKER = re.compile(r"^(?P<indent>\s*)# plugin-config: (?P<source>\S+)(?P<options>(?: \+\w+)*)\s*$")
 HOLDER = re.compile(r"^(?P<indent>\s*)(?P<key>value: \||pluginConfig:)\s*$")
 
 
-def embedded_config(source):
-    """The JSON object a file embeds for `source` (a path relative to the repository)."""
+def embedded_config(source, options=()):
+    """The JSON object a file embeds for `source` (a path relative to the
+    repository), with the marker's `options`."""
     config = json.loads((REPO / source).read_text())
-    for field in ("assertion_key", "assertion_key_env"):
+    for field in ADDED:
         if field in config:
-            raise ValueError(f"{source}: {field} is added here, the key itself at deploy time")
+            raise ValueError(f"{source}: {field} is added here, the keys themselves at deploy time")
+    unknown = set(options) - OPTIONS
+    if unknown:
+        raise ValueError(f"{source}: unknown marker option {' '.join(sorted(unknown))}")
     config["assertion_key_env"] = ASSERTION_KEY_VAR
+    config["signing_keys_env"] = SIGNING_KEYS_VAR
+    if "+token_exchange" in options:
+        config["token_exchange"] = True
     return config
 
 
@@ -77,7 +95,7 @@ def render(text, where):
             i += 1
         source = marker.group("source")
         sources.append(source)
-        body = json.dumps(embedded_config(source), indent=2)
+        body = json.dumps(embedded_config(source, marker.group("options").split()), indent=2)
         pad = " " * (indent + 2)
         out.extend(pad + row + "\n" for row in body.splitlines())
     return "".join(out), sources

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 import deploy_support  # noqa: F401  (puts the e2e helpers on the path)
+from deploy_support import make_signing_keys
 from gateway import missing_artifacts
 
 
@@ -27,3 +28,9 @@ def compose_cli():
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     pytest.fail("no compose CLI: `make compose-cli` installs Debian's docker-compose", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def signing_keys(artifacts, tmp_path_factory):
+    """A gateway signing key set, made by `attach keys --print`."""
+    return make_signing_keys(tmp_path_factory.mktemp("keys") / "data")

@@ -19,6 +19,9 @@ ISTIO_SOURCE = "deploy/istio/plugin-config.json"
 KEY_PLACEHOLDER = "${ATTACH_ASSERTION_KEY}"
 # The variable of Envoy's environment the embedded configurations read the key from.
 KEY_VARIABLE = "ATTACH_ASSERTION_KEY"
+# The same for the gateway's signing key set (the companion service reads it too).
+SIGNING_KEYS_PLACEHOLDER = "${ATTACH_SIGNING_KEYS}"
+SIGNING_KEYS_VARIABLE = "ATTACH_SIGNING_KEYS"
 # A well-formed assertion key (32 bytes, base64url) for validation only.
 TEST_KEY = "dGVzdC1vbmx5LWFzc2VydGlvbi1rZXktMzItYnl0ZXM"
 STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
@@ -54,12 +57,27 @@ def source(name):
     return json.loads((REPO / name).read_text())
 
 
-def embedded_expected(name):
+def embedded_expected(name, token_exchange=False):
     """What a file must embed for the source `name`: the source plus the
-    name of the variable that holds the key (never the key)."""
+    names of the variables that hold the keys (never the keys), and the
+    token endpoint where the file's Wasm filter can serve it."""
     config = copy.deepcopy(source(name))
     config["assertion_key_env"] = KEY_VARIABLE
+    config["signing_keys_env"] = SIGNING_KEYS_VARIABLE
+    if token_exchange:
+        config["token_exchange"] = True
     return config
+
+
+def make_signing_keys(data_dir, **env):
+    """A key set made as an operator makes one, `attach keys --print` (the
+    file in data_dir); its text."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    done = run_attach(["keys", "--print"], clean_env(ATTACH_DATA_DIR=str(data_dir), **env), data_dir)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.strip()
+    assert json.loads(text)["keys"], text
+    return text
 
 
 def walk(obj):

@@ -22,23 +22,28 @@ from deploy_support import (
     COMPOSE_SOURCE,
     KEY_VARIABLE,
     REPO,
+    SIGNING_KEYS_VARIABLE,
     TEST_KEY,
     agent_list,
     card_paths,
+    clean_env,
     embedded_expected,
     envoy_bin,
     envoy_validate,
     load_yaml,
     local_wasm_filter,
     origin,
+    run_attach,
     source,
     strings,
     walk,
     wasm_bootstrap,
 )
 
-SERVICES = {"assertion-key", "weaviate", "ollama", "ollama-pull", "a2a", "envoy", "planner", "coder"}
-ONE_SHOTS = {"assertion-key", "ollama-pull"}
+SERVICES = {"assertion-key", "signing-keys", "weaviate", "ollama", "ollama-pull", "a2a", "envoy", "planner", "coder"}
+ONE_SHOTS = {"assertion-key", "signing-keys", "ollama-pull"}
+KEY_VOLUME = "gateway-keys"
+KEYS_FILE = "signing-keys.json"
 AGENTS = ("planner", "coder")
 ENTRYPOINT_SCRIPT = REPO / "deploy/compose/envoy-entrypoint.sh"
 
@@ -131,8 +136,16 @@ def test_services_start_in_order(services):
     healthy, completed = "service_healthy", "service_completed_successfully"
     wanted = {
         "ollama-pull": {"ollama": healthy},
-        "a2a": {"assertion-key": completed, "weaviate": healthy},
-        "envoy": {"assertion-key": completed, "a2a": healthy, "weaviate": healthy, "ollama": healthy},
+        # The assertion-key service hands the volume's folder to the service user.
+        "signing-keys": {"assertion-key": completed},
+        "a2a": {"assertion-key": completed, "signing-keys": completed, "weaviate": healthy},
+        "envoy": {
+            "assertion-key": completed,
+            "signing-keys": completed,
+            "a2a": healthy,
+            "weaviate": healthy,
+            "ollama": healthy,
+        },
         "planner": {"envoy": healthy, "ollama-pull": completed},
         "coder": {"envoy": healthy, "ollama-pull": completed},
     }
@@ -163,6 +176,8 @@ def test_services_agree_with_the_plugin_configuration(services):
     assert env["MEM_BACKEND"] == "weaviate" and plugin["memory"]["sink"] == "weaviate"
     assert env["WEAVIATE_URL"] == plugin["memory"]["url"] == "http://weaviate:8080"
     assert env["ATTACH_PUBLIC_URL"] == plugin["resource"]
+    # The service accepts identity tokens of this issuer only.
+    assert env["ATTACH_PUBLIC_URL"] == plugin["issuer"]
     assert "OIDC_ISSUER" not in env and not plugin.get("providers")
 
     weaviate = services["weaviate"]["environment"]
@@ -196,23 +211,53 @@ def test_services_agree_with_the_plugin_configuration(services):
     assert not any(p.startswith(("/a2a/", "/mem/")) and p.endswith("*") for p in public)
 
 
-def test_the_assertion_key_is_shared_through_a_volume(services):
-    key_volume = "assertion-key"
-    assert key_volume in load_yaml(COMPOSE_FILE)["volumes"]
+def test_the_keys_are_shared_through_a_volume(services):
+    assert KEY_VOLUME in load_yaml(COMPOSE_FILE)["volumes"]
     targets = {}
-    for name in ("assertion-key", "a2a", "envoy"):
-        found = [(c, o) for h, c, o in mounts(services[name]) if h == key_volume]
-        assert len(found) == 1, f"{name} must mount the {key_volume} volume"
+    for name in ("assertion-key", "signing-keys", "a2a", "envoy"):
+        found = [(c, o) for h, c, o in mounts(services[name]) if h == KEY_VOLUME]
+        assert len(found) == 1, f"{name} must mount the {KEY_VOLUME} volume"
         targets[name] = found[0]
-    assert targets["a2a"] == (targets["assertion-key"][0], "ro")
-    assert targets["envoy"] == (targets["assertion-key"][0], "ro")
     key_dir = targets["assertion-key"][0]
-    # The service reads $ATTACH_DATA_DIR/assertion.key; Envoy's entrypoint reads the same file.
+    assert targets["signing-keys"] == (key_dir, "rw")
+    assert targets["a2a"] == (key_dir, "ro")
+    assert targets["envoy"] == (key_dir, "ro")
+    # The service reads $ATTACH_DATA_DIR/assertion.key and signing-keys.json
+    # (the set it would otherwise get as ATTACH_SIGNING_KEYS), where the
+    # signing-keys service writes the set; Envoy's entrypoint reads the same files.
     assert services["a2a"]["environment"]["ATTACH_DATA_DIR"] == key_dir
+    assert services["signing-keys"]["environment"]["ATTACH_DATA_DIR"] == key_dir
     assert script_default("ATTACH_ASSERTION_KEY_FILE") == f"{key_dir}/assertion.key"
+    assert script_default("ATTACH_SIGNING_KEYS_FILE") == f"{key_dir}/{KEYS_FILE}"
     # Nothing secret comes from the host or the compose file.
     text = COMPOSE_FILE.read_text()
-    assert "secrets:" not in text and "ATTACH_ASSERTION_KEY" not in text
+    assert "secrets:" not in text
+    for variable in (KEY_VARIABLE, SIGNING_KEYS_VARIABLE):
+        assert variable not in text, f"{variable} is set from the volume, never in the compose file"
+
+
+def test_the_signing_keys_service_makes_one_key_set_and_keeps_it(services, tmp_path, artifacts):
+    """The one-shot runs `attach keys` from the service image: run here with
+    the same command and data folder setting, twice."""
+    one_shot = services["signing-keys"]
+    a2a = services["a2a"]
+    assert one_shot["image"] == a2a["image"] and one_shot["build"] == a2a["build"]
+    dockerfile = (REPO / a2a["build"]["context"] / a2a["build"]["dockerfile"]).read_text()
+    assert "--path launcher" in dockerfile
+    assert "COPY --from=build /out/bin/attach /usr/local/bin/attach\n" in dockerfile
+    program, *args = one_shot["entrypoint"]
+    assert program == "/usr/local/bin/attach" and args == ["keys"] and "command" not in one_shot
+    env = {"ATTACH_DATA_DIR": str(tmp_path)}
+    texts = []
+    for _ in range(2):
+        done = run_attach(args, clean_env(**env), tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "", "the one-shot prints no key"
+        path = tmp_path / KEYS_FILE
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        texts.append(path.read_text())
+    assert texts[0] == texts[1], "a second start must keep the key set"
+    assert len(json.loads(texts[0])["keys"]) == 1
 
 
 def test_the_assertion_key_service_makes_one_key_and_keeps_it(services, tmp_path):
@@ -283,28 +328,40 @@ def test_the_embedded_plugin_configuration_is_the_source(envoy_config):
     config = embedded(envoy_config)
     assert config["failure_policy"] == "FAIL_CLOSED"
     assert config["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"
-    # The key comes from Envoy's environment, which the entrypoint sets.
-    assert config["vm_config"]["environment_variables"] == {"host_env_keys": [KEY_VARIABLE]}
+    # The keys come from Envoy's environment, which the entrypoint sets.
+    assert config["vm_config"]["environment_variables"] == {
+        "host_env_keys": [KEY_VARIABLE, SIGNING_KEYS_VARIABLE]
+    }
+    # A paused request's body reaches the filter: the token endpoint is served.
+    assert config["allow_on_headers_stop_iteration"] is True
     value = config["configuration"]
     assert value["@type"] == "type.googleapis.com/google.protobuf.StringValue"
-    assert json.loads(value["value"]) == embedded_expected(COMPOSE_SOURCE)
+    assert json.loads(value["value"]) == embedded_expected(COMPOSE_SOURCE, token_exchange=True)
 
 
-def _entrypoint(tmp_path, key, *command):
-    """Runs the real entrypoint script with `key` in its key file and a
-    temporary admin folder; returns the finished process."""
+def _entrypoint(tmp_path, key, keys, *command):
+    """Runs the real entrypoint script with `key` in its key file, `keys`
+    in its key set file and a temporary admin folder; returns the finished
+    process."""
     key_file = tmp_path / "assertion.key"
     key_file.write_text(key)
+    keys_file = tmp_path / KEYS_FILE
+    keys_file.write_text(keys)
     return subprocess.run(
         ["sh", str(ENTRYPOINT_SCRIPT), *command],
-        env=dict(os.environ, ATTACH_ASSERTION_KEY_FILE=str(key_file), ENVOY_ADMIN_DIR=str(tmp_path / "admin")),
+        env=dict(
+            os.environ,
+            ATTACH_ASSERTION_KEY_FILE=str(key_file),
+            ATTACH_SIGNING_KEYS_FILE=str(keys_file),
+            ENVOY_ADMIN_DIR=str(tmp_path / "admin"),
+        ),
         capture_output=True,
         text=True,
         timeout=30,
     )
 
 
-def test_the_mounted_bootstrap_validates(services, tmp_path, artifacts):
+def test_the_mounted_bootstrap_validates(services, tmp_path, signing_keys):
     """The bootstrap as Envoy gets it in the container: the mounted file with
     container paths turned into the local files they mount, and Envoy's
     environment as the real entrypoint script makes it, through
@@ -324,15 +381,22 @@ def test_the_mounted_bootstrap_validates(services, tmp_path, artifacts):
     assert len(filenames) == 2 and all(Path(f).is_file() for f in filenames), filenames
 
     seen = tmp_path / "seen"
-    done = _entrypoint(tmp_path, TEST_KEY, "sh", "-c", f'printf %s "${KEY_VARIABLE}" > {seen}')
+    keys_file = tmp_path / "seen-keys"
+    show = f'printf %s "${KEY_VARIABLE}" > {seen}; printf %s "${SIGNING_KEYS_VARIABLE}" > {keys_file}'
+    done = _entrypoint(tmp_path, TEST_KEY, signing_keys + "\n", "sh", "-c", show)
     assert done.returncode == 0, done.stderr
     assert seen.read_text() == TEST_KEY, "the entrypoint does not pass the key to Envoy"
+    assert keys_file.read_text() == signing_keys, "the entrypoint does not pass the key set to Envoy"
     assert stat.S_IMODE((tmp_path / "admin").stat().st_mode) == 0o700
-    assert TEST_KEY not in text
+    assert TEST_KEY not in text and '"seed"' not in text
 
     bootstrap = tmp_path / "envoy.yaml"
     bootstrap.write_text(text)
-    envoy_validate(bootstrap, tmp_path, env={KEY_VARIABLE: TEST_KEY})
+    environment = {KEY_VARIABLE: TEST_KEY, SIGNING_KEYS_VARIABLE: signing_keys}
+    envoy_validate(bootstrap, tmp_path, env=environment)
+    # Without the key set the filter refuses to start.
+    with pytest.raises(AssertionError, match=f"{SIGNING_KEYS_VARIABLE} is not set"):
+        envoy_validate(bootstrap, tmp_path, env={**environment, SIGNING_KEYS_VARIABLE: ""})
 
 
 def test_envoys_admin_is_a_private_socket_and_underscores_are_refused(envoy_config):
@@ -344,12 +408,18 @@ def test_envoys_admin_is_a_private_socket_and_underscores_are_refused(envoy_conf
 
 
 @pytest.mark.parametrize(
-    "key, why",
-    [("", "base64url"), ("not a key!", "base64url"), ("c2hvcnQ", "fewer than 32 bytes")],
+    "key, keys, why",
+    [
+        ("", '{"keys": []}', "base64url"),
+        ("not a key!", '{"keys": []}', "base64url"),
+        ("c2hvcnQ", '{"keys": []}', "fewer than 32 bytes"),
+        (TEST_KEY, "", "does not hold a key set"),
+        (TEST_KEY, "keys", "does not hold a key set"),
+    ],
 )
-def test_the_entrypoint_refuses_a_bad_key(tmp_path, key, why):
+def test_the_entrypoint_refuses_a_bad_key(tmp_path, key, keys, why):
     ran = tmp_path / "ran"
-    done = _entrypoint(tmp_path, key, "touch", str(ran))
+    done = _entrypoint(tmp_path, key, keys, "touch", str(ran))
     assert done.returncode != 0 and why in done.stderr
     assert not ran.exists()
 

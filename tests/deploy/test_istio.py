@@ -7,6 +7,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from deploy_support import (
     DEPLOY,
@@ -14,6 +15,8 @@ from deploy_support import (
     KEY_PLACEHOLDER,
     KEY_VARIABLE,
     REPO,
+    SIGNING_KEYS_PLACEHOLDER,
+    SIGNING_KEYS_VARIABLE,
     STRING_VALUE,
     TEST_KEY,
     WASM_FILTER,
@@ -113,9 +116,14 @@ def test_wasm_plugin(objects):
     # An object (Istio turns it into the StringValue's JSON), equal to the source.
     assert isinstance(spec["pluginConfig"], dict)
     assert spec["pluginConfig"] == embedded_expected(ISTIO_SOURCE)
-    # The key comes from the proxy's environment, never from the configuration.
-    assert spec["vmConfig"]["env"] == [{"name": KEY_VARIABLE, "valueFrom": "HOST"}]
-    assert "assertion_key" not in spec["pluginConfig"]
+    # The keys come from the proxy's environment, never from the configuration.
+    assert spec["vmConfig"]["env"] == [
+        {"name": KEY_VARIABLE, "valueFrom": "HOST"},
+        {"name": SIGNING_KEYS_VARIABLE, "valueFrom": "HOST"},
+    ]
+    assert "assertion_key" not in spec["pluginConfig"] and "signing_keys" not in spec["pluginConfig"]
+    # A WasmPlugin cannot set allow_on_headers_stop_iteration: no token endpoint.
+    assert "token_exchange" not in spec["pluginConfig"]
 
 
 def test_envoy_filter(objects):
@@ -134,9 +142,11 @@ def test_envoy_filter(objects):
     config = value["typed_config"]["config"]
     assert config["failure_policy"] == "FAIL_CLOSED"
     assert config["root_id"] == "attach"
+    # The token endpoint reads a paused request's body.
+    assert config["allow_on_headers_stop_iteration"] is True
     vm = config["vm_config"]
     assert vm["runtime"] == "envoy.wasm.runtime.v8"
-    assert vm["environment_variables"] == {"host_env_keys": [KEY_VARIABLE]}
+    assert vm["environment_variables"] == {"host_env_keys": [KEY_VARIABLE, SIGNING_KEYS_VARIABLE]}
     remote = vm["code"]["remote"]
     assert remote["sha256"] == WASM_DIGEST
     http_uri = remote["http_uri"]
@@ -148,7 +158,7 @@ def test_envoy_filter(objects):
     entries = {h: se for se in of_kind(objects, "ServiceEntry") for h in se["spec"]["hosts"]}
     assert (uri.port or 443) in [p["number"] for p in entries[uri.hostname]["spec"]["ports"]]
     assert config["configuration"]["@type"] == STRING_VALUE
-    assert json.loads(config["configuration"]["value"]) == embedded_expected(ISTIO_SOURCE)
+    assert json.loads(config["configuration"]["value"]) == embedded_expected(ISTIO_SOURCE, token_exchange=True)
 
 
 def test_service_entries_and_clusters_cover_every_origin_the_filter_calls(objects):
@@ -190,11 +200,13 @@ def test_companion_service(objects):
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     env = {e["name"]: e for e in container["env"]}
     secret = named(objects, "Secret", "attach-a2a")
-    for name in ("A2A_DATABASE_URL", "ATTACH_ASSERTION_KEY"):
+    for name in ("A2A_DATABASE_URL", KEY_VARIABLE, SIGNING_KEYS_VARIABLE):
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"]
-        assert ref["key"] in secret["stringData"]
-    assert secret["stringData"]["ATTACH_ASSERTION_KEY"] == KEY_PLACEHOLDER
+        assert ref["key"] == name and name in secret["stringData"]
+    assert secret["stringData"][KEY_VARIABLE] == KEY_PLACEHOLDER
+    # The same key set as the gateway's (gateway-key.yaml).
+    assert secret["stringData"][SIGNING_KEYS_VARIABLE] == SIGNING_KEYS_PLACEHOLDER
     # More than one replica: the shared store is PostgreSQL, never SQLite.
     assert secret["stringData"]["A2A_DATABASE_URL"] == "${A2A_DATABASE_URL}"
     assert "postgres://" in (ISTIO / "attach-a2a.yaml").read_text()
@@ -205,6 +217,8 @@ def test_companion_service(objects):
     assert data["MEM_BACKEND"] == "weaviate" == config["memory"]["sink"]
     assert data["WEAVIATE_URL"] == config["memory"]["url"]
     assert data["ATTACH_PUBLIC_URL"] == config["resource"]
+    # The service accepts identity tokens of this issuer only.
+    assert data["ATTACH_PUBLIC_URL"] == config["issuer"]
     assert data["OIDC_ISSUER"] == config["providers"][0]["issuer"]
     assert data["A2A_HOST"] == "0.0.0.0"
     assert card_paths(agent_list(data["A2A_AGENTS"])) <= set(config["public_paths"])
@@ -227,21 +241,40 @@ def test_companion_service(objects):
     assert "match" not in vs["http"][-1], "the engine's catch-all route comes last"
 
 
-# The proxy's environment as gateway-key.yaml makes it, with a test key.
-PROXY_ENV = {KEY_VARIABLE: TEST_KEY}
+@pytest.fixture
+def proxy_env(signing_keys):
+    """The proxy's environment as gateway-key.yaml makes it, with test keys."""
+    return {KEY_VARIABLE: TEST_KEY, SIGNING_KEYS_VARIABLE: signing_keys}
 
 
-def test_the_gateway_pods_get_the_key_from_a_secret(objects):
+def test_the_gateway_pods_get_the_keys_from_a_secret(objects):
     secret = named(objects, "Secret", "attach-gateway-key")
     assert secret["metadata"]["namespace"] == "istio-system"
-    assert secret["stringData"] == {KEY_VARIABLE: KEY_PLACEHOLDER}
+    assert secret["stringData"] == {KEY_VARIABLE: KEY_PLACEHOLDER, SIGNING_KEYS_VARIABLE: SIGNING_KEYS_PLACEHOLDER}
     text = (ISTIO / "gateway-key.yaml").read_text()
     assert "set env deployment/istio-ingressgateway" in text and "--from=secret/attach-gateway-key" in text
-    # No other manifest holds the key (the service's own Secret aside).
+    assert "attach keys --print" in text
+    # No other manifest holds a key (the service's own Secret aside).
     for path in MANIFESTS:
         if path.name not in ("gateway-key.yaml", "attach-a2a.yaml"):
             body = "\n".join(l for l in path.read_text().splitlines() if not l.lstrip().startswith("#"))
-            assert KEY_PLACEHOLDER not in body, path.name
+            assert KEY_PLACEHOLDER not in body and SIGNING_KEYS_PLACEHOLDER not in body, path.name
+
+
+@pytest.mark.parametrize("name", ["gateway-key.yaml", "attach-a2a.yaml"])
+def test_envsubst_fills_the_secrets_with_the_key_set_as_text(signing_keys, name):
+    """The key set is JSON: filled in as the file's comment says, each
+    Secret holds it as one string, unchanged."""
+    path = ISTIO / name
+    names = re.search(r"envsubst '([^']+)'", path.read_text()).group(1)
+    values = {"ATTACH_ASSERTION_KEY": TEST_KEY, "ATTACH_SIGNING_KEYS": signing_keys, "A2A_DATABASE_URL": "postgres://x"}
+    # What envsubst does with the names it is given.
+    filled = path.read_text()
+    for placeholder in names.split():
+        filled = filled.replace(placeholder, values[placeholder[2:-1]])
+    (secret,) = [d for d in yaml.safe_load_all(filled) if d and d["kind"] == "Secret"]
+    assert secret["stringData"][SIGNING_KEYS_VARIABLE] == signing_keys
+    assert secret["stringData"][KEY_VARIABLE] == TEST_KEY
 
 
 def test_header_names_with_underscores_are_refused_at_the_gateway(objects):
@@ -260,17 +293,18 @@ def test_did_sign_in_next_to_the_provider_is_not_open_to_any_key():
     assert not any(rule.endswith("*") for rule in config["did"]["allow"]) or config["did"].get("open")
 
 
-def test_envoy_accepts_the_wasm_plugin_configuration(objects, tmp_path, artifacts):
+def test_envoy_accepts_the_wasm_plugin_configuration(objects, tmp_path, proxy_env):
     spec = one(objects, "WasmPlugin")["spec"]
     keys = [e["name"] for e in spec["vmConfig"]["env"] if e["valueFrom"] == "HOST"]
     bootstrap = wasm_bootstrap(local_wasm_filter(json.dumps(spec["pluginConfig"]), keys))
-    envoy_validate(bootstrap, tmp_path, env=PROXY_ENV)
-    # Without the variable the filter refuses to start.
-    with pytest.raises(AssertionError, match="ATTACH_ASSERTION_KEY is not set"):
-        envoy_validate(bootstrap, tmp_path, env={KEY_VARIABLE: ""})
+    envoy_validate(bootstrap, tmp_path, env=proxy_env)
+    # Without either variable the filter refuses to start.
+    for variable in (KEY_VARIABLE, SIGNING_KEYS_VARIABLE):
+        with pytest.raises(AssertionError, match=f"{variable} is not set"):
+            envoy_validate(bootstrap, tmp_path, env={**proxy_env, variable: ""})
 
 
-def test_envoy_accepts_the_envoy_filter_patch(objects, tmp_path, artifacts):
+def test_envoy_accepts_the_envoy_filter_patch(objects, tmp_path, proxy_env):
     value = named(objects, "EnvoyFilter", "attach-filter")["spec"]["configPatches"][0]["patch"]["value"]
     config = value["typed_config"]["config"]
     http_uri = config["vm_config"]["code"]["remote"]["http_uri"]
@@ -281,4 +315,6 @@ def test_envoy_accepts_the_envoy_filter_patch(objects, tmp_path, artifacts):
     envoy_validate(wasm_bootstrap(remote, clusters), tmp_path, "remote.json")
     # With the module from the local build, so that the filter checks its configuration.
     config["vm_config"]["code"] = {"local": {"filename": str(wasm_path())}}
-    envoy_validate(wasm_bootstrap(value, clusters), tmp_path, "local.json", env=PROXY_ENV)
+    envoy_validate(wasm_bootstrap(value, clusters), tmp_path, "local.json", env=proxy_env)
+    with pytest.raises(AssertionError, match=f"{SIGNING_KEYS_VARIABLE} is not set"):
+        envoy_validate(wasm_bootstrap(value, clusters), tmp_path, "local.json", env={**proxy_env, SIGNING_KEYS_VARIABLE: ""})

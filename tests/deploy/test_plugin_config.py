@@ -3,6 +3,7 @@
 them, and every file that embeds one carries it unchanged."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -97,13 +98,28 @@ def test_sync_refuses_a_source_with_a_key(tmp_path, monkeypatch):
     finally:
         sys.path.pop(0)
     monkeypatch.setattr(sync, "REPO", tmp_path)
-    for field in ("assertion_key", "assertion_key_env"):
+    for field in ("assertion_key", "assertion_key_env", "signing_keys", "signing_keys_env", "token_exchange"):
         (tmp_path / "c.json").write_text(json.dumps({field: "x"}))
         with pytest.raises(ValueError, match=field):
             sync.render("# plugin-config: c.json\nvalue: |\n  {}\n", "f.yaml")
     (tmp_path / "c.json").write_text('{"leeway_secs": 5}')
-    text, sources = sync.render("a:\n  # plugin-config: c.json\n  value: |\n    {}\n  b: 1\n", "f.yaml")
-    assert sources == ["c.json"]
-    assert text.endswith('  b: 1\n')
-    body = text.split("value: |\n", 1)[1].rsplit("  b: 1\n", 1)[0]
-    assert json.loads(body) == {"leeway_secs": 5, "assertion_key_env": "ATTACH_ASSERTION_KEY"}
+    with pytest.raises(ValueError, match="unknown marker option"):
+        sync.render("# plugin-config: c.json +open\nvalue: |\n  {}\n", "f.yaml")
+    names = {"assertion_key_env": "ATTACH_ASSERTION_KEY", "signing_keys_env": "ATTACH_SIGNING_KEYS"}
+    for marker, extra in (("c.json", {}), ("c.json +token_exchange", {"token_exchange": True})):
+        text, sources = sync.render(f"a:\n  # plugin-config: {marker}\n  value: |\n    {{}}\n  b: 1\n", "f.yaml")
+        assert sources == ["c.json"]
+        assert text.endswith('  b: 1\n')
+        body = text.split("value: |\n", 1)[1].rsplit("  b: 1\n", 1)[0]
+        assert json.loads(body) == {"leeway_secs": 5, **names, **extra}
+
+
+def test_no_file_holds_a_key():
+    """Only variable names and placeholders: no assertion key, no key set
+    (whose every key has a "seed"), in anything under deploy/ or compose."""
+    files = [p for p in (REPO / "deploy").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files.append(REPO / "docker-compose.yml")
+    for path in files:
+        text = path.read_text(errors="replace")
+        assert '"seed"' not in text, f"{path} holds a signing key set"
+        assert not re.search(r"(assertion_key|signing_keys)\"\s*:", text), f"{path} sets a key in a plugin configuration"
