@@ -7,6 +7,7 @@
 //! [`identity_token`] (the signed identity every upstream can verify),
 //! [`delegation`] (who acts for the user: `act` chains and the rules of
 //! the token exchange),
+//! [`did_key`] (did:key identities, their files and DID-JWTs),
 //! [`jcs`] (RFC 8785's canonical JSON) and [`card_signature`] (the
 //! gateway's signature on the agent cards it serves),
 //! [`comb`] (fixed-base curve multiples, for the filter's ECDSA
@@ -34,6 +35,7 @@ pub mod assertion;
 pub mod card_signature;
 pub mod comb;
 pub mod delegation;
+pub mod did_key;
 pub mod event;
 pub mod gateway_keys;
 pub mod headers;

@@ -11,7 +11,7 @@ use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha512};
 
 #[derive(Clone)]
-pub(super) struct Ed25519Signer {
+pub(crate) struct Ed25519Signer {
     /// The secret scalar `s` of section 5.1.5, reduced mod L.
     scalar: Scalar,
     /// The second half of the seed's digest, which makes the nonces.
@@ -20,7 +20,7 @@ pub(super) struct Ed25519Signer {
 }
 
 impl Ed25519Signer {
-    pub(super) fn from_seed(seed: &[u8; 32]) -> Self {
+    pub(crate) fn from_seed(seed: &[u8; 32]) -> Self {
         let digest: [u8; 64] = Sha512::digest(seed).into();
         let (lower, upper) = digest.split_at(32);
         let lower: [u8; 32] = lower.try_into().unwrap_or_default();
@@ -33,11 +33,11 @@ impl Ed25519Signer {
     }
 
     /// The public key `A`.
-    pub(super) fn public(&self) -> VerifyingKey {
+    pub(crate) fn public(&self) -> VerifyingKey {
         self.public
     }
 
-    pub(super) fn sign(&self, message: &[u8]) -> [u8; 64] {
+    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
         let wide = |parts: &[&[u8]]| {
             let mut h = Sha512::new();
             for part in parts {

@@ -71,6 +71,16 @@ impl P256Signer {
 pub struct P256Public(AffinePoint);
 
 impl P256Public {
+    /// The key at the JWK coordinates `x` and `y` (32 bytes big-endian
+    /// each); `None` unless they are below the field's prime and the point
+    /// is on the curve (with cofactor 1, then also in the group, and never
+    /// the identity, which has no coordinates).
+    pub fn from_coordinates(x: &[u8; 32], y: &[u8; 32]) -> Option<Self> {
+        let point: Option<AffinePoint> =
+            AffinePoint::from_coordinates(&FieldBytes::from(*x), &FieldBytes::from(*y)).into();
+        point.map(P256Public)
+    }
+
     /// The JWK `x` coordinate, 32 bytes big-endian.
     pub fn x(&self) -> [u8; 32] {
         self.0.x().into()

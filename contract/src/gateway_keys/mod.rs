@@ -27,6 +27,7 @@
 mod algorithm;
 mod ed25519;
 mod es256;
+mod jwks;
 mod public;
 mod rfc6979;
 mod signer;
@@ -37,7 +38,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use algorithm::Algorithm;
+pub(crate) use ed25519::Ed25519Signer;
 pub use es256::P256Public;
+pub use jwks::{NotAJwks, parse_jwks};
 pub use public::{PublicKey, VerifyingKey};
 use signer::Signer;
 
