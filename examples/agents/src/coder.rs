@@ -7,7 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::a2a::{one_line, text_part};
-use crate::gateway::{Gateway, NO_AUTHORIZATION};
+use crate::gateway::Gateway;
 use crate::tasks::{Job, Outcome, artifact};
 
 const SYSTEM_PROMPT: &str = "You are a programmer. Write the code that carries out the plan \
@@ -76,7 +76,7 @@ async fn steps(gateway: &Gateway, job: Job) -> Result<Outcome, Outcome> {
     let auth = job
         .caller
         .as_ref()
-        .ok_or_else(|| Outcome::failed(NO_AUTHORIZATION))?;
+        .ok_or_else(|| Outcome::failed(gateway.no_caller()))?;
 
     let document = gateway
         .recall(auth, &mem_id)

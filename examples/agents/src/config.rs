@@ -8,11 +8,15 @@
 //! | `GATEWAY_URL` | `http://127.0.0.1:8080` | the gateway the agent calls for the model, memory and other agents |
 //! | `MODEL` | `tinyllama` | model name sent to `/api/chat` |
 //! | `AGENT_TIMEOUT` | `120` | seconds allowed for each outbound call |
+//! | `AGENT_IDENTITY` | unset | the agent's did:key identity file (`{"did", "seed"}`, mode 0600): with it the agent accepts a task only with the gateway's identity token for its DID and acts with the token delegated to it (see [`crate::gateway`]); without it, with the caller's forwarded bearer |
+//! | `GATEWAY_ISSUER` | `GATEWAY_URL` | the gateway's public URL: the `iss` of the tokens it signs |
+//! | `AGENT_TOKEN_AUDIENCE` | `GATEWAY_ISSUER` | the `aud` of the agent's own DID-JWTs (its RFC 8693 actor tokens): an audience the gateway's DID sign-in accepts |
 //!
 //! An empty variable counts as unset, so that `VAR= cmd` in a Makefile
 //! means "the default".
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What the agent does with a message.
@@ -40,6 +44,12 @@ pub struct Settings {
     pub gateway_url: String,
     pub model: String,
     pub timeout: Duration,
+    /// The did:key identity file, when the agent acts by delegation.
+    pub identity: Option<PathBuf>,
+    /// The gateway's public URL, without a trailing `/`.
+    pub issuer: String,
+    /// The audience of the agent's own DID-JWTs.
+    pub actor_audience: String,
 }
 
 /// A setting that cannot be used: the variable and why.
@@ -120,6 +130,23 @@ impl Settings {
                 }
             },
         };
+        let identity = read("AGENT_IDENTITY").map(|p| PathBuf::from(p.trim()));
+        let issuer = match read("GATEWAY_ISSUER") {
+            None => gateway_url.clone(),
+            Some(u) => {
+                self::gateway_url(u.trim()).map_err(|reason| fail("GATEWAY_ISSUER", reason))?
+            }
+        };
+        let actor_audience = match read("AGENT_TOKEN_AUDIENCE") {
+            None => issuer.clone(),
+            Some(a) if a.chars().any(|c| c.is_control() || c.is_whitespace()) => {
+                return Err(fail(
+                    "AGENT_TOKEN_AUDIENCE",
+                    "must be one audience, without white space or control characters".into(),
+                ));
+            }
+            Some(a) => a,
+        };
         Ok(Settings {
             role,
             host,
@@ -127,13 +154,17 @@ impl Settings {
             gateway_url,
             model,
             timeout,
+            identity,
+            issuer,
+            actor_audience,
         })
     }
 }
 
 /// Checks a gateway URL and drops its trailing `/`, so that route paths can
 /// be appended. Credentials in the URL are refused: the agents send only the
-/// caller's own `Authorization` header, never one of their own.
+/// token they were given for the user (and their own DID-JWT to exchange
+/// it), never a password of their own.
 fn gateway_url(text: &str) -> Result<String, String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -174,6 +205,28 @@ mod tests {
         assert_eq!(s.gateway_url, "http://127.0.0.1:8080");
         assert_eq!(s.model, "tinyllama");
         assert_eq!(s.timeout, Duration::from_secs(120));
+        assert_eq!(s.identity, None);
+        assert_eq!(s.issuer, "http://127.0.0.1:8080");
+        assert_eq!(s.actor_audience, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn delegation_settings() {
+        let s = settings(&[
+            ("AGENT_ROLE", "planner"),
+            ("GATEWAY_URL", "http://127.0.0.1:9000"),
+            ("AGENT_IDENTITY", ".attach/agent-planner.json"),
+            ("GATEWAY_ISSUER", "https://gw.example/"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.identity.as_deref(),
+            Some(std::path::Path::new(".attach/agent-planner.json"))
+        );
+        assert_eq!(s.issuer, "https://gw.example");
+        assert_eq!(s.actor_audience, "https://gw.example");
+        let s = settings(&[("AGENT_ROLE", "coder"), ("AGENT_TOKEN_AUDIENCE", "urn:gw")]).unwrap();
+        assert_eq!(s.actor_audience, "urn:gw");
     }
 
     #[test]
@@ -197,7 +250,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let cases: [(&[(&str, &str)], &str); 9] = [
+        let cases: [(&[(&str, &str)], &str); 11] = [
             (&[], "AGENT_ROLE"),
             (&[("AGENT_ROLE", "reviewer")], "AGENT_ROLE"),
             (&[("AGENT_HOST", "localhost")], "AGENT_HOST"),
@@ -207,6 +260,8 @@ mod tests {
             (&[("GATEWAY_URL", "127.0.0.1:8080")], "GATEWAY_URL"),
             (&[("AGENT_TIMEOUT", "0")], "AGENT_TIMEOUT"),
             (&[("AGENT_TIMEOUT", "soon")], "AGENT_TIMEOUT"),
+            (&[("GATEWAY_ISSUER", "gw")], "GATEWAY_ISSUER"),
+            (&[("AGENT_TOKEN_AUDIENCE", "a b")], "AGENT_TOKEN_AUDIENCE"),
         ];
         for (pairs, var) in cases {
             let mut all = vec![("AGENT_ROLE", "coder")];

@@ -1,11 +1,22 @@
-//! Calls to the gateway, always as the caller: each request carries the
-//! caller's own `Authorization` header, unchanged, so the gateway verifies
-//! the same user again and the model, memory and the next agent all see
-//! that user; and the `X-Attach-Session` with the `X-Attach-Assertion` the
-//! service gave the agent, so the gateway keeps the caller's session on
-//! every hop (it honours them only with its own signature over that user
-//! and session). Nothing else of the caller's goes along. Redirects are not followed:
-//! a redirect would take the caller's token to another place.
+//! Calls to the gateway, always for the user who sent the task, never as
+//! the agent alone. How depends on how the agent is registered:
+//!
+//! - With a DID (`AGENT_IDENTITY`), the service gives the agent a token the
+//!   gateway delegated to it ([`DELEGATION_HEADER`]: `sub` the user, `act`
+//!   the agent), and every call carries it as the bearer token, so the
+//!   gateway stamps the user and the chain of actors on each hop. A
+//!   hand-off to another agent first exchanges it (RFC 8693, see
+//!   [`crate::exchange`]) with the agent's own DID-JWT as actor token: only
+//!   the agent the token was delegated to can do that.
+//! - Without one (the legacy `forward_bearer=true` registration), each
+//!   request carries the caller's own `Authorization` header, unchanged,
+//!   and the `X-Attach-Session` with the `X-Attach-Assertion` the service
+//!   gave the agent, so the gateway keeps the caller's session on every
+//!   hop (it honours them only with its own signature over that user and
+//!   session).
+//!
+//! Nothing else of the caller's goes along. Redirects are not followed: a
+//! redirect would take the token to another place.
 //!
 //! Each failure comes back as one plain sentence for a task's status
 //! message: which party failed and what the gateway said, with the route's
@@ -13,32 +24,51 @@
 
 use std::time::Duration;
 
-use attach_contract::headers::{ASSERTION_HEADER, SESSION_HEADER};
+use attach_contract::did_key::DidKeyIdentity;
+use attach_contract::headers::{ASSERTION_HEADER, DELEGATION_HEADER, SESSION_HEADER};
 use axum::http::HeaderValue;
 use axum::http::header::HeaderMap;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::a2a::{self, one_line};
+use crate::exchange;
+use crate::gateway_keys::unix_now;
+use crate::identity::ACTOR_TOKEN_SECS;
 
 /// Largest reply read from the gateway.
 const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
 /// Pause between `GetTask` polls of a hand-off still in progress.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// What the agent presents on the caller's behalf.
+/// What the agent presents on the user's behalf.
 #[derive(Clone, Debug)]
-pub struct Caller {
-    pub authorization: HeaderValue,
-    /// The caller's session and the gateway's assertion over it.
-    pub session: Option<(HeaderValue, HeaderValue)>,
+pub enum Caller {
+    /// A token the gateway delegated to this agent, sent as the bearer.
+    Delegated { token: String },
+    /// The caller's own bearer, forwarded by the service (legacy), with the
+    /// caller's session and the gateway's assertion over it.
+    Forwarded {
+        authorization: HeaderValue,
+        session: Option<(HeaderValue, HeaderValue)>,
+    },
 }
 
 impl Caller {
-    /// From the headers the service forwarded; `None` without a token.
-    pub fn from_headers(headers: &HeaderMap) -> Option<Caller> {
-        let mut authorization = headers.get(reqwest::header::AUTHORIZATION)?.clone();
+    /// The token delegated to the agent, from the headers the service
+    /// sent; `None` without one.
+    pub fn delegated(headers: &HeaderMap) -> Option<Caller> {
+        let token = headers.get(DELEGATION_HEADER)?.to_str().ok()?.trim();
+        (!token.is_empty()).then(|| Caller::Delegated {
+            token: token.to_string(),
+        })
+    }
+
+    /// The caller's forwarded bearer, from the headers the service sent;
+    /// `None` without a token.
+    pub fn forwarded(headers: &HeaderMap) -> Option<Caller> {
+        let mut authorization = headers.get(AUTHORIZATION)?.clone();
         // Marked sensitive so that no debug output or HTTP/2 header table
         // keeps a copy of the caller's token.
         authorization.set_sensitive(true);
@@ -46,20 +76,48 @@ impl Caller {
             (Some(s), Some(a)) => Some((s.clone(), a.clone())),
             _ => None,
         };
-        Some(Caller {
+        Some(Caller::Forwarded {
             authorization,
             session,
         })
     }
+
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Caller::Delegated { token } => request.bearer_auth(token),
+            Caller::Forwarded {
+                authorization,
+                session,
+            } => {
+                let mut request = request.header(AUTHORIZATION, authorization.clone());
+                if let Some((session, assertion)) = session {
+                    request = request
+                        .header(SESSION_HEADER, session.clone())
+                        .header(ASSERTION_HEADER, assertion.clone());
+                }
+                request
+            }
+        }
+    }
+}
+
+/// The agent's own credential, for token exchanges: its identity and the
+/// audience its DID-JWTs name.
+pub struct Actor {
+    pub identity: DidKeyIdentity,
+    pub audience: String,
 }
 
 pub const CHAT_PATH: &str = "/api/chat";
 pub const MEMORY_PATH: &str = "/mem/events";
 
-/// Why a task fails before anything is sent: without the caller's token an
-/// agent cannot act as the caller, and it has no credential of its own.
+/// Why a task fails before anything is sent, for an agent without a DID:
+/// without the caller's token it cannot act for the caller.
 pub const NO_AUTHORIZATION: &str = "no Authorization header was forwarded, so the agent cannot \
-act as the caller (register it at the gateway with forward_bearer=true)";
+act as the caller (register it at the gateway with its DID, or with forward_bearer=true)";
+/// The same for an agent with a DID: the service sends the delegated token.
+pub const NO_DELEGATION: &str = "no delegated token (X-Attach-Delegation) came with the task, \
+so the agent cannot act for the user";
 
 /// Why a call failed, before it is put in words.
 enum CallError {
@@ -74,21 +132,88 @@ pub struct Gateway {
     base: String,
     model: String,
     timeout: Duration,
+    /// Set for an agent with a DID.
+    actor: Option<Actor>,
+}
+
+/// The HTTP client for every call to the gateway: no redirects, no proxies
+/// from the environment.
+pub fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 impl Gateway {
-    pub fn new(base: &str, model: &str, timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Gateway {
+    pub fn new(
+        client: reqwest::Client,
+        base: &str,
+        model: &str,
+        timeout: Duration,
+        actor: Option<Actor>,
+    ) -> Self {
+        Gateway {
             client,
             base: base.trim_end_matches('/').to_string(),
             model: model.to_string(),
             timeout,
-        })
+            actor,
+        }
+    }
+
+    /// Why a task without a credential for the user cannot go on.
+    pub fn no_caller(&self) -> &'static str {
+        match self.actor {
+            Some(_) => NO_DELEGATION,
+            None => NO_AUTHORIZATION,
+        }
+    }
+
+    /// The credential for a hand-off to another agent: for a delegated
+    /// token, the one the gateway issues in exchange for it and the agent's
+    /// own DID-JWT (RFC 8693), so the hand-off proves this agent made it;
+    /// a forwarded bearer as it is.
+    async fn for_hand_off(&self, auth: &Caller, deadline: Instant) -> Result<Caller, String> {
+        let (Caller::Delegated { token }, Some(actor)) = (auth, &self.actor) else {
+            return Ok(auth.clone());
+        };
+        let actor_token = actor.identity.token(
+            &actor.audience,
+            unix_now(),
+            ACTOR_TOKEN_SECS,
+            Some(&uuid::Uuid::new_v4().to_string()),
+        );
+        let form = exchange::request_form(token, &actor_token, None);
+        let request = self
+            .client
+            .post(format!("{}{}", self.base, exchange::TOKEN_PATH))
+            .header(ACCEPT, "application/json")
+            .form(&form);
+        let path = exchange::TOKEN_PATH;
+        let exchanged = async {
+            let response = request.send().await.map_err(|e| {
+                format!(
+                    "the gateway could not be reached for {path} ({})",
+                    transport_reason(&e)
+                )
+            })?;
+            let status = response.status().as_u16();
+            let body = read_capped(response)
+                .await
+                .map_err(|e| format!("the gateway could not be reached for {path} ({e})"))?;
+            exchange::read_reply(status, &body)
+        };
+        let token = tokio::time::timeout_at(deadline, exchanged)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the gateway did not answer within {} s ({path})",
+                    self.timeout.as_secs_f64()
+                ))
+            })?;
+        Ok(Caller::Delegated { token })
     }
 
     /// One request, bounded by `deadline` from connecting to the last byte
@@ -100,13 +225,8 @@ impl Gateway {
         deadline: Instant,
     ) -> Result<Value, CallError> {
         let exchange = async {
-            let mut request = request.header(AUTHORIZATION, auth.authorization.clone());
-            if let Some((session, assertion)) = &auth.session {
-                request = request
-                    .header(SESSION_HEADER, session.clone())
-                    .header(ASSERTION_HEADER, assertion.clone());
-            }
-            let response = request
+            let response = auth
+                .apply(request)
                 .send()
                 .await
                 .map_err(|e| CallError::Unreachable(transport_reason(&e)))?;
@@ -154,7 +274,7 @@ impl Gateway {
                 let said = detail.map(|d| format!(": {d}")).unwrap_or_default();
                 match code {
                     401 | 403 => format!(
-                        "the gateway refused the caller's credentials (it returned {code} for {path}){said}"
+                        "the gateway refused the credentials for the user (it returned {code} for {path}){said}"
                     ),
                     502..=504 => format!(
                         "{who} is not answering (the gateway returned {code} for {path}){said}"
@@ -237,6 +357,7 @@ impl Gateway {
         let path = format!("/a2a/agents/{agent}");
         let who = format!("the {agent} agent");
         let deadline = self.deadline();
+        let auth = &self.for_hand_off(auth, deadline).await?;
         let params = json!({"message": message, "configuration": {"returnImmediately": false}});
         let mut task = self
             .rpc(auth, &path, &who, a2a::SEND, params, deadline)
@@ -332,7 +453,7 @@ impl Gateway {
 }
 
 /// A transport failure in words, without the request's URL.
-fn transport_reason(e: &reqwest::Error) -> String {
+pub fn transport_reason(e: &reqwest::Error) -> String {
     if e.is_connect() {
         return "connection failed".into();
     }
@@ -392,7 +513,13 @@ mod tests {
 
     #[test]
     fn explanations_name_the_party_and_the_path() {
-        let g = Gateway::new("http://127.0.0.1:9", "m", Duration::from_secs(120)).unwrap();
+        let g = Gateway::new(
+            client().unwrap(),
+            "http://127.0.0.1:9",
+            "m",
+            Duration::from_secs(120),
+            None,
+        );
         let e = CallError::Status {
             code: 503,
             detail: None,
@@ -411,7 +538,7 @@ mod tests {
         };
         assert_eq!(
             g.explain(e, "the memory service", MEMORY_PATH),
-            "the gateway refused the caller's credentials (it returned 401 for /mem/events): token expired"
+            "the gateway refused the credentials for the user (it returned 401 for /mem/events): token expired"
         );
     }
 }

@@ -12,7 +12,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::a2a::{check_part, text_part};
-use crate::gateway::{Gateway, NO_AUTHORIZATION};
+use crate::gateway::Gateway;
 use crate::tasks::{Job, Outcome, artifact};
 
 /// The gateway's name for the agent the planner hands off to.
@@ -35,7 +35,7 @@ async fn steps(gateway: &Gateway, job: Job) -> Result<Outcome, Outcome> {
     let auth = job
         .caller
         .as_ref()
-        .ok_or_else(|| Outcome::failed(NO_AUTHORIZATION))?;
+        .ok_or_else(|| Outcome::failed(gateway.no_caller()))?;
 
     let plan = gateway.chat(auth, SYSTEM_PROMPT, &request).await?;
     let mem_id = gateway

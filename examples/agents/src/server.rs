@@ -5,21 +5,29 @@
 //! up does not cut it short: the task still ends, and `GetTask` shows how.
 //! A blocking `SendMessage` (the default) answers once the task has ended;
 //! with `returnImmediately: true` it answers at once with the working task.
+//!
+//! An agent with a DID answers JSON-RPC only to requests with the gateway's
+//! identity token for that DID ([`crate::gateway_keys`]): without one, or
+//! with one that does not verify, 401 (RFC 6750 section 3), and 503 while
+//! the gateway's keys cannot be fetched. Its tasks belong to the token's
+//! `sub`. An agent without a DID takes the user from `X-Attach-User`.
 
 use std::sync::Arc;
 
-use crate::gateway::Caller;
 use attach_contract::headers::USER_HEADER;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::a2a::{self, RpcError};
 use crate::config::{Role, Settings};
-use crate::gateway::Gateway;
+use crate::gateway::{self, Actor, Caller, Gateway};
+use crate::gateway_keys::{IdentityCheck, Refused};
+use crate::identity;
 use crate::tasks::{Job, State as TaskState, Task, TaskStore};
 use crate::{coder, planner};
 
@@ -28,16 +36,44 @@ pub struct Agent {
     /// Where the agent is reached, for its card.
     url: String,
     gateway: Gateway,
+    /// Set for an agent with a DID: who may send it tasks.
+    identity_check: Option<IdentityCheck>,
     tasks: TaskStore,
 }
 
 impl Agent {
-    /// An agent reached at `url` (the address it listens on).
+    /// An agent reached at `url` (the address it listens on); with
+    /// `AGENT_IDENTITY`, one that acts by delegation.
     pub fn new(settings: &Settings, url: String) -> Result<Self, String> {
+        let client = gateway::client()?;
+        let (actor, identity_check) = match &settings.identity {
+            None => (None, None),
+            Some(path) => {
+                let identity = identity::load(path).map_err(|e| format!("AGENT_IDENTITY: {e}"))?;
+                let check = IdentityCheck::new(
+                    client.clone(),
+                    &settings.gateway_url,
+                    &settings.issuer,
+                    identity.did(),
+                );
+                let actor = Actor {
+                    identity,
+                    audience: settings.actor_audience.clone(),
+                };
+                (Some(actor), Some(check))
+            }
+        };
         Ok(Agent {
             role: settings.role,
             url,
-            gateway: Gateway::new(&settings.gateway_url, &settings.model, settings.timeout)?,
+            gateway: Gateway::new(
+                client,
+                &settings.gateway_url,
+                &settings.model,
+                settings.timeout,
+                actor,
+            ),
+            identity_check,
             tasks: TaskStore::new(crate::tasks::TASK_CAP),
         })
     }
@@ -103,16 +139,23 @@ async fn healthz(State(agent): State<Arc<Agent>>) -> Json<Value> {
     Json(json!({"status": "ok", "role": agent.role.name()}))
 }
 
-async fn rpc(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Json<Value> {
+async fn rpc(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
+    let owner = match &agent.identity_check {
+        None => owner(&headers),
+        Some(check) => match check.check(&headers).await {
+            Ok(claims) => Some(claims.sub),
+            Err(refused) => return refusal(refused),
+        },
+    };
     let request = match a2a::parse_request(&body) {
         Ok(r) => r,
-        Err((error, id)) => return Json(a2a::failure(&id, &error)),
+        Err((error, id)) => return Json(a2a::failure(&id, &error)).into_response(),
     };
     let outcome = match a2a::check_version(headers.get(a2a::VERSION_HEADER)) {
         Err(e) => Err(e),
         Ok(()) => match request.method.as_str() {
-            a2a::SEND => send(&agent, &headers, &request.params).await,
-            a2a::GET => get_task(&agent, &headers, &request.params),
+            a2a::SEND => send(&agent, &headers, owner, &request.params).await,
+            a2a::GET => get_task(&agent, owner, &request.params),
             other => Err(RpcError::method_not_found(other)),
         },
     };
@@ -120,9 +163,33 @@ async fn rpc(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -
         Ok(result) => a2a::success(&request.id, result),
         Err(error) => a2a::failure(&request.id, &error),
     })
+    .into_response()
 }
 
-/// The user the gateway named in `X-Attach-User`: tasks belong to them.
+/// A sender that is not accepted: 401 with an RFC 6750 challenge, or 503
+/// when nothing can be checked yet; the body says why in one sentence.
+fn refusal(refused: Refused) -> Response {
+    match refused {
+        Refused::Token(why) => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                r#"Bearer realm="attach-agent", error="invalid_token""#,
+            )],
+            Json(json!({"error": "invalid_token", "message": why})),
+        )
+            .into_response(),
+        Refused::NoKeys(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(json!({"error": "temporarily_unavailable", "message": why})),
+        )
+            .into_response(),
+    }
+}
+
+/// The user the gateway named in `X-Attach-User`: tasks belong to them
+/// (for an agent without a DID).
 fn owner(headers: &HeaderMap) -> Option<String> {
     headers
         .get(USER_HEADER)
@@ -133,10 +200,10 @@ fn owner(headers: &HeaderMap) -> Option<String> {
 async fn send(
     agent: &Arc<Agent>,
     headers: &HeaderMap,
+    owner: Option<String>,
     params: &serde_json::Map<String, Value>,
 ) -> Result<Value, RpcError> {
     let p = a2a::parse_send(params)?;
-    let owner = owner(headers);
     if let Some(id) = &p.message.task_id {
         // These agents never leave a task waiting for input, so no task
         // takes a second message.
@@ -152,7 +219,10 @@ async fn send(
     let job = Job {
         texts,
         data,
-        caller: Caller::from_headers(headers),
+        caller: match agent.identity_check {
+            Some(_) => Caller::delegated(headers),
+            None => Caller::forwarded(headers),
+        },
         context_id: task.context_id.clone(),
     };
     agent.tasks.put(task.clone());
@@ -187,13 +257,13 @@ async fn send(
 
 fn get_task(
     agent: &Agent,
-    headers: &HeaderMap,
+    owner: Option<String>,
     params: &serde_json::Map<String, Value>,
 ) -> Result<Value, RpcError> {
     let (id, history_length) = a2a::parse_get(params)?;
     agent
         .tasks
-        .get(&id, owner(headers).as_deref())
+        .get(&id, owner.as_deref())
         .map(|t| t.to_json(history_length))
         .ok_or_else(RpcError::task_not_found)
 }

@@ -189,6 +189,9 @@ async fn start_agent(role: Role, gateway: &str, timeout: Duration) -> String {
         gateway_url: gateway.to_string(),
         model: "test-model".into(),
         timeout,
+        identity: None,
+        issuer: gateway.to_string(),
+        actor_audience: gateway.to_string(),
     };
     let agent = Arc::new(Agent::new(&settings, url.clone()).unwrap());
     tokio::spawn(async move { axum::serve(listener, router(agent)).await.unwrap() });
