@@ -336,11 +336,11 @@ fn token_minter(
     };
     let audience = did.audiences.first().cloned().unwrap_or_default();
     let ttl = did.max_ttl_secs.min(3_600);
-    let (identity, created) = token::load_or_create(&settings.data_dir)?;
+    let (identity, created) = token::load_or_create(&settings.data_dir, token::IDENTITY_FILE)?;
     if created {
         eprintln!(
             "attach: created identity {} in {}",
-            identity.did,
+            identity.did(),
             settings.data_dir.join(token::IDENTITY_FILE).display()
         );
     }
@@ -348,7 +348,7 @@ fn token_minter(
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        identity.token(&audience, now, ttl)
+        identity.token(&audience, now, ttl, None)
     })
 }
 
