@@ -507,6 +507,7 @@ mod tests {
         let service = crate::plugin::Service {
             assertion_key: "A".repeat(43),
             public_paths: a2a::card_paths(&names),
+            agent_dids: Vec::new(),
         };
         let p = crate::plugin::build_with(&s, None, Some(&service), None).unwrap();
         let b = render(&Input {

@@ -2,10 +2,18 @@
 //! planner and coder agents next to the companion service, the demo page at
 //! `/demo`, and `/dev/token`, which hands out DID tokens of the local
 //! identity. None of it exists in the compose or Kubernetes configurations.
+//!
+//! Each agent has a did:key identity of its own, created once in
+//! `ATTACH_DATA_DIR` (`agent-planner.json`, `agent-coder.json`, mode 0600)
+//! and handed to it by path: it is registered with that DID, so the
+//! service sends it a token delegated to it instead of the user's, and the
+//! filter's DID sign-in admits the DID, so its RFC 8693 actor tokens are
+//! accepted whatever `DID_ALLOW` lists.
 
 use crate::a2a;
 use crate::env::{AgentSource, Settings};
 use crate::error::Error;
+use crate::token;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -27,6 +35,30 @@ pub struct DemoAgent {
     pub name: &'static str,
     pub port: u16,
     timeout_secs: u64,
+    /// The agent's did:key.
+    pub did: String,
+    /// Its identity file.
+    identity: PathBuf,
+}
+
+impl DemoAgent {
+    /// The agent `name` on `port`, with its identity (created on first use).
+    fn new(
+        settings: &Settings,
+        name: &'static str,
+        port: u16,
+        timeout_secs: u64,
+    ) -> Result<Self, Error> {
+        let file = format!("agent-{name}.json");
+        let (identity, _) = token::load_or_create(&settings.data_dir, &file)?;
+        Ok(DemoAgent {
+            name,
+            port,
+            timeout_secs,
+            did: identity.did().to_string(),
+            identity: settings.data_dir.join(file),
+        })
+    }
 }
 
 /// What the demo adds to one `attach run`.
@@ -58,16 +90,8 @@ impl DevPlan {
         let ports = free_ports(3)?;
         Ok(Some(DevPlan {
             agents: vec![
-                DemoAgent {
-                    name: "planner",
-                    port: ports[0],
-                    timeout_secs: 600,
-                },
-                DemoAgent {
-                    name: "coder",
-                    port: ports[1],
-                    timeout_secs: 300,
-                },
+                DemoAgent::new(settings, "planner", ports[0], 600)?,
+                DemoAgent::new(settings, "coder", ports[1], 300)?,
             ],
             token_port: ports[2],
             page: settings.dev.page.clone(),
@@ -78,15 +102,20 @@ impl DevPlan {
         self.agents.iter().map(|a| a.name.to_string()).collect()
     }
 
-    /// The registry entries for the service: bearer forwarding on, because
-    /// the agents call the gateway again as the same caller.
+    /// The agents' DIDs, which the filter's DID sign-in must admit.
+    pub fn dids(&self) -> Vec<String> {
+        self.agents.iter().map(|a| a.did.clone()).collect()
+    }
+
+    /// The registry entries for the service: each agent with its DID, so
+    /// that it gets a token delegated to it, never the caller's.
     pub fn registry(&self) -> String {
         self.agents
             .iter()
             .map(|a| {
                 format!(
-                    "{}=http://127.0.0.1:{};forward_bearer=true;timeout={}",
-                    a.name, a.port, a.timeout_secs
+                    "{}=http://127.0.0.1:{};did={};timeout={}",
+                    a.name, a.port, a.did, a.timeout_secs
                 )
             })
             .collect::<Vec<_>>()
@@ -107,12 +136,24 @@ impl DevPlan {
         [DEMO_PATH, TOKEN_PATH]
     }
 
-    pub fn agent_command(bin: &Path, agent: &DemoAgent, settings: &Settings) -> Command {
+    /// The agent's process: `issuer` is the `iss` of what the gateway
+    /// signs, `audience` one its DID sign-in accepts (for the agent's actor
+    /// tokens).
+    pub fn agent_command(
+        bin: &Path,
+        agent: &DemoAgent,
+        settings: &Settings,
+        issuer: &str,
+        audience: &str,
+    ) -> Command {
         let mut c = Command::new(bin);
         c.env("AGENT_ROLE", agent.name)
             .env("AGENT_HOST", "127.0.0.1")
             .env("AGENT_PORT", agent.port.to_string())
             .env("GATEWAY_URL", settings.gateway_url())
+            .env("GATEWAY_ISSUER", issuer)
+            .env("AGENT_TOKEN_AUDIENCE", audience)
+            .env("AGENT_IDENTITY", &agent.identity)
             .env("MODEL", &settings.dev.model);
         c
     }
@@ -235,10 +276,14 @@ mod tests {
     use super::*;
     use crate::env::tests::settings;
 
-    fn page() -> PathBuf {
+    fn scratch() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("attach-dev-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let page = dir.join("demo.html");
+        dir
+    }
+
+    fn page() -> PathBuf {
+        let page = scratch().join("demo.html");
         std::fs::write(&page, "<!doctype html>").unwrap();
         page
     }
@@ -252,23 +297,60 @@ mod tests {
     fn registers_both_agents_after_the_callers() {
         let page = page();
         let page = page.to_str().unwrap();
+        let data = scratch().join("data");
+        let _ = std::fs::remove_dir_all(&data);
         let s = settings(&[
             ("ATTACH_DEV", "on"),
             ("ATTACH_DEMO_PAGE", page),
+            ("ATTACH_DATA_DIR", data.to_str().unwrap()),
             ("A2A_AGENTS", "seed=http://127.0.0.1:9;kind=http"),
         ])
         .unwrap();
         let plan = DevPlan::new(&s).unwrap().unwrap();
         assert_eq!(plan.names(), ["planner", "coder"]);
+        let [planner, coder] = [&plan.agents[0], &plan.agents[1]];
+        assert!(planner.did.starts_with("did:key:z6Mk"), "{}", planner.did);
+        assert_ne!(planner.did, coder.did);
+        assert_eq!(plan.dids(), [planner.did.clone(), coder.did.clone()]);
         let list = plan.agent_list(&s);
-        assert!(list.starts_with("seed=http://127.0.0.1:9;kind=http,planner=http://127.0.0.1:"));
-        assert!(list.contains(";forward_bearer=true;timeout=600,coder=http://127.0.0.1:"));
-        let c = DevPlan::agent_command(Path::new("/bin/attach-agent"), &plan.agents[1], &s);
-        let role = c
-            .get_envs()
-            .find(|(k, _)| *k == "AGENT_ROLE")
-            .and_then(|(_, v)| v);
-        assert_eq!(role, Some(std::ffi::OsStr::new("coder")));
+        assert_eq!(
+            list,
+            format!(
+                "seed=http://127.0.0.1:9;kind=http,\
+                 planner=http://127.0.0.1:{};did={};timeout=600,\
+                 coder=http://127.0.0.1:{};did={};timeout=300",
+                planner.port, planner.did, coder.port, coder.did
+            )
+        );
+        assert!(!list.contains("forward_bearer"));
+        // Created once: a second plan keeps the DIDs.
+        assert_eq!(DevPlan::new(&s).unwrap().unwrap().dids(), plan.dids());
+
+        let c = DevPlan::agent_command(
+            Path::new("/bin/attach-agent"),
+            coder,
+            &s,
+            "http://127.0.0.1:8080",
+            "urn:gw",
+        );
+        let env = |name: &str| {
+            c.get_envs()
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| v)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(env("AGENT_ROLE").as_deref(), Some("coder"));
+        assert_eq!(
+            env("GATEWAY_ISSUER").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(env("AGENT_TOKEN_AUDIENCE").as_deref(), Some("urn:gw"));
+        let file = PathBuf::from(env("AGENT_IDENTITY").unwrap());
+        assert_eq!(file, data.join("agent-coder.json"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let identity = attach_contract::did_key::DidKeyIdentity::parse(&text).unwrap();
+        assert_eq!(identity.did(), coder.did);
+        std::fs::remove_dir_all(&data).unwrap();
     }
 
     #[test]

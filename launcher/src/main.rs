@@ -194,6 +194,7 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
     let wanted = plugin::Service {
         assertion_key: key,
         public_paths,
+        agent_dids: dev.as_ref().map(dev::DevPlan::dids).unwrap_or_default(),
     };
     let plugin = plugin::build_with(&settings, file, Some(&wanted), signing_keys.as_deref())?;
     if dev.is_some() && plugin.config.did.is_none() {
@@ -479,9 +480,23 @@ fn start_demo(
     prepared: &Prepared,
 ) -> Result<Option<i32>, Error> {
     let settings = &prepared.settings;
+    let config = &prepared.plugin.config;
+    let issuer = config
+        .issuer
+        .as_deref()
+        .or(config.resource.as_deref())
+        .unwrap_or(&settings.public_url)
+        .trim_end_matches('/');
+    // DID sign-in is on in dev mode (checked when the plan was made).
+    let audience = config
+        .did
+        .as_ref()
+        .and_then(|d| d.audiences.first())
+        .map_or(issuer, String::as_str);
     for agent in &d.agents {
         let name = format!("{} {}", dev::AGENT_BIN, agent.name);
-        group.spawn(&name, dev::DevPlan::agent_command(bin, agent, settings))?;
+        let command = dev::DevPlan::agent_command(bin, agent, settings, issuer, audience);
+        group.spawn(&name, command)?;
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, agent.port));
         let ready = group.wait_ready(&name, A2A_START_TIMEOUT, || {
             TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()

@@ -77,6 +77,10 @@ pub struct Service {
     pub assertion_key: String,
     /// Exact public paths (the agents' cards), appended to `public_paths`.
     pub public_paths: Vec<String>,
+    /// DIDs of agents that act by delegation (the demo's): when DID sign-in
+    /// is on, each is admitted by name if `allow` does not already admit
+    /// it, since the agents sign their RFC 8693 actor tokens with them.
+    pub agent_dids: Vec<String>,
 }
 
 /// [`build_with`] without the service and the signing keys.
@@ -216,6 +220,13 @@ fn apply_service(config: &mut PluginConfig, service: &Service) {
     for path in &service.public_paths {
         if !config.public_paths.contains(path) {
             config.public_paths.push(path.clone());
+        }
+    }
+    if let Some(did) = &mut config.did {
+        for agent in &service.agent_dids {
+            if !did.allows(agent) {
+                did.allow.push(agent.clone());
+            }
         }
     }
 }
@@ -790,7 +801,38 @@ mod tests {
         Service {
             assertion_key: key(1),
             public_paths: crate::a2a::card_paths(&["echo".to_string()]),
+            agent_dids: Vec::new(),
         }
+    }
+
+    #[test]
+    fn delegating_agents_are_admitted_by_did_sign_in() {
+        const PLANNER: &str = "did:key:z6MkPlanner";
+        let agents = Service {
+            agent_dids: vec![PLANNER.to_string()],
+            ..service()
+        };
+        let allow = |pairs: &[(&str, &str)]| {
+            let s = settings(pairs).unwrap();
+            build_with(&s, None, Some(&agents), None)
+                .unwrap()
+                .config
+                .did
+                .map(|d| d.allow)
+        };
+        // A prefix that admits it already is left as it is.
+        assert_eq!(
+            allow(&[]).unwrap(),
+            ["did:key:*", "did:pkh:*"],
+            "already admitted"
+        );
+        // An exact list gains the agent, by name, not a prefix.
+        assert_eq!(
+            allow(&[("DID_ALLOW", "did:key:z6MkAlice")]).unwrap(),
+            ["did:key:z6MkAlice", PLANNER]
+        );
+        // DID sign-in off stays off.
+        assert_eq!(allow(&[("DID_ALLOW", "none")]), None);
     }
 
     #[test]
