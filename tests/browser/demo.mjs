@@ -84,6 +84,7 @@ async function snapshot(page) {
       state_attr: state.getAttribute("data-state"),
       final: state.getAttribute("data-final") === "true",
       task_id: t("task-id"),
+      task_actors: document.getElementById("task-actors").getAttribute("data-chain"),
       planner_message: t("planner-message"),
       plan: t("plan"),
       coder_reply: t("coder-reply"),
@@ -92,6 +93,7 @@ async function snapshot(page) {
       memory_rows: Array.from(document.querySelectorAll("#memory-rows tr[data-kind]"), (tr) => ({
         kind: tr.getAttribute("data-kind"),
         new: tr.getAttribute("data-new") === "true",
+        actor: tr.getAttribute("data-actor"),
         cells: Array.from(tr.cells, (c) => c.textContent),
       })),
     };

@@ -127,12 +127,26 @@ def test_the_page_plans_codes_and_shows_the_memory_of_the_session(tmp_path, brow
         observed = report["observed"]
         chats = [r for r in engine.requests if r.path.split("?")[0] == "/api/chat"]
         assert len(chats) == 2, f"expected the planner's and the coder's model call: {chats}"
+        planner_chat, coder_chat = chats
+        planner, coder, user = (
+            json.loads((s.gateway.data_dir / name).read_text())["did"]
+            for name in ("agent-planner.json", "agent-coder.json", "identity.json")
+        )
 
     assert observed["state"] == "completed"
     assert observed["planner_message"].startswith("Plan stored as ")
     assert any(CODE in block for block in observed["code_blocks"]), observed["coder_reply"]
     kinds = [row["kind"] for row in observed["memory_rows"]]
     assert "plan" in kinds and {"prompt", "reply"} <= set(kinds), kinds
+    # Who acted: the agents' own DIDs, created by the launcher, on the task
+    # and on the plan the planner stored (current actor first).
+    assert observed["task_actors"].split(", ")[0] == planner, observed["task_actors"]
+    plans = [row for row in observed["memory_rows"] if row["kind"] == "plan"]
+    assert [row["actor"] for row in plans] == [planner], plans
+    # The engine saw the user and, for the coder's call, both agents.
+    assert planner_chat.header("x-attach-actor") == planner
+    assert coder_chat.header("x-attach-actor") == f"{coder}, {planner}"
+    assert coder_chat.header("x-attach-user") == planner_chat.header("x-attach-user") == user
     assert (SHOTS / "demo.png").stat().st_size > 0
 
 
