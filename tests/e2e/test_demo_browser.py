@@ -143,6 +143,9 @@ def test_the_page_plans_codes_and_shows_the_memory_of_the_session(tmp_path, brow
     assert observed["task_actors"].split(", ")[0] == planner, observed["task_actors"]
     plans = [row for row in observed["memory_rows"] if row["kind"] == "plan"]
     assert [row["actor"] for row in plans] == [planner], plans
+    # The mirrored model calls name the agent that made them (newest first).
+    prompts = [row["actor"] for row in observed["memory_rows"] if row["kind"] == "prompt"]
+    assert prompts == [f"{coder}, {planner}", planner], prompts
     # The engine saw the user and, for the coder's call, both agents.
     assert planner_chat.header("x-attach-actor") == planner
     assert coder_chat.header("x-attach-actor") == f"{coder}, {planner}"
