@@ -24,7 +24,7 @@ pub fn load(path: &Path) -> Result<DidKeyIdentity, String> {
     }
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!(
-            "{shown}: group or others may read it; run chmod 600 on it"
+            "{shown}: group or others may read or change it; run chmod 600 on it"
         ));
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
