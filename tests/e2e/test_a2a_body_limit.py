@@ -25,6 +25,16 @@ JSON = {"Content-Type": "application/json"}
 PATHS = ["/mem/ingest", "/mem/events", "/a2a/agents/echo", "/a2a/tasks/send"]
 
 
+@pytest.fixture(autouse=True)
+def issuer_keys_loaded(gw):
+    """Each test starts once the filter holds the IdP's keys. A request that
+    arrives before (just after start-up) waits for them with its body held
+    by Envoy, up to the listener's buffer limit (README, security model):
+    an 8 MiB body would get Envoy's own 413 before the service saw it."""
+    r = gw.get("/mem/events", token=gw.token(sub="alice"))
+    assert r.status == 200, r
+
+
 def oversized(size):
     return json.dumps({"events": [], "pad": "x" * size}).encode()
 
