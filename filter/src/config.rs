@@ -33,7 +33,11 @@ pub struct PluginConfig {
     #[serde(default)]
     pub required_scopes: Vec<String>,
     /// Whether the caller's `Authorization` header goes on to the upstream.
-    #[serde(default = "yes")]
+    /// Off by default, like `jwt_authn`'s `forward`: the upstream gets the
+    /// identity headers and a token the gateway signed for it, never a
+    /// credential it could replay elsewhere (MCP's authorization rules
+    /// forbid passing tokens through).
+    #[serde(default)]
     pub forward_authorization: bool,
     /// Whether `X-Attach-User`/`X-Attach-Session` are also set on the response.
     #[serde(default = "yes")]
@@ -874,7 +878,7 @@ mod tests {
         assert!(!c.is_public("/healthz/x"));
         assert_eq!(c.leeway_secs, 60);
         assert_eq!(c.max_token_bytes, 8192);
-        assert!(c.forward_authorization);
+        assert!(!c.forward_authorization);
     }
 
     #[test]

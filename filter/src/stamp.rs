@@ -219,18 +219,15 @@ mod tests {
     }
 
     #[test]
-    fn authorization_is_forwarded_unless_configured_otherwise() {
+    fn authorization_stops_at_the_gateway_unless_configured_otherwise() {
         let removed = |c: &Config| planned(&alice(), &head("/x"), c, true).remove;
-        assert!(removed(&config("")).is_empty(), "forwarded by default");
-        assert_eq!(
-            removed(&config(r#","forward_authorization":false"#)),
-            vec!["authorization"]
-        );
+        assert_eq!(removed(&config("")), vec!["authorization"], "removed by default");
+        assert!(removed(&config(r#","forward_authorization":true"#)).is_empty());
     }
 
     #[test]
     fn model_calls_start_a_capture_and_drop_accept_encoding() {
-        let c = config(r#","forward_authorization":false"#);
+        let c = config("");
         let mut h = head("/v1/chat/completions?stream=true");
         h.accepts_encoding = true;
         h.request_id = Some("req-7".into());
