@@ -221,7 +221,11 @@ mod tests {
     #[test]
     fn authorization_stops_at_the_gateway_unless_configured_otherwise() {
         let removed = |c: &Config| planned(&alice(), &head("/x"), c, true).remove;
-        assert_eq!(removed(&config("")), vec!["authorization"], "removed by default");
+        assert_eq!(
+            removed(&config("")),
+            vec!["authorization"],
+            "removed by default"
+        );
         assert!(removed(&config(r#","forward_authorization":true"#)).is_empty());
     }
 
