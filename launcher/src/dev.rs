@@ -49,7 +49,7 @@ impl DemoAgent {
         port: u16,
         timeout_secs: u64,
     ) -> Result<Self, Error> {
-        let file = format!("agent-{name}.json");
+        let file = token::agent_file(name);
         let (identity, _) = token::load_or_create(&settings.data_dir, &file)?;
         Ok(DemoAgent {
             name,

@@ -43,9 +43,12 @@ commands:
   plugin-config  print the filter's plugin configuration JSON
   token          print a DID-JWT for this gateway, signed by a local did:key
                  identity (created on first use in ATTACH_DATA_DIR)
-  keys [--print] create the gateway's signing key set in ATTACH_DATA_DIR, or
+  keys [--print | --agents NAMES]
+                 create the gateway's signing key set in ATTACH_DATA_DIR, or
                  rotate it when due, as `run` does; --print also writes the
-                 set (private keys included) to stdout, e.g. for a Secret
+                 set (private keys included) to stdout, e.g. for a Secret;
+                 --agents planner,coder also creates those agents' did:key
+                 identities (agent-NAME.json, once) and prints NAME=DID lines
 
 Settings come from the environment (OIDC_ISSUER, OIDC_AUD, ENGINE_URL,
 ATTACH_PORT, ATTACH_CONFIG, ATTACH_A2A, A2A_AGENTS, ...); see launcher/README.md.";
@@ -94,8 +97,19 @@ fn dispatch(args: &[String]) -> Result<i32, Error> {
             )
         }
         ["token"] => print_token(env, &cwd),
-        ["keys"] => keys(env, &cwd, false),
-        ["keys", "--print"] => keys(env, &cwd, true),
+        ["keys"] => keys(env, &cwd, KeysOutput::Quiet),
+        ["keys", "--print"] => keys(env, &cwd, KeysOutput::Set),
+        ["keys", "--agents", names] => match agent_names(names) {
+            Some(names) => keys(env, &cwd, KeysOutput::Agents(names)),
+            None => {
+                eprintln!(
+                    "attach: --agents takes a comma-separated list of distinct agent names \
+                     (1-{} letters, digits, '-', '_' or '.'), not {names:?}",
+                    attach_contract::agents::MAX_NAME_BYTES
+                );
+                Ok(2)
+            }
+        },
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             Ok(0)
@@ -289,10 +303,33 @@ fn render(env: Env, cwd: &Path, prepared: &Prepared) -> Result<Rendered, Error> 
     })
 }
 
+/// What `attach keys` writes to stdout.
+enum KeysOutput {
+    /// Nothing.
+    Quiet,
+    /// The signing key set, private keys included (`--print`).
+    Set,
+    /// The named agents' DIDs, one `NAME=DID` line each, after creating
+    /// their identities (`--agents`).
+    Agents(Vec<String>),
+}
+
+/// The names of `--agents a,b`: each one the registry accepts, none twice.
+fn agent_names(list: &str) -> Option<Vec<String>> {
+    let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();
+    let distinct = names
+        .iter()
+        .enumerate()
+        .all(|(i, n)| !names[..i].contains(n));
+    (distinct && names.iter().all(|n| attach_contract::agents::valid_name(n))).then_some(names)
+}
+
 /// `attach keys`: the signing key set made or rotated as a start would,
 /// one line on stderr naming the file and the key that signs; the set
-/// itself only on stdout, and only with `--print`.
-fn keys(env: Env, cwd: &Path, print: bool) -> Result<i32, Error> {
+/// itself only on stdout, and only with `--print`. With `--agents`, also
+/// the agents' did:key identities, created once as `attach run` creates
+/// the demo agents', and their DIDs (nothing secret) on stdout.
+fn keys(env: Env, cwd: &Path, output: KeysOutput) -> Result<i32, Error> {
     let settings = Settings::from_env(env, cwd)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -307,12 +344,28 @@ fn keys(env: Env, cwd: &Path, print: bool) -> Result<i32, Error> {
         .data_dir
         .join(attach_contract::gateway_keys::KEYS_FILE);
     eprintln!("attach: {}", signing_keys::report(&path, &text, change)?);
-    if print {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{text}")
-            .and_then(|_| out.flush())
-            .map_err(|e| Error::runtime(format!("stdout: {e}")))?;
-    }
+    let stdout = match output {
+        KeysOutput::Quiet => String::new(),
+        KeysOutput::Set => format!("{text}\n"),
+        KeysOutput::Agents(names) => {
+            let mut lines = String::new();
+            for name in names {
+                let file = token::agent_file(&name);
+                let (identity, created) = token::load_or_create(&settings.data_dir, &file)?;
+                eprintln!(
+                    "attach: {}: agent {name}'s identity, {}",
+                    settings.data_dir.join(&file).display(),
+                    if created { "created" } else { "unchanged" }
+                );
+                lines.push_str(&format!("{name}={}\n", identity.did()));
+            }
+            lines
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(stdout.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::runtime(format!("stdout: {e}")))?;
     Ok(0)
 }
 

@@ -13,6 +13,11 @@ use std::path::Path;
 
 pub const IDENTITY_FILE: &str = "identity.json";
 
+/// The identity file of the agent `name` in `ATTACH_DATA_DIR`.
+pub fn agent_file(name: &str) -> String {
+    format!("agent-{name}.json")
+}
+
 /// Loads the identity in `dir/name`, creating it on first use. Returns
 /// whether it was created.
 pub fn load_or_create(dir: &Path, name: &str) -> Result<(DidKeyIdentity, bool), Error> {

@@ -92,3 +92,71 @@ fn keys_refuses_a_bad_setting_and_other_arguments() {
     assert!(usage.stdout.is_empty());
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn keys_creates_agent_identities_once_and_prints_only_their_dids() {
+    use attach_contract::did_key::DidKeyIdentity;
+    let data = scratch("agents");
+    let made = keys(&["--agents", "planner,coder"], &data, &[]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    assert!(data.join(KEYS_FILE).is_file(), "the set is made too");
+    let printed = text(&made.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    for (line, name) in lines.iter().zip(["planner", "coder"]) {
+        let file = data.join(format!("agent-{name}.json"));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+        let stored = std::fs::read_to_string(&file).unwrap();
+        let identity = DidKeyIdentity::parse(&stored).unwrap();
+        assert_eq!(*line, format!("{name}={}", identity.did()));
+        assert!(identity.did().starts_with("did:key:z6Mk"), "{line}");
+        let seed = serde_json::from_str::<serde_json::Value>(&stored).unwrap()["seed"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!printed.contains(&seed), "no seed on stdout");
+        assert!(!text(&made.stderr).contains(&seed), "no seed on stderr");
+    }
+    assert!(text(&made.stderr).contains("created"));
+
+    let again = keys(&["--agents", "coder,planner"], &data, &[]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let mut before = lines.clone();
+    before.reverse();
+    assert_eq!(
+        text(&again.stdout).lines().collect::<Vec<_>>(),
+        before,
+        "the same identities, not new ones"
+    );
+    assert!(!text(&again.stderr).contains("identity, created"));
+    std::fs::remove_dir_all(&data).unwrap();
+}
+
+#[test]
+fn keys_refuses_agent_names_the_registry_would() {
+    let data = scratch("agent-names");
+    for names in [
+        "",
+        "planner,",
+        "planner,planner",
+        "../x",
+        "a/b",
+        "..",
+        "plan ner,x*",
+    ] {
+        let refused = keys(&["--agents", names], &data, &[]);
+        assert_eq!(refused.status.code(), Some(2), "{names:?}");
+        assert!(refused.stdout.is_empty(), "{names:?}");
+        assert!(text(&refused.stderr).contains("--agents"), "{names:?}");
+    }
+    assert!(!data.exists(), "nothing made");
+    for args in [
+        &["--agents"][..],
+        &["--agents", "planner", "--print"],
+        &["--print", "--agents", "planner"],
+    ] {
+        assert_eq!(keys(args, &data, &[]).status.code(), Some(2), "{args:?}");
+    }
+    assert!(!data.exists(), "nothing made");
+}
