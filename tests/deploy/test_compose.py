@@ -38,14 +38,27 @@ from deploy_support import (
     strings,
     walk,
     wasm_bootstrap,
+    wasm_path,
 )
 
-SERVICES = {"assertion-key", "signing-keys", "weaviate", "ollama", "ollama-pull", "a2a", "envoy", "planner", "coder"}
-ONE_SHOTS = {"assertion-key", "signing-keys", "ollama-pull"}
+SERVICES = {
+    "assertion-key",
+    "signing-keys",
+    "agent-identities",
+    "weaviate",
+    "ollama",
+    "ollama-pull",
+    "a2a",
+    "envoy",
+    "planner",
+    "coder",
+}
+ONE_SHOTS = {"assertion-key", "signing-keys", "agent-identities", "ollama-pull"}
 KEY_VOLUME = "gateway-keys"
 KEYS_FILE = "signing-keys.json"
 AGENTS = ("planner", "coder")
 ENTRYPOINT_SCRIPT = REPO / "deploy/compose/envoy-entrypoint.sh"
+A2A_ENTRYPOINT = REPO / "deploy/compose/a2a-entrypoint.sh"
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +151,7 @@ def test_services_start_in_order(services):
         "ollama-pull": {"ollama": healthy},
         # The assertion-key service hands the volume's folder to the service user.
         "signing-keys": {"assertion-key": completed},
+        "agent-identities": {"signing-keys": completed},
         "a2a": {"assertion-key": completed, "signing-keys": completed, "weaviate": healthy},
         "envoy": {
             "assertion-key": completed,
@@ -146,8 +160,8 @@ def test_services_start_in_order(services):
             "weaviate": healthy,
             "ollama": healthy,
         },
-        "planner": {"envoy": healthy, "ollama-pull": completed},
-        "coder": {"envoy": healthy, "ollama-pull": completed},
+        "planner": {"envoy": healthy, "ollama-pull": completed, "agent-identities": completed},
+        "coder": {"envoy": healthy, "ollama-pull": completed, "agent-identities": completed},
     }
     for name, deps in wanted.items():
         got = {d: c["condition"] for d, c in services[name]["depends_on"].items()}
@@ -201,8 +215,18 @@ def test_services_agree_with_the_plugin_configuration(services):
         port = int(agent_env["AGENT_PORT"])
         assert f"/dev/tcp/127.0.0.1/{port}" in " ".join(services[name]["healthcheck"]["test"])
         assert agent_env["AGENT_HOST"] == "0.0.0.0", "the service reaches the agent from another container"
-        # The agent calls the gateway again with the caller's token.
-        assert "forward_bearer=true" in env["A2A_AGENTS"].split(name + "=", 1)[1].split(",", 1)[0]
+        # The agent acts by delegation: registered with its DID (the
+        # entrypoint adds did=), it gets no forwarded bearer token; it calls
+        # the gateway with the token delegated to it, verifies what the
+        # gateway's issuer signs and signs its actor tokens for a DID audience.
+        assert agent_env["AGENT_IDENTITY"] == f"/run/agent/agent-{name}.json"
+        assert agent_env["GATEWAY_ISSUER"] == plugin["issuer"]
+        assert agent_env["AGENT_TOKEN_AUDIENCE"] in plugin["did"]["audiences"]
+    assert "forward_bearer" not in env["A2A_AGENTS"] and "did=" not in env["A2A_AGENTS"]
+    assert "forward_bearer" not in COMPOSE_FILE.read_text()
+    assert "forward_authorization" not in plugin, "nothing here needs the caller's Authorization"
+    # DID sign-in admits the agents' did:key identities (their actor tokens).
+    assert "did:key:*" in plugin["did"]["allow"]
     # Tokens name the gateway as the browser reaches it.
     assert {"http://localhost:8080", "http://127.0.0.1:8080"} == set(plugin["did"]["audiences"])
     # Their cards are public, and nothing else of theirs is.
@@ -246,18 +270,64 @@ def test_the_signing_keys_service_makes_one_key_set_and_keeps_it(services, tmp_p
     assert "--path launcher" in dockerfile
     assert "COPY --from=build /out/bin/attach /usr/local/bin/attach\n" in dockerfile
     program, *args = one_shot["entrypoint"]
-    assert program == "/usr/local/bin/attach" and args == ["keys"] and "command" not in one_shot
+    assert program == "/usr/local/bin/attach" and args == ["keys", "--agents", ",".join(AGENTS)]
+    assert "command" not in one_shot
     env = {"ATTACH_DATA_DIR": str(tmp_path)}
-    texts = []
+    texts, printed = [], []
     for _ in range(2):
         done = run_attach(args, clean_env(**env), tmp_path)
         assert done.returncode == 0, done.stderr
-        assert done.stdout == "", "the one-shot prints no key"
+        printed.append(done.stdout)
         path = tmp_path / KEYS_FILE
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         texts.append(path.read_text())
+        identities = [json.loads((tmp_path / f"agent-{a}.json").read_text()) for a in AGENTS]
+        for a in AGENTS:
+            assert stat.S_IMODE((tmp_path / f"agent-{a}.json").stat().st_mode) == 0o600
     assert texts[0] == texts[1], "a second start must keep the key set"
     assert len(json.loads(texts[0])["keys"]) == 1
+    # It prints the agents' DIDs and nothing secret; a second start keeps them.
+    assert printed[0] == printed[1] == "".join(f"{a}={i['did']}\n" for a, i in zip(AGENTS, identities))
+    assert all(re.fullmatch(r"[a-z]+=did:key:z[1-9A-HJ-NP-Za-km-z]+", line) for line in printed[0].splitlines())
+
+
+def test_each_agent_gets_its_own_identity_and_no_gateway_key(services, tmp_path, artifacts):
+    """The agent-identities one-shot, run here on folders standing for the
+    volumes: each agent's volume holds its own identity, mode 0400, owned by
+    the agents' user, and nothing else; the agents mount only their own."""
+    one_shot = services["agent-identities"]
+    volumes = {h: (c, o) for h, c, o in mounts(one_shot)}
+    assert volumes[KEY_VOLUME] == ("/run/attach", "ro")
+    keys_dir = tmp_path / "attach"
+    done = run_attach(["keys", "--agents", ",".join(AGENTS)], clean_env(ATTACH_DATA_DIR=str(keys_dir)), tmp_path)
+    assert done.returncode == 0, done.stderr
+    script = one_shot["command"][-1].replace("$$", "$").replace("/run/attach", str(keys_dir))
+    for agent in AGENTS:
+        assert volumes[f"{agent}-identity"] == (f"/run/{agent}", "rw")
+        script = script.replace(f"/run/{agent}", str(tmp_path / agent))
+        script = script.replace("/run/$agent", str(tmp_path) + "/$agent")
+        (tmp_path / agent).mkdir()
+    if os.geteuid() != 0:
+        script = script.replace("chown 10001:10001", "true").replace("-o 10001 -g 10001 ", "")
+    assert one_shot["command"][:2] == ["sh", "-c"]
+    for _ in range(2):
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+    for agent in AGENTS:
+        folder = tmp_path / agent
+        assert [p.name for p in folder.iterdir()] == [f"agent-{agent}.json"]
+        copy = folder / f"agent-{agent}.json"
+        assert copy.read_text() == (keys_dir / f"agent-{agent}.json").read_text()
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o400, "the agents refuse a file others can read"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        if os.geteuid() == 0:
+            assert (copy.stat().st_uid, copy.stat().st_gid) == (10001, 10001)
+        # The agent's user is the one the file belongs to.
+        agent_image = (REPO / services[agent]["build"]["dockerfile"]).read_text()
+        assert "USER 10001:10001" in agent_image
+        assert mounts(services[agent]) == [(f"{agent}-identity", "/run/agent", "ro")]
+        assert services[agent]["environment"]["AGENT_IDENTITY"].startswith("/run/agent/")
+    assert {f"{a}-identity" for a in AGENTS} <= set(load_yaml(COMPOSE_FILE)["volumes"])
 
 
 def test_the_assertion_key_service_makes_one_key_and_keeps_it(services, tmp_path):
@@ -510,3 +580,94 @@ def test_the_demo_page_signs_tokens_the_filter_accepts(tmp_path, artifacts):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_the_service_runs_through_the_entrypoint_that_names_the_agents_dids(services):
+    a2a = services["a2a"]
+    assert a2a["entrypoint"][0] == "/bin/sh"
+    assert bind_mounts(a2a)[a2a["entrypoint"][1]] == A2A_ENTRYPOINT
+    assert a2a["command"] == ["/usr/local/bin/attach-a2a"]
+    # The identity files are where the signing-keys one-shot makes them.
+    key_dir = services["signing-keys"]["environment"]["ATTACH_DATA_DIR"]
+    assert a2a["environment"]["AGENT_IDENTITY_DIR"] == key_dir
+    m = re.search(r"^dir=\$\{AGENT_IDENTITY_DIR:-([^}]*)\}$", A2A_ENTRYPOINT.read_text(), re.M)
+    assert m and m.group(1) == key_dir
+
+
+def _a2a_entrypoint(tmp_path, agents):
+    """Runs the real service entrypoint with identity files in tmp_path and
+    A2A_AGENTS `agents`; returns the process and the A2A_AGENTS it exports
+    to the command it runs."""
+    seen = tmp_path / "seen"
+    done = subprocess.run(
+        ["sh", str(A2A_ENTRYPOINT), "sh", "-c", 'printf %s "$A2A_AGENTS" > "$0"', str(seen)],
+        env=dict(os.environ, A2A_AGENTS=agents, AGENT_IDENTITY_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done, (seen.read_text() if seen.exists() else None)
+
+
+def test_the_service_entrypoint_adds_each_agents_did(services, tmp_path, artifacts):
+    """With the identities `attach keys --agents` makes, the registry the
+    service gets names each agent's DID, keeps its options, and the launcher,
+    which reads the same registry, accepts it."""
+    done = run_attach(["keys", "--agents", ",".join(AGENTS)], clean_env(ATTACH_DATA_DIR=str(tmp_path)), tmp_path)
+    assert done.returncode == 0, done.stderr
+    dids = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    agents = services["a2a"]["environment"]["A2A_AGENTS"]
+    ran, exported = _a2a_entrypoint(tmp_path, agents)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "" and ran.stderr == ""
+    want = ",".join(f"{e};did={dids[e.split('=', 1)[0]]}" for e in agents.split(","))
+    assert exported == want
+    assert agent_list(exported) == agent_list(agents)
+    for name in AGENTS:
+        seed = json.loads((tmp_path / f"agent-{name}.json").read_text())["seed"]
+        assert seed not in exported
+    # The launcher parses the registry as the service does.
+    env = clean_env(
+        ATTACH_CONFIG=str(REPO / COMPOSE_SOURCE),
+        ATTACH_A2A="on",
+        A2A_AGENTS=exported,
+        ATTACH_DATA_DIR=str(tmp_path / "data"),
+        ATTACH_WASM=str(wasm_path()),
+    )
+    parsed = run_attach(["plugin-config"], env, tmp_path)
+    assert parsed.returncode == 0, parsed.stderr
+
+
+def test_the_service_entrypoint_keeps_a_did_given_and_blank_entries_out(tmp_path):
+    (tmp_path / "agent-coder.json").write_text('{"did":"did:key:z6MkCoder","seed":"c2VjcmV0"}')
+    given = "planner=http://planner:8100;did=did:key:z6MkGiven;timeout=600"
+    ran, exported = _a2a_entrypoint(tmp_path, f" {given} ,, coder=http://coder:8100 ,")
+    assert ran.returncode == 0, ran.stderr
+    assert exported == f"{given},coder=http://coder:8100;did=did:key:z6MkCoder"
+    assert "c2VjcmV0" not in exported
+
+
+@pytest.mark.parametrize(
+    "identity, why",
+    [
+        (None, "no identity for agent coder"),
+        ('{"seed": "c2VjcmV0"}', "holds no did:key"),
+        ('{"did": "did:web:example.com", "seed": "x"}', "holds no did:key"),
+        ('{"did": "did:key:z6Mk;forward_bearer=true", "seed": "x"}', "holds no did:key"),
+        ('{"did": "did:key:z6Mk,evil=http://x", "seed": "x"}', "holds no did:key"),
+        ('{"did": "did:key:z", "seed": "x"}', "holds no did:key"),
+    ],
+)
+def test_the_service_entrypoint_refuses_an_agent_without_its_did(tmp_path, identity, why):
+    if identity is not None:
+        (tmp_path / "agent-coder.json").write_text(identity)
+    ran, exported = _a2a_entrypoint(tmp_path, "coder=http://coder:8100;timeout=300")
+    assert ran.returncode != 0 and exported is None, "the service must not start"
+    assert why in ran.stderr
+    assert "c2VjcmV0" not in ran.stderr
+
+
+def test_the_service_entrypoint_refuses_an_entry_without_a_name(tmp_path):
+    ran, exported = _a2a_entrypoint(tmp_path, "../x=http://x:1")
+    assert ran.returncode != 0 and exported is None
+    assert "agent name" in ran.stderr
