@@ -29,6 +29,8 @@ from deploy_support import (
     load_yaml_docs,
     local_wasm_filter,
     origin,
+    clean_env,
+    run_attach,
     source,
     wasm_bootstrap,
     wasm_path,
@@ -191,7 +193,7 @@ def test_service_entries_and_clusters_cover_every_origin_the_filter_calls(object
 
 def test_companion_service(objects):
     config = source(ISTIO_SOURCE)
-    deployment = one(objects, "Deployment")
+    deployment = named(objects, "Deployment", "attach-a2a")
     spec = deployment["spec"]
     assert spec["replicas"] == 2
     pod = spec["template"]["spec"]
@@ -211,7 +213,7 @@ def test_companion_service(objects):
     assert secret["stringData"]["A2A_DATABASE_URL"] == "${A2A_DATABASE_URL}"
     assert "postgres://" in (ISTIO / "attach-a2a.yaml").read_text()
 
-    configmap = one(objects, "ConfigMap")
+    configmap = named(objects, "ConfigMap", "attach-a2a")
     assert container["envFrom"] == [{"configMapRef": {"name": configmap["metadata"]["name"]}}]
     data = configmap["data"]
     assert data["MEM_BACKEND"] == "weaviate" == config["memory"]["sink"]
@@ -227,7 +229,7 @@ def test_companion_service(objects):
     assert [p["containerPort"] for p in container["ports"]] == [port]
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] == "/healthz"
-    service = one(objects, "Service")
+    service = named(objects, "Service", "attach-a2a")
     assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
     assert [p["port"] for p in service["spec"]["ports"]] == [port]
 
@@ -267,7 +269,13 @@ def test_envsubst_fills_the_secrets_with_the_key_set_as_text(signing_keys, name)
     Secret holds it as one string, unchanged."""
     path = ISTIO / name
     names = re.search(r"envsubst '([^']+)'", path.read_text()).group(1)
-    values = {"ATTACH_ASSERTION_KEY": TEST_KEY, "ATTACH_SIGNING_KEYS": signing_keys, "A2A_DATABASE_URL": "postgres://x"}
+    values = {
+        "ATTACH_ASSERTION_KEY": TEST_KEY,
+        "ATTACH_SIGNING_KEYS": signing_keys,
+        "A2A_DATABASE_URL": "postgres://x",
+        "ATTACH_PLANNER_PUBLIC_KEY": "z6MkPlanner",
+        "ATTACH_CODER_PUBLIC_KEY": "z6MkCoder",
+    }
     # What envsubst does with the names it is given.
     filled = path.read_text()
     for placeholder in names.split():
@@ -318,3 +326,116 @@ def test_envoy_accepts_the_envoy_filter_patch(objects, tmp_path, proxy_env):
     envoy_validate(wasm_bootstrap(value, clusters), tmp_path, "local.json", env=proxy_env)
     with pytest.raises(AssertionError, match=f"{SIGNING_KEYS_VARIABLE} is not set"):
         envoy_validate(wasm_bootstrap(value, clusters), tmp_path, "local.json", env={**proxy_env, SIGNING_KEYS_VARIABLE: ""})
+
+
+AGENTS = ("planner", "coder")
+
+
+def public_key_placeholder(name):
+    return "${ATTACH_" + name.upper() + "_PUBLIC_KEY}"
+
+
+def test_the_agents_are_registered_with_their_dids_never_the_callers_token(objects):
+    data = named(objects, "ConfigMap", "attach-a2a")["data"]
+    registry = data["A2A_AGENTS"]
+    assert "forward_bearer" not in registry
+    config = source(ISTIO_SOURCE)
+    assert "forward_authorization" not in json.dumps(config), "nothing here needs the caller's Authorization"
+    entries = {e.split("=", 1)[0]: e for e in registry.split(",")}
+    assert set(entries) == set(AGENTS)
+    for name in AGENTS:
+        did = "did:key:" + public_key_placeholder(name)
+        assert f";did={did};" in entries[name] + ";"
+        # DID sign-in admits exactly the agents (their actor tokens), no prefix.
+        assert did in config["did"]["allow"]
+    assert len(config["did"]["allow"]) == len(AGENTS)
+    for path in ("wasmplugin.yaml", "envoyfilter.yaml", "attach-a2a.yaml"):
+        text = (ISTIO / path).read_text()
+        assert "forward_bearer" not in text and "forward_authorization" not in text, path
+
+
+def test_each_agent_reads_its_identity_from_its_own_secret(objects):
+    config = source(ISTIO_SOURCE)
+    registered = agent_list(named(objects, "ConfigMap", "attach-a2a")["data"]["A2A_AGENTS"])
+    header = (ISTIO / "agents.yaml").read_text()
+    readme = (DEPLOY / "README.md").read_text()
+    image = (REPO / "deploy/docker/agent.Dockerfile").read_text()
+    assert "USER 10001:10001" in image
+    for name in AGENTS:
+        file = f"agent-{name}.json"
+        secret = f"attach-{name}-identity"
+        # The Secret comes from `attach keys --agents` output, never a manifest.
+        assert ("Secret", "attach", secret) not in objects
+        command = f"kubectl -n attach create secret generic {secret} --from-file={file}=keys/{file}"
+        # (with the lines a trailing backslash continues joined)
+        for text in (header, readme):
+            assert command in re.sub(r"\s*\\\n#?\s*", " ", text)
+        spec = named(objects, "Deployment", name)["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsUser"] == 10001 and spec["securityContext"]["runAsNonRoot"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        secret_volumes = [v for v in volumes.values() if "secret" in v]
+        assert [v["secret"]["secretName"] for v in secret_volumes] == [secret], "only its own identity"
+        (from_secret,) = secret_volumes
+        assert from_secret["secret"]["defaultMode"] == 0o400
+        assert from_secret["secret"]["items"] == [{"key": file, "path": file}]
+        copy = [n for n, v in volumes.items() if "emptyDir" in v]
+        assert len(copy) == 1 and volumes[copy[0]]["emptyDir"]["medium"] == "Memory"
+        # The init container copies it, as the agents' user, mode 0400.
+        (init,) = spec["initContainers"]
+        mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+        script = " ".join(init["command"] + init["args"])
+        assert f"install -m 0400 {mounts[from_secret['name']]}/{file} {mounts[copy[0]]}/{file}" in script
+        (container,) = spec["containers"]
+        assert container["image"] == init["image"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        agent_mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert list(agent_mounts) == copy, "the agent reads the copy, not the Secret"
+        assert agent_mounts[copy[0]]["readOnly"] is True
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["AGENT_ROLE"] == name
+        assert env["AGENT_IDENTITY"] == f"{agent_mounts[copy[0]]['mountPath']}/{file}"
+        assert env["GATEWAY_ISSUER"] == config["issuer"]
+        assert env["AGENT_TOKEN_AUDIENCE"] in config["did"]["audiences"]
+        assert env["AGENT_HOST"] == "0.0.0.0"
+        # The service reaches it at the registered URL.
+        service = named(objects, "Service", name)
+        assert service["spec"]["selector"] == named(objects, "Deployment", name)["spec"]["selector"]["matchLabels"]
+        (port,) = service["spec"]["ports"]
+        assert origin(registered[name]) == ("http", f"{name}.attach.svc.cluster.local", port["port"])
+        assert int(env["AGENT_PORT"]) == container["ports"][0]["containerPort"]
+
+
+def test_envsubst_with_the_agents_dids_gives_configurations_that_admit_them(objects, tmp_path, artifacts, proxy_env):
+    """The DIDs `attach keys --agents` prints, filled in as the files say:
+    the registry names them, the filter admits them, and both still parse."""
+    done = run_attach(["keys", "--agents", ",".join(AGENTS)], clean_env(ATTACH_DATA_DIR=str(tmp_path / "keys")), tmp_path)
+    assert done.returncode == 0, done.stderr
+    dids = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    values = {public_key_placeholder(n): dids[n].removeprefix("did:key:") for n in AGENTS}
+
+    def filled(text):
+        for placeholder, value in values.items():
+            text = text.replace(placeholder, value)
+        return text
+
+    data = [d for d in yaml.safe_load_all(filled((ISTIO / "attach-a2a.yaml").read_text())) if d and d["kind"] == "ConfigMap"]
+    registry = data[0]["data"]["A2A_AGENTS"]
+    for name in AGENTS:
+        assert f";did={dids[name]};" in registry
+    config = json.loads(filled((REPO / ISTIO_SOURCE).read_text()))
+    assert config["did"]["allow"] == [dids[n] for n in AGENTS]
+    path = tmp_path / "plugin-config.json"
+    path.write_text(json.dumps(config))
+    env = clean_env(
+        ATTACH_CONFIG=str(path),
+        ATTACH_A2A="on",
+        A2A_AGENTS=registry,
+        ATTACH_DATA_DIR=str(tmp_path / "data"),
+        ATTACH_WASM=str(wasm_path()),
+    )
+    parsed = run_attach(["plugin-config"], env, tmp_path)
+    assert parsed.returncode == 0, parsed.stderr
+    assert json.loads(parsed.stdout)["did"]["allow"] == [dids[n] for n in AGENTS]
+    spec = json.loads(filled(json.dumps(one(objects, "WasmPlugin")["spec"])))
+    keys = [e["name"] for e in spec["vmConfig"]["env"] if e["valueFrom"] == "HOST"]
+    envoy_validate(wasm_bootstrap(local_wasm_filter(json.dumps(spec["pluginConfig"]), keys)), tmp_path, env=proxy_env)
