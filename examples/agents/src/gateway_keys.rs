@@ -4,7 +4,12 @@
 //! The keys are found as any OpenID relying party finds them: the
 //! discovery document at `{GATEWAY_URL}/.well-known/openid-configuration`
 //! (whose `issuer` must be the configured one, OpenID Connect Discovery 1.0
-//! section 4.3), then the JWK Set at its `jwks_uri`. They are kept for
+//! section 4.3), then the JWK Set at its `jwks_uri`, through `GATEWAY_URL`
+//! too when it lies under the issuer: the issuer is the gateway's public
+//! URL, which the agent's own network may not reach (in compose it is
+//! `http://localhost:8080`, the agent's own container), while the discovery
+//! document just fetched from `GATEWAY_URL` vouches that the keys under that
+//! name are this gateway's. They are kept for
 //! [`REFRESH`], fetched again at once for a `kid` not among them (no more
 //! often than [`UNKNOWN_KID_REFETCH`], so made-up kids cannot make the
 //! agent hammer the gateway), and kept when a refresh fails. Each fetch is
@@ -58,6 +63,15 @@ pub struct IdentityCheck {
     issuer: String,
     audience: String,
     keys: Mutex<Option<Fetched>>,
+}
+
+/// `url`, with the `issuer` it starts with replaced by `gateway`, where
+/// the agent reaches the gateway; any other URL as it is.
+fn through_gateway(url: &str, issuer: &str, gateway: &str) -> String {
+    match url.strip_prefix(issuer) {
+        Some(rest) if rest.is_empty() || rest.starts_with(['/', '?']) => format!("{gateway}{rest}"),
+        _ => url.to_string(),
+    }
 }
 
 impl IdentityCheck {
@@ -161,7 +175,9 @@ impl IdentityCheck {
             .and_then(Value::as_str)
             .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
             .ok_or_else(|| format!("{DISCOVERY_PATH} has no http(s) jwks_uri"))?;
-        let jwks = self.document(jwks_uri).await?;
+        let jwks = self
+            .document(&through_gateway(jwks_uri, &self.issuer, &self.gateway))
+            .await?;
         let text = std::str::from_utf8(&jwks).map_err(|_| "the JWKS is not UTF-8".to_string())?;
         parse_jwks(text).map_err(|e| format!("the JWKS: {e}"))
     }
@@ -200,4 +216,27 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::through_gateway;
+
+    #[test]
+    fn the_gateways_own_urls_are_reached_through_gateway_url() {
+        let via = |u| through_gateway(u, "http://localhost:8080", "http://envoy:8080");
+        assert_eq!(
+            via("http://localhost:8080/.well-known/jwks.json"),
+            "http://envoy:8080/.well-known/jwks.json"
+        );
+        assert_eq!(via("http://localhost:8080"), "http://envoy:8080");
+        // Only under the issuer: not a longer host or port, nor another origin.
+        for other in [
+            "http://localhost:80801/jwks",
+            "http://localhost:8080.evil.example/jwks",
+            "https://keys.example.com/jwks",
+        ] {
+            assert_eq!(via(other), other);
+        }
+    }
 }

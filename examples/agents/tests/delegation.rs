@@ -48,6 +48,8 @@ struct StandIn {
     /// Discovery answers 500 this many more times.
     discovery_failures: Arc<AtomicUsize>,
     coder: Arc<Mutex<Option<(String, String)>>>,
+    /// The issuer its discovery document names, when not its own URL.
+    public_url: Arc<Mutex<Option<String>>>,
 }
 
 fn keys(seed: u8) -> SigningKeys {
@@ -73,6 +75,7 @@ impl StandIn {
             memory: Arc::default(),
             discovery_failures: Arc::default(),
             coder: Arc::default(),
+            public_url: Arc::default(),
         };
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -151,7 +154,12 @@ async fn discovery(State(s): State<StandIn>, uri: Uri, headers: HeaderMap) -> Re
     {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    let url = s.url();
+    let url = s
+        .public_url
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| s.url());
     Json(
         json!({"issuer": url, "jwks_uri": format!("{url}/.well-known/jwks.json"),
                 "token_endpoint": format!("{url}/oauth/token")}),
@@ -282,6 +290,11 @@ fn identity_file(name: &str) -> (PathBuf, DidKeyIdentity) {
 
 /// A delegating agent of `role` behind `stand_in`; its URL and DID.
 async fn start_agent(role: Role, stand_in: &StandIn) -> (String, DidKeyIdentity) {
+    start_agent_for(role, stand_in, &stand_in.url()).await
+}
+
+/// The same, for a gateway whose issuer is `issuer`.
+async fn start_agent_for(role: Role, stand_in: &StandIn, issuer: &str) -> (String, DidKeyIdentity) {
     let (file, identity) = identity_file(role.name());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -293,7 +306,7 @@ async fn start_agent(role: Role, stand_in: &StandIn) -> (String, DidKeyIdentity)
         model: "test-model".into(),
         timeout: Duration::from_secs(10),
         identity: Some(file),
-        issuer: stand_in.url(),
+        issuer: issuer.to_string(),
         actor_audience: ACTOR_AUDIENCE.into(),
     };
     let agent = Arc::new(Agent::new(&settings, url.clone()).unwrap());
@@ -589,6 +602,30 @@ async fn keys_are_fetched_again_for_a_new_kid_and_retried_when_the_gateway_fails
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(ask(rotated).await, 200);
     assert_eq!(discoveries(&stand_in), 4);
+}
+
+#[tokio::test]
+async fn keys_under_a_public_url_the_agent_cannot_reach_are_fetched_through_gateway_url() {
+    // As in compose: the issuer is the URL the browser uses, which in the
+    // agent's container is the agent itself (here a closed port).
+    let public = "http://127.0.0.1:9";
+    let stand_in = StandIn::start().await;
+    *stand_in.public_url.lock().unwrap() = Some(public.to_string());
+    let (coder, coder_id) = start_agent_for(Role::Coder, &stand_in, public).await;
+    let keys = stand_in.keys.lock().unwrap().clone();
+    let token = stand_in.identity_token_with(&keys, public, coder_id.did(), None, now());
+    let (status, body, _) = send(
+        &coder,
+        &[("x-attach-identity", token)],
+        json!([{"text": "mem_id: not-a-uuid"}]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let fetched: Vec<String> = stand_in.seen().into_iter().map(|s| s.path).collect();
+    assert!(
+        fetched.iter().any(|p| p == "/.well-known/jwks.json"),
+        "{fetched:?}"
+    );
 }
 
 #[tokio::test]
