@@ -274,16 +274,21 @@ mod tests {
         assert_eq!(p.capture.unwrap().request_id, format!("{NOW_MS}-alice"));
     }
 
-    #[test]
-    fn each_upstream_gets_an_identity_token_for_its_own_audience() {
+    /// The test configuration with a one-key set, issuer `https://gw.example`.
+    fn signing_config() -> Config {
         use attach_contract::gateway_keys::{KeySet, new_key};
         let keys = KeySet {
             keys: vec![new_key([5; 32], 0)],
         };
         let keys = serde_json::to_string(&serde_json::to_string(&keys).unwrap()).unwrap();
-        let c = config(&format!(
+        config(&format!(
             r#","signing_keys":{keys},"issuer":"https://gw.example""#
-        ));
+        ))
+    }
+
+    #[test]
+    fn each_upstream_gets_an_identity_token_for_its_own_audience() {
+        let c = signing_config();
         let signing = c.signing.clone().unwrap();
         let published: Vec<_> = signing.keys.published(0).cloned().collect();
         let audience_of = |plan: &Plan| {
@@ -313,14 +318,7 @@ mod tests {
     #[test]
     fn a_delegated_caller_is_stamped_with_its_chain_and_its_session() {
         use attach_contract::delegation::ActorChain;
-        use attach_contract::gateway_keys::{KeySet, new_key};
-        let keys = KeySet {
-            keys: vec![new_key([5; 32], 0)],
-        };
-        let keys = serde_json::to_string(&serde_json::to_string(&keys).unwrap()).unwrap();
-        let c = config(&format!(
-            r#","signing_keys":{keys},"issuer":"https://gw.example""#
-        ));
+        let c = signing_config();
         let signing = c.signing.clone().unwrap();
         let chain = ActorChain::default()
             .delegate_to("did:key:planner")

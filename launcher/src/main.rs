@@ -156,15 +156,7 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
     let (signing_keys, keys_change) = if own_keys {
         (None, signing_keys::Change::Unchanged)
     } else {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let (text, change) = signing_keys::load(
-            &settings.data_dir,
-            now,
-            settings.signing_alg,
-            settings.rotation,
-        )?;
+        let (text, change) = load_signing_keys(&settings)?;
         (Some(text), change)
     };
     if !settings.a2a.enabled {
@@ -324,6 +316,20 @@ fn agent_names(list: &str) -> Option<Vec<String>> {
     (distinct && names.iter().all(|n| attach_contract::agents::valid_name(n))).then_some(names)
 }
 
+/// The signing key set in the data folder, made or rotated now as the
+/// settings say: what a start and `attach keys` both do.
+fn load_signing_keys(settings: &Settings) -> Result<(String, signing_keys::Change), Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    signing_keys::load(
+        &settings.data_dir,
+        now,
+        settings.signing_alg,
+        settings.rotation,
+    )
+}
+
 /// `attach keys`: the signing key set made or rotated as a start would,
 /// one line on stderr naming the file and the key that signs; the set
 /// itself only on stdout, and only with `--print`. With `--agents`, also
@@ -331,15 +337,7 @@ fn agent_names(list: &str) -> Option<Vec<String>> {
 /// the demo agents', and their DIDs (nothing secret) on stdout.
 fn keys(env: Env, cwd: &Path, output: KeysOutput) -> Result<i32, Error> {
     let settings = Settings::from_env(env, cwd)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (text, change) = signing_keys::load(
-        &settings.data_dir,
-        now,
-        settings.signing_alg,
-        settings.rotation,
-    )?;
+    let (text, change) = load_signing_keys(&settings)?;
     let path = settings
         .data_dir
         .join(attach_contract::gateway_keys::KEYS_FILE);

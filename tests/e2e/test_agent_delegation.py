@@ -27,31 +27,16 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from a2a_agents import agent_base
+from did_key import ED25519_PUB, did_key
 from engine import Engine
 from gateway import REPO
-from idp import DEFAULT_AUDIENCE
+from idp import DEFAULT_AUDIENCE, b64url
 from netutil import HOST, QuietHandler
 from stack import launch_stack
 
 AGENT_BIN = REPO / "target/release/attach-agent"
 # One reply for every model call: the planner's plan and the coder's code.
 REPLY = "1. Take the list.\n2. Return it sorted.\n\n```python\nprint(sorted([3, 1, 2]))\n```"
-BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-
-
-def _base58(data):
-    number = int.from_bytes(data, "big")
-    text = ""
-    while number:
-        number, digit = divmod(number, 58)
-        text = BASE58[digit] + text
-    return "1" * (len(data) - len(data.lstrip(b"\0"))) + text
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def claims_of(token):
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -63,7 +48,7 @@ def identity_file(path):
     seed = os.urandom(32)
     key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    did = "did:key:z" + _base58(b"\xed\x01" + public)
+    did = did_key(ED25519_PUB, public)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"did": did, "seed": b64url(seed)}, f)

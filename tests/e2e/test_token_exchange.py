@@ -20,22 +20,13 @@ from authlib.integrations.requests_client import OAuth2Session
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from did_key import ED25519_PUB, did_key
 from stack import launch_stack
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 DID_AUD = "did:web:gateway.attach.test"
-B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-
-
-def base58(data):
-    n = int.from_bytes(data, "big")
-    out = ""
-    while n:
-        n, r = divmod(n, 58)
-        out = B58[r] + out
-    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
 
 
 class Agent:
@@ -44,7 +35,7 @@ class Agent:
     def __init__(self):
         self.key = ed25519.Ed25519PrivateKey.generate()
         raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        self.did = "did:key:z" + base58(b"\xed\x01" + raw)
+        self.did = did_key(ED25519_PUB, raw)
 
     def token(self, ttl=60):
         """Its DID-JWT: the actor token of RFC 8693 section 2.1."""
@@ -59,7 +50,6 @@ class Agent:
 
 
 PLANNER, CODER = Agent(), Agent()
-SERVICE_AUDIENCE = "attach-a2a"
 
 STACK = dict(
     config={
