@@ -89,7 +89,6 @@ impl Capture {
         self
     }
 
-    #[inline(never)]
     pub fn request_chunk(&mut self, chunk: &[u8], end_of_stream: bool) {
         self.request_bytes = self
             .request_bytes
