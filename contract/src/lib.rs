@@ -14,8 +14,9 @@
 //! verification and the gateway's ES256 signing),
 //! [`event`] (the memory event and its id), [`limits`] (what an event may
 //! carry), [`timestamp`] (the RFC 3339 form every side writes),
-//! [`weaviate`] (the class the mirror writes and the service reads) and
-//! [`agents`] (the agent registry syntax).
+//! [`weaviate`] (the class the mirror writes and the service reads),
+//! [`agents`] (the agent registry syntax) and [`mcp`] (where registered
+//! MCP servers are reached and what they are called).
 //!
 //! The filter compiles this crate into its wasm module, where a panic
 //! aborts the VM and every request on it: outside tests nothing here may
@@ -42,6 +43,7 @@ pub mod headers;
 pub mod identity_token;
 pub mod jcs;
 pub mod limits;
+pub mod mcp;
 pub mod session;
 pub mod timestamp;
 pub mod weaviate;
