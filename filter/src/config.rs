@@ -6,6 +6,7 @@
 
 use crate::alg::Alg;
 use crate::jwks::key_set::JwkSet;
+use crate::mcp::config::{Mcp, McpConfig};
 use crate::memory::sink::{Memory, MemoryConfig};
 use crate::url::Url;
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,10 @@ pub struct PluginConfig {
     /// its subject, nor than the contract's cap).
     #[serde(default = "default_exchange_lifetime")]
     pub exchange_max_lifetime_secs: u64,
+    /// MCP servers behind the gateway, reached at `/mcp/{name}` (see
+    /// [`crate::mcp`]).
+    #[serde(default)]
+    pub mcp: Option<McpConfig>,
 }
 
 fn default_exchange_lifetime() -> u64 {
@@ -399,6 +404,7 @@ pub struct Config {
     pub assertion_routes: Vec<AssertionRoute>,
     pub memory: Option<Memory>,
     pub signing: Option<Signing>,
+    pub mcp: Option<Mcp>,
 }
 
 /// The gateway as an issuer: the keys it signs with, the name it signs
@@ -744,6 +750,12 @@ impl PluginConfig {
             }
             None => None,
         };
+        let resource = self.resource.map(|r| r.trim_end_matches('/').to_string());
+        let mcp = self
+            .mcp
+            .map(|m| m.validate(resource.as_deref()))
+            .transpose()
+            .map_err(|(at, message)| err(at, message))?;
         let signing = match secret(
             "signing_keys",
             self.signing_keys,
@@ -760,7 +772,7 @@ impl PluginConfig {
                 let issuer = self
                     .issuer
                     .as_deref()
-                    .or(self.resource.as_deref())
+                    .or(resource.as_deref())
                     .ok_or_else(|| {
                         err(
                             "issuer",
@@ -775,7 +787,9 @@ impl PluginConfig {
                     own_keys: Arc::new(own_keys),
                     keys,
                     issuer: issuer.trim_end_matches('/').to_string(),
-                    routes: route_audiences("identity_routes", &self.identity_routes)?,
+                    routes: mcp_routes(mcp.as_ref())
+                        .chain(route_audiences("identity_routes", &self.identity_routes)?)
+                        .collect(),
                     exchange_audiences: exchange_audiences(&self.exchange_audiences)?,
                     exchange_lifetime_secs: match self.exchange_max_lifetime_secs {
                         0 => {
@@ -795,7 +809,7 @@ impl PluginConfig {
             required_scopes: self.required_scopes,
             forward_authorization: self.forward_authorization,
             response_headers: self.response_headers,
-            resource: self.resource.map(|r| r.trim_end_matches('/').to_string()),
+            resource,
             scopes_supported: self.scopes_supported,
             clusters,
             jwks: self.jwks,
@@ -805,8 +819,26 @@ impl PluginConfig {
             assertion_routes,
             memory,
             signing,
+            mcp,
         })
     }
+}
+
+/// The identity routes of the MCP servers: each server's requests carry an
+/// identity token for its canonical URI, and only for it. They come before
+/// the configured routes, so that no broader route names another audience.
+fn mcp_routes(mcp: Option<&Mcp>) -> impl Iterator<Item = AssertionRoute> + '_ {
+    mcp.into_iter().flat_map(|m| &m.servers).flat_map(|s| {
+        let route = attach_contract::mcp::route(&s.name);
+        [
+            PathRule::Prefix(format!("{route}/")),
+            PathRule::Exact(route),
+        ]
+        .map(|path| AssertionRoute {
+            path,
+            audience: s.canonical_uri.clone(),
+        })
+    })
 }
 
 /// The token endpoint's extra audiences: each a plain identifier (a DID,

@@ -27,6 +27,7 @@ pub mod did;
 pub mod identity;
 pub mod identity_tokens;
 pub mod jwks;
+pub mod mcp;
 pub mod memory;
 pub mod reply;
 pub mod request_head;

@@ -22,7 +22,7 @@ pub struct LocalReply {
 }
 
 impl LocalReply {
-    fn json(
+    pub(crate) fn json(
         status: u32,
         mut headers: Vec<(&'static str, String)>,
         body: serde_json::Value,
@@ -71,54 +71,53 @@ pub fn outcome(verdict: &Verdict) -> &'static str {
     }
 }
 
+/// What a refusal's `WWW-Authenticate` challenge points the client to.
+pub struct Challenge<'a> {
+    /// The protected-resource metadata document's URL (RFC 9728 section 5.1).
+    pub metadata_url: &'a str,
+    /// The scopes the request needs, named on every challenge when not
+    /// empty (RFC 6750 section 3; MCP 2026-07-28, basic/authorization,
+    /// "Scope Selection Strategy").
+    pub scope: &'a [String],
+}
+
+/// The metadata URL of the gateway's own protected resource at `resource`.
+pub fn metadata_url(resource: &str) -> String {
+    format!("{resource}{}", crate::RESOURCE_METADATA_PATH)
+}
+
 /// The refusal for a verdict, or `None` when the request goes on (or waits).
-/// `resource` is the protected resource's base URL.
-pub fn refusal(verdict: &Verdict, resource: &str) -> Option<LocalReply> {
-    let metadata = format!(
-        "resource_metadata=\"{resource}{}\"",
-        crate::RESOURCE_METADATA_PATH
-    );
-    let challenge = |params: &str| {
-        (
-            "www-authenticate",
-            format!("Bearer realm=\"attach\", {params}{metadata}"),
-        )
-    };
+pub fn refusal(verdict: &Verdict, to: &Challenge<'_>) -> Option<LocalReply> {
+    let challenge = |params: &str, scope: &[String]| www_authenticate(to, params, scope);
     Some(match verdict {
         Verdict::MissingToken => LocalReply::json(
             401,
-            vec![challenge("")],
+            vec![challenge("", to.scope)],
             json!({"error": "unauthorized", "message": "a bearer token is required"}),
         ),
         Verdict::Invalid(reason) => {
             let text = describe(*reason);
             LocalReply::json(
                 401,
-                vec![challenge(&format!(
-                    "error=\"invalid_token\", error_description=\"{text}\", "
-                ))],
+                vec![challenge(
+                    &format!("error=\"invalid_token\", error_description=\"{text}\", "),
+                    to.scope,
+                )],
                 json!({"error": "invalid_token", "message": text}),
             )
         }
         Verdict::UnknownKid { .. } => LocalReply::json(
             401,
-            vec![challenge(&format!(
-                "error=\"invalid_token\", error_description=\"{}\", ",
-                describe(Reason::UnknownKey)
-            ))],
+            vec![challenge(
+                &format!(
+                    "error=\"invalid_token\", error_description=\"{}\", ",
+                    describe(Reason::UnknownKey)
+                ),
+                to.scope,
+            )],
             json!({"error": "invalid_token", "message": describe(Reason::UnknownKey)}),
         ),
-        Verdict::InsufficientScope(missing) => {
-            let scope = missing.join(" ");
-            LocalReply::json(
-                403,
-                vec![challenge(&format!(
-                    "error=\"insufficient_scope\", scope=\"{}\", ",
-                    quoted_safe(&scope)
-                ))],
-                json!({"error": "insufficient_scope", "message": "the token lacks a required scope", "scope": scope}),
-            )
-        }
+        Verdict::InsufficientScope(missing) => insufficient_scope(to, missing),
         Verdict::KeysUnavailable | Verdict::AwaitKeys { .. } => LocalReply::json(
             503,
             vec![("retry-after", "5".into())],
@@ -126,6 +125,40 @@ pub fn refusal(verdict: &Verdict, resource: &str) -> Option<LocalReply> {
         ),
         Verdict::Allow(_) => return None,
     })
+}
+
+/// The `WWW-Authenticate` header of a challenge with `params` (each
+/// followed by `, `) and `scope`.
+fn www_authenticate(to: &Challenge<'_>, params: &str, scope: &[String]) -> (&'static str, String) {
+    let scope = match scope {
+        [] => String::new(),
+        scope => format!("scope=\"{}\", ", quoted_safe(&scope.join(" "))),
+    };
+    (
+        "www-authenticate",
+        format!(
+            "Bearer realm=\"attach\", {params}{scope}resource_metadata=\"{}\"",
+            to.metadata_url
+        ),
+    )
+}
+
+/// 403 for a token without scopes the request needs (RFC 6750 section
+/// 3.1): the challenge names the challenge's own scopes and the `missing`
+/// ones, so that one authorization gets them all.
+pub fn insufficient_scope(to: &Challenge<'_>, missing: &[String]) -> LocalReply {
+    let mut needed = to.scope.to_vec();
+    needed.extend(missing.iter().filter(|m| !to.scope.contains(m)).cloned());
+    let scope = quoted_safe(&needed.join(" "));
+    LocalReply::json(
+        403,
+        vec![www_authenticate(
+            to,
+            "error=\"insufficient_scope\", ",
+            &needed,
+        )],
+        json!({"error": "insufficient_scope", "message": "the token lacks a required scope", "scope": scope}),
+    )
 }
 
 /// A token endpoint answer (RFC 6749 section 5.1): JSON, never stored by
@@ -262,6 +295,17 @@ mod tests {
 
     const RES: &str = "http://127.0.0.1:8080";
 
+    fn refused(verdict: &Verdict, resource: &str) -> Option<LocalReply> {
+        let url = metadata_url(resource);
+        refusal(
+            verdict,
+            &Challenge {
+                metadata_url: &url,
+                scope: &[],
+            },
+        )
+    }
+
     fn header<'a>(r: &'a LocalReply, name: &str) -> &'a str {
         r.headers
             .iter()
@@ -272,7 +316,7 @@ mod tests {
 
     #[test]
     fn missing_token_has_no_error_code() {
-        let r = refusal(&Verdict::MissingToken, RES).unwrap();
+        let r = refused(&Verdict::MissingToken, RES).unwrap();
         assert_eq!(r.status, 401);
         let h = header(&r, "www-authenticate");
         assert!(h.starts_with("Bearer "));
@@ -284,12 +328,12 @@ mod tests {
 
     #[test]
     fn invalid_token_says_so() {
-        let r = refusal(&Verdict::Invalid(Reason::BadSignature), RES).unwrap();
+        let r = refused(&Verdict::Invalid(Reason::BadSignature), RES).unwrap();
         assert_eq!(r.status, 401);
         assert!(header(&r, "www-authenticate").contains("error=\"invalid_token\""));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["error"], "invalid_token");
-        let unknown_kid = refusal(&Verdict::UnknownKid { issuer: 0 }, RES).unwrap();
+        let unknown_kid = refused(&Verdict::UnknownKid { issuer: 0 }, RES).unwrap();
         assert_eq!(
             unknown_kid.body, r.body,
             "an unknown kid looks like a bad signature"
@@ -298,7 +342,7 @@ mod tests {
 
     #[test]
     fn insufficient_scope_is_403() {
-        let r = refusal(
+        let r = refused(
             &Verdict::InsufficientScope(vec!["write".into(), "ad\"min".into()]),
             RES,
         )
@@ -312,10 +356,10 @@ mod tests {
 
     #[test]
     fn unreachable_idp_is_503() {
-        let r = refusal(&Verdict::KeysUnavailable, RES).unwrap();
+        let r = refused(&Verdict::KeysUnavailable, RES).unwrap();
         assert_eq!(r.status, 503);
         assert!(
-            refusal(
+            refused(
                 &Verdict::Allow(Identity {
                     user: "u".into(),
                     exp: 0,
@@ -433,7 +477,7 @@ mod tests {
             Reason::BadSignature,
             Reason::Claim(ClaimError::Expired),
         ] {
-            let r = refusal(&Verdict::Invalid(reason), RES).unwrap();
+            let r = refused(&Verdict::Invalid(reason), RES).unwrap();
             assert!(!r.body.contains("http"), "{}", r.body);
             assert!(r.body.len() < 120);
         }

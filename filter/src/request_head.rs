@@ -3,6 +3,7 @@
 //! Each host call costs about a microsecond inside Envoy's V8, so the gate
 //! fetches the whole header map once and picks what it needs from it here.
 
+use crate::mcp::transport::{METHOD_HEADER, MetadataHeaders, NAME_HEADER, VERSION_HEADER};
 use attach_contract::headers::{self, ASSERTION_HEADER, SESSION_HEADER};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct RequestHead {
     pub assertion: Option<String>,
     /// The client sent `accept-encoding` (the memory mirror removes it).
     pub accepts_encoding: bool,
+    /// The MCP transport's metadata headers, read on MCP routes.
+    pub mcp: MetadataHeaders,
 }
 
 /// A name that reads as an `x-attach-*` header once `_` is taken for `-`,
@@ -57,6 +60,9 @@ impl RequestHead {
                 "accept-encoding" => head.accepts_encoding = true,
                 "origin" => head.has_origin = true,
                 "access-control-request-method" => head.has_preflight_method = true,
+                METHOD_HEADER => head.mcp.method = Some(value),
+                NAME_HEADER => head.mcp.name = Some(value),
+                VERSION_HEADER => head.mcp.version = Some(value),
                 _ if headers::is_reserved(&name) => {
                     match name.as_str() {
                         SESSION_HEADER => head.session = text(),

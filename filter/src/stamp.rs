@@ -85,7 +85,13 @@ pub fn plan(
         }
     }
     let mut remove = Vec::new();
-    if !config.forward_authorization {
+    // An MCP server never gets the client's token, whatever the setting
+    // (MCP 2026-07-28, basic/authorization, "Token Handling").
+    let mcp_route = config
+        .mcp
+        .as_ref()
+        .is_some_and(|m| m.route(&head.path).is_some());
+    if !config.forward_authorization || mcp_route {
         remove.push("authorization");
     }
     let capture = config

@@ -40,6 +40,10 @@ pub struct Claims {
     pub sub: Option<String>,
     #[serde(default, deserialize_with = "string_or_list")]
     pub aud: Vec<String>,
+    /// The resource indicator (RFC 8707) some authorization servers write
+    /// as a claim of its own: read only where a route binds an audience.
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub resource: Vec<String>,
     #[serde(default, deserialize_with = "numeric_date")]
     pub exp: Option<i64>,
     #[serde(default, deserialize_with = "numeric_date")]

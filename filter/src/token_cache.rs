@@ -23,6 +23,9 @@ pub struct KeyVersion {
 struct Entry {
     identity: Identity,
     version: KeyVersion,
+    /// The MCP server whose audience the token was verified for, if any: a
+    /// token checked against one audience is no proof for another.
+    bound: Option<usize>,
 }
 
 pub struct TokenCache {
@@ -38,16 +41,20 @@ impl TokenCache {
         }
     }
 
-    /// The identity of a token verified earlier, while it has not expired
-    /// and `current_generation` of its issuer is the one it was verified with.
+    /// The identity of a token verified earlier for the same binding
+    /// (`bound`: an MCP server's index, `None` elsewhere), while it has not
+    /// expired and `current_generation` of its issuer is the one it was
+    /// verified with.
     pub fn get(
         &mut self,
         token: &str,
         now: i64,
+        bound: Option<usize>,
         current_generation: impl Fn(usize) -> Option<u64>,
     ) -> Option<&Identity> {
         let fresh = self.entries.get(token).map(|e| {
             now < e.identity.exp
+                && e.bound == bound
                 && current_generation(e.version.issuer) == Some(e.version.generation)
         })?;
         if !fresh {
@@ -60,7 +67,13 @@ impl TokenCache {
     /// Remembers a verified token. When full, expired entries go first, then
     /// an arbitrary eighth (the map's randomised order makes that a random
     /// eviction, which an attacker cannot steer).
-    pub fn insert(&mut self, token: &str, identity: Identity, version: KeyVersion, now: i64) {
+    pub fn insert(
+        &mut self,
+        token: &str,
+        identity: Identity,
+        (version, bound): (KeyVersion, Option<usize>),
+        now: i64,
+    ) {
         if self.capacity == 0 {
             return;
         }
@@ -78,8 +91,14 @@ impl TokenCache {
                 self.entries.remove(&k);
             }
         }
-        self.entries
-            .insert(token.into(), Entry { identity, version });
+        self.entries.insert(
+            token.into(),
+            Entry {
+                identity,
+                version,
+                bound,
+            },
+        );
     }
 
     pub fn len(&self) -> usize {
@@ -115,56 +134,74 @@ mod tests {
     #[test]
     fn hit_until_expiry() {
         let mut c = TokenCache::new(10);
-        c.insert("t", id("u", 100), V, 0);
-        assert_eq!(c.get("t", 99, gen1).map(|i| i.user.as_str()), Some("u"));
-        assert!(c.get("t", 100, gen1).is_none());
+        c.insert("t", id("u", 100), (V, None), 0);
+        assert_eq!(
+            c.get("t", 99, None, gen1).map(|i| i.user.as_str()),
+            Some("u")
+        );
+        assert!(c.get("t", 100, None, gen1).is_none());
         assert!(c.is_empty());
     }
 
     #[test]
     fn only_the_exact_token_hits() {
         let mut c = TokenCache::new(10);
-        c.insert("abc", id("u", 100), V, 0);
-        assert!(c.get("abd", 0, gen1).is_none());
-        assert!(c.get("ab", 0, gen1).is_none());
-        assert!(c.get("abc", 0, gen1).is_some());
+        c.insert("abc", id("u", 100), (V, None), 0);
+        assert!(c.get("abd", 0, None, gen1).is_none());
+        assert!(c.get("ab", 0, None, gen1).is_none());
+        assert!(c.get("abc", 0, None, gen1).is_some());
     }
 
     #[test]
     fn key_rotation_invalidates() {
         let mut c = TokenCache::new(10);
-        c.insert("t", id("u", 100), V, 0);
-        assert!(c.get("t", 0, |_| Some(2)).is_none());
-        assert!(c.get("t", 0, gen1).is_none(), "the stale entry is gone");
+        c.insert("t", id("u", 100), (V, None), 0);
+        assert!(c.get("t", 0, None, |_| Some(2)).is_none());
+        assert!(
+            c.get("t", 0, None, gen1).is_none(),
+            "the stale entry is gone"
+        );
     }
 
     #[test]
     fn bounded_expired_first() {
         let mut c = TokenCache::new(8);
         for i in 0..7 {
-            c.insert(&format!("old{i}"), id("u", 10), V, 0);
+            c.insert(&format!("old{i}"), id("u", 10), (V, None), 0);
         }
-        c.insert("live", id("u", 100), V, 0);
+        c.insert("live", id("u", 100), (V, None), 0);
         // Full: the next insert at t=50 drops the seven expired entries.
-        c.insert("new", id("u", 100), V, 50);
+        c.insert("new", id("u", 100), (V, None), 50);
         assert_eq!(c.len(), 2);
-        assert!(c.get("live", 50, gen1).is_some());
+        assert!(c.get("live", 50, None, gen1).is_some());
     }
 
     #[test]
     fn bounded_under_churn() {
         let mut c = TokenCache::new(16);
         for i in 0..1000 {
-            c.insert(&i.to_string(), id("u", 100), V, 0);
+            c.insert(&i.to_string(), id("u", 100), (V, None), 0);
             assert!(c.len() <= 16);
         }
-        assert!(c.get("999", 0, gen1).is_some(), "the newest entry stays");
+        assert!(
+            c.get("999", 0, None, gen1).is_some(),
+            "the newest entry stays"
+        );
+    }
+
+    #[test]
+    fn a_token_bound_to_one_audience_is_no_proof_for_another() {
+        let mut c = TokenCache::new(10);
+        c.insert("t", id("u", 100), (V, Some(1)), 0);
+        assert!(c.get("t", 0, Some(1), gen1).is_some());
+        assert!(c.get("t", 0, Some(2), gen1).is_none());
+        assert!(c.get("t", 0, None, gen1).is_none());
     }
 
     #[test]
     fn zero_capacity_caches_nothing() {
         let mut c = TokenCache::new(0);
-        c.insert("t", id("u", 100), V, 0);
+        c.insert("t", id("u", 100), (V, None), 0);
         assert!(c.is_empty());
     }
 }

@@ -130,7 +130,7 @@ fn issue(ctx: Context<'_>, body: &[u8]) -> Result<LocalReply, Failure> {
     let mut check = |token: &str, which: &str| {
         let bearer = format!("Bearer {token}");
         let at = i64::try_from(now).unwrap_or(i64::MAX);
-        match verify::verify(cfg, Some(&bearer), at, keys, cache, refetched) {
+        match verify::verify(cfg, Some(&bearer), None, at, keys, cache, refetched) {
             Verdict::Allow(identity) => Ok(identity),
             Verdict::AwaitKeys { issuer } => Err(Failure::Wait(KeyWait::Keys(issuer))),
             Verdict::UnknownKid { issuer } => Err(Failure::Wait(KeyWait::Kid(issuer))),

@@ -71,13 +71,25 @@ pub enum Verdict {
     },
 }
 
-/// Decides on the `Authorization` header value (`None` when absent).
+/// The one audience a route's tokens must name, whatever the configured
+/// audiences: an MCP server's canonical URI (RFC 8707 section 2; MCP
+/// 2026-07-28, basic/authorization, "Token Handling").
+#[derive(Clone, Copy, Debug)]
+pub struct Binding<'a> {
+    /// The server's index, which keeps its tokens' cache entries apart.
+    pub server: usize,
+    pub audience: &'a String,
+}
+
+/// Decides on the `Authorization` header value (`None` when absent), for
+/// a route with a `binding` or none.
 ///
 /// `refetched` is true when the caller already refetched keys for this
 /// request, so an unknown kid is now final.
 pub fn verify(
     cfg: &Config,
     authorization: Option<&str>,
+    binding: Option<Binding<'_>>,
     now: i64,
     keys: &dyn KeyStore,
     cache: &mut TokenCache,
@@ -94,7 +106,8 @@ pub fn verify(
         KeyState::Ready { generation, .. } => Some(generation),
         _ => None,
     };
-    if let Some(identity) = cache.get(raw, now, generation) {
+    let bound = binding.map(|b| b.server);
+    if let Some(identity) = cache.get(raw, now, bound, generation) {
         return Verdict::Allow(identity.clone());
     }
     let tok = match token::parse(raw, cfg.max_token_bytes) {
@@ -105,12 +118,12 @@ pub fn verify(
     let iss = tok.claims.iss.as_deref().unwrap_or_default();
     if iss.starts_with("did:") {
         return match &cfg.did {
-            Some(policy) => verify_did(cfg, policy, raw, &tok, now, cache),
+            Some(policy) => verify_did(cfg, (policy, binding), raw, &tok, now, cache),
             None => Verdict::Invalid(Reason::UnknownIssuer),
         };
     }
     if let Some(signing) = cfg.signing.as_ref().filter(|s| s.issuer == iss) {
-        return verify_own(cfg, signing, raw, &tok, now, cache);
+        return verify_own(cfg, (signing, binding), raw, &tok, now, cache);
     }
     let Some((index, provider)) = cfg.provider_index(iss) else {
         return Verdict::Invalid(Reason::UnknownIssuer);
@@ -119,9 +132,14 @@ pub fn verify(
     else {
         return Verdict::Invalid(Reason::AlgorithmNotAllowed);
     };
-    let user = match claims::check(&tok.claims, now, cfg.leeway_secs, &provider.audiences)
-        .and_then(|()| claims::subject(&tok.claims))
-        .and_then(|sub| oidc_user(provider, sub))
+    let user = match check_claims(
+        &tok.claims,
+        (now, cfg.leeway_secs),
+        &provider.audiences,
+        binding,
+    )
+    .and_then(|()| claims::subject(&tok.claims))
+    .and_then(|sub| oidc_user(provider, sub))
     {
         Ok(user) => user,
         Err(e) => return Verdict::Invalid(Reason::Claim(e)),
@@ -166,7 +184,27 @@ pub fn verify(
         generation,
     };
     let issuer = provider.issuer.clone();
-    admit(cache, raw, (user, issuer), &tok, version, now)
+    admit(cache, raw, (user, issuer), &tok, (version, bound), now)
+}
+
+/// [`claims::check`] against the binding's audience when the route has
+/// one, else against `audiences`. A bound token may name its resource in
+/// `aud` or, as some authorization servers write RFC 8707's indicator, in
+/// a `resource` claim.
+fn check_claims(
+    claims: &token::Claims,
+    (now, leeway): (i64, u64),
+    audiences: &[String],
+    binding: Option<Binding<'_>>,
+) -> Result<(), ClaimError> {
+    let Some(binding) = binding else {
+        return claims::check(claims, now, leeway, audiences);
+    };
+    match claims::check(claims, now, leeway, std::slice::from_ref(binding.audience)) {
+        // The audience is checked last: every other claim passed.
+        Err(ClaimError::AudienceMismatch) if claims.resource.contains(binding.audience) => Ok(()),
+        checked => checked,
+    }
 }
 
 /// The user an OIDC subject becomes: the provider's prefix and `sub`. A
@@ -200,7 +238,7 @@ fn admit(
     raw: &str,
     (user, issuer): (String, String),
     tok: &token::Token<'_>,
-    version: KeyVersion,
+    version: (KeyVersion, Option<usize>),
     now: i64,
 ) -> Verdict {
     let scopes: Vec<&str> = tok.claims.scopes().collect();
@@ -223,7 +261,7 @@ fn admit(
 /// its key is still published.
 fn verify_own(
     cfg: &Config,
-    signing: &Signing,
+    (signing, binding): (&Signing, Option<Binding<'_>>),
     raw: &str,
     tok: &token::Token<'_>,
     now: i64,
@@ -243,7 +281,7 @@ fn verify_own(
         return Verdict::Invalid(Reason::AlgorithmNotAllowed);
     };
     let issuer = std::slice::from_ref(&signing.issuer);
-    let user = match claims::check(&tok.claims, now, cfg.leeway_secs, issuer)
+    let user = match check_claims(&tok.claims, (now, cfg.leeway_secs), issuer, binding)
         .and_then(|()| claims::subject(&tok.claims))
     {
         Ok(user) => user.to_string(),
@@ -283,7 +321,12 @@ fn verify_own(
         issuer: DID_ISSUER,
         generation: 0,
     };
-    cache.insert(raw, identity.clone(), version, now);
+    cache.insert(
+        raw,
+        identity.clone(),
+        (version, binding.map(|b| b.server)),
+        now,
+    );
     Verdict::Allow(identity)
 }
 
@@ -291,7 +334,7 @@ fn verify_own(
 /// (allow-list, audience, short lifetime) is what makes it acceptable.
 fn verify_did(
     cfg: &Config,
-    policy: &DidPolicy,
+    (policy, binding): (&DidPolicy, Option<Binding<'_>>),
     raw: &str,
     tok: &token::Token<'_>,
     now: i64,
@@ -309,8 +352,13 @@ fn verify_did(
             return Verdict::Invalid(Reason::KidMismatch);
         }
     }
-    if let Err(e) = claims::check(&tok.claims, now, cfg.leeway_secs, &policy.audiences)
-        .and_then(|()| claims::lifetime(&tok.claims, now, policy.max_ttl_secs))
+    if let Err(e) = check_claims(
+        &tok.claims,
+        (now, cfg.leeway_secs),
+        &policy.audiences,
+        binding,
+    )
+    .and_then(|()| claims::lifetime(&tok.claims, now, policy.max_ttl_secs))
     {
         return Verdict::Invalid(Reason::Claim(e));
     }
@@ -334,7 +382,14 @@ fn verify_did(
     };
     let did = did.into_owned();
     let issuer = did.to_string();
-    admit(cache, raw, (did, issuer), tok, version, now)
+    admit(
+        cache,
+        raw,
+        (did, issuer),
+        tok,
+        (version, binding.map(|b| b.server)),
+        now,
+    )
 }
 
 #[cfg(test)]
@@ -413,6 +468,7 @@ mod tests {
         verify(
             cfg,
             Some(&format!("Bearer {token}")),
+            None,
             NOW,
             keys,
             &mut cache,
@@ -428,6 +484,47 @@ mod tests {
             scope: None,
             ..Identity::default()
         })
+    }
+
+    /// RFC 8707 section 2 and MCP 2026-07-28, basic/authorization, "Token
+    /// Handling": on a bound route only a token for that resource passes,
+    /// whatever the configured audiences, and its verification is no proof
+    /// for any other route.
+    #[test]
+    fn a_bound_route_accepts_only_tokens_for_its_resource() {
+        let sk = signing_key(7);
+        let set = keys(&[jwk(&sk, "k1")]);
+        let mut cfg = config("");
+        cfg.resource = Some("https://gw".into());
+        let uri = "https://gw/mcp/tools".to_string();
+        let bound = Binding {
+            server: 0,
+            audience: &uri,
+        };
+        let with = |claims: &str| sign(&sk, r#"{"alg":"ES256","kid":"k1"}"#, claims);
+        let for_server =
+            with(&claims(r#","aud":"https://gw/mcp/tools""#).replace(r#""aud":"api","#, ""));
+        let by_resource = with(&claims(r#","resource":"https://gw/mcp/tools""#));
+        let for_api = with(&claims(""));
+        let mut cache = TokenCache::new(16);
+        let mut check = |token: &str, binding: Option<Binding<'_>>| {
+            let auth = format!("Bearer {token}");
+            verify(&cfg, Some(&auth), binding, NOW, &set, &mut cache, false)
+        };
+        assert_eq!(check(&for_server, Some(bound)), alice());
+        assert_eq!(check(&by_resource, Some(bound)), alice());
+        let mismatch = Verdict::Invalid(Reason::Claim(ClaimError::AudienceMismatch));
+        assert_eq!(check(&for_api, Some(bound)), mismatch);
+        // Verified (and cached) for the server, refused where `api` is needed.
+        assert_eq!(check(&for_server, None), mismatch);
+        assert_eq!(check(&for_api, None), alice());
+        let other = Binding { server: 1, ..bound };
+        assert_eq!(check(&for_server, Some(bound)), alice());
+        assert_eq!(
+            check(&for_server, Some(other)),
+            alice(),
+            "same audience, checked anew"
+        );
     }
 
     #[test]
@@ -485,7 +582,7 @@ mod tests {
         let mut cache = TokenCache::new(4);
         let auth = format!("Bearer {t}");
         assert_eq!(
-            verify(&cfg, Some(&auth), NOW, &set, &mut cache, true),
+            verify(&cfg, Some(&auth), None, NOW, &set, &mut cache, true),
             Verdict::Invalid(Reason::UnknownKey)
         );
     }
@@ -630,13 +727,14 @@ mod tests {
             assert_eq!(run(&cfg, &set, &token), want, "{token}");
         }
         assert_eq!(
-            verify(&cfg, None, NOW, &set, &mut TokenCache::new(1), false),
+            verify(&cfg, None, None, NOW, &set, &mut TokenCache::new(1), false),
             Verdict::MissingToken
         );
         assert_eq!(
             verify(
                 &cfg,
                 Some("Basic x"),
+                None,
                 NOW,
                 &set,
                 &mut TokenCache::new(1),
@@ -712,7 +810,7 @@ mod tests {
         let auth = format!("Bearer {t}");
         let mut cache = TokenCache::new(4);
         assert_eq!(
-            verify(&cfg, Some(&auth), NOW, &set, &mut cache, false),
+            verify(&cfg, Some(&auth), None, NOW, &set, &mut cache, false),
             alice()
         );
         assert_eq!(cache.len(), 1);
@@ -727,13 +825,13 @@ mod tests {
             1,
         );
         assert_eq!(
-            verify(&cfg, Some(&auth), NOW, &rotated, &mut cache, false),
+            verify(&cfg, Some(&auth), None, NOW, &rotated, &mut cache, false),
             alice()
         );
         // A new key generation turns the hit into a full verification.
         let rotated = Keys(rotated.0, 2);
         assert_eq!(
-            verify(&cfg, Some(&auth), NOW, &rotated, &mut cache, false),
+            verify(&cfg, Some(&auth), None, NOW, &rotated, &mut cache, false),
             Verdict::UnknownKid { issuer: 0 }
         );
     }
@@ -790,6 +888,7 @@ mod did_tests {
         verify(
             cfg,
             Some(&auth),
+            None,
             NOW,
             &NoKeys,
             &mut TokenCache::new(8),
@@ -995,12 +1094,12 @@ mod did_tests {
         let auth = format!("Bearer {t}");
         let mut cache = TokenCache::new(8);
         assert!(matches!(
-            verify(&cfg, Some(&auth), NOW, &NoKeys, &mut cache, false),
+            verify(&cfg, Some(&auth), None, NOW, &NoKeys, &mut cache, false),
             Verdict::Allow(_)
         ));
         assert_eq!(cache.len(), 1);
         assert!(matches!(
-            verify(&cfg, Some(&auth), NOW + 1, &NoKeys, &mut cache, false),
+            verify(&cfg, Some(&auth), None, NOW + 1, &NoKeys, &mut cache, false),
             Verdict::Allow(_)
         ));
         assert_eq!(cache.len(), 1);

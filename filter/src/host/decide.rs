@@ -9,11 +9,12 @@ use super::log::log;
 use super::request::RequestState;
 use super::stream;
 use super::vm::Vm;
+use crate::mcp::{self, Admission};
 use crate::memory::capture::Capture;
-use crate::reply;
+use crate::reply::{self, Challenge};
 use crate::request_head::RequestHead;
 use crate::stamp;
-use crate::verify::{self, Verdict};
+use crate::verify::{self, Binding, Verdict};
 use proxy_wasm::types::LogLevel;
 use std::cell::RefCell;
 
@@ -27,11 +28,17 @@ pub enum Step {
 /// the request already waited once, so a second wait is answered with a 503.
 pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
     let now = i64::try_from(now_ms() / 1_000).unwrap_or(i64::MAX);
+    let server = state.borrow().mcp.as_ref().map(|m| m.server);
+    let server = server.and_then(|i| Some((i, vm.config.mcp.as_ref()?.servers.get(i)?)));
     let verdict = {
         let st = state.borrow();
         verify::verify(
             &vm.config,
             st.head.authorization.as_deref(),
+            server.map(|(i, s)| Binding {
+                server: i,
+                audience: &s.canonical_uri,
+            }),
             now,
             &*vm.keys.borrow(),
             &mut vm.cache.borrow_mut(),
@@ -40,6 +47,25 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
     };
     match verdict {
         Verdict::Allow(identity) => {
+            if let Some((i, server)) = server {
+                let admission = match state.borrow().mcp.as_ref().and_then(|m| m.request.as_ref()) {
+                    Some(request) => mcp::admit(server, &identity, request),
+                    None => Admission::Refuse(mcp::reply::not_a_message()),
+                };
+                match admission {
+                    Admission::Forward(call) => {
+                        vm.mcp_counters.allowed(i);
+                        if let Some(m) = state.borrow_mut().mcp.as_mut() {
+                            m.call = call;
+                        }
+                    }
+                    Admission::Refuse(reply) => {
+                        vm.mcp_counters.denied(i);
+                        stream::send(&reply);
+                        return Step::Replied;
+                    }
+                }
+            }
             let mut st = state.borrow_mut();
             let plan = stamp::plan(
                 &identity,
@@ -83,8 +109,26 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
                 LogLevel::Debug,
                 &format!("attach: refused: {}", reply::outcome(&refused)),
             );
-            let resource = resource_url(vm, &state.borrow().head);
-            if let Some(r) = reply::refusal(&refused, &resource) {
+            let sent = match server {
+                Some((i, server)) => {
+                    vm.mcp_counters.denied(i);
+                    let tool =
+                        state.borrow().mcp.as_ref().and_then(|m| {
+                            m.request.as_ref().and_then(|r| r.tool().map(str::to_owned))
+                        });
+                    let scope = mcp::policy::needed_scopes(server, tool.as_deref());
+                    reply::refusal(&refused, &mcp::challenge(server, &scope))
+                }
+                None => {
+                    let url = reply::metadata_url(&resource_url(vm, &state.borrow().head));
+                    let to = Challenge {
+                        metadata_url: &url,
+                        scope: &[],
+                    };
+                    reply::refusal(&refused, &to)
+                }
+            };
+            if let Some(r) = sent {
                 stream::send(&r);
             }
             Step::Replied

@@ -6,10 +6,11 @@ use super::abi::Status;
 use super::clock::now_ms;
 use super::decide::{self, Step, decide};
 use super::log::log;
-use super::request::RequestState;
+use super::request::{McpExchange, RequestState};
 use super::stream;
 use super::token_endpoint;
 use super::vm::Vm;
+use crate::mcp;
 use crate::memory::capture::Capture;
 use crate::reply;
 use crate::request_head::RequestHead;
@@ -105,6 +106,81 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// A request to an MCP route: decided once its JSON-RPC message is
+    /// whole (the body is held until then, never passed on), or at once
+    /// when it has none.
+    fn mcp_request(&self, vm: &Rc<Vm>, head: RequestHead, server: usize, end: bool) -> Action {
+        let posts = head.method == "POST";
+        let mut st = self.state.borrow_mut();
+        st.head = head;
+        st.mcp = Some(McpExchange {
+            server,
+            request: None,
+            call: None,
+        });
+        drop(st);
+        match (posts, end) {
+            (true, false) => Action::Pause,
+            (true, true) => self.mcp_decide(vm, Some(&[])),
+            (false, _) => self.mcp_decide(vm, None),
+        }
+    }
+
+    /// The MCP request's body so far: whole, it is decided on; too large,
+    /// refused (the host hands each callback all of the body buffered).
+    fn mcp_body(&self, vm: &Rc<Vm>, size: usize, end_of_stream: bool) -> Action {
+        let cap = vm.config.mcp.as_ref().map_or(0, |m| m.max_body_bytes);
+        if size > cap {
+            if let Some(m) = &self.state.borrow().mcp {
+                vm.mcp_counters.denied(m.server);
+            }
+            stream::send(&mcp::reply::too_large());
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        match stream::body_chunk(BufferType::HttpRequestBody, size) {
+            Ok(body) => self.mcp_decide(vm, Some(&body)),
+            Err(status) => {
+                stream::fail_closed("reading an MCP request", status);
+                Action::Pause
+            }
+        }
+    }
+
+    /// Reads the MCP request (refusing what is no message, or whose headers
+    /// disagree with it), then verifies and decides as for any request.
+    fn mcp_decide(&self, vm: &Rc<Vm>, body: Option<&[u8]>) -> Action {
+        let headers = self.state.borrow().head.mcp.clone();
+        let request = match mcp::Request::read(headers, body) {
+            Ok(request) => request,
+            Err(reply) => {
+                if let Some(m) = &self.state.borrow().mcp {
+                    vm.mcp_counters.denied(m.server);
+                }
+                stream::send(&reply);
+                return Action::Pause;
+            }
+        };
+        if let Some(m) = self.state.borrow_mut().mcp.as_mut() {
+            m.request = Some(request);
+        }
+        match decide(vm, &self.state, false) {
+            Step::Continue => {
+                self.state.borrow_mut().let_through = true;
+                Action::Continue
+            }
+            Step::Replied => Action::Pause,
+            Step::Wait { issuer } => {
+                vm.wait(self.context_id, issuer, self.state.clone());
+                Action::Pause
+            }
+        }
+    }
+}
+
 fn not_mirrored(what: &str, status: Status) {
     log(
         LogLevel::Debug,
@@ -160,6 +236,19 @@ impl HttpContext for Gate {
             }
             return Action::Pause;
         }
+        if let Some(mcp) = &vm.config.mcp {
+            if let (true, Some(server)) = (reads, mcp.metadata(head.bare_path())) {
+                stream::send(&mcp::reply::metadata(&vm.config, server));
+                return Action::Pause;
+            }
+            let server = mcp
+                .servers
+                .iter()
+                .position(|s| Some(s) == mcp.route(&head.path));
+            if let (Some(server), false) = (server, head.is_preflight()) {
+                return self.mcp_request(vm, head, server, end_of_stream);
+            }
+        }
         if head.bare_path() == RESOURCE_METADATA_PATH && reads {
             stream::send(&reply::resource_metadata(
                 &vm.config,
@@ -186,6 +275,15 @@ impl HttpContext for Gate {
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let for_mcp = self
+            .state
+            .borrow()
+            .mcp
+            .as_ref()
+            .is_some_and(|m| m.request.is_none());
+        if let (Some(vm), true) = (self.vm.clone(), for_mcp) {
+            return self.mcp_body(&vm, size, end_of_stream);
+        }
         let for_token_endpoint = self.state.borrow().token_request.is_some();
         if let (Some(vm), true) = (self.vm.clone(), for_token_endpoint) {
             if size > token_exchange::max_body_bytes(&vm.config) {

@@ -18,6 +18,7 @@
 //! - [`vm`] holds what one VM shares between its root and its requests
 //!   (configuration, key ring, token cache, waiting requests, mirror), and
 //!   [`request`] what one request keeps across its callbacks.
+//! - [`mcp_counters`] counts the MCP servers' decisions in Envoy's stats.
 //! - [`jwks_shared`] reads and writes the key sets' records in shared data,
 //!   [`mirror`] is the memory mirror's shared queue and batches,
 //!   [`callout`] sends callouts and reads their answers, [`stream`] acts on
@@ -31,6 +32,7 @@ mod gate;
 mod jwks_fetch;
 mod jwks_shared;
 mod log;
+mod mcp_counters;
 mod mirror;
 mod mirror_pump;
 mod request;

@@ -1,8 +1,19 @@
 //! What one request remembers between its callbacks (and across a wait for
 //! keys), shared by its context and the root context that resumes it.
 
+use crate::mcp;
 use crate::memory::capture::Capture;
 use crate::request_head::RequestHead;
+
+/// A request to an MCP route.
+pub struct McpExchange {
+    /// The server's index in the configuration.
+    pub server: usize,
+    /// The request as read; `None` while its body is still arriving.
+    pub request: Option<mcp::Request>,
+    /// The tool call it makes, once let through.
+    pub call: Option<mcp::ToolCall>,
+}
 
 #[derive(Default)]
 pub struct RequestState {
@@ -22,4 +33,6 @@ pub struct RequestState {
     pub held_body: Option<(Vec<u8>, bool)>,
     /// A model exchange being mirrored to memory.
     pub capture: Option<Capture>,
+    /// A request to an MCP server.
+    pub mcp: Option<McpExchange>,
 }

@@ -5,6 +5,7 @@
 use super::clock::now_ms;
 use super::jwks_shared;
 use super::log::log;
+use super::mcp_counters::McpCounters;
 use super::mirror::Mirror;
 use super::request::RequestState;
 use crate::config::Config;
@@ -37,6 +38,7 @@ pub struct Vm {
     waiters: RefCell<Vec<Waiter>>,
     /// The memory mirror, when configured.
     pub mirror: Option<Mirror>,
+    pub mcp_counters: McpCounters,
 }
 
 impl Vm {
@@ -49,6 +51,7 @@ impl Vm {
             seen: RefCell::new(vec![FetchState::default(); n]),
             waiters: RefCell::default(),
             mirror: Mirror::start(&config),
+            mcp_counters: McpCounters::define(config.mcp.as_ref()),
             config,
         }
     }

@@ -197,6 +197,7 @@ fn the_issued_token_is_a_bearer_token_the_gateway_accepts_with_its_chain() {
     let verdict = verify::verify(
         &cfg,
         Some(&format!("Bearer {token}")),
+        None,
         NOW as i64,
         &NoKeys,
         &mut TokenCache::new(4),
