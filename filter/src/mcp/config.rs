@@ -6,48 +6,40 @@
 
 use attach_contract::agents::valid_name;
 use attach_contract::mcp;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 
 /// The largest JSON-RPC message accepted on an MCP route by default.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
-/// The section as written.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// The section as written. Read through [`serde_json::Value`] by hand
+/// ([`McpConfig::from_value`]) rather than by derived code: the filter's
+/// module then carries no deserialiser of its own for these types.
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct McpConfig {
     /// Request bodies on MCP routes above this many bytes are refused (413).
-    #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     pub servers: Vec<ServerConfig>,
 }
 
-fn default_max_body_bytes() -> usize {
-    DEFAULT_MAX_BODY_BYTES
-}
-
 /// One MCP server, as written.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ServerConfig {
     /// The registered name: the server is reached at `/mcp/{name}`.
     pub name: String,
     /// Scopes every request to the server needs.
-    #[serde(default)]
     pub scopes: Vec<String>,
     /// Whether `tools/list` answers show every tool or only those the
     /// caller may call.
-    #[serde(default)]
     pub tools_list: ToolsList,
     /// What a tool no rule matches gets.
-    #[serde(default)]
     pub default: Unmatched,
     /// Tool rules; the first whose `match` fits the tool decides.
-    #[serde(default)]
     pub tools: Vec<ToolRuleConfig>,
 }
 
 /// What a `tools/list` answer shows the caller.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolsList {
     #[default]
@@ -56,7 +48,7 @@ pub enum ToolsList {
 }
 
 /// The decision for a tool no rule matches.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Unmatched {
     #[default]
@@ -65,29 +57,208 @@ pub enum Unmatched {
 }
 
 /// One tool rule, as written.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ToolRuleConfig {
     /// A tool name, or a prefix when it ends in `*`.
     #[serde(rename = "match")]
     pub tool: String,
     /// Scopes the call needs besides the server's.
-    #[serde(default)]
     pub scopes: Vec<String>,
     /// When set, the users (exact or `prefix*`) who may call it.
-    #[serde(default)]
     pub users: Option<Vec<String>>,
     /// When set, the actors (exact or `prefix*`) a delegated call's whole
     /// chain must be made of.
-    #[serde(default)]
     pub actors: Option<Vec<String>>,
     /// Whether a call made for the user by an actor may reach it at all.
-    #[serde(default = "yes")]
     pub delegated: bool,
 }
 
-fn yes() -> bool {
-    true
+impl<'de> Deserialize<'de> for McpConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        McpConfig::from_value(&value)
+            .map_err(|(at, what)| serde::de::Error::custom(format!("{at}: {what}")))
+    }
+}
+
+/// The members of an object, each taken once; any left over is unknown.
+struct Members<'a> {
+    at: String,
+    map: &'a Map<String, Value>,
+    seen: Vec<&'static str>,
+}
+
+impl<'a> Members<'a> {
+    fn of(value: &'a Value, at: String) -> Result<Self, Problem> {
+        match value.as_object() {
+            Some(map) => Ok(Members {
+                at,
+                map,
+                seen: Vec::new(),
+            }),
+            None => Err((at, "must be an object".into())),
+        }
+    }
+
+    fn here(&self, name: &str) -> String {
+        format!("{}.{name}", self.at)
+    }
+
+    fn get(&mut self, name: &'static str) -> Option<&'a Value> {
+        self.seen.push(name);
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    fn text(&mut self, name: &'static str) -> Result<Option<String>, Problem> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err((self.here(name), "must be a string".into())),
+        }
+    }
+
+    fn texts(&mut self, name: &'static str) -> Result<Option<Vec<String>>, Problem> {
+        let Some(value) = self.get(name) else {
+            return Ok(None);
+        };
+        let list = value.as_array().and_then(|items| {
+            items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect()
+        });
+        list.map(Some)
+            .ok_or_else(|| (self.here(name), "must be a list of strings".into()))
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        name: &'static str,
+        options: &[(&str, T)],
+    ) -> Result<Option<T>, Problem> {
+        let Some(text) = self.text(name)? else {
+            return Ok(None);
+        };
+        match options.iter().find(|(n, _)| *n == text) {
+            Some((_, v)) => Ok(Some(*v)),
+            None => {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                Err((
+                    self.here(name),
+                    format!("must be one of {}", names.join(", ")),
+                ))
+            }
+        }
+    }
+
+    /// Refuses members nobody asked for: a misspelt option must not be
+    /// silently ignored.
+    fn done(self) -> Result<(), Problem> {
+        match self.map.keys().find(|k| !self.seen.contains(&k.as_str())) {
+            Some(unknown) => Err((self.at, format!("unknown member {unknown:?}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl McpConfig {
+    /// Reads the section from its JSON.
+    pub fn from_value(value: &Value) -> Result<McpConfig, Problem> {
+        let mut top = Members::of(value, "mcp".into())?;
+        let max_body_bytes = match top.get("max_body_bytes") {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    (
+                        top.here("max_body_bytes"),
+                        "must be a whole number of bytes".to_string(),
+                    )
+                })?,
+        };
+        let servers = match top.get("servers") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ServerConfig::from_value(s, format!("mcp.servers[{i}]")))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err((top.here("servers"), "must be a list".into())),
+        };
+        top.done()?;
+        Ok(McpConfig {
+            max_body_bytes,
+            servers,
+        })
+    }
+}
+
+impl ServerConfig {
+    fn from_value(value: &Value, at: String) -> Result<ServerConfig, Problem> {
+        let mut m = Members::of(value, at)?;
+        let name = m
+            .text("name")?
+            .ok_or_else(|| (m.here("name"), "is required".to_string()))?;
+        let scopes = m.texts("scopes")?.unwrap_or_default();
+        let tools_list = m
+            .choice(
+                "tools_list",
+                &[("all", ToolsList::All), ("callable", ToolsList::Callable)],
+            )?
+            .unwrap_or_default();
+        let default = m
+            .choice(
+                "default",
+                &[("allow", Unmatched::Allow), ("deny", Unmatched::Deny)],
+            )?
+            .unwrap_or_default();
+        let tools = match m.get("tools") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => {
+                let here = m.here("tools");
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(j, r)| ToolRuleConfig::from_value(r, format!("{here}[{j}]")))
+                    .collect::<Result<_, _>>()?
+            }
+            Some(_) => return Err((m.here("tools"), "must be a list".into())),
+        };
+        m.done()?;
+        Ok(ServerConfig {
+            name,
+            scopes,
+            tools_list,
+            default,
+            tools,
+        })
+    }
+}
+
+impl ToolRuleConfig {
+    fn from_value(value: &Value, at: String) -> Result<ToolRuleConfig, Problem> {
+        let mut m = Members::of(value, at)?;
+        let tool = m
+            .text("match")?
+            .ok_or_else(|| (m.here("match"), "is required".to_string()))?;
+        let scopes = m.texts("scopes")?.unwrap_or_default();
+        let users = m.texts("users")?;
+        let actors = m.texts("actors")?;
+        let delegated = match m.get("delegated") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err((m.here("delegated"), "must be true or false".into())),
+        };
+        m.done()?;
+        Ok(ToolRuleConfig {
+            tool,
+            scopes,
+            users,
+            actors,
+            delegated,
+        })
+    }
 }
 
 /// An exact value, or a prefix (written with a trailing `*`).
@@ -270,9 +441,7 @@ mod tests {
     use serde_json::json;
 
     fn validated(section: serde_json::Value) -> Result<Mcp, Problem> {
-        serde_json::from_value::<McpConfig>(section)
-            .unwrap()
-            .validate(Some("https://gw.example/"))
+        McpConfig::from_value(&section)?.validate(Some("https://gw.example/"))
     }
 
     #[test]
@@ -335,11 +504,47 @@ mod tests {
         for (section, at) in cases {
             assert_eq!(validated(section.clone()).unwrap_err().0, at, "{section}");
         }
-        let section: McpConfig = serde_json::from_value(json!({"servers": []})).unwrap();
+        let section = McpConfig::from_value(&json!({"servers": []})).unwrap();
         assert_eq!(section.validate(None).unwrap_err().0, "resource");
-        assert!(
-            serde_json::from_value::<McpConfig>(json!({"servers": [{"name": "a", "x": 1}]}))
-                .is_err()
-        );
+        let unreadable = [
+            (
+                json!({"servers": [{"name": "a", "x": 1}]}),
+                "mcp.servers[0]",
+            ),
+            (json!({"servers": [{}]}), "mcp.servers[0].name"),
+            (json!({"servers": {}}), "mcp.servers"),
+            (json!({"max_body_bytes": -1}), "mcp.max_body_bytes"),
+            (
+                json!({"servers": [{"name": "a", "default": "maybe"}]}),
+                "mcp.servers[0].default",
+            ),
+            (
+                json!({"servers": [{"name": "a", "tools": [{"match": "x", "delegated": 1}]}]}),
+                "mcp.servers[0].tools[0].delegated",
+            ),
+            (
+                json!({"servers": [{"name": "a", "tools": [{"match": "x", "users": "alice"}]}]}),
+                "mcp.servers[0].tools[0].users",
+            ),
+            (
+                json!({"servers": [{"name": "a", "tools": [{"scopes": []}]}]}),
+                "mcp.servers[0].tools[0].match",
+            ),
+            (json!({"x": 1}), "mcp"),
+        ];
+        for (section, at) in unreadable {
+            assert_eq!(
+                McpConfig::from_value(&section).unwrap_err().0,
+                at,
+                "{section}"
+            );
+        }
+        // The launcher writes the section with serde; it reads back the same.
+        let written = McpConfig::from_value(&json!({"servers": [{"name": "a", "scopes": ["s"],
+            "tools_list": "callable", "default": "deny",
+            "tools": [{"match": "x*", "users": ["u"], "delegated": false}]}]}))
+        .unwrap();
+        let again = McpConfig::from_value(&serde_json::to_value(&written).unwrap()).unwrap();
+        assert_eq!(again, written);
     }
 }

@@ -23,14 +23,15 @@ const NAMED: [(&str, &str); 3] = [
 pub struct Message {
     /// `None` for a response the client posts (older protocol versions).
     pub method: Option<String>,
-    /// The request id, echoed on a refusal; `None` for a notification.
-    pub id: Option<Value>,
+    /// The request id as JSON text, echoed on a refusal; `None` for a
+    /// notification.
+    pub id: Option<String>,
     /// `params.name` or `params.uri` of a method that targets one.
     pub name: Option<String>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]`.
     pub version: Option<String>,
-    /// A `tools/call`'s arguments.
-    pub arguments: Option<Value>,
+    /// A `tools/call`'s arguments, as JSON text.
+    pub arguments: Option<String>,
 }
 
 /// Why a body is not one JSON-RPC message.
@@ -46,8 +47,8 @@ pub enum Unreadable {
 
 impl Message {
     pub fn parse(body: &[u8]) -> Result<Message, Unreadable> {
-        let mut value: Value = serde_json::from_slice(body).map_err(|_| Unreadable::NotJson)?;
-        let Some(object) = value.as_object_mut() else {
+        let value: Value = serde_json::from_slice(body).map_err(|_| Unreadable::NotJson)?;
+        let Some(object) = value.as_object() else {
             return Err(Unreadable::NotAMessage);
         };
         if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
@@ -58,8 +59,11 @@ impl Message {
             Some(Value::String(m)) => Some(m.clone()),
             Some(_) => return Err(Unreadable::NotAMessage),
         };
-        let id = object.remove("id").filter(|id| !id.is_null());
-        let params = object.get_mut("params").and_then(Value::as_object_mut);
+        let id = object
+            .get("id")
+            .filter(|id| !id.is_null())
+            .map(Value::to_string);
+        let params = object.get("params").and_then(Value::as_object);
         let version = params
             .as_ref()
             .and_then(|p| p.get("_meta"))
@@ -77,7 +81,7 @@ impl Message {
                     Some(Value::String(name)) => Some(name.clone()),
                     Some(_) => return Err(Unreadable::NotAMessage),
                 };
-                (name, params.remove("arguments"))
+                (name, params.get("arguments").map(Value::to_string))
             }
             _ => (None, None),
         };
@@ -122,9 +126,9 @@ mod tests {
                 "_meta": {VERSION_META: "2026-07-28"}}}))
         .unwrap();
         assert_eq!(m.tool(), Some("echo"));
-        assert_eq!(m.id, Some(json!(1)));
+        assert_eq!(m.id.as_deref(), Some("1"));
         assert_eq!(m.version.as_deref(), Some("2026-07-28"));
-        assert_eq!(m.arguments, Some(json!({"text": "hi"})));
+        assert_eq!(m.arguments.as_deref(), Some(r#"{"text":"hi"}"#));
         assert!(m.is_named());
     }
 

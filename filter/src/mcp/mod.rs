@@ -23,7 +23,6 @@ use crate::reply::{Challenge, LocalReply, insufficient_scope};
 use config::Server;
 use message::{Message, Unreadable};
 use policy::{Caller, Decision};
-use serde_json::Value;
 use transport::MetadataHeaders;
 
 /// A request to an MCP route, as far as the filter reads it before the
@@ -40,8 +39,9 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToolCall {
     pub tool: String,
-    pub arguments: Option<Value>,
-    pub id: Option<Value>,
+    /// The arguments and the request id, as JSON text.
+    pub arguments: Option<String>,
+    pub id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +68,7 @@ impl Request {
             Unreadable::NotAMessage => reply::not_a_message(),
         })?;
         transport::check(&headers, &message)
-            .map_err(|m| reply::header_mismatch(message.id.as_ref(), &m))?;
+            .map_err(|m| reply::header_mismatch(message.id.as_deref(), &m))?;
         Ok(Request {
             message: Some(message),
             headers,
@@ -112,7 +112,7 @@ pub fn admit(server: &Server, identity: &Identity, request: &Request) -> Admissi
             Admission::Refuse(insufficient_scope(&challenge(server, &needed), &[]))
         }
         Decision::Forbidden => Admission::Refuse(reply::tool_forbidden(
-            request.message.as_ref().and_then(|m| m.id.as_ref()),
+            request.message.as_ref().and_then(|m| m.id.as_deref()),
         )),
     }
 }
@@ -170,8 +170,8 @@ mod tests {
             panic!("not forwarded");
         };
         assert_eq!(call.tool, "echo");
-        assert_eq!(call.arguments, Some(json!({"a": 1})));
-        assert_eq!(call.id, Some(json!(9)));
+        assert_eq!(call.arguments.as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(call.id.as_deref(), Some("9"));
     }
 
     /// MCP 2026-07-28, basic/authorization, "Runtime Insufficient Scope
@@ -200,7 +200,7 @@ mod tests {
             panic!("forwarded");
         };
         assert_eq!(r.status, 403);
-        let body: Value = serde_json::from_str(&r.body).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
             (body["id"].clone(), body["error"]["code"].clone()),
             (json!(9), json!(-32602))

@@ -94,7 +94,7 @@ mod tests {
     use serde_json::json;
 
     fn server(section: serde_json::Value) -> Server {
-        let mut mcp = serde_json::from_value::<McpConfig>(json!({"servers": [section]}))
+        let mut mcp = McpConfig::from_value(&json!({"servers": [section]}))
             .unwrap()
             .validate(Some("https://gw"))
             .unwrap();

@@ -39,22 +39,21 @@ pub fn metadata(cfg: &Config, server: &Server) -> LocalReply {
     reply
 }
 
-/// A JSON-RPC error response (with the request's id, when it had one)
-/// under an HTTP status.
-fn error(status: u32, id: Option<&Value>, code: i64, message: &str) -> LocalReply {
-    LocalReply::json(
-        status,
-        vec![],
-        json!({
-            "jsonrpc": "2.0",
-            "id": id.cloned().unwrap_or(Value::Null),
-            "error": {"code": code, "message": message},
-        }),
-    )
+/// A JSON-RPC error response (with the request's id, JSON text as the
+/// request wrote it, when it had one) under an HTTP status. `message` is
+/// one of this module's fixed texts.
+fn error(status: u32, id: Option<&str>, code: i64, message: &str) -> LocalReply {
+    let mut reply = LocalReply::json(status, vec![], Value::Null);
+    reply.body = format!(
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{}}}}}"#,
+        id.unwrap_or("null"),
+        Value::from(message)
+    );
+    reply
 }
 
 /// 400: the metadata headers disagree with the body.
-pub fn header_mismatch(id: Option<&Value>, mismatch: &Mismatch) -> LocalReply {
+pub fn header_mismatch(id: Option<&str>, mismatch: &Mismatch) -> LocalReply {
     error(400, id, HEADER_MISMATCH, &mismatch.describe())
 }
 
@@ -74,7 +73,7 @@ pub fn not_a_message() -> LocalReply {
 }
 
 /// 403: a rule does not let this caller call this tool.
-pub fn tool_forbidden(id: Option<&Value>) -> LocalReply {
+pub fn tool_forbidden(id: Option<&str>) -> LocalReply {
     error(
         403,
         id,
@@ -123,11 +122,12 @@ mod tests {
             header: METHOD_HEADER,
             problem: Problem::DiffersFromBody,
         };
-        let r = header_mismatch(Some(&json!(7)), &m);
+        let r = header_mismatch(Some("7"), &m);
         assert_eq!(r.status, 400);
         assert_eq!(body(&r)["id"], 7);
         assert_eq!(body(&r)["error"]["code"], HEADER_MISMATCH);
-        let r = tool_forbidden(Some(&json!("a")));
+        let r = tool_forbidden(Some("\"a\""));
+        assert_eq!(body(&r)["id"], "a");
         assert_eq!(
             (r.status, body(&r)["error"]["code"].clone()),
             (403, json!(INVALID_PARAMS))
