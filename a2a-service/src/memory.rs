@@ -17,8 +17,9 @@
 //!
 //! Memory is an audit trail of what the engine said, so what the gateway
 //! writes cannot be written by callers: their events may not use the
-//! mirror's and the tasks' kinds (`prompt`, `reply`, `task_sent`,
-//! `task_result`, in `/mem/events` too), carry exchange metadata, take a
+//! mirror's and the tasks' kinds (`prompt`, `reply`, `tool_call`,
+//! `tool_result`, `task_sent`, `task_result`, in `/mem/events` too), carry
+//! exchange metadata (a tool call's `tool` and `is_error` among it), take a
 //! UUID version 8 id (the mirror's ids: taking one first would hide the
 //! exchange), or be dated more than [`CALLER_CLOCK_WINDOW_MS`] away from
 //! now (only the mirror records exchanges that happened earlier, when its
@@ -35,7 +36,8 @@ use attach_contract::delegation::ActorChain;
 use attach_contract::event::{Kind, field};
 use attach_contract::limits::{
     self, MAX_KIND_CHARS, MAX_MODEL_CHARS, MAX_REQUEST_ID_CHARS, MAX_ROLE_CHARS, MAX_ROUTE_CHARS,
-    MAX_SESSION_CHARS, MAX_TASK_ID_CHARS, MAX_UNIX_MS, MAX_UNREADABLE_CHARS, STATUS_CODES,
+    MAX_SESSION_CHARS, MAX_TASK_ID_CHARS, MAX_TOOL_CHARS, MAX_UNIX_MS, MAX_UNREADABLE_CHARS,
+    STATUS_CODES,
 };
 use attach_contract::timestamp::rfc3339_millis;
 
@@ -57,6 +59,9 @@ pub fn event_json(e: &MemoryEvent) -> Value {
     let mut fields = e.meta.fields();
     if !e.actor.is_empty() {
         fields.insert(field::ACTOR.into(), json!(e.actor.header_value()));
+    }
+    if let Some(tool) = &e.tool {
+        fields.insert(field::TOOL.into(), json!(tool));
     }
     fields.extend([
         ("mem_id".to_string(), json!(e.id)),
@@ -146,6 +151,14 @@ fn opt_count(obj: &Map<String, Value>, key: &str) -> AppResult<Option<u64>> {
     }
 }
 
+fn opt_flag(obj: &Map<String, Value>, key: &str) -> AppResult<Option<bool>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(AppError::BadRequest(format!("{key} must be true or false"))),
+    }
+}
+
 /// The exchange metadata the filter sends with each mirrored event.
 fn exchange_meta(obj: &Map<String, Value>) -> AppResult<ExchangeMeta> {
     let bad_status = || {
@@ -164,15 +177,6 @@ fn exchange_meta(obj: &Map<String, Value>) -> AppResult<ExchangeMeta> {
                 .ok_or_else(bad_status)?,
         ),
     };
-    let truncated = match obj.get(field::TRUNCATED) {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(_) => {
-            return Err(AppError::BadRequest(
-                "truncated must be true or false".into(),
-            ));
-        }
-    };
     Ok(ExchangeMeta {
         model: opt_label(obj, field::MODEL, MAX_MODEL_CHARS)?,
         route: opt_label(obj, field::ROUTE, MAX_ROUTE_CHARS)?,
@@ -181,9 +185,10 @@ fn exchange_meta(obj: &Map<String, Value>) -> AppResult<ExchangeMeta> {
         latency_ms: opt_count(obj, field::LATENCY_MS)?,
         tokens_in: opt_count(obj, field::TOKENS_IN)?,
         tokens_out: opt_count(obj, field::TOKENS_OUT)?,
-        truncated,
+        truncated: opt_flag(obj, field::TRUNCATED)?,
         unreadable: opt_label(obj, field::UNREADABLE, MAX_UNREADABLE_CHARS)?,
         request_bytes: opt_count(obj, field::REQUEST_BYTES)?,
+        is_error: opt_flag(obj, field::IS_ERROR)?,
     })
 }
 
@@ -241,6 +246,7 @@ fn ingest_event(value: &Value, writer: &Ingester, now: i64) -> AppResult<MemoryE
         created_ms,
         meta: exchange_meta(obj)?,
         actor: event_actor(obj, writer)?,
+        tool: opt_label(obj, field::TOOL, MAX_TOOL_CHARS)?,
     };
     if matches!(writer, Ingester::Caller(_)) {
         check_caller_event(&event, id, now)?;
@@ -273,7 +279,9 @@ fn event_actor(obj: &Map<String, Value>, writer: &Ingester) -> AppResult<ActorCh
 /// What only the gateway writes (see the module's documentation).
 fn check_caller_event(event: &MemoryEvent, id: uuid::Uuid, now: i64) -> AppResult<()> {
     check_caller_kind(&event.kind)?;
-    if let Some(field) = event.meta.fields().keys().next() {
+    let meta = event.meta.fields();
+    let tool = event.tool.is_some().then_some(field::TOOL);
+    if let Some(field) = meta.keys().map(String::as_str).chain(tool).next() {
         return Err(AppError::BadRequest(format!(
             "{field} is reserved to the gateway's memory mirror"
         )));
@@ -327,6 +335,7 @@ pub async fn create(
         created_ms: now_ms(),
         meta: ExchangeMeta::default(),
         actor: caller.actors.clone(),
+        tool: None,
     };
     state
         .store

@@ -579,6 +579,7 @@ fn memory_event(
         created_ms: now_ms(),
         meta: ExchangeMeta::default(),
         actor: actor.clone(),
+        tool: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Memory reads from Weaviate.
 //!
 //! With `MEM_BACKEND=weaviate` the gateway's filter writes mirrored model
-//! prompts and replies straight to Weaviate (the contract's class,
+//! prompts and replies, and MCP tool calls and results, straight to Weaviate (the contract's class,
 //! [`attach_contract::weaviate`], object id = event id) instead of posting
 //! them to `/mem/ingest`, so the memory routes read them back from there.
 //! Queries go through GraphQL `Get`, always scoped to the caller's user;
@@ -39,6 +39,7 @@ enum Field {
     Session,
     TaskId,
     Kind,
+    Tool,
     Id,
 }
 
@@ -49,6 +50,7 @@ impl Field {
             Field::Session => property::SESSION,
             Field::TaskId => property::TASK_ID,
             Field::Kind => property::KIND,
+            Field::Tool => property::TOOL,
             Field::Id => "id",
         }
     }
@@ -59,6 +61,7 @@ impl Field {
             Field::Session => Some(&e.session),
             Field::TaskId => e.task_id.as_deref(),
             Field::Kind => Some(&e.kind),
+            Field::Tool => e.tool.as_deref(),
             Field::Id => Some(&e.id),
         }
     }
@@ -162,6 +165,9 @@ impl Weaviate {
         }
         if let Some(k) = &f.kind {
             conditions.push((Field::Kind, k));
+        }
+        if let Some(t) = &f.tool {
+            conditions.push((Field::Tool, t));
         }
         self.query(&conditions, f.limit).await
     }
@@ -312,6 +318,7 @@ fn event_from_object(object: &Value) -> Result<MemoryEvent, String> {
         content: text(o, property::CONTENT)?.map_or(Value::Null, Value::String),
         created_ms,
         actor: ActorChain::default(),
+        tool: text(o, property::TOOL)?,
         meta: ExchangeMeta {
             model: text(o, property::MODEL)?,
             route: text(o, property::ROUTE)?,
@@ -320,13 +327,10 @@ fn event_from_object(object: &Value) -> Result<MemoryEvent, String> {
             latency_ms: unsigned(o, property::LATENCY_MS)?,
             tokens_in: unsigned(o, property::TOKENS_IN)?,
             tokens_out: unsigned(o, property::TOKENS_OUT)?,
-            truncated: match o.get(property::TRUNCATED) {
-                None | Some(Value::Null) => None,
-                Some(Value::Bool(b)) => Some(*b),
-                Some(_) => return Err("truncated is not a boolean".into()),
-            },
+            truncated: flag(o, property::TRUNCATED)?,
             unreadable: text(o, property::UNREADABLE)?,
             request_bytes: unsigned(o, property::REQUEST_BYTES)?,
+            is_error: flag(o, property::IS_ERROR)?,
         },
         id,
     })
@@ -337,6 +341,14 @@ fn text(o: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(format!("{key} is not text")),
+    }
+}
+
+fn flag(o: &Map<String, Value>, key: &str) -> Result<Option<bool>, String> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(format!("{key} is not a boolean")),
     }
 }
 
@@ -359,17 +371,19 @@ mod tests {
         let q = get_query(&[(Field::User, "alice"), (Field::Session, "s1")], 50);
         assert_eq!(
             q,
-            r#"{ Get { MemoryEvent(where: {operator: And, operands: [{path: ["user"], operator: Equal, valueText: "alice"}, {path: ["session"], operator: Equal, valueText: "s1"}]}, limit: 50, sort: [{path: ["timestamp"], order: desc}]) { user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated unreadable requestBytes _additional { id } } } }"#
+            r#"{ Get { MemoryEvent(where: {operator: And, operands: [{path: ["user"], operator: Equal, valueText: "alice"}, {path: ["session"], operator: Equal, valueText: "s1"}]}, limit: 50, sort: [{path: ["timestamp"], order: desc}]) { user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated unreadable requestBytes tool isError _additional { id } } } }"#
         );
         let q = get_query(
             &[
                 (Field::User, "bob"),
                 (Field::TaskId, "t-1"),
                 (Field::Kind, "reply"),
+                (Field::Tool, "echo"),
                 (Field::Id, "0b6f0a0e-0000-4000-8000-000000000001"),
             ],
             1,
         );
+        assert!(q.contains(r#"{path: ["tool"], operator: Equal, valueText: "echo"}"#));
         assert!(q.contains(r#"{path: ["taskId"], operator: Equal, valueText: "t-1"}"#));
         assert!(q.contains(r#"{path: ["kind"], operator: Equal, valueText: "reply"}"#));
         assert!(q.contains(r#"{path: ["id"], operator: Equal, valueText: "0b6f0a0e-"#));
@@ -427,11 +441,16 @@ mod tests {
             {"user": "alice", "session": null, "role": null, "kind": null, "content": null,
              "model": null, "route": null, "requestId": null, "taskId": "t1", "status": null,
              "timestamp": "2030-01-01T02:00:00+02:00", "latencyMs": null, "tokensIn": null,
-             "tokensOut": null, "truncated": null,
+             "tokensOut": null, "truncated": null, "tool": null, "isError": null,
              "_additional": {"id": "0b6f0a0e-0000-4000-8000-000000000002"}},
+            {"user": "alice", "session": "s1", "role": "assistant", "kind": "tool_result",
+             "content": "boom", "route": "/mcp/tools", "requestId": "r2", "status": 200,
+             "timestamp": "2030-01-01T00:00:03Z", "latencyMs": 40, "truncated": false,
+             "tool": "echo", "isError": true,
+             "_additional": {"id": "0b6f0a0e-0000-4000-8000-000000000004"}},
         ]}}});
         let events = parse_reply(body.to_string().as_bytes()).unwrap();
-        assert_eq!(events.len(), 3);
+        assert_eq!(events.len(), 4);
         let e = &events[0];
         assert_eq!(e.id, "0b6f0a0e-0000-4000-8000-000000000001");
         assert_eq!(e.owner, "alice");
@@ -453,8 +472,10 @@ mod tests {
                 truncated: Some(false),
                 unreadable: None,
                 request_bytes: None,
+                is_error: None,
             }
         );
+        assert_eq!(e.tool, None);
         let placeholder = &events[1].meta;
         assert_eq!(placeholder.unreadable.as_deref(), Some("duplicate key"));
         assert_eq!(placeholder.request_bytes, Some(77));
@@ -465,6 +486,15 @@ mod tests {
         assert_eq!(bare.task_id.as_deref(), Some("t1"));
         assert_eq!(bare.created_ms, 1_893_456_000_000);
         assert!(bare.meta.is_empty());
+        assert_eq!(bare.tool, None);
+        let result = &events[3];
+        assert_eq!(
+            (result.kind.as_str(), result.tool.as_deref()),
+            ("tool_result", Some("echo"))
+        );
+        assert_eq!(result.meta.is_error, Some(true));
+        assert_eq!(result.meta.route.as_deref(), Some("/mcp/tools"));
+        assert_eq!(result.meta.model, None);
         let empty = json!({"data": {"Get": {"MemoryEvent": []}}});
         assert_eq!(parse_reply(empty.to_string().as_bytes()), Ok(Vec::new()));
     }
@@ -502,6 +532,8 @@ mod tests {
             object(json!({"truncated": "no"})),
             object(json!({"unreadable": 1})),
             object(json!({"requestBytes": -1})),
+            object(json!({"tool": 7})),
+            object(json!({"isError": "yes"})),
             object(json!({"session": 3})),
         ];
         for body in malformed {

@@ -120,8 +120,17 @@ fn field() -> impl Strategy<Value = (String, Value)> {
         named(
             "kind",
             prop_oneof![
-                proptest::sample::select(vec!["prompt", "reply", "note", "task_sent", "Reply", ""])
-                    .prop_map(Value::from),
+                proptest::sample::select(vec![
+                    "prompt",
+                    "reply",
+                    "tool_call",
+                    "tool_result",
+                    "note",
+                    "task_sent",
+                    "Reply",
+                    ""
+                ])
+                .prop_map(Value::from),
                 label(),
             ]
             .boxed()
@@ -135,6 +144,7 @@ fn field() -> impl Strategy<Value = (String, Value)> {
         named("route", label().boxed()),
         named("request_id", label().boxed()),
         named("unreadable", label().boxed()),
+        named("tool", label().boxed()),
         named(
             "status",
             prop_oneof![(0u64..1_000).prop_map(Value::from), any_json()].boxed()
@@ -145,6 +155,10 @@ fn field() -> impl Strategy<Value = (String, Value)> {
         named("request_bytes", count().boxed()),
         named(
             "truncated",
+            prop_oneof![any::<bool>().prop_map(Value::from), any_json()].boxed()
+        ),
+        named(
+            "is_error",
             prop_oneof![any::<bool>().prop_map(Value::from), any_json()].boxed()
         ),
         ("[a-z]{1,8}", any_json()),

@@ -34,6 +34,7 @@ sqlite_tests!(
     cards_and_health,
     replicas_share_state,
     ingest_keeps_exchange_meta,
+    ingest_keeps_tool_calls,
     ingest_refuses_bad_meta,
     ingest_refuses_timestamps_out_of_range,
     caller_writes_cannot_pass_for_the_mirror,

@@ -1,5 +1,7 @@
 //! The memory event: what the gateway's memory mirror records of each
-//! exchange with a model, one event for the prompt and one for the reply.
+//! exchange with a model, one event for the prompt and one for the reply,
+//! and of each MCP tool call, one event for the call and one for its
+//! result.
 //!
 //! The filter writes [`Event`]s as JSON, one per shared-queue item and as
 //! the elements of the companion service's `POST /mem/ingest` array, which
@@ -11,7 +13,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Who spoke: the caller (the prompt) or the model (the reply).
+/// Who spoke: the caller (the prompt, the tool call) or the model or tool
+/// server (the reply, the tool result).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "&'static str", try_from = "String")]
 pub enum Role {
@@ -38,16 +41,22 @@ impl Role {
 pub enum Kind {
     Prompt,
     Reply,
+    /// An MCP `tools/call` request: the tool and its arguments.
+    ToolCall,
+    /// What the MCP server answered to it: the result's text, or the error.
+    ToolResult,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Prompt, Kind::Reply];
+    pub const ALL: [Kind; 4] = [Kind::Prompt, Kind::Reply, Kind::ToolCall, Kind::ToolResult];
 
     /// The kind's name in JSON.
     pub const fn name(self) -> &'static str {
         match self {
             Kind::Prompt => "prompt",
             Kind::Reply => "reply",
+            Kind::ToolCall => "tool_call",
+            Kind::ToolResult => "tool_result",
         }
     }
 }
@@ -109,10 +118,14 @@ pub mod field {
     pub const REQUEST_BYTES: &str = "request_bytes";
     /// Who acted for the user, see [`super::Event::actor`].
     pub const ACTOR: &str = "actor";
+    /// The MCP tool called, see [`super::Event::tool`].
+    pub const TOOL: &str = "tool";
+    /// Whether the tool call failed, see [`super::Event::is_error`].
+    pub const IS_ERROR: &str = "is_error";
 
     /// What the mirror knows of an exchange besides its text: the members
     /// only the mirror may write.
-    pub const EXCHANGE: [&str; 10] = [
+    pub const EXCHANGE: [&str; 12] = [
         MODEL,
         ROUTE,
         REQUEST_ID,
@@ -123,9 +136,16 @@ pub mod field {
         TRUNCATED,
         UNREADABLE,
         REQUEST_BYTES,
+        TOOL,
+        IS_ERROR,
     ];
 }
 
+/// One mirrored event. A model exchange gives a [`Kind::Prompt`] (role
+/// user) and a [`Kind::Reply`] (role assistant); an MCP tool call gives a
+/// [`Kind::ToolCall`] (role user) and a [`Kind::ToolResult`] (role
+/// assistant), whose `route` is the MCP server's (`/mcp/{server}`), with
+/// `tool` on both, `is_error` on the result and no `model`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// See [`event_id`]: a retried delivery overwrites instead of duplicating.
@@ -169,6 +189,13 @@ pub struct Event {
     /// user acted alone, and in events written before chains existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The MCP tool's name, on both events of a tool call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// On a tool result: whether the call failed, as the result's `isError`
+    /// said, or because the server answered with a JSON-RPC error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_error: Option<bool>,
 }
 
 /// A UUIDv8 (RFC 9562 §5.8) made of the first 128 bits of a SHA-256 over
@@ -259,6 +286,8 @@ mod tests {
             unreadable: None,
             request_bytes: None,
             actor: None,
+            tool: None,
+            is_error: None,
         }
     }
 
@@ -299,6 +328,8 @@ mod tests {
             "unreadable",
             "request_bytes",
             "actor",
+            "tool",
+            "is_error",
         ] {
             assert!(v.get(absent).is_none(), "{absent}");
         }
@@ -317,6 +348,8 @@ mod tests {
             unreadable: Some("not JSON".into()),
             request_bytes: Some(3),
             actor: Some("did:key:coder, did:key:planner".into()),
+            tool: Some("echo".into()),
+            is_error: Some(false),
             ..prompt_event()
         };
         let v = serde_json::to_value(&full).unwrap();
@@ -350,10 +383,57 @@ mod tests {
             assert_eq!(v, role.name());
             assert_eq!(serde_json::from_value::<Role>(v).unwrap(), role);
         }
-        assert_eq!(Kind::ALL.map(Kind::name), ["prompt", "reply"]);
-        for bad in ["Prompt", "message", "", "user"] {
+        assert_eq!(
+            Kind::ALL.map(Kind::name),
+            ["prompt", "reply", "tool_call", "tool_result"]
+        );
+        for bad in ["Prompt", "message", "", "user", "ToolCall", "tool-call"] {
             assert!(serde_json::from_value::<Kind>(bad.into()).is_err(), "{bad}");
         }
         assert!(serde_json::from_value::<Role>("User".into()).is_err());
+    }
+
+    /// A tool call's two events: the call as the user's, the result as the
+    /// server's, distinct ids from the same request, no model.
+    #[test]
+    fn a_tool_call_and_its_result() {
+        let call = Event {
+            id: event_id("alice", "req-7", Role::User),
+            kind: Kind::ToolCall,
+            content: "echo {\"text\":\"hi\"}".into(),
+            model: None,
+            route: "/mcp/tools".into(),
+            request_id: "req-7".into(),
+            task_id: None,
+            tokens_in: None,
+            tool: Some("echo".into()),
+            ..prompt_event()
+        };
+        let result = Event {
+            id: event_id("alice", "req-7", Role::Assistant),
+            role: Role::Assistant,
+            kind: Kind::ToolResult,
+            content: "hi".into(),
+            is_error: Some(true),
+            ..call.clone()
+        };
+        assert_ne!(call.id, result.id);
+        let v = serde_json::to_value(&call).unwrap();
+        assert_eq!(
+            (&v["kind"], &v["role"], &v["tool"], &v["route"]),
+            (
+                &"tool_call".into(),
+                &"user".into(),
+                &"echo".into(),
+                &"/mcp/tools".into()
+            )
+        );
+        assert!(v.get("model").is_none() && v.get("is_error").is_none());
+        let v = serde_json::to_value(&result).unwrap();
+        assert_eq!(
+            (&v["kind"], &v["role"], &v["is_error"]),
+            (&"tool_result".into(), &"assistant".into(), &true.into())
+        );
+        assert_eq!(serde_json::from_value::<Event>(v).unwrap(), result);
     }
 }

@@ -16,6 +16,9 @@ pub const MAX_SESSION_CHARS: usize = 256;
 pub const MAX_ROLE_CHARS: usize = 64;
 pub const MAX_TASK_ID_CHARS: usize = 256;
 pub const MAX_UNREADABLE_CHARS: usize = 64;
+/// MCP asks tool names to stay within 128 characters; a server that does
+/// not still has its calls recorded, under the name's first 256.
+pub const MAX_TOOL_CHARS: usize = 256;
 
 /// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write (its
 /// years have four digits). Timestamps run from the epoch to here: nothing

@@ -28,6 +28,8 @@ pub mod property {
     pub const TRUNCATED: &str = "truncated";
     pub const UNREADABLE: &str = "unreadable";
     pub const REQUEST_BYTES: &str = "requestBytes";
+    pub const TOOL: &str = "tool";
+    pub const IS_ERROR: &str = "isError";
 }
 
 /// One property of [`CLASS`].
@@ -59,7 +61,7 @@ const fn other(name: &'static str, data_type: &'static str) -> Property {
 
 /// Every property, declared so nothing depends on auto-schema guessing a
 /// type from the first object written.
-pub const PROPERTIES: [Property; 17] = [
+pub const PROPERTIES: [Property; 19] = [
     text(property::USER, true),
     text(property::SESSION, true),
     text(property::ROLE, true),
@@ -77,6 +79,8 @@ pub const PROPERTIES: [Property; 17] = [
     other(property::TRUNCATED, "boolean"),
     text(property::UNREADABLE, true),
     other(property::REQUEST_BYTES, "int"),
+    text(property::TOOL, true),
+    other(property::IS_ERROR, "boolean"),
 ];
 
 #[cfg(test)]
@@ -144,7 +148,8 @@ mod tests {
                 "route",
                 "requestId",
                 "taskId",
-                "unreadable"
+                "unreadable",
+                "tool"
             ]
         );
     }

@@ -42,6 +42,7 @@ BATCH = "/v1/batch/objects"
 EXPECTED_TYPES = {
     "user": "text", "session": "text", "role": "text", "kind": "text", "content": "text",
     "model": "text", "route": "text", "status": "int", "timestamp": "date", "truncated": "boolean",
+    "tool": "text", "isError": "boolean",
 }
 
 
@@ -127,7 +128,7 @@ def test_the_class_is_created_once_with_a_valid_schema(wv):
         assert declared[name]["dataType"] == [data_type], declared[name]
     # Reading a user's events filters on these: a word-tokenized "user" would
     # let "ann smith" match "ann".
-    for name in ("user", "session", "kind"):
+    for name in ("user", "session", "kind", "tool"):
         assert declared[name].get("tokenization") == "field", declared[name]
 
 

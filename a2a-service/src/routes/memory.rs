@@ -2,15 +2,18 @@
 //!
 //! `POST /mem/events` `{kind, content, task_id?}` → `{"mem_id"}` (owner and
 //! session are the caller's); `GET /mem/events/{mem_id}`;
-//! `GET /mem/events?limit=&session=&task_id=&kind=` (newest first, limit
-//! 50 by default, at most 500, only the caller's documents); each event
-//! read back has `actor` when someone acted for the user.
+//! `GET /mem/events?limit=&session=&task_id=&kind=&tool=` (newest first,
+//! limit 50 by default, at most 500, only the caller's documents; `tool`
+//! selects the mirrored calls of one MCP tool and their results); each
+//! event read back has `actor` when someone acted for the user.
 //! `POST /mem/ingest` takes the filter's memory mirror: a JSON array (or
 //! `{"events": [...]}`) of `{id (UUID), user, session, role, content, kind?,
 //! task_id?, timestamp?}` plus the exchange's metadata `{model?, route?,
 //! request_id?, status?, latency_ms?, tokens_in?, tokens_out?, truncated?,
-//! unreadable?, request_bytes?}` (the last two on the placeholder prompt of
-//! a request body the filter could not read) and `actor?` (who acted for
+//! unreadable?, request_bytes?, tool?, is_error?}` (`unreadable` and
+//! `request_bytes` on the placeholder prompt of a request body the filter
+//! could not read, `tool` on both events of an MCP tool call and
+//! `is_error` on its result) and `actor?` (who acted for
 //! the user, in X-Attach-Actor's form; a caller's own events carry its own
 //! chain whatever they say, and may only repeat it); duplicates by `id` are
 //! ignored. The answer is 200 `{"accepted": [ids], "inserted": n,
@@ -61,6 +64,7 @@ pub struct ListQuery {
     session: Option<String>,
     task_id: Option<String>,
     kind: Option<String>,
+    tool: Option<String>,
 }
 
 pub async fn list(
@@ -73,6 +77,7 @@ pub async fn list(
         session: q.session.filter(|s| !s.is_empty()),
         task_id: q.task_id.filter(|s| !s.is_empty()),
         kind: q.kind.filter(|s| !s.is_empty()),
+        tool: q.tool.filter(|s| !s.is_empty()),
         limit: memory::list_limit(q.limit.as_deref())?,
     };
     let events = memory::list(&state, &caller.user, &filter).await?;

@@ -26,6 +26,10 @@ pub struct MemoryEvent {
     /// Who acted for the owner when the event was written, current actor
     /// first; empty when the owner acted alone.
     pub actor: ActorChain,
+    /// The MCP tool of a mirrored tool call or result. A column of its
+    /// own, not part of [`ExchangeMeta`]'s object, so that listings can
+    /// select by it.
+    pub tool: Option<String>,
 }
 
 /// What the gateway's mirror knows of a model exchange besides its text,
@@ -57,6 +61,9 @@ pub struct ExchangeMeta {
     pub unreadable: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_bytes: Option<u64>,
+    /// On an MCP tool result: whether the call failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_error: Option<bool>,
 }
 
 impl ExchangeMeta {
@@ -78,6 +85,7 @@ pub struct MemoryFilter {
     pub session: Option<String>,
     pub task_id: Option<String>,
     pub kind: Option<String>,
+    pub tool: Option<String>,
     pub limit: i64,
 }
 
@@ -97,13 +105,14 @@ fn memory_from_row(row: &AnyRow) -> StoreResult<MemoryEvent> {
             .transpose()?
             .unwrap_or_default(),
         actor: actors_from_column("actor", row.try_get("actor")?)?,
+        tool: row.try_get("tool")?,
     })
 }
 
 /// An insert that leaves an existing id untouched (ingest is idempotent).
 pub(super) fn insert_memory_sql(e: &MemoryEvent) -> Sql {
     let mut sql = Sql::new(
-        "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms, meta, actor) VALUES (",
+        "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms, meta, actor, tool) VALUES (",
     );
     sql.push("?", Arg::Text(e.id.clone()));
     sql.push(", ?", Arg::Text(e.owner.clone()));
@@ -115,15 +124,13 @@ pub(super) fn insert_memory_sql(e: &MemoryEvent) -> Sql {
     sql.push(", ?", Arg::Int(e.created_ms));
     let meta = (!e.meta.is_empty()).then(|| json_text(&e.meta));
     sql.push_optional(", ?", meta.as_deref());
-    sql.push_optional(
-        ", ?) ON CONFLICT (id) DO NOTHING",
-        actors_column(&e.actor).as_deref(),
-    );
+    sql.push_optional(", ?", actors_column(&e.actor).as_deref());
+    sql.push_optional(", ?) ON CONFLICT (id) DO NOTHING", e.tool.as_deref());
     sql
 }
 
 const MEMORY_COLUMNS: &str =
-    "id, owner, session, kind, role, task_id, content, created_ms, meta, actor";
+    "id, owner, session, kind, role, task_id, content, created_ms, meta, actor, tool";
 
 impl Store {
     /// Inserts a memory document; an existing id is left untouched.
@@ -177,6 +184,9 @@ impl Store {
         if let Some(k) = &f.kind {
             sql.push(" AND kind = ?", Arg::Text(k.clone()));
         }
+        if let Some(t) = &f.tool {
+            sql.push(" AND tool = ?", Arg::Text(t.clone()));
+        }
         sql.raw(" ORDER BY created_ms DESC, id DESC");
         sql.push(" LIMIT ?", Arg::Int(f.limit));
         let rows = sql.query().fetch_all(&self.pool).await?;
@@ -190,7 +200,8 @@ mod tests {
     use attach_contract::event::field;
 
     /// The metadata is stored, and read back, under the members the
-    /// filter's events carry it in.
+    /// filter's events carry it in; the tool, the one member kept apart,
+    /// in a column.
     #[test]
     fn exchange_meta_members_are_the_events() {
         let full = ExchangeMeta {
@@ -204,9 +215,11 @@ mod tests {
             truncated: Some(false),
             unreadable: Some("not JSON".into()),
             request_bytes: Some(4),
+            is_error: Some(true),
         };
         let fields = full.fields();
         let mut members: Vec<&str> = fields.keys().map(String::as_str).collect();
+        members.push(field::TOOL);
         let mut want = field::EXCHANGE.to_vec();
         members.sort_unstable();
         want.sort_unstable();

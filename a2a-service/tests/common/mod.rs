@@ -335,7 +335,8 @@ impl FakeWeaviate {
             "user": null, "session": null, "role": null, "kind": null, "content": null,
             "model": null, "route": null, "requestId": null, "taskId": null, "status": null,
             "timestamp": null, "latencyMs": null, "tokensIn": null, "tokensOut": null,
-            "truncated": null, "unreadable": null, "requestBytes": null,
+            "truncated": null, "unreadable": null, "requestBytes": null, "tool": null,
+            "isError": null,
         });
         for (k, v) in properties.as_object().unwrap() {
             object[k] = v.clone();

@@ -794,6 +794,7 @@ pub async fn housekeeping(db: &Db) {
         created_ms: now - 2 * hour,
         meta: ExchangeMeta::default(),
         actor: Default::default(),
+        tool: None,
     };
     store.insert_memory(&old_doc).await.unwrap();
     h.post(
@@ -1068,6 +1069,85 @@ pub async fn ingest_keeps_exchange_meta(db: &Db) {
     }
 }
 
+/// Issue 14: the mirror's events of an MCP tool call (`tool_call`, role
+/// user, and `tool_result`, role assistant, on the server's route, no
+/// model) are stored with their tool and `is_error`, read back with them,
+/// and listed by kind and by tool.
+pub async fn ingest_keeps_tool_calls(db: &Db) {
+    use attach_contract::event::{Role, event_id};
+    let h = Harness::new(db).await;
+    let call_id = event_id("alice", "req-9", Role::User);
+    let result_id = event_id("alice", "req-9", Role::Assistant);
+    let other_id = new_id();
+    let batch = json!([
+        {"id": call_id, "user": "alice", "session": "s1", "role": "user", "kind": "tool_call",
+         "content": "read_file {\"path\":\"/etc/hosts\"}", "route": "/mcp/files",
+         "request_id": "req-9", "status": 200, "timestamp": "2030-01-01T00:00:00.000Z",
+         "latency_ms": 31, "truncated": false, "tool": "read_file",
+         "actor": "did:key:z6MkAgent"},
+        {"id": result_id, "user": "alice", "session": "s1", "role": "assistant",
+         "kind": "tool_result", "content": "no such file", "route": "/mcp/files",
+         "request_id": "req-9", "status": 200, "timestamp": "2030-01-01T00:00:00.031Z",
+         "latency_ms": 31, "truncated": false, "tool": "read_file", "is_error": true,
+         "actor": "did:key:z6MkAgent"},
+        {"id": other_id, "user": "bob", "session": "s2", "role": "user", "kind": "tool_call",
+         "content": "read_file {}", "route": "/mcp/files", "request_id": "req-10",
+         "timestamp": "2030-01-01T00:00:01.000Z", "latency_ms": 2, "truncated": false,
+         "tool": "read_file"},
+    ]);
+    let (status, v) = h.post("/mem/ingest", Some(MIRROR), &batch).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"], json!([call_id, result_id, other_id]));
+    assert_eq!(v["refused"], json!([]));
+
+    let result = json!({"mem_id": result_id, "kind": "tool_result", "content": "no such file",
+        "task_id": null, "session": "s1", "role": "assistant",
+        "created": "2030-01-01T00:00:00.031Z", "route": "/mcp/files", "request_id": "req-9",
+        "status": 200, "latency_ms": 31, "truncated": false, "tool": "read_file",
+        "is_error": true, "actor": "did:key:z6MkAgent"});
+    let call = json!({"mem_id": call_id, "kind": "tool_call",
+        "content": "read_file {\"path\":\"/etc/hosts\"}", "task_id": null, "session": "s1",
+        "role": "user", "created": "2030-01-01T00:00:00.000Z", "route": "/mcp/files",
+        "request_id": "req-9", "status": 200, "latency_ms": 31, "truncated": false,
+        "tool": "read_file", "actor": "did:key:z6MkAgent"});
+    assert_eq!(h.memory("alice", "").await, [result.clone(), call.clone()]);
+    let (status, one) = h
+        .get(&format!("/mem/events/{result_id}"), Some("alice"))
+        .await;
+    assert_eq!((status, &one), (StatusCode::OK, &result));
+    assert_eq!(
+        h.memory("alice", "kind=tool_call").await,
+        std::slice::from_ref(&call)
+    );
+    assert_eq!(
+        h.memory("alice", "kind=tool_result").await,
+        std::slice::from_ref(&result)
+    );
+    assert_eq!(h.memory("alice", "tool=read_file").await, [result, call]);
+    assert!(h.memory("alice", "tool=write_file").await.is_empty());
+    assert!(
+        h.memory("alice", "tool=read_file&kind=prompt")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        ids(&h.memory("bob", "tool=read_file").await),
+        [other_id.as_str()]
+    );
+    // The caller's listing of its own notes names no tool.
+    h.post(
+        "/mem/events",
+        Some("alice"),
+        &json!({"kind": "note", "content": 1, "tool": "ignored"}),
+    )
+    .await;
+    let note = &h.memory("alice", "kind=note").await[0];
+    assert!(
+        note.get("tool").is_none() && note.get("is_error").is_none(),
+        "{note}"
+    );
+}
+
 /// A metadata field of the wrong type or size refuses its event with a
 /// one-line reason naming the field; the other events of the batch are
 /// stored. Issue: one event over the limits refused the whole batch, and
@@ -1092,6 +1172,11 @@ pub async fn ingest_refuses_bad_meta(db: &Db) {
         ("truncated", json!(0)),
         ("unreadable", json!("u".repeat(65))),
         ("request_bytes", json!(-3)),
+        ("tool", json!("t".repeat(257))),
+        ("tool", json!("echo\n")),
+        ("tool", json!(["echo"])),
+        ("is_error", json!("true")),
+        ("is_error", json!(1)),
         ("session", json!("s\u{0}1")),
         ("role", json!(["user"])),
         ("task_id", json!("t".repeat(257))),
@@ -1257,6 +1342,16 @@ pub async fn caller_writes_cannot_pass_for_the_mirror(db: &Db) {
             own(json!({"kind": "task_result"})),
             "kind \"task_result\" is reserved",
         ),
+        (
+            own(json!({"kind": "tool_call"})),
+            "kind \"tool_call\" is reserved",
+        ),
+        (
+            own(json!({"kind": "Tool_Result "})),
+            "kind \"tool_result\" is reserved",
+        ),
+        (own(json!({"tool": "echo"})), "tool is reserved"),
+        (own(json!({"is_error": true})), "is_error is reserved"),
         (own(json!({"model": "llama3"})), "model is reserved"),
         (own(json!({"status": 200})), "status is reserved"),
         (own(json!({"truncated": false})), "truncated is reserved"),
@@ -1425,6 +1520,15 @@ pub async fn weaviate_reads(db: &Db) {
         with(json!({"session": "s2", "kind": "prompt", "content": "old",
             "timestamp": "2000-01-01T00:00:00Z"})),
     );
+    // A tool result, from another session.
+    let tool_result = new_id();
+    fake.add(
+        &tool_result,
+        json!({"user": "alice", "session": "s3", "role": "assistant", "kind": "tool_result",
+            "content": "no such file", "route": "/mcp/files", "requestId": "r5", "status": 200,
+            "latencyMs": 7, "truncated": false, "tool": "read_file", "isError": true,
+            "timestamp": "2001-01-01T00:00:00Z"}),
+    );
     // A store row between the prompt and the reply.
     let ingested = new_id();
     let (status, _) = h
@@ -1445,9 +1549,28 @@ pub async fn weaviate_reads(db: &Db) {
             ingested.as_str(),
             prompt.as_str(),
             doc_id.as_str(),
+            tool_result.as_str(),
             old.as_str()
         ]
     );
+    assert_eq!(
+        all[4],
+        json!({"mem_id": tool_result, "kind": "tool_result", "content": "no such file",
+            "task_id": null, "session": "s3", "role": "assistant",
+            "created": "2001-01-01T00:00:00.000Z", "route": "/mcp/files", "request_id": "r5",
+            "status": 200, "latency_ms": 7, "truncated": false, "tool": "read_file",
+            "is_error": true})
+    );
+    assert_eq!(
+        ids(&h.memory("alice", "tool=read_file").await),
+        [tool_result.as_str()]
+    );
+    let q = fake.queries().pop().unwrap();
+    assert!(
+        q.contains(r#"{path: ["tool"], operator: Equal, valueText: "read_file"}"#),
+        "{q}"
+    );
+    assert!(h.memory("alice", "tool=write_file").await.is_empty());
     let reply_json = json!({"mem_id": reply, "kind": "reply", "content": "hello",
         "task_id": "t9", "session": "s1", "role": "assistant",
         "created": "2030-01-01T00:00:00.040Z", "model": "llama3", "route": "/api/chat",
@@ -1464,7 +1587,7 @@ pub async fn weaviate_reads(db: &Db) {
     assert_eq!(ids(&two), [reply.as_str(), ingested.as_str()]);
     assert_eq!(
         fake.queries().last().unwrap(),
-        r#"{ Get { MemoryEvent(where: {operator: And, operands: [{path: ["user"], operator: Equal, valueText: "alice"}, {path: ["session"], operator: Equal, valueText: "s1"}]}, limit: 2, sort: [{path: ["timestamp"], order: desc}]) { user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated unreadable requestBytes _additional { id } } } }"#
+        r#"{ Get { MemoryEvent(where: {operator: And, operands: [{path: ["user"], operator: Equal, valueText: "alice"}, {path: ["session"], operator: Equal, valueText: "s1"}]}, limit: 2, sort: [{path: ["timestamp"], order: desc}]) { user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated unreadable requestBytes tool isError _additional { id } } } }"#
     );
     assert_eq!(
         ids(&h.memory("alice", "task_id=t9&kind=reply").await),
@@ -1627,6 +1750,7 @@ pub async fn extreme_timestamps_read_back(db: &Db) {
             created_ms,
             meta: ExchangeMeta::default(),
             actor: Default::default(),
+            tool: None,
         };
         store.insert_memory(&event).await.unwrap();
         ids.push((event.id, shown));

@@ -1,4 +1,5 @@
-//! The memory mirror: model prompts and replies copied to a memory backend.
+//! The memory mirror: model prompts and replies, and MCP tool calls, copied
+//! to a memory backend.
 //!
 //! Every byte these parsers see is hostile traffic, so they live here, away
 //! from the host, where they are tested natively; the host only feeds them
@@ -6,7 +7,8 @@
 //!
 //! [`routes`] says which requests are model calls, [`prompt`] reads the
 //! request body, [`reply_capture`] copies the reply as it streams past,
-//! [`event`] turns the pair into two events (the contract's
+//! [`event`] turns the pair into two events, as it does an MCP tool call
+//! and its result (the contract's
 //! [`attach_contract::event::Event`], within [`attach_contract::limits`],
 //! which the companion service applies too); [`sink`] builds the requests that deliver
 //! them (with [`weaviate`]'s bodies for that sink) and reads which events

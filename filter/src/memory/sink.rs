@@ -397,6 +397,8 @@ mod tests {
             unreadable: None,
             request_bytes: None,
             actor: None,
+            tool: None,
+            is_error: None,
         })
         .unwrap()
     }

@@ -28,7 +28,7 @@ pub fn class_schema() -> Vec<u8> {
         .collect();
     serde_json::json!({
         "class": CLASS,
-        "description": "Model prompts and replies mirrored by Attach Gateway",
+        "description": "Model prompts and replies, and MCP tool calls and results, mirrored by Attach Gateway",
         "vectorizer": "none",
         "properties": properties,
     })
@@ -78,6 +78,10 @@ struct Properties<'a> {
     unreadable: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_error: Option<bool>,
 }
 
 /// The body of `POST /v1/batch/objects`, which upserts by id: a retried
@@ -107,6 +111,8 @@ pub fn batch_body(events: &[Event]) -> Vec<u8> {
                     truncated: e.truncated,
                     unreadable: e.unreadable.as_deref(),
                     request_bytes: e.request_bytes,
+                    tool: e.tool.as_deref(),
+                    is_error: e.is_error,
                 },
             })
             .collect(),
@@ -176,7 +182,7 @@ pub fn failed_ids(reply_body: &[u8]) -> Result<Vec<String>, BatchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::event::{Exchange, Unreadable};
+    use crate::memory::event::{Exchange, ToolCallText, ToolResultText, Unreadable};
     use crate::memory::prompt::Prompt;
     use crate::memory::reply_capture::Reply;
     use attach_contract::weaviate::Property;
@@ -314,7 +320,20 @@ mod tests {
             request_bytes: 1234,
         };
         let [placeholder, _] = exchange.events(Err(unreadable), reply);
-        vec![p, r, bare, placeholder]
+        let tool_exchange = Exchange {
+            route: "/mcp/tools",
+            request_id: "req-2",
+            task_id: None,
+            ..exchange
+        };
+        let result =
+            serde_json::json!({"content": [{"type": "text", "text": "hi"}], "isError": true});
+        let [call, result] = tool_exchange.tool_events(
+            "echo",
+            ToolCallText::new("echo", Some(r#"{"text":"hi"}"#), 1024),
+            ToolResultText::from_result(&result, 1024),
+        );
+        vec![p, r, bare, placeholder, call, result]
     }
 
     #[test]
@@ -359,7 +378,8 @@ mod tests {
                 "route",
                 "requestId",
                 "taskId",
-                "unreadable"
+                "unreadable",
+                "tool"
             ]
         );
         assert!(
@@ -432,6 +452,16 @@ mod tests {
         assert_eq!(placeholder["unreadable"], "duplicate key");
         assert_eq!(placeholder["requestBytes"], 1234);
         assert_eq!(placeholder["content"], "");
+        let (call, result) = (&objects[4]["properties"], &objects[5]["properties"]);
+        assert_eq!(
+            (&call["kind"], &call["tool"], &call["route"]),
+            (&json!("tool_call"), &json!("echo"), &json!("/mcp/tools"))
+        );
+        assert!(call.get("isError").is_none() && call.get("model").is_none());
+        assert_eq!(
+            (&result["kind"], &result["role"], &result["isError"]),
+            (&json!("tool_result"), &json!("assistant"), &json!(true))
+        );
         assert_eq!(
             serde_json::from_slice::<Value>(&batch_body(&[])).unwrap(),
             json!({"objects": []})
@@ -451,6 +481,8 @@ mod tests {
         let full = Event {
             model: Some("gpt-4o".into()),
             tokens_out: Some(1),
+            tool: Some("echo".into()),
+            is_error: Some(false),
             ..events().remove(3)
         };
         let mut all = events();
