@@ -101,10 +101,7 @@ pub fn plan(
         .and_then(|memory| match_route(&memory.routes, &head.path))
         .map(|route| CaptureStart {
             route: route.clone(),
-            request_id: head
-                .request_id
-                .clone()
-                .unwrap_or_else(|| format!("{now_ms}-{}", identity.user)),
+            request_id: request_id(head, &identity.user, now_ms),
             start_ms: now_ms,
         });
     // The mirror reads replies as text: ask the engine for no compression.
@@ -117,6 +114,14 @@ pub fn plan(
         session,
         capture,
     }
+}
+
+/// The id a mirrored exchange is keyed on: Envoy's request id, or one made
+/// of the time and the user without it.
+pub fn request_id(head: &RequestHead, user: &str, now_ms: u64) -> String {
+    head.request_id
+        .clone()
+        .unwrap_or_else(|| format!("{now_ms}-{user}"))
 }
 
 #[cfg(test)]

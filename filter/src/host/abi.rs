@@ -28,6 +28,13 @@ unsafe extern "C" {
         return_buffer_data: *mut *mut u8,
         return_buffer_size: *mut usize,
     ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: MapType,
         return_map_data: *mut *mut u8,
@@ -204,6 +211,17 @@ pub fn buffer(buffer: BufferType, start: usize, max_size: usize) -> Result<Vec<u
     }
 }
 
+/// Replaces `size` bytes of a buffer from `start` with `data`.
+pub fn set_buffer(
+    buffer: BufferType,
+    start: usize,
+    size: usize,
+    data: &[u8],
+) -> Result<(), Status> {
+    // SAFETY: `data` is valid for `data.len()` bytes during the call.
+    check(unsafe { proxy_set_buffer_bytes(buffer, start, size, data.as_ptr(), data.len()) })
+}
+
 /// Every pair of a header map, values as raw bytes (names are UTF-8 in
 /// every map Envoy hands out; a map where one is not is refused whole).
 pub fn header_pairs(map: MapType) -> Result<Vec<(String, Vec<u8>)>, Status> {
@@ -273,6 +291,12 @@ pub fn continue_request() -> Result<(), Status> {
 pub fn reset_request() -> Result<(), Status> {
     // SAFETY: no pointers.
     check(unsafe { proxy_close_stream(StreamType::HttpRequest) })
+}
+
+/// Resets the current response: what was not sent of it never is.
+pub fn reset_response() -> Result<(), Status> {
+    // SAFETY: no pointers.
+    check(unsafe { proxy_close_stream(StreamType::HttpResponse) })
 }
 
 /// A shared data entry and its CAS; `(None, None)` when absent.

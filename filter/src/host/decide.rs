@@ -9,8 +9,10 @@ use super::log::log;
 use super::request::RequestState;
 use super::stream;
 use super::vm::Vm;
+use crate::mcp::config::ToolsList;
 use crate::mcp::{self, Admission};
 use crate::memory::capture::Capture;
+use crate::memory::tool_capture::{self, ToolCapture};
 use crate::reply::{self, Challenge};
 use crate::request_head::RequestHead;
 use crate::stamp;
@@ -57,6 +59,10 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
                         vm.mcp_counters.allowed(i);
                         if let Some(m) = state.borrow_mut().mcp.as_mut() {
                             m.call = call;
+                            let lists = m.request.as_ref().is_some_and(mcp::Request::lists_tools);
+                            if lists && server.tools_list == ToolsList::Callable {
+                                m.list_for = Some(identity.clone());
+                            }
                         }
                     }
                     Admission::Refuse(reply) => {
@@ -93,6 +99,21 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
                     )
                     .acted_by(&identity.actors),
                 );
+            }
+            let call = st.mcp.as_mut().and_then(|m| m.call.take());
+            if let (Some(call), Some(memory), Some(mirror), Some((_, server))) =
+                (call, &vm.config.memory, &vm.mirror, server)
+            {
+                let by = tool_capture::Caller {
+                    user: &identity.user,
+                    session: &plan.session,
+                    actor: &identity.actors.header_value(),
+                    request_id: &stamp::request_id(&st.head, &identity.user, now_ms()),
+                    route: &attach_contract::mcp::route(&server.name),
+                };
+                let capture =
+                    ToolCapture::new(call, &by, now_ms(), memory.max_bytes, &mirror.budget);
+                st.tool_capture = Some(capture);
             }
             st.stamped = Some((identity.user, plan.session));
             Step::Continue

@@ -53,18 +53,35 @@ impl Gate {
         }
     }
 
+    /// The tool call capture's next answer chunk; like [`Gate::feed`].
+    fn feed_tool_capture(&self, size: usize) {
+        let mut st = self.state.borrow_mut();
+        match stream::body_chunk(BufferType::HttpResponseBody, size) {
+            Ok(chunk) => {
+                if let Some(capture) = &mut st.tool_capture {
+                    capture.response_chunk(&chunk);
+                }
+            }
+            Err(status) => {
+                not_mirrored("a body chunk", status);
+                st.tool_capture = None;
+            }
+        }
+    }
+
     /// The reply's status and framing for the capture; a head the host
     /// cannot hand over ends the capture, like an unreadable body chunk.
     fn capture_response_head(&self) {
         let mut st = self.state.borrow_mut();
-        let Some(capture) = &mut st.capture else {
+        if st.capture.is_none() && st.tool_capture.is_none() {
             return;
-        };
+        }
         let headers = match stream::response_headers() {
             Ok(headers) => headers,
             Err(status) => {
                 not_mirrored("response headers", status);
                 st.capture = None;
+                st.tool_capture = None;
                 return;
             }
         };
@@ -78,7 +95,13 @@ impl Gate {
                 _ => {}
             }
         }
-        capture.response_head(status, content_type.as_deref(), encoding.as_deref());
+        let (content_type, encoding) = (content_type.as_deref(), encoding.as_deref());
+        if let Some(capture) = &mut st.capture {
+            capture.response_head(status, content_type, encoding);
+        }
+        if let Some(capture) = &mut st.tool_capture {
+            capture.response_head(status, content_type, encoding);
+        }
     }
 }
 
@@ -118,6 +141,9 @@ impl Gate {
             server,
             request: None,
             call: None,
+            list_for: None,
+            list_is_stream: false,
+            list_unreadable: false,
         });
         drop(st);
         match (posts, end) {
@@ -178,6 +204,73 @@ impl Gate {
                 Action::Pause
             }
         }
+    }
+}
+
+impl Gate {
+    /// A `tools/list` answer to be cut changes length: its length header
+    /// goes, and so does the cut when the header cannot (the answer is then
+    /// refused, never shown whole).
+    fn prepare_tools_list(&self) {
+        let mut st = self.state.borrow_mut();
+        let Some(m) = st.mcp.as_mut().filter(|m| m.list_for.is_some()) else {
+            return;
+        };
+        let event_stream = match stream::response_headers() {
+            Ok(headers) => headers.iter().any(|(name, value)| {
+                name == "content-type" && value.starts_with(b"text/event-stream")
+            }),
+            Err(_) => false,
+        };
+        m.list_is_stream = event_stream;
+        if let Err(status) = stream::remove_response_header("content-length") {
+            log(
+                LogLevel::Warn,
+                &format!("attach: cannot resize a tools/list answer ({status:?})"),
+            );
+            m.list_unreadable = true;
+        }
+    }
+
+    /// Holds a `tools/list` answer until it is whole, then replaces it with
+    /// the tools the caller may call; an answer that cannot be read or cut
+    /// is replaced with a JSON-RPC error.
+    fn cut_tools_list(&self, vm: &Vm, size: usize, end_of_stream: bool) -> Action {
+        if !end_of_stream && size <= mcp::tools_list::MAX_ANSWER_BYTES {
+            return Action::Pause;
+        }
+        let st = self.state.borrow();
+        let Some(m) = &st.mcp else {
+            return Action::Continue;
+        };
+        let server = vm.config.mcp.as_ref().and_then(|c| c.servers.get(m.server));
+        let body = match (size <= mcp::tools_list::MAX_ANSWER_BYTES, m.list_unreadable) {
+            (true, false) => stream::body_chunk(BufferType::HttpResponseBody, size).ok(),
+            _ => None,
+        };
+        let cut = match (body, server, &m.list_for) {
+            (Some(body), Some(server), Some(identity)) => {
+                mcp::tools_list::filter(&body, m.list_is_stream, &|tool| {
+                    mcp::may_call(server, identity, tool)
+                })
+            }
+            _ => None,
+        };
+        let id = m
+            .request
+            .as_ref()
+            .and_then(|r| r.message.as_ref())
+            .and_then(|m| m.id.clone());
+        let answer = cut
+            .unwrap_or_else(|| mcp::reply::unreadable_tools_list(id.as_deref(), m.list_is_stream));
+        if let Err(status) = stream::replace_response_body(size, &answer) {
+            log(
+                LogLevel::Warn,
+                &format!("attach: cannot cut a tools/list answer ({status:?}): resetting it"),
+            );
+            stream::reset_response();
+        }
+        Action::Continue
     }
 }
 
@@ -311,13 +404,29 @@ impl HttpContext for Gate {
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, size: usize, _: bool) -> Action {
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if let Some(vm) = self.vm.clone() {
+            let cuts = self
+                .state
+                .borrow()
+                .mcp
+                .as_ref()
+                .is_some_and(|m| m.list_for.is_some());
+            if cuts {
+                return self.cut_tools_list(&vm, size, end_of_stream);
+            }
+        }
+        let tool_call = self.state.borrow().tool_capture.is_some();
+        if tool_call {
+            self.feed_tool_capture(size);
+        }
         self.feed(BufferType::HttpResponseBody, size, Capture::response_chunk);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         self.capture_response_head();
+        self.prepare_tools_list();
         let stamp = self
             .vm
             .as_ref()
@@ -340,6 +449,10 @@ impl HttpContext for Gate {
         vm.forget(self.context_id);
         let capture = self.state.borrow_mut().capture.take();
         if let (Some(capture), Some(mirror)) = (capture, &vm.mirror) {
+            mirror.enqueue(&vm.config, &capture.finish(now_ms()));
+        }
+        let tool_capture = self.state.borrow_mut().tool_capture.take();
+        if let (Some(capture), Some(mirror)) = (tool_capture, &vm.mirror) {
             mirror.enqueue(&vm.config, &capture.finish(now_ms()));
         }
     }

@@ -1,8 +1,10 @@
 //! What one request remembers between its callbacks (and across a wait for
 //! keys), shared by its context and the root context that resumes it.
 
+use crate::identity::Identity;
 use crate::mcp;
 use crate::memory::capture::Capture;
+use crate::memory::tool_capture::ToolCapture;
 use crate::request_head::RequestHead;
 
 /// A request to an MCP route.
@@ -11,8 +13,14 @@ pub struct McpExchange {
     pub server: usize,
     /// The request as read; `None` while its body is still arriving.
     pub request: Option<mcp::Request>,
-    /// The tool call it makes, once let through.
+    /// The tool call it makes, once let through (until its capture starts).
     pub call: Option<mcp::ToolCall>,
+    /// A `tools/list` whose answer is cut to what this caller may call.
+    pub list_for: Option<Identity>,
+    /// That answer is an event stream.
+    pub list_is_stream: bool,
+    /// That answer cannot be cut (its length header stayed).
+    pub list_unreadable: bool,
 }
 
 #[derive(Default)]
@@ -35,4 +43,6 @@ pub struct RequestState {
     pub capture: Option<Capture>,
     /// A request to an MCP server.
     pub mcp: Option<McpExchange>,
+    /// An MCP tool call being mirrored to memory.
+    pub tool_capture: Option<ToolCapture>,
 }

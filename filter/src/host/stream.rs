@@ -33,6 +33,15 @@ pub fn body_chunk(buffer: BufferType, size: usize) -> Result<Vec<u8>, Status> {
     abi::buffer(buffer, 0, size)
 }
 
+/// Replaces the whole response body buffered so far (`size` bytes).
+pub fn replace_response_body(size: usize, body: &[u8]) -> Result<(), Status> {
+    abi::set_buffer(BufferType::HttpResponseBody, 0, size, body)
+}
+
+pub fn remove_response_header(name: &str) -> Result<(), Status> {
+    abi::remove_header(MapType::HttpResponseHeaders, name)
+}
+
 /// Answers the request from the filter. When even that fails, the request
 /// is reset: it must not reach the upstream, nor hang.
 pub fn send(reply: &LocalReply) {
@@ -58,6 +67,16 @@ pub fn fail_closed(what: &str, status: Status) {
         &format!("attach: {what} failed ({status:?}): request refused"),
     );
     send(&reply::unavailable());
+}
+
+/// Ends a response that must not reach the client as it is.
+pub fn reset_response() {
+    if let Err(status) = abi::reset_response() {
+        log(
+            LogLevel::Warn,
+            &format!("attach: cannot reset a response: {status:?}"),
+        );
+    }
 }
 
 /// Lets a paused request go on; a request the host no longer knows (the

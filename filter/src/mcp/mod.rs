@@ -5,6 +5,8 @@
 //! accepts only tokens issued for its canonical URI (the
 //! [`crate::verify::Binding`]), holds the transport's metadata headers to
 //! the JSON-RPC body ([`transport`]), applies the tool rules ([`policy`]),
+//! shows a caller only the tools it may call when so configured
+//! ([`tools_list`]),
 //! and never lets the client's token through: the server gets the stamped
 //! identity and an identity token of its own instead. [`admit`] is that
 //! decision for one verified request, without the host.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod message;
 pub mod policy;
 pub mod reply;
+pub mod tools_list;
 pub mod transport;
 
 use crate::identity::Identity;
@@ -79,6 +82,33 @@ impl Request {
     pub fn tool(&self) -> Option<&str> {
         self.message.as_ref().and_then(Message::tool)
     }
+
+    /// Whether it asks for the server's tools.
+    pub fn lists_tools(&self) -> bool {
+        self.message
+            .as_ref()
+            .is_some_and(|m| m.method.as_deref() == Some("tools/list"))
+    }
+}
+
+/// Whether `identity` may call `tool` on `server`: what a `tools/list`
+/// answer keeps when it shows only what the caller may call.
+pub fn may_call(server: &Server, identity: &Identity, tool: &str) -> bool {
+    let scopes = scopes_of(identity);
+    let caller = Caller {
+        user: &identity.user,
+        scopes: &scopes,
+        actors: &identity.actors,
+    };
+    policy::may_call(server, &caller, tool)
+}
+
+fn scopes_of(identity: &Identity) -> Vec<&str> {
+    identity
+        .scope
+        .as_deref()
+        .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
 }
 
 /// The challenge of `server` for a request that needs `scope`.
@@ -91,11 +121,7 @@ pub fn challenge<'a>(server: &'a Server, scope: &'a [String]) -> Challenge<'a> {
 
 /// Decides on a request to `server` by the verified `identity`.
 pub fn admit(server: &Server, identity: &Identity, request: &Request) -> Admission {
-    let scopes: Vec<&str> = identity
-        .scope
-        .as_deref()
-        .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
+    let scopes = scopes_of(identity);
     let caller = Caller {
         user: &identity.user,
         scopes: &scopes,

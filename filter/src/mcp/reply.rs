@@ -87,6 +87,20 @@ pub fn too_large() -> LocalReply {
     error(413, None, INVALID_REQUEST, "the request body is too large")
 }
 
+/// JSON-RPC's code for an error of the server's own.
+const INTERNAL_ERROR: i64 = -32603;
+
+/// What replaces a `tools/list` answer the filter could not cut to the
+/// caller's tools: an error response to the request (as an event when the
+/// answer was a stream), never the whole list.
+pub fn unreadable_tools_list(id: Option<&str>, event_stream: bool) -> Vec<u8> {
+    let body = error(200, id, INTERNAL_ERROR, "the tool list could not be read").body;
+    match event_stream {
+        true => format!("event: message\ndata: {body}\n\n").into_bytes(),
+        false => body.into_bytes(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

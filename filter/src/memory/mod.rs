@@ -1,5 +1,5 @@
-//! The memory mirror: model prompts and replies, and MCP tool calls, copied
-//! to a memory backend.
+//! The memory mirror: model prompts and replies, and MCP tool calls and
+//! their results, copied to a memory backend.
 //!
 //! Every byte these parsers see is hostile traffic, so they live here, away
 //! from the host, where they are tested natively; the host only feeds them
@@ -7,8 +7,8 @@
 //!
 //! [`routes`] says which requests are model calls, [`prompt`] reads the
 //! request body, [`reply_capture`] copies the reply as it streams past,
-//! [`event`] turns the pair into two events, as it does an MCP tool call
-//! and its result (the contract's
+//! [`tool_capture`] does the same for a tool call's answer,
+//! [`event`] turns either pair into two events (the contract's
 //! [`attach_contract::event::Event`], within [`attach_contract::limits`],
 //! which the companion service applies too); [`sink`] builds the requests that deliver
 //! them (with [`weaviate`]'s bodies for that sink) and reads which events
@@ -23,6 +23,7 @@ pub mod prompt;
 pub mod reply_capture;
 pub mod routes;
 pub mod sink;
+pub mod tool_capture;
 pub mod weaviate;
 
 /// Text kept within a byte budget. Once anything is cut nothing more is
