@@ -13,110 +13,22 @@
 //! A2A_CONFIG → {"agents": [{"name", "url", "kind", "timeout", "forward_bearer", "protocol", "extended_card", "did"}]}
 //! ```
 
+use crate::registry;
 use serde::Deserialize;
-use std::fmt;
+
+pub use crate::registry::{Entry, MAX_NAME_BYTES, SyntaxError, valid_name};
 
 /// The variable holding the list form.
 pub const LIST_VARIABLE: &str = "A2A_AGENTS";
 /// The variable naming the file form.
 pub const FILE_VARIABLE: &str = "A2A_CONFIG";
-/// The longest agent name, in bytes.
-pub const MAX_NAME_BYTES: usize = 64;
+/// What this registry holds, in its messages.
+const NOUN: &str = "agent";
 
-/// One registered agent, as written.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub name: String,
-    pub url: String,
-    /// `(key, value)` in the order written.
-    pub options: Vec<(String, String)>,
-}
-
-/// Why a registry cannot be read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyntaxError {
-    /// The file is not the JSON shape above (serde's message).
-    NotTheFileShape(String),
-    NotNameUrl {
-        entry: String,
-    },
-    NotKeyValue {
-        name: String,
-        option: String,
-    },
-    BadName {
-        name: String,
-    },
-    RegisteredTwice {
-        name: String,
-    },
-}
-
-impl fmt::Display for SyntaxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SyntaxError::NotTheFileShape(reason) => f.write_str(reason),
-            SyntaxError::NotNameUrl { entry } => write!(f, "entry {entry:?} is not name=url"),
-            SyntaxError::NotKeyValue { name, option } => {
-                write!(f, "option {option:?} of {name:?} is not key=value")
-            }
-            SyntaxError::BadName { name } => write!(
-                f,
-                "agent name {name:?} must be 1-{MAX_NAME_BYTES} letters, digits, '-', '_' or '.', and not \".\" or \"..\""
-            ),
-            SyntaxError::RegisteredTwice { name } => {
-                write!(f, "agent {name:?} is registered twice")
-            }
-        }
-    }
-}
-
-impl std::error::Error for SyntaxError {}
-
-/// Whether `name` may be registered: 1 to 64 ASCII letters, digits, `-`,
-/// `_` or `.`, but not `.` or `..`. A name becomes a segment of public
-/// paths (`/a2a/agents/{name}/...`), where `*` and `/` would widen a route
-/// and a dot segment would be normalised away into another path.
-pub fn valid_name(name: &str) -> bool {
-    (1..=MAX_NAME_BYTES).contains(&name.len())
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-/// The entries of an `A2A_AGENTS` list: comma-separated `name=url`, each
-/// optionally followed by `;key=value` options. Blanks around the pieces
-/// and empty entries or options are ignored.
+/// The entries of an `A2A_AGENTS` list, in the registries' shared syntax
+/// ([`registry::parse_list`]).
 pub fn parse_list(list: &str) -> Result<Vec<Entry>, SyntaxError> {
-    let mut entries = Vec::new();
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let mut pieces = entry.split(';').map(str::trim);
-        let head = pieces.next().unwrap_or_default();
-        let (name, url) = head
-            .split_once('=')
-            .ok_or_else(|| SyntaxError::NotNameUrl {
-                entry: entry.to_string(),
-            })?;
-        let name = name.trim().to_string();
-        let mut options = Vec::new();
-        for option in pieces.filter(|p| !p.is_empty()) {
-            let (key, value) = option
-                .split_once('=')
-                .ok_or_else(|| SyntaxError::NotKeyValue {
-                    name: name.clone(),
-                    option: option.to_string(),
-                })?;
-            options.push((key.trim().to_string(), value.trim().to_string()));
-        }
-        entries.push(Entry {
-            name,
-            url: url.trim().to_string(),
-            options,
-        });
-    }
-    checked(entries)
+    registry::parse_list(list, NOUN)
 }
 
 #[derive(Deserialize)]
@@ -172,21 +84,8 @@ pub fn parse_file(text: &str) -> Result<Vec<Entry>, SyntaxError> {
                 options,
             }
         })
-        .collect();
-    checked(entries)
-}
-
-/// `entries` when every name is valid and registered once.
-fn checked(entries: Vec<Entry>) -> Result<Vec<Entry>, SyntaxError> {
-    for (i, entry) in entries.iter().enumerate() {
-        let name = &entry.name;
-        if !valid_name(name) {
-            return Err(SyntaxError::BadName { name: name.clone() });
-        }
-        if entries.iter().take(i).any(|earlier| earlier.name == *name) {
-            return Err(SyntaxError::RegisteredTwice { name: name.clone() });
-        }
-    }
+        .collect::<Vec<_>>();
+    registry::check_names(entries.iter().map(|e| e.name.as_str()), NOUN)?;
     Ok(entries)
 }
 
@@ -206,61 +105,18 @@ mod tests {
     }
 
     #[test]
-    fn lists_give_names_urls_and_raw_options() {
-        assert_eq!(parse_list(""), Ok(vec![]));
+    fn lists_are_the_shared_syntax_with_agent_messages() {
         assert_eq!(
-            parse_list(
-                " planner=http://127.0.0.1:8100 , coder = http://127.0.0.1:8101/ ; kind=http;timeout = 2m;,"
-            ),
+            parse_list("planner=http://127.0.0.1:8100;kind=http,coder=http://127.0.0.1:8101"),
             Ok(vec![
-                entry("planner", "http://127.0.0.1:8100", &[]),
-                entry(
-                    "coder",
-                    "http://127.0.0.1:8101/",
-                    &[("kind", "http"), ("timeout", "2m")]
-                ),
+                entry("planner", "http://127.0.0.1:8100", &[("kind", "http")]),
+                entry("coder", "http://127.0.0.1:8101", &[]),
             ])
         );
-        assert_eq!(
-            parse_list("a=http://x?q=1;opt=a=b"),
-            Ok(vec![entry("a", "http://x?q=1", &[("opt", "a=b")])]),
-            "the first '=' splits"
-        );
-    }
-
-    #[test]
-    fn malformed_lists_say_which_entry() {
-        assert_eq!(
-            parse_list("planner"),
-            Err(SyntaxError::NotNameUrl {
-                entry: "planner".into()
-            })
-        );
-        assert_eq!(
-            parse_list("a=http://x;kind"),
-            Err(SyntaxError::NotKeyValue {
-                name: "a".into(),
-                option: "kind".into()
-            })
-        );
-        assert_eq!(
-            parse_list("a=http://x,a=http://y"),
-            Err(SyntaxError::RegisteredTwice { name: "a".into() })
-        );
-    }
-
-    #[test]
-    fn names_are_plain_path_segments() {
-        for good in ["planner", "b.2", "a-b_c", "...", ".hidden", &"a".repeat(64)] {
-            assert!(valid_name(good), "{good}");
-        }
-        for bad in [".", "..", "", "a*", "a/b", "a b", "é", &"a".repeat(65)] {
-            assert!(!valid_name(bad), "{bad}");
-            let err = parse_list(&format!("{bad}=http://x")).unwrap_err();
-            assert_eq!(err, SyntaxError::BadName { name: bad.into() });
-        }
-        let message = parse_list(".=http://x").unwrap_err().to_string();
-        assert!(message.contains(r#"not "." or "..""#), "{message}");
+        let bad = parse_list("a*=http://x").unwrap_err().to_string();
+        assert!(bad.starts_with(r#"agent name "a*" must be"#), "{bad}");
+        let twice = parse_list("a=http://x,a=http://y").unwrap_err().to_string();
+        assert_eq!(twice, r#"agent "a" is registered twice"#);
     }
 
     #[test]
@@ -303,13 +159,19 @@ mod tests {
         }
         assert_eq!(
             parse_file(r#"{"agents": [{"name": "..", "url": "http://x"}]}"#),
-            Err(SyntaxError::BadName { name: "..".into() })
+            Err(SyntaxError::BadName {
+                noun: NOUN,
+                name: "..".into()
+            })
         );
         assert_eq!(
             parse_file(
                 r#"{"agents": [{"name": "a", "url": "http://x"}, {"name": "a", "url": "http://y"}]}"#
             ),
-            Err(SyntaxError::RegisteredTwice { name: "a".into() })
+            Err(SyntaxError::RegisteredTwice {
+                noun: NOUN,
+                name: "a".into()
+            })
         );
     }
 }

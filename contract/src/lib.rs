@@ -15,8 +15,10 @@
 //! [`event`] (the memory event and its id), [`limits`] (what an event may
 //! carry), [`timestamp`] (the RFC 3339 form every side writes),
 //! [`weaviate`] (the class the mirror writes and the service reads),
-//! [`agents`] (the agent registry syntax) and [`mcp`] (where registered
-//! MCP servers are reached and what they are called).
+//! [`registry`] (the list grammar and name rule every registry shares),
+//! [`agents`] (the agent registry syntax), [`mcp`] (where registered
+//! MCP servers are reached and what they are called) and [`mcp_servers`]
+//! (the MCP server registry syntax).
 //!
 //! The filter compiles this crate into its wasm module, where a panic
 //! aborts the VM and every request on it: outside tests nothing here may
@@ -44,6 +46,8 @@ pub mod identity_token;
 pub mod jcs;
 pub mod limits;
 pub mod mcp;
+pub mod mcp_servers;
+pub mod registry;
 pub mod session;
 pub mod timestamp;
 pub mod weaviate;
