@@ -4,6 +4,8 @@
 
 use crate::dev;
 use crate::env::{Env, Settings};
+use crate::mcp;
+use attach_contract::mcp as mcp_paths;
 use attach_filter::config::PluginConfig;
 use std::path::Path;
 
@@ -24,9 +26,16 @@ const TOKEN_SETTINGS: [&str; 10] = [
     "DID_MAX_TTL",
 ];
 
-/// The banner: the gateway, the demo when `demo` is on, and one line per
-/// way of signing in that `config` accepts.
-pub fn text(settings: &Settings, config: &PluginConfig, demo: bool, token_command: &str) -> String {
+/// The banner: the gateway, the demo when `demo` is on, each MCP server at
+/// its canonical URI (the resource its clients' tokens must name), and one
+/// line per way of signing in that `config` accepts.
+pub fn text(
+    settings: &Settings,
+    config: &PluginConfig,
+    mcp: &[mcp::Server],
+    demo: bool,
+    token_command: &str,
+) -> String {
     let gateway = settings.gateway_url();
     let mut lines = vec![
         "attach: ready".to_string(),
@@ -37,6 +46,14 @@ pub fn text(settings: &Settings, config: &PluginConfig, demo: bool, token_comman
             "  demo     {gateway}{} (signs in by itself; agents planner and coder, model {})",
             dev::DEMO_PATH,
             settings.dev.model
+        ));
+    }
+    let resource = config.resource.as_deref().unwrap_or(&settings.public_url);
+    for server in mcp {
+        lines.push(format!(
+            "  mcp      {} -> {}",
+            mcp_paths::canonical_uri(resource, server.name()),
+            server.registered.url
         ));
     }
     if config.did.is_some() {
@@ -104,10 +121,32 @@ mod tests {
     }
 
     #[test]
+    fn mcp_servers_are_listed_at_their_canonical_uris() {
+        let s = settings(&[
+            ("ATTACH_PUBLIC_URL", "https://gw.example/"),
+            (
+                "MCP_SERVERS",
+                "tools=http://127.0.0.1:9000/mcp,files=http://127.0.0.1:9001/;scopes=files:read",
+            ),
+        ])
+        .unwrap();
+        let p = plugin::build(&s, None).unwrap();
+        let banner = text(&s, &p.config, &p.mcp, false, "attach token");
+        let lines: Vec<&str> = banner.lines().collect();
+        assert_eq!(
+            lines[2..4],
+            [
+                "  mcp      https://gw.example/mcp/tools -> http://127.0.0.1:9000/mcp",
+                "  mcp      https://gw.example/mcp/files -> http://127.0.0.1:9001/",
+            ]
+        );
+    }
+
+    #[test]
     fn defaults_show_the_gateway_and_the_token_command() {
         let (s, c) = config(&[]);
         assert_eq!(
-            text(&s, &c, false, "./target/release/attach token"),
+            text(&s, &c, &[], false, "./target/release/attach token"),
             "attach: ready\n  \
              gateway  http://127.0.0.1:8080 -> http://127.0.0.1:11434\n  \
              token    TOKEN=$(./target/release/attach token), sent as -H \"Authorization: Bearer $TOKEN\""
@@ -117,7 +156,7 @@ mod tests {
     #[test]
     fn the_demo_has_its_own_line() {
         let (s, c) = config(&[("ATTACH_MODEL", "qwen2.5-coder")]);
-        let banner = text(&s, &c, true, "attach token");
+        let banner = text(&s, &c, &[], true, "attach token");
         let lines: Vec<&str> = banner.lines().collect();
         assert_eq!(
             lines[2],
@@ -132,7 +171,7 @@ mod tests {
             ("OIDC_ISSUER", "https://idp.example"),
             ("OIDC_AUD", "api,cli"),
         ]);
-        let banner = text(&s, &c, false, "attach token");
+        let banner = text(&s, &c, &[], false, "attach token");
         assert!(!banner.contains("TOKEN="), "DID sign-in is off: {banner}");
         assert!(
             banner.ends_with("\n  token    from https://idp.example for audience api, cli"),
@@ -143,7 +182,7 @@ mod tests {
             ("OIDC_AUD", "api"),
             ("DID_ALLOW", "did:key:*"),
         ]);
-        let banner = text(&s, &c, false, "attach token");
+        let banner = text(&s, &c, &[], false, "attach token");
         assert_eq!(banner.matches("\n  token    ").count(), 2, "{banner}");
     }
 

@@ -3,7 +3,9 @@
 use crate::a2a;
 use crate::dev::{self, DevPlan};
 use crate::env::Settings;
+use crate::mcp;
 use crate::plugin::{ENGINE_CLUSTER, Plugin};
+use attach_contract::mcp as mcp_paths;
 use attach_filter::url::Url;
 use serde_json::{Value, json};
 use std::net::IpAddr;
@@ -81,6 +83,13 @@ pub fn render(input: &Input) -> Value {
             .filter(|c| input.a2a_port.is_none() || c.cluster != crate::a2a::CLUSTER)
             .map(|c| callout_cluster(&c.cluster, &c.origin, &s.ca_bundle)),
     );
+    clusters.extend(
+        input
+            .plugin
+            .mcp
+            .iter()
+            .map(|m| upstream_cluster(&m.cluster(), &m.url, "5s", &s.ca_bundle)),
+    );
     if let Some(port) = input.a2a_port {
         clusters.push(a2a_cluster(port));
     }
@@ -111,7 +120,9 @@ pub fn render(input: &Input) -> Value {
 
 /// Whether any cluster of the bootstrap needs the CA bundle.
 pub fn needs_ca_bundle(settings: &Settings, plugin: &Plugin) -> bool {
-    settings.engine.https || plugin.callouts.iter().any(|c| c.origin.https)
+    settings.engine.https
+        || plugin.callouts.iter().any(|c| c.origin.https)
+        || plugin.mcp.iter().any(|m| m.url.https)
 }
 
 fn socket_address(address: &str, port: u16) -> Value {
@@ -135,6 +146,7 @@ fn listener(input: &Input) -> Value {
 fn http_connection_manager(input: &Input) -> Value {
     let engine = &input.settings.engine;
     let mut table: Vec<Value> = input.dev.map(dev_routes).unwrap_or_default();
+    table.extend(mcp_routes(&input.plugin.mcp));
     table.extend(routes(input.a2a_port.is_some()).into_iter().map(|r| {
         let mut route = json!({
             "cluster": r.cluster,
@@ -257,6 +269,52 @@ fn loopback_cluster(name: &str, port: u16) -> Value {
             "cluster_name": name,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address("127.0.0.1", port)}}]}],
         },
+    })
+}
+
+/// Each MCP server's two routes, `/mcp/{name}` (exact, the query apart)
+/// and `/mcp/{name}/...`, straight to its cluster with the path rewritten
+/// to the server's own; then a 404 for the rest of `/mcp/` and of the
+/// servers' metadata paths, which the filter answers itself for every
+/// registered server: neither reaches the engine behind `/`.
+fn mcp_routes(servers: &[mcp::Server]) -> Vec<Value> {
+    if servers.is_empty() {
+        return Vec::new();
+    }
+    let mut table = Vec::new();
+    for server in servers {
+        let path = mcp_paths::route(server.name());
+        table.push(json!({
+            "match": {"path": path},
+            "route": mcp_route(server, server.path()),
+        }));
+        table.push(json!({
+            "match": {"prefix": format!("{path}/")},
+            "route": mcp_route(server, &server.folder()),
+        }));
+    }
+    let metadata = format!("{}{}", mcp_paths::METADATA_PATH, mcp_paths::ROUTE_PREFIX);
+    for prefix in [mcp_paths::ROUTE_PREFIX, &metadata] {
+        table.push(json!({"match": {"prefix": prefix}, "direct_response": {"status": 404}}));
+    }
+    table
+}
+
+/// An MCP route: the matched path (or prefix) becomes `rewrite`, the query
+/// stays. No overall deadline and no idle timeout, not even Envoy's
+/// default 5 minutes between bytes: a server streams an answer as events
+/// for as long as the call runs, and its event stream for a session may be
+/// silent until it has something to say. The server sees its own host
+/// (servers that guard against DNS rebinding check it); the original one
+/// travels in X-Forwarded-Host.
+fn mcp_route(server: &mcp::Server, rewrite: &str) -> Value {
+    json!({
+        "cluster": server.cluster(),
+        "prefix_rewrite": rewrite,
+        "timeout": "0s",
+        "idle_timeout": "0s",
+        "host_rewrite_literal": server.url.authority(),
+        "append_x_forwarded_host": true,
     })
 }
 
@@ -569,6 +627,142 @@ mod tests {
         let b = render_with(&[]);
         let clusters = b["static_resources"]["clusters"].as_array().unwrap();
         assert!(clusters.iter().all(|c| c["name"] != "a2a_service"));
+    }
+
+    fn routes_of(b: &Value) -> Vec<Value> {
+        hcm(b)["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn mcp_servers_get_a_cluster_and_routes_that_rewrite_to_their_path() {
+        let b = render_with(&[(
+            "MCP_SERVERS",
+            "tools=http://127.0.0.1:9000/mcp,files=https://files.example/rpc/;scopes=files:read,root=http://localhost:9002",
+        )]);
+        let routes = routes_of(&b);
+        let route = |i: usize| (&routes[i]["match"], &routes[i]["route"]);
+        let expected = [
+            ("path", "/mcp/tools", "mcp_tools", "/mcp", "127.0.0.1:9000"),
+            (
+                "prefix",
+                "/mcp/tools/",
+                "mcp_tools",
+                "/mcp/",
+                "127.0.0.1:9000",
+            ),
+            ("path", "/mcp/files", "mcp_files", "/rpc/", "files.example"),
+            (
+                "prefix",
+                "/mcp/files/",
+                "mcp_files",
+                "/rpc/",
+                "files.example",
+            ),
+            ("path", "/mcp/root", "mcp_root", "/", "localhost:9002"),
+            ("prefix", "/mcp/root/", "mcp_root", "/", "localhost:9002"),
+        ];
+        for (i, (kind, path, cluster, rewrite, host)) in expected.into_iter().enumerate() {
+            let (m, r) = route(i);
+            assert_eq!(m, &json!({ kind: path }), "{i}");
+            assert_eq!(r["cluster"], cluster, "{i}");
+            assert_eq!(r["prefix_rewrite"], rewrite, "{i}");
+            assert_eq!(r["host_rewrite_literal"], host, "{i}");
+            assert_eq!(r["append_x_forwarded_host"], true);
+            // Streams last as long as the server sends (MCP 2026-07-28
+            // basic/transports/streamable-http: SSE responses and streams).
+            assert_eq!(r["timeout"], "0s");
+            assert_eq!(r["idle_timeout"], "0s");
+        }
+        // The rest of /mcp/ and of the metadata paths goes nowhere.
+        for (i, prefix) in [
+            (6, "/mcp/"),
+            (7, "/.well-known/oauth-protected-resource/mcp/"),
+        ] {
+            assert_eq!(routes[i]["match"], json!({"prefix": prefix}));
+            assert_eq!(routes[i]["direct_response"], json!({"status": 404}));
+        }
+        assert_eq!(routes.last().unwrap()["match"]["prefix"], "/");
+        assert_eq!(routes.len(), 9);
+
+        let tools = cluster(&b, "mcp_tools");
+        assert_eq!(tools["type"], "STATIC");
+        assert!(tools.get("transport_socket").is_none());
+        assert_eq!(
+            tools["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"],
+            json!({"address": "127.0.0.1", "port_value": 9000})
+        );
+        let files = cluster(&b, "mcp_files");
+        assert_eq!(files["type"], "LOGICAL_DNS");
+        assert_eq!(
+            files["transport_socket"]["typed_config"]["sni"],
+            "files.example"
+        );
+        assert_eq!(cluster(&b, "mcp_root")["type"], "LOGICAL_DNS");
+    }
+
+    #[test]
+    fn without_mcp_servers_nothing_is_routed_to_mcp() {
+        let b = render_with(&[]);
+        let text = serde_json::to_string(&routes_of(&b)).unwrap();
+        assert!(!text.contains("/mcp"), "{text}");
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        assert!(
+            clusters
+                .iter()
+                .all(|c| { !c["name"].as_str().unwrap().starts_with(mcp::CLUSTER_PREFIX) })
+        );
+    }
+
+    #[test]
+    fn an_https_mcp_server_needs_the_ca_bundle() {
+        let s = settings(&[("MCP_SERVERS", "t=https://tools.example/mcp")]).unwrap();
+        assert!(needs_ca_bundle(&s, &build(&s, None).unwrap()));
+        let s = settings(&[("MCP_SERVERS", "t=http://127.0.0.1:9000/mcp")]).unwrap();
+        assert!(!needs_ca_bundle(&s, &build(&s, None).unwrap()));
+    }
+
+    #[test]
+    fn mcp_routes_come_before_the_services_and_the_engine() {
+        let s = settings(&[
+            ("A2A_AGENTS", "echo=http://127.0.0.1:9100"),
+            ("MCP_SERVERS", "tools=http://127.0.0.1:9000/mcp"),
+        ])
+        .unwrap();
+        let p = build(&s, None).unwrap();
+        let b = render(&Input {
+            settings: &s,
+            plugin: &p,
+            wasm: Path::new("/w.wasm"),
+            admin_socket: Path::new("/a.sock"),
+            a2a_port: Some(18090),
+            dev: None,
+        });
+        let matched: Vec<String> = routes_of(&b)
+            .iter()
+            .map(|r| {
+                let m = &r["match"];
+                m["path"]
+                    .as_str()
+                    .or(m["prefix"].as_str())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            matched,
+            [
+                "/mcp/tools",
+                "/mcp/tools/",
+                "/mcp/",
+                "/.well-known/oauth-protected-resource/mcp/",
+                "/a2a/",
+                "/mem/",
+                "/"
+            ]
+        );
     }
 
     #[test]

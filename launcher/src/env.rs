@@ -51,6 +51,7 @@ pub struct Settings {
     pub ca_bundle: PathBuf,
     pub did: DidSettings,
     pub a2a: A2aSettings,
+    pub mcp: McpSettings,
     pub memory: MemSettings,
     pub dev: DevSettings,
     /// `ATTACH_KEY_ROTATION_DAYS` and `ATTACH_KEY_OVERLAP_HOURS`: when the
@@ -271,6 +272,66 @@ impl A2aSettings {
             bin,
             port: a2a_port,
             agents,
+        })
+    }
+}
+
+/// The MCP servers behind the gateway, reached at `/mcp/{name}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpSettings {
+    /// Where the registered servers come from (read by [`crate::mcp::servers`]).
+    pub servers: McpSource,
+    /// `ATTACH_MCP_MAX_BODY_BYTES`: the largest request body on an MCP route.
+    pub max_body_bytes: Option<usize>,
+}
+
+/// What `ATTACH_MCP_MAX_BODY_BYTES` may be: a JSON-RPC request, never an upload.
+const MCP_BODY_BYTES: std::ops::RangeInclusive<usize> = 1_024..=64 * 1024 * 1024;
+
+/// `MCP_SERVERS` (a `name=url;options,...` list) or `MCP_CONFIG` (a JSON file).
+#[derive(Debug, Clone, PartialEq)]
+pub enum McpSource {
+    None,
+    List(String),
+    /// Absolute.
+    File(PathBuf),
+}
+
+impl McpSettings {
+    fn from_env(env: Env, cwd: &Path) -> Result<Self, Error> {
+        let servers = match (get(env, "MCP_SERVERS"), get(env, "MCP_CONFIG")) {
+            (Some(_), Some(_)) => {
+                return Err(Error::setting(
+                    "MCP_CONFIG",
+                    "set either MCP_SERVERS or MCP_CONFIG, not both",
+                ));
+            }
+            (Some(list), None) => McpSource::List(list),
+            (None, Some(path)) => McpSource::File(absolute(cwd, &path)),
+            (None, None) => McpSource::None,
+        };
+        const BODY: &str = "ATTACH_MCP_MAX_BODY_BYTES";
+        let max_body_bytes = match get(env, BODY) {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<usize>()
+                    .ok()
+                    .filter(|n| MCP_BODY_BYTES.contains(n))
+                    .ok_or_else(|| {
+                        Error::setting(
+                            BODY,
+                            format!(
+                                "{raw:?} is not a number of bytes ({}-{})",
+                                MCP_BODY_BYTES.start(),
+                                MCP_BODY_BYTES.end()
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        Ok(McpSettings {
+            servers,
+            max_body_bytes,
         })
     }
 }
@@ -506,6 +567,7 @@ impl Settings {
         let rotation = rotation(env)?;
         let signing_alg = signing_alg(env)?;
         let a2a = A2aSettings::from_env(env, cwd, port)?;
+        let mcp = McpSettings::from_env(env, cwd)?;
         let memory = MemSettings::from_env(env, a2a.enabled)?;
         let dev = DevSettings::from_env(env, cwd, bind, a2a.enabled)?;
 
@@ -524,6 +586,7 @@ impl Settings {
             ca_bundle,
             did,
             a2a,
+            mcp,
             memory,
             dev,
             rotation,

@@ -11,6 +11,7 @@ mod envoy_admin;
 mod envoy_bin;
 mod error;
 mod log_level;
+mod mcp;
 mod plugin;
 mod private_file;
 mod signing_keys;
@@ -515,6 +516,7 @@ fn print_banner(env: Env, cwd: &Path, prepared: &Prepared) {
     let text = banner::text(
         &prepared.settings,
         &prepared.plugin.config,
+        &prepared.plugin.mcp,
         prepared.dev.is_some(),
         &banner::token_command(env, &exe, cwd),
     );

@@ -6,9 +6,12 @@ use crate::env::DEFAULT_DID_ALLOW;
 use crate::env::MemBackend;
 use crate::env::Settings;
 use crate::error::Error;
+use crate::mcp;
+use attach_contract::{mcp as mcp_paths, mcp_servers};
 use attach_filter::config::{
     Config, ConfigError, DidPolicy, PluginConfig, ProviderConfig, normalize_issuer,
 };
+use attach_filter::mcp::config::McpConfig;
 use attach_filter::memory::sink::{MemoryConfig, SinkKind};
 use attach_filter::url::Url;
 use serde_json::json;
@@ -22,6 +25,8 @@ pub struct Plugin {
     pub json: String,
     /// One Envoy cluster per distinct origin of `config.clusters`.
     pub callouts: Vec<Callout>,
+    /// The registered MCP servers, each with a cluster and routes of its own.
+    pub mcp: Vec<mcp::Server>,
     /// One-line notices for stderr.
     pub warnings: Vec<String>,
     /// Secrets the filter reads from Envoy's environment, by variable name:
@@ -116,6 +121,8 @@ pub fn build_with(
     if let Some(service) = service {
         apply_service(&mut config, service);
     }
+    let mcp = mcp::servers(&settings.mcp)?;
+    apply_mcp(&mut config, settings, &mcp)?;
     if config.signing_keys.is_none() && config.signing_keys_env.is_none() {
         config.signing_keys = signing_keys.map(str::to_string);
     }
@@ -153,6 +160,7 @@ pub fn build_with(
         config,
         json,
         callouts,
+        mcp,
         warnings,
         secrets,
     })
@@ -229,6 +237,56 @@ fn apply_service(config: &mut PluginConfig, service: &Service) {
             }
         }
     }
+}
+
+/// The registered MCP servers as the filter's `mcp` section, with
+/// `ATTACH_MCP_MAX_BODY_BYTES` on top, and each server's metadata path
+/// public: the filter answers it itself, and a client reads it before it
+/// has a token. A configuration file may set the section's limits, not its
+/// servers, whose URLs (and so their routes) only the registry gives.
+fn apply_mcp(
+    config: &mut PluginConfig,
+    settings: &Settings,
+    servers: &[mcp::Server],
+) -> Result<(), Error> {
+    if config.mcp.as_ref().is_some_and(|m| !m.servers.is_empty()) {
+        let at = settings
+            .config_file
+            .as_deref()
+            .map(|p| format!("{}: ", p.display()))
+            .unwrap_or_default();
+        return Err(Error::setting(
+            "ATTACH_CONFIG",
+            format!(
+                "{at}mcp.servers: register MCP servers with {} or {}, which give their URLs",
+                mcp_servers::LIST_VARIABLE,
+                mcp_servers::FILE_VARIABLE
+            ),
+        ));
+    }
+    if servers.is_empty() {
+        return Ok(());
+    }
+    let entries: Vec<serde_json::Value> = servers.iter().map(mcp::Server::filter_entry).collect();
+    let registered: McpConfig = serde_json::from_value(json!({ "servers": entries }))
+        .map_err(|e| Error::setting(mcp::variable(&settings.mcp), e.to_string()))?;
+    let section = match &mut config.mcp {
+        Some(section) => {
+            section.servers = registered.servers;
+            section
+        }
+        None => config.mcp.insert(registered),
+    };
+    if let Some(n) = settings.mcp.max_body_bytes {
+        section.max_body_bytes = n;
+    }
+    for server in servers {
+        let path = mcp_paths::metadata_path(server.name());
+        if !config.public_paths.contains(&path) {
+            config.public_paths.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// DID sign-in: on by default, so the local stack needs no identity provider.
@@ -411,6 +469,12 @@ fn callouts(clusters: &BTreeMap<String, String>) -> Result<Vec<Callout>, String>
                 "clusters[{key:?}]: the name {ENGINE_CLUSTER:?} is the model engine's cluster"
             ));
         }
+        if cluster.starts_with(mcp::CLUSTER_PREFIX) {
+            return Err(format!(
+                "clusters[{key:?}]: names starting with {:?} are the MCP servers' clusters",
+                mcp::CLUSTER_PREFIX
+            ));
+        }
         match out.iter().find(|c| c.origin.origin() == origin.origin()) {
             Some(c) if c.cluster == *cluster => continue,
             Some(c) => {
@@ -453,6 +517,8 @@ impl Origin<'_> {
             Error::setting("OIDC_ISSUER", e.to_string())
         } else if e.path == "resource" && self.resource_from_env {
             Error::setting("ATTACH_PUBLIC_URL", e.to_string())
+        } else if e.path.starts_with("mcp.servers") {
+            Error::setting(mcp::variable(&self.settings.mcp), e.to_string())
         } else {
             self.blame_clusters(e.to_string())
         }
@@ -932,6 +998,99 @@ mod tests {
         let e = build_with(&s, Some(file(f)), Some(&service()), None).unwrap_err();
         assert_eq!(e.var(), Some("ATTACH_CONFIG"));
         assert!(e.to_string().contains("assertion_key"), "{e}");
+    }
+
+    #[test]
+    fn mcp_servers_become_the_filters_mcp_section() {
+        let s = settings(&[
+            ("ATTACH_PUBLIC_URL", "https://gw.example"),
+            (
+                "MCP_SERVERS",
+                "tools=http://127.0.0.1:9000/mcp;tools_list=callable,files=http://127.0.0.1:9001/mcp;scopes=files:read files:write;default=deny",
+            ),
+        ])
+        .unwrap();
+        let p = build(&s, None).unwrap();
+        assert_eq!(p.mcp.len(), 2);
+        let written: serde_json::Value = serde_json::from_str(&p.json).unwrap();
+        assert_eq!(written["resource"], "https://gw.example");
+        assert_eq!(
+            written["mcp"],
+            json!({
+                "max_body_bytes": 1_048_576,
+                "servers": [
+                    {"name": "tools", "scopes": [], "tools_list": "callable", "default": "allow", "tools": []},
+                    {"name": "files", "scopes": ["files:read", "files:write"], "tools_list": "all",
+                     "default": "deny", "tools": []}
+                ]
+            })
+        );
+        // RFC 9728 section 3.1: a client reads the metadata before it has
+        // a token, so those paths are public; the servers' own are not.
+        let lookup = |name: &str| p.secrets.get(name).cloned();
+        let c = Config::from_json_with_env(p.json.as_bytes(), &lookup).unwrap();
+        assert!(c.is_public("/.well-known/oauth-protected-resource/mcp/tools"));
+        assert!(c.is_public("/.well-known/oauth-protected-resource/mcp/files"));
+        assert!(!c.is_public("/.well-known/oauth-protected-resource/mcp/other"));
+        assert!(!c.is_public("/mcp/tools"));
+        assert!(!c.is_public("/mcp/tools/x"));
+        // Without servers there is no section.
+        let p = build(&settings(&[]).unwrap(), None).unwrap();
+        assert_eq!(p.config.mcp, None);
+        assert!(!p.config.public_paths.iter().any(|p| p.contains("mcp")));
+    }
+
+    #[test]
+    fn the_mcp_body_limit_comes_from_the_environment_or_the_file() {
+        let list = ("MCP_SERVERS", "tools=http://127.0.0.1:9000/mcp");
+        let s = settings(&[list, ("ATTACH_MCP_MAX_BODY_BYTES", "65536")]).unwrap();
+        let p = build(&s, None).unwrap();
+        assert_eq!(p.config.mcp.unwrap().max_body_bytes, 65_536);
+        let mut s = settings(&[list]).unwrap();
+        with_file(&mut s);
+        let f = file(json!({"mcp": {"max_body_bytes": 4096, "servers": []}}));
+        let p = build(&s, Some(f)).unwrap();
+        let section = p.config.mcp.unwrap();
+        assert_eq!(section.max_body_bytes, 4096);
+        assert_eq!(section.servers[0].name, "tools");
+        for bad in ["0", "1023", "lots"] {
+            let e = settings(&[list, ("ATTACH_MCP_MAX_BODY_BYTES", bad)]).unwrap_err();
+            assert_eq!(e.var(), Some("ATTACH_MCP_MAX_BODY_BYTES"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_file_cannot_register_mcp_servers_without_urls() {
+        let mut s = settings(&[]).unwrap();
+        with_file(&mut s);
+        let f = file(json!({"mcp": {"servers": [{"name": "tools"}]}}));
+        let e = build(&s, Some(f)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ATTACH_CONFIG: /x.yaml: mcp.servers: register MCP servers with MCP_SERVERS or MCP_CONFIG, which give their URLs"
+        );
+        let f = file(json!({"clusters": {"https://a.example": "mcp_tools"}}));
+        let e = build(&s, Some(f)).unwrap_err();
+        assert!(e.to_string().contains("MCP servers' clusters"), "{e}");
+    }
+
+    #[test]
+    fn mcp_registry_errors_name_their_variable() {
+        for (pairs, var) in [
+            (
+                &[("MCP_SERVERS", "t=http://x,t=http://y")][..],
+                "MCP_SERVERS",
+            ),
+            (&[("MCP_SERVERS", "a b=http://x")][..], "MCP_SERVERS"),
+            (&[("MCP_SERVERS", "t=gopher://x")][..], "MCP_SERVERS"),
+            (&[("MCP_CONFIG", "/nonexistent/mcp.json")][..], "MCP_CONFIG"),
+        ] {
+            let e = build(&settings(pairs).unwrap(), None).unwrap_err();
+            assert_eq!(e.var(), Some(var), "{pairs:?}: {e}");
+        }
+        let e = settings(&[("MCP_SERVERS", "t=http://x"), ("MCP_CONFIG", "/m.json")]).unwrap_err();
+        assert_eq!(e.var(), Some("MCP_CONFIG"));
+        assert!(e.to_string().contains("not both"), "{e}");
     }
 
     #[test]
