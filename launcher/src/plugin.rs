@@ -1088,6 +1088,12 @@ mod tests {
             let e = build(&settings(pairs).unwrap(), None).unwrap_err();
             assert_eq!(e.var(), Some(var), "{pairs:?}: {e}");
         }
+        // What the filter's validation refuses in a server is blamed on
+        // the registry too.
+        let s = settings(&[("MCP_SERVERS", "t=http://x;scopes=a\"b")]).unwrap();
+        let e = build(&s, None).unwrap_err();
+        assert_eq!(e.var(), Some("MCP_SERVERS"), "{e}");
+        assert!(e.to_string().contains("mcp.servers[0].scopes"), "{e}");
         let e = settings(&[("MCP_SERVERS", "t=http://x"), ("MCP_CONFIG", "/m.json")]).unwrap_err();
         assert_eq!(e.var(), Some("MCP_CONFIG"));
         assert!(e.to_string().contains("not both"), "{e}");
