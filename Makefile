@@ -30,10 +30,31 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 all: wasm launcher
 
-wasm:
+# The release module, then Binaryen's wasm-opt on it (-O3: for speed, as
+# the Rust build; it also takes about an eighth off the size, which keeps
+# the module under 1 MB). wasm-opt runs again only when cargo wrote a new
+# module: the stamp is touched after each optimisation.
+WASM_OPT_DIR := filter/wasm-opt
+WASM_OPT := $(WASM_OPT_DIR)/node_modules/.bin/wasm-opt
+WASM_OPT_STAMP := $(WASM_OPT_DIR)/node_modules/.package-lock.json
+WASM_OPTIMIZED := target/$(WASM_TARGET)/release/.attach_filter.optimized
+# The wasm features Rust enables for wasm32-wasip1 (wasm-opt assumes none).
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+  --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
+
+wasm: $(WASM_OPT_STAMP)
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 	$(CARGO) build --release --target $(WASM_TARGET) -p attach-filter
+	@if [ ! -f $(WASM_OPTIMIZED) ] || [ $(WASM) -nt $(WASM_OPTIMIZED) ]; then \
+	  echo "wasm-opt -O3 $(WASM)"; \
+	  $(WASM_OPT) -O3 $(WASM_FEATURES) $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM) && touch $(WASM_OPTIMIZED); \
+	fi
 	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
+
+$(WASM_OPT_STAMP): $(WASM_OPT_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs npm; }
+	cd $(WASM_OPT_DIR) && npm ci --no-audit --no-fund
+	touch $@
 
 launcher:
 	$(CARGO) build --release -p attach-launcher -p attach-a2a-service -p attach-example-agents

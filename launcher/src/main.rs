@@ -42,8 +42,11 @@ commands:
                  unless ATTACH_A2A=off) in the foreground
   render         print the Envoy bootstrap JSON
   plugin-config  print the filter's plugin configuration JSON
-  token          print a DID-JWT for this gateway, signed by a local did:key
-                 identity (created on first use in ATTACH_DATA_DIR)
+  token [--mcp NAME]
+                 print a DID-JWT for this gateway (with --mcp, for the
+                 registered MCP server NAME: its canonical URI as audience),
+                 signed by a local did:key identity (created on first use in
+                 ATTACH_DATA_DIR)
   keys [--print | --agents NAMES]
                  create the gateway's signing key set in ATTACH_DATA_DIR, or
                  rotate it when due, as `run` does; --print also writes the
@@ -97,7 +100,8 @@ fn dispatch(args: &[String]) -> Result<i32, Error> {
                     .map_err(|e| Error::runtime(format!("plugin configuration: {e}")))?,
             )
         }
-        ["token"] => print_token(env, &cwd),
+        ["token"] => print_token(env, &cwd, None),
+        ["token", "--mcp", name] => print_token(env, &cwd, Some(name)),
         ["keys"] => keys(env, &cwd, KeysOutput::Quiet),
         ["keys", "--print"] => keys(env, &cwd, KeysOutput::Set),
         ["keys", "--agents", names] => match agent_names(names) {
@@ -368,18 +372,42 @@ fn keys(env: Env, cwd: &Path, output: KeysOutput) -> Result<i32, Error> {
     Ok(0)
 }
 
-fn print_token(env: Env, cwd: &Path) -> Result<i32, Error> {
+/// Prints a DID-JWT for the gateway, or for the registered MCP server
+/// `mcp` (whose routes accept only tokens for its canonical URI).
+fn print_token(env: Env, cwd: &Path, mcp: Option<&str>) -> Result<i32, Error> {
     let p = prepare(env, cwd)?;
-    let mint = token_minter(&p.settings, &p.plugin)?;
+    let audience = match mcp {
+        None => None,
+        Some(name) => Some(mcp_audience(&p.plugin, name)?),
+    };
+    let mint = token_minter(&p.settings, &p.plugin, audience)?;
     println!("{}", mint());
     Ok(0)
 }
 
+/// The canonical URI of the registered MCP server `name`.
+fn mcp_audience(plugin: &Plugin, name: &str) -> Result<String, Error> {
+    let registered = plugin
+        .config
+        .mcp
+        .as_ref()
+        .is_some_and(|m| m.servers.iter().any(|s| s.name == name));
+    match (&plugin.config.resource, registered) {
+        (Some(resource), true) => Ok(attach_contract::mcp::canonical_uri(resource, name)),
+        _ => Err(Error::setting(
+            attach_contract::mcp_servers::LIST_VARIABLE,
+            format!("no MCP server {name:?} is registered"),
+        )),
+    }
+}
+
 /// Mints DID-JWTs of the local identity (created on first use) for this
-/// gateway's DID audience, each valid for up to an hour from its minting.
+/// gateway's DID audience (or `audience`), each valid for up to an hour
+/// from its minting.
 fn token_minter(
     settings: &Settings,
     plugin: &Plugin,
+    audience: Option<String>,
 ) -> Result<impl Fn() -> String + Send + 'static, Error> {
     let Some(did) = &plugin.config.did else {
         return Err(Error::setting(
@@ -387,7 +415,7 @@ fn token_minter(
             "DID sign-in is off (none, or OIDC_ISSUER without DID_ALLOW), so there is no audience to sign for",
         ));
     };
-    let audience = did.audiences.first().cloned().unwrap_or_default();
+    let audience = audience.unwrap_or_else(|| did.audiences.first().cloned().unwrap_or_default());
     let ttl = did.max_ttl_secs.min(3_600);
     let (identity, created) = token::load_or_create(&settings.data_dir, token::IDENTITY_FILE)?;
     if created {
@@ -564,7 +592,7 @@ fn start_demo(
     dev::serve_tokens(
         listener,
         settings.port,
-        token_minter(settings, &prepared.plugin)?,
+        token_minter(settings, &prepared.plugin, None)?,
     );
     Ok(None)
 }
