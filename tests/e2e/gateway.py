@@ -33,7 +33,9 @@ def find_repo_root():
 REPO = find_repo_root()
 
 # Variables of the launcher that must never leak in from the caller's environment.
-_OWN_VARS = ("ATTACH_", "OIDC_", "DID_", "A2A_", "MEM_", "WEAVIATE_", "ENGINE_URL", "ENVOY_BIN")
+_OWN_VARS = (
+    "ATTACH_", "OIDC_", "DID_", "A2A_", "MCP_", "MEM_", "WEAVIATE_", "ENGINE_URL", "ENVOY_BIN"
+)
 
 BANNER = re.compile(
     r"attach: gateway on http://127\.0\.0\.1:(\d+) -> (\S+) \(envoy admin unix:(\S+)\)"

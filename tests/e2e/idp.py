@@ -5,6 +5,13 @@ back on the same port, made to answer every request with an error status, and
 it counts the requests it receives per path so tests can tell how often the
 gateway fetched keys.
 
+For OAuth clients that find it on their own (the MCP SDK's), it also
+publishes RFC 8414 authorization server metadata and runs a token endpoint
+for the client credentials grant (RFC 6749 section 4.4) of clients
+registered in advance (register_client), which honours RFC 8707's
+`resource` (the token's `aud`) and narrows `scope` to what the client may
+have (RFC 6749 section 3.3).
+
 Tokens are signed with PyJWT. Deliberately broken tokens (``alg: none``,
 HMAC keyed with the RSA public key, mismatched algorithms, garbage segments)
 are assembled by hand from the same pieces, since PyJWT refuses to make them.
@@ -19,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, unquote
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +38,9 @@ from netutil import HOST, Restartable, free_port, wait_until
 DEFAULT_AUDIENCE = "attach-api"
 DEFAULT_SUBJECT = "user-42"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+AS_METADATA_PATH = "/.well-known/oauth-authorization-server"
+TOKEN_PATH = "/token"
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
 RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 ALL_ALGS = RSA_ALGS + ("ES256", "ES384", "EdDSA")
@@ -149,17 +160,58 @@ class _Handler(BaseHTTPRequestHandler):
         if idp.delay_secs:
             time.sleep(idp.delay_secs)
         status, body = idp._answer(path)
+        self._reply(status, body)
+
+    def do_POST(self):
+        idp = self.server.owner
+        path = self.path.split("?", 1)[0]
+        idp._record(path)
+        if path != idp.issuer_path + TOKEN_PATH:
+            self.send_error(405)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        form = parse_qs(self.rfile.read(length).decode("latin-1"), keep_blank_values=True)
+        status, body = idp._token_answer(form, self.headers.get("Authorization"))
+        headers = {"Cache-Control": "no-store"}
+        if status == 401 and self.headers.get("Authorization"):
+            # RFC 6749 section 5.2: a client that tried Basic is told the scheme.
+            headers["WWW-Authenticate"] = 'Basic realm="test-idp"'
+        self._reply(status, body, headers)
+
+    def _reply(self, status, body, headers=None):
         data = _json_bytes(body) if body is not None else b""
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self):
-        self.server.owner._record(self.path.split("?", 1)[0])
-        self.send_error(405)
+
+class OAuthClient:
+    """A client registered with the provider: its credentials, the subject its
+    tokens name, and the scopes it may be granted."""
+
+    def __init__(self, client_id, secret, sub, scopes):
+        self.client_id = client_id
+        self.secret = secret
+        self.sub = sub
+        self.scopes = list(scopes)
+
+
+def _basic_credentials(header):
+    """(client_id, secret) from an RFC 6749 section 2.3.1 Basic header, or None."""
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except ValueError:
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    return (unquote(client_id), unquote(secret)) if sep else None
 
 
 class IdP(Restartable):
@@ -180,6 +232,8 @@ class IdP(Restartable):
         self.jwks_uri = self.origin + jwks_path
         self.keys = [k if isinstance(k, SigningKey) else SigningKey(k) for k in keys]
         self.fail_status = None  # when set, every request gets this status
+        self.clients = {}  # client_id -> OAuthClient
+        self.token_requests = []  # one dict per token request, see _token_answer
         self.delay_secs = 0  # when set, every answer is held back this long
         self._lock = threading.Lock()
         self._counts = Counter()
@@ -193,15 +247,38 @@ class IdP(Restartable):
     def discovery_path(self):
         return self.issuer_path + DISCOVERY_PATH
 
+    @property
+    def metadata_path(self):
+        """RFC 8414 section 3.1: the well-known suffix goes before the issuer's path."""
+        return AS_METADATA_PATH + self.issuer_path
+
+    @property
+    def token_endpoint(self):
+        return self.issuer + TOKEN_PATH
+
     def discovery(self):
         return {
             "issuer": self.issuer,
             "jwks_uri": self.jwks_uri,
             "authorization_endpoint": self.issuer + "/authorize",
-            "token_endpoint": self.issuer + "/token",
+            "token_endpoint": self.token_endpoint,
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": sorted({k.alg for k in self.keys}),
+        }
+
+    def metadata(self):
+        """RFC 8414 section 2 authorization server metadata."""
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": self.jwks_uri,
+            "authorization_endpoint": self.issuer + "/authorize",
+            "token_endpoint": self.token_endpoint,
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+            "response_types_supported": ["code"],
         }
 
     def jwks(self):
@@ -213,6 +290,8 @@ class IdP(Restartable):
             return self.fail_status, {"error": "server_error"}
         if path == self.discovery_path:
             return 200, self.discovery()
+        if path == self.metadata_path:
+            return 200, self.metadata()
         if path == self.jwks_path:
             return 200, self.jwks()
         return 404, {"error": "not_found"}
@@ -221,6 +300,77 @@ class IdP(Restartable):
         with self._lock:
             self._counts[path] += 1
             self._log.append((time.monotonic(), path))
+
+    # -- the token endpoint --------------------------------------------------
+
+    def register_client(self, client_id=None, secret=None, sub=None, scopes=()):
+        """Registers a confidential client for the client credentials grant.
+
+        Its tokens name sub (default: the client id) and carry the requested
+        scopes it is allowed (all of them when it asks for none)."""
+        client_id = client_id or f"client-{secrets.token_hex(4)}"
+        client = OAuthClient(client_id, secret or secrets.token_urlsafe(16), sub or client_id, scopes)
+        with self._lock:
+            self.clients[client_id] = client
+        return client
+
+    def _authenticate(self, form, authorization):
+        """The registered client the request authenticates as, with the method used."""
+        basic = _basic_credentials(authorization)
+        if basic is not None:
+            method, (client_id, secret) = "client_secret_basic", basic
+        elif "client_id" in form and "client_secret" in form:
+            method = "client_secret_post"
+            client_id, secret = form["client_id"][0], form["client_secret"][0]
+        else:
+            return None, None
+        with self._lock:
+            client = self.clients.get(client_id)
+        if client is None or not hmac.compare_digest(client.secret, secret):
+            return None, method
+        return client, method
+
+    def _token_answer(self, form, authorization):
+        """RFC 6749 section 4.4.2 / 5.1 / 5.2, with RFC 8707's resource.
+
+        Every request is kept in token_requests as {"form": {name: [values]},
+        "auth_method", "client_id", "status", "claims"} (claims of the token
+        issued, else None)."""
+        record = {"form": form, "auth_method": None, "client_id": None, "status": None, "claims": None}
+        with self._lock:
+            self.token_requests.append(record)
+        status, body = self._grant(form, authorization, record)
+        record["status"] = status
+        return status, body
+
+    def _grant(self, form, authorization, record):
+        if self.fail_status is not None:
+            return self.fail_status, {"error": "server_error"}
+        client, method = self._authenticate(form, authorization)
+        record["auth_method"] = method
+        if client is None:
+            return 401, {"error": "invalid_client"}
+        record["client_id"] = client.client_id
+        if form.get("grant_type") != ["client_credentials"]:
+            return 400, {"error": "unsupported_grant_type"}
+        resources = form.get("resource", [])
+        if len(resources) > 1 or any("#" in r or "://" not in r for r in resources):
+            # RFC 8707 section 2: an absolute URI without a fragment; one audience per token here.
+            return 400, {"error": "invalid_target"}
+        requested = form["scope"][0].split() if "scope" in form else list(client.scopes)
+        granted = [s for s in requested if s in client.scopes]
+        claims = self.claims(sub=client.sub, client_id=client.client_id, scope=" ".join(granted))
+        if resources:
+            claims["aud"] = resources[0]
+        record["claims"] = claims
+        key = self.key
+        token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid})
+        return 200, {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": claims["exp"] - claims["iat"],
+            "scope": " ".join(granted),
+        }
 
     # -- request accounting ----------------------------------------------
 
