@@ -32,12 +32,14 @@ all: wasm launcher
 
 # The release module, then Binaryen's wasm-opt on it (-O3: for speed, as
 # the Rust build; it also takes about an eighth off the size, which keeps
-# the module under 1 MB). wasm-opt runs again only when cargo wrote a new
-# module: the stamp is touched after each optimisation.
+# the module under 1 MB). Cargo puts its own module back in place whenever
+# it runs, so the optimised one is kept beside it with the digest of the
+# module it came from: wasm-opt runs again only for a module it has not seen.
 WASM_OPT_DIR := filter/wasm-opt
 WASM_OPT := $(WASM_OPT_DIR)/node_modules/.bin/wasm-opt
 WASM_OPT_STAMP := $(WASM_OPT_DIR)/node_modules/.package-lock.json
-WASM_OPTIMIZED := target/$(WASM_TARGET)/release/.attach_filter.optimized
+WASM_OPTIMIZED := target/$(WASM_TARGET)/release/attach_filter.optimized.wasm
+WASM_SOURCE_DIGEST := target/$(WASM_TARGET)/release/attach_filter.optimized.source
 # The wasm features Rust enables for wasm32-wasip1 (wasm-opt assumes none).
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
@@ -45,9 +47,15 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 wasm: $(WASM_OPT_STAMP)
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 	$(CARGO) build --release --target $(WASM_TARGET) -p attach-filter
-	@if [ ! -f $(WASM_OPTIMIZED) ] || [ $(WASM) -nt $(WASM_OPTIMIZED) ]; then \
+	@digest=$$(sha256sum $(WASM) | cut -d' ' -f1); \
+	if [ -f $(WASM_OPTIMIZED) ] && cmp -s $(WASM) $(WASM_OPTIMIZED); then :; \
+	elif [ -f $(WASM_OPTIMIZED) ] && [ "$$digest" = "$$(cat $(WASM_SOURCE_DIGEST) 2>/dev/null)" ]; then \
+	  cp $(WASM_OPTIMIZED) $(WASM).tmp && mv $(WASM).tmp $(WASM); \
+	else \
 	  echo "wasm-opt -O3 $(WASM)"; \
-	  $(WASM_OPT) -O3 $(WASM_FEATURES) $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM) && touch $(WASM_OPTIMIZED); \
+	  $(WASM_OPT) -O3 $(WASM_FEATURES) $(WASM) -o $(WASM_OPTIMIZED).tmp && \
+	  mv $(WASM_OPTIMIZED).tmp $(WASM_OPTIMIZED) && echo "$$digest" > $(WASM_SOURCE_DIGEST) && \
+	  cp $(WASM_OPTIMIZED) $(WASM).tmp && mv $(WASM).tmp $(WASM); \
 	fi
 	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
 
