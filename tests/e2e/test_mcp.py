@@ -26,6 +26,7 @@ from mcp import Client
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
 
+from gateway import run_launcher
 from httpc import parse_challenge
 from idp import DEFAULT_AUDIENCE, IdP
 from mcp_server import RESOURCE_TEXT, RESOURCE_URI, McpServer
@@ -682,3 +683,37 @@ def test_a_server_registered_in_mcp_servers_is_protected_and_usable(tmp_path, ar
             assert text_of(with_client(w, client, work)) == "listed"
             assert [r["form"]["resource"] for r in w.idp.token_requests] == [[w.canonical()]]
             assert all(r.header("x-attach-user") == client.sub for r in server.requests)
+
+
+def claims_of(token):
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def test_attach_token_mints_a_did_token_for_a_registered_server(tmp_path, artifacts):
+    """`attach token --mcp NAME`: a DID-JWT whose audience is the server's
+    canonical URI, which its route accepts (RFC 8707 section 2), where the
+    token for the gateway itself is refused; an unregistered name is an
+    error naming the registry."""
+    with McpServer() as server:
+        env = {"MCP_SERVERS": f"{SERVER}={server.url}", "DID_ALLOW": "did:key:*"}
+        with launch_stack(tmp_path, idp=IdP(), env=env) as s:
+            w = Mcp(s, server)
+            run = lambda *args: run_launcher(["token", *args], s.gateway.env(), cwd=s.gateway.workdir)
+            rc, token, err = run("--mcp", SERVER)
+            assert rc == 0, err
+            token = token.strip()
+            assert claims_of(token)["aud"] == w.canonical()
+            body = modern_body("tools/call", {"name": "echo", "arguments": {"text": "minted"}})
+            resp = call(w, body, token)
+            assert resp.status_code == 200, resp.text
+            assert rpc_message(resp)["result"]["content"][0]["text"] == "minted"
+            rc, gateway_token, err = run()
+            assert rc == 0, err
+            server.clear()
+            resp = call(w, body, gateway_token.strip())
+            assert resp.status_code == 401, resp.text
+            assert challenge(resp)["error"] == "invalid_token"
+            assert_never_arrived(w)
+            rc, out, err = run("--mcp", "nope")
+            assert rc == 2 and "MCP_SERVERS" in err and '"nope"' in err, (rc, out, err)
