@@ -27,7 +27,6 @@ import time
 from http.server import ThreadingHTTPServer
 
 import httpx
-import uvicorn
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
 from a2a.helpers import new_task, new_text_message, new_text_part
 from a2a.server.agent_execution import AgentExecutor
@@ -37,7 +36,8 @@ from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import a2a_pb2 as pb
 from starlette.applications import Starlette
 
-from netutil import HOST, QuietHandler, free_port, is_listening, wait_until
+from asgi_server import AsgiServer
+from netutil import HOST, QuietHandler, free_port
 
 
 class UpperExecutor(AgentExecutor):
@@ -135,25 +135,14 @@ class SdkAgent:
             handler, "/", enable_v0_3_compat=True
         )
         self.app = Starlette(routes=routes)
-        self._server = None
-        self._thread = None
+        self._server = AsgiServer(self.app, self.port, "SDK agent", lifespan="off")
 
     def start(self):
-        config = uvicorn.Config(
-            self.app, host=HOST, port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        if not wait_until(lambda: is_listening(self.port), 10):
-            raise AssertionError(f"SDK agent did not listen on {self.url}")
+        self._server.start()
         return self
 
     def stop(self):
-        if self._server is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-            self._server = None
+        self._server.stop()
 
     def __enter__(self):
         return self.start()

@@ -26,11 +26,11 @@ import threading
 import anyio
 import httpx
 import jwt
-import uvicorn
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 
-from netutil import HOST, free_port, is_listening, wait_until
+from asgi_server import AsgiServer
+from netutil import HOST, free_port
 from upstream import Recorded
 
 RESOURCE_URI = "info://server"
@@ -159,8 +159,7 @@ class McpServer:
         self._requests = []
         self._jwks = None
         self.app = _Recorder(build_server(self).streamable_http_app(), self)
-        self._server = None
-        self._thread = None
+        self._server = AsgiServer(self.app, self.port, "MCP server")
 
     # -- what arrived ------------------------------------------------------
 
@@ -218,19 +217,11 @@ class McpServer:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self):
-        config = uvicorn.Config(self.app, host=HOST, port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        if not wait_until(lambda: is_listening(self.port), 10):
-            raise AssertionError(f"MCP server did not listen on {self.url}")
+        self._server.start()
         return self
 
     def stop(self):
-        if self._server is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-            self._server = None
+        self._server.stop()
 
     def __enter__(self):
         return self.start()

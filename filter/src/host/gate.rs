@@ -119,6 +119,22 @@ impl Gate {
         Action::Pause
     }
 
+    /// Verifies and decides on the request in this request's state: let
+    /// through, answered, or parked until its issuer's keys are known.
+    fn decide_now(&self, vm: &Rc<Vm>) -> Action {
+        match decide(vm, &self.state, false) {
+            Step::Continue => {
+                self.state.borrow_mut().let_through = true;
+                Action::Continue
+            }
+            Step::Replied => Action::Pause,
+            Step::Wait { issuer } => {
+                vm.wait(self.context_id, issuer, self.state.clone());
+                Action::Pause
+            }
+        }
+    }
+
     /// Answers the token request now whole in this request's state, or
     /// parks it until its tokens' keys are known.
     fn answer_token_request(&self, vm: &Rc<Vm>) -> Action {
@@ -193,17 +209,7 @@ impl Gate {
         if let Some(m) = self.state.borrow_mut().mcp.as_mut() {
             m.request = Some(request);
         }
-        match decide(vm, &self.state, false) {
-            Step::Continue => {
-                self.state.borrow_mut().let_through = true;
-                Action::Continue
-            }
-            Step::Replied => Action::Pause,
-            Step::Wait { issuer } => {
-                vm.wait(self.context_id, issuer, self.state.clone());
-                Action::Pause
-            }
-        }
+        self.decide_now(vm)
     }
 }
 
@@ -354,17 +360,7 @@ impl HttpContext for Gate {
             return Action::Continue;
         }
         self.state.borrow_mut().head = head;
-        match decide(vm, &self.state, false) {
-            Step::Continue => {
-                self.state.borrow_mut().let_through = true;
-                Action::Continue
-            }
-            Step::Replied => Action::Pause,
-            Step::Wait { issuer } => {
-                vm.wait(self.context_id, issuer, self.state.clone());
-                Action::Pause
-            }
-        }
+        self.decide_now(vm)
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
