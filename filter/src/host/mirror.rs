@@ -11,6 +11,7 @@ use crate::memory::budget::Budget;
 use crate::memory::capture::VM_BUDGET_BYTES;
 use crate::memory::outbox::{Outbox, Outcome, Verdict};
 use crate::memory::sink::Outgoing;
+use crate::memory::weaviate_upgrade::Conflict;
 use attach_contract::event::Event;
 use proxy_wasm::types::LogLevel;
 use std::cell::{Cell, RefCell};
@@ -56,7 +57,8 @@ fn add(metric: u32, n: usize) {
     }
 }
 
-/// Whether Weaviate's class is known to exist (the service needs nothing).
+/// Whether Weaviate's class is known to exist with the contract's
+/// properties, as far as they can be added (the service needs nothing).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Schema {
     Ready,
@@ -70,6 +72,9 @@ pub struct Mirror {
     counters: Counters,
     outbox: RefCell<Outbox>,
     schema: Cell<Schema>,
+    /// Whether the class's conflicts with the contract were logged: they
+    /// last, and each check after a failed one finds them again.
+    conflicts_logged: Cell<bool>,
     /// Request and reply bytes this VM's captures hold.
     pub budget: Rc<Budget>,
 }
@@ -90,6 +95,7 @@ impl Mirror {
             counters,
             outbox: RefCell::default(),
             schema: Cell::new(schema),
+            conflicts_logged: Cell::new(false),
             budget: Budget::new(VM_BUDGET_BYTES, memory.reply_budget_bytes),
         })
     }
@@ -191,6 +197,20 @@ impl Mirror {
         self.schema.set(Schema::Unknown {
             next_ms: now_ms().saturating_add(SCHEMA_RETRY_MS),
         });
+    }
+
+    /// Logs, once, the properties Weaviate's class has in another shape
+    /// than the contract's: the writes they refuse are counted as failed.
+    pub fn report_conflicts(&self, conflicts: &[Conflict]) {
+        if conflicts.is_empty() || self.conflicts_logged.replace(true) {
+            return;
+        }
+        for conflict in conflicts {
+            log(
+                LogLevel::Warn,
+                &format!("attach: memory schema: {conflict}; writes of it may fail"),
+            );
+        }
     }
 
     /// The next batch to send, if this worker is free to send one.

@@ -11,8 +11,9 @@
 //! [`event`] turns either pair into two events (the contract's
 //! [`attach_contract::event::Event`], within [`attach_contract::limits`],
 //! which the companion service applies too); [`sink`] builds the requests that deliver
-//! them (with [`weaviate`]'s bodies for that sink) and reads which events
-//! the sink refused, and [`outbox`] holds a worker's batch until the sink
+//! them (with [`weaviate`]'s bodies for that sink, and
+//! [`weaviate_upgrade`]'s reading of a class an older gateway made) and
+//! reads which events the sink refused, and [`outbox`] holds a worker's batch until the sink
 //! took it. What captures hold at once is bounded by the VM's [`budget`].
 
 pub mod budget;
@@ -25,6 +26,7 @@ pub mod routes;
 pub mod sink;
 pub mod tool_capture;
 pub mod weaviate;
+pub mod weaviate_upgrade;
 
 /// Text kept within a byte budget. Once anything is cut nothing more is
 /// added, so what is kept is always a prefix of the whole.

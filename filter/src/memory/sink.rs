@@ -4,7 +4,8 @@
 //! the mirror's own credential, [`assertion::sign_mirror`], which no token
 //! can produce), or Weaviate's
 //! REST API (the class is created once, then batches of objects). The host
-//! only dispatches what [`Sink::deliver`] and [`Sink::schema_steps`] build.
+//! only dispatches what [`Sink::deliver`] and the schema steps
+//! ([`Sink::schema_check`], [`Sink::schema_create`], [`Sink::schema_add`]) build.
 
 use super::routes::{ModelRoute, default_routes};
 use super::weaviate;
@@ -13,6 +14,7 @@ use attach_contract::assertion::{self, ASSERTION_LIFETIME_SECS};
 use attach_contract::event::Event;
 use attach_contract::headers::ASSERTION_HEADER;
 use attach_contract::limits;
+use attach_contract::weaviate::{CLASS, Property};
 use serde::{Deserialize, Serialize};
 
 /// The plugin configuration's `memory` section.
@@ -206,16 +208,13 @@ impl MemoryConfig {
 }
 
 impl Sink {
-    /// Before the first batch: Weaviate's class must exist. First a read;
-    /// on 404 the creation; the service needs nothing.
+    /// Before the first batch: Weaviate's class must exist with the
+    /// contract's properties. First a read; on 404 the creation, else the
+    /// properties the class lacks; the service needs nothing.
     pub fn schema_check(&self) -> Option<Outgoing> {
         (self.kind == SinkKind::Weaviate).then(|| Outgoing {
             method: "GET",
-            path: format!(
-                "{}/v1/schema/{}",
-                self.path,
-                attach_contract::weaviate::CLASS
-            ),
+            path: format!("{}/v1/schema/{CLASS}", self.path),
             headers: self.auth_headers(),
             body: None,
         })
@@ -229,6 +228,19 @@ impl Sink {
             path: format!("{}/v1/schema", self.path),
             headers,
             body: Some(weaviate::class_schema()),
+        }
+    }
+
+    /// The addition of a property a class made by an older gateway lacks
+    /// (see [`super::weaviate_upgrade`]).
+    pub fn schema_add(&self, property: &Property) -> Outgoing {
+        let mut headers = self.auth_headers();
+        headers.push(("content-type", "application/json".into()));
+        Outgoing {
+            method: "POST",
+            path: format!("{}/v1/schema/{CLASS}/properties", self.path),
+            headers,
+            body: Some(weaviate::property_body(property)),
         }
     }
 
@@ -521,6 +533,26 @@ mod tests {
         assert_eq!(check.path, "/v1/schema/MemoryEvent");
         assert_eq!(check.headers, vec![("authorization", "Bearer k3y".into())]);
         assert_eq!(m.sink.schema_create().path, "/v1/schema");
+        let tool = attach_contract::weaviate::PROPERTIES
+            .iter()
+            .find(|p| p.name == "tool")
+            .unwrap();
+        let add = m.sink.schema_add(tool);
+        assert_eq!(
+            (add.method, add.path.as_str()),
+            ("POST", "/v1/schema/MemoryEvent/properties")
+        );
+        assert_eq!(
+            add.headers,
+            vec![
+                ("authorization", "Bearer k3y".into()),
+                ("content-type", "application/json".into())
+            ]
+        );
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(add.body.as_deref().unwrap()).unwrap(),
+            serde_json::json!({"name": "tool", "dataType": ["text"], "tokenization": "field"})
+        );
 
         let a = "00000000-0000-8000-8000-00000000000a";
         let b = "00000000-0000-8000-8000-00000000000b";

@@ -6,7 +6,7 @@
 //! the companion service reads back.
 
 use attach_contract::event::{Event, Kind, Role};
-use attach_contract::weaviate::{CLASS, PROPERTIES};
+use attach_contract::weaviate::{CLASS, PROPERTIES, Property};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,18 +14,7 @@ use std::fmt;
 /// The body of `POST /v1/schema`. Vectors are left to whoever reads the
 /// memory: the filter cannot afford to embed text inline.
 pub fn class_schema() -> Vec<u8> {
-    let properties: Vec<serde_json::Value> = PROPERTIES
-        .iter()
-        .map(|p| {
-            let mut property = serde_json::Map::new();
-            property.insert("name".into(), p.name.into());
-            property.insert("dataType".into(), serde_json::json!([p.data_type]));
-            if p.exact {
-                property.insert("tokenization".into(), "field".into());
-            }
-            serde_json::Value::Object(property)
-        })
-        .collect();
+    let properties: Vec<serde_json::Value> = PROPERTIES.iter().map(property_json).collect();
     serde_json::json!({
         "class": CLASS,
         "description": "Model prompts and replies, and MCP tool calls and results, mirrored by Attach Gateway",
@@ -35,6 +24,27 @@ pub fn class_schema() -> Vec<u8> {
     .to_string()
     .into_bytes()
 }
+
+/// The body of `POST /v1/schema/{class}/properties`: one property added to
+/// a class made before the contract had it.
+pub fn property_body(p: &Property) -> Vec<u8> {
+    property_json(p).to_string().into_bytes()
+}
+
+/// A property as Weaviate's `Property` definition.
+fn property_json(p: &Property) -> serde_json::Value {
+    let mut property = serde_json::Map::new();
+    property.insert("name".into(), p.name.into());
+    property.insert("dataType".into(), serde_json::json!([p.data_type]));
+    if p.exact {
+        property.insert("tokenization".into(), EXACT_TOKENIZATION.into());
+    }
+    serde_json::Value::Object(property)
+}
+
+/// The tokenization of an exact-match text property: the whole value is
+/// one token.
+pub const EXACT_TOKENIZATION: &str = "field";
 
 #[derive(Serialize)]
 struct BatchBody<'a> {
@@ -185,7 +195,7 @@ mod tests {
     use crate::memory::event::{Exchange, ToolCallText, ToolResultText, Unreadable};
     use crate::memory::prompt::Prompt;
     use crate::memory::reply_capture::Reply;
-    use attach_contract::weaviate::Property;
+    use crate::memory::weaviate_upgrade;
     use serde_json::{Value, json};
 
     /// Weaviate's published OpenAPI document: `$WEAVIATE_CONTRACT`, else
@@ -387,6 +397,71 @@ mod tests {
                 .iter()
                 .all(|p| { p["tokenization"].is_null() || p["dataType"] == json!(["text"]) })
         );
+    }
+
+    #[test]
+    fn property_bodies_follow_the_contract_and_the_class() {
+        let Some(spec) = contract() else { return };
+        let add = &spec["paths"]["/schema/{className}/properties"]["post"];
+        let body_schema = add["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["in"] == "body")
+            .map(|p| &p["schema"])
+            .unwrap();
+        let class: Value = serde_json::from_slice(&class_schema()).unwrap();
+        for (p, in_class) in PROPERTIES
+            .iter()
+            .zip(class["properties"].as_array().unwrap())
+        {
+            let body: Value = serde_json::from_slice(&property_body(p)).unwrap();
+            assert_valid(&spec, body_schema, &body);
+            assert_eq!(&body, in_class, "added as it would have been created");
+        }
+        // What the answers are read as: the added property, or the reason
+        // a refusal gives.
+        let property = json!({"$ref": "#/definitions/Property"});
+        assert_eq!(add["responses"]["200"]["schema"], property);
+        let refusal = json!({"error": [{"message": "property already exists"}]});
+        let refusal_schema = &add["responses"]["422"]["schema"];
+        assert_valid(&spec, refusal_schema, &refusal);
+        assert_eq!(
+            weaviate_upgrade::refusal_reason(refusal.to_string().as_bytes()).as_deref(),
+            Some("property already exists")
+        );
+        let restricted = json!({"errorCode": "CONFIG_NOT_ALLOWED", "message": "not allowed"});
+        assert_valid(&spec, refusal_schema, &restricted);
+        assert_eq!(
+            weaviate_upgrade::refusal_reason(restricted.to_string().as_bytes()).as_deref(),
+            Some("not allowed")
+        );
+    }
+
+    /// A class an older gateway created, as `GET /v1/schema/{class}`
+    /// answers it (with the defaults Weaviate fills in), needs the
+    /// properties added since, and nothing else.
+    #[test]
+    fn an_older_class_read_back_lacks_only_the_newer_properties() {
+        let Some(spec) = contract() else { return };
+        let mut class: Value = serde_json::from_slice(&class_schema()).unwrap();
+        let props = class["properties"].as_array_mut().unwrap();
+        props.retain(|p| !["tool", "isError"].contains(&p["name"].as_str().unwrap()));
+        for p in props.iter_mut() {
+            p["indexFilterable"] = true.into();
+            p["indexRangeFilters"] = false.into();
+            p["indexSearchable"] = (p["dataType"] == json!(["text"])).into();
+            if p["dataType"] == json!(["text"]) && p["tokenization"].is_null() {
+                p["tokenization"] = "word".into();
+            }
+        }
+        class["multiTenancyConfig"] = json!({"enabled": false});
+        let answer = &spec["paths"]["/schema/{className}"]["get"]["responses"]["200"]["schema"];
+        assert_valid(&spec, answer, &class);
+        let upgrade = weaviate_upgrade::plan(class.to_string().as_bytes()).unwrap();
+        let names: Vec<&str> = upgrade.missing.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["tool", "isError"]);
+        assert!(upgrade.conflicts.is_empty(), "{:?}", upgrade.conflicts);
     }
 
     #[test]
