@@ -20,10 +20,14 @@ use crate::config::WeaviateConfig;
 use crate::error::{AppError, one_line};
 use crate::store::{ExchangeMeta, MemoryEvent, MemoryFilter};
 
-/// What a `Get` selects: every property the filter writes, then the
-/// object id.
-fn selection() -> String {
-    let mut fields: Vec<&str> = PROPERTIES.iter().map(|p| p.name).collect();
+/// What a `Get` selects: every property the filter writes but those the
+/// class lacks, then the object id.
+fn selection(lacking: &[&str]) -> String {
+    let mut fields: Vec<&str> = PROPERTIES
+        .iter()
+        .map(|p| p.name)
+        .filter(|name| !lacking.contains(name))
+        .collect();
     fields.push("_additional { id }");
     fields.join(" ")
 }
@@ -81,6 +85,9 @@ pub enum WeaviateError {
     Query(String),
     /// A reply that is not the `Get` result asked for.
     Malformed(String),
+    /// The class lacks these properties of the contract (a class an older
+    /// gateway made, before a gateway's schema check adds them).
+    Lacking(Vec<&'static str>),
 }
 
 impl WeaviateError {
@@ -102,6 +109,9 @@ impl fmt::Display for WeaviateError {
             WeaviateError::Status(s) => write!(f, "Weaviate answered HTTP {s}"),
             WeaviateError::Query(m) => write!(f, "Weaviate refused the query: {m}"),
             WeaviateError::Malformed(m) => write!(f, "Weaviate's reply is malformed: {m}"),
+            WeaviateError::Lacking(names) => {
+                write!(f, "class {CLASS} lacks properties {}", names.join(", "))
+            }
         }
     }
 }
@@ -180,15 +190,39 @@ impl Weaviate {
         Ok(found.into_iter().next())
     }
 
+    /// A class an older gateway made lacks the properties added since
+    /// until a gateway's schema check adds them; meanwhile reads go on
+    /// without them (and a condition on one matches nothing, no object
+    /// having a value for it).
     async fn query(
         &self,
         conditions: &[Condition<'_>],
         limit: i64,
     ) -> Result<Vec<MemoryEvent>, WeaviateError> {
+        match self.query_lacking(conditions, limit, &[]).await {
+            Err(WeaviateError::Lacking(lacking)) => {
+                if conditions
+                    .iter()
+                    .any(|(field, _)| lacking.contains(&field.path()))
+                {
+                    return Ok(Vec::new());
+                }
+                self.query_lacking(conditions, limit, &lacking).await
+            }
+            other => other,
+        }
+    }
+
+    async fn query_lacking(
+        &self,
+        conditions: &[Condition<'_>],
+        limit: i64,
+        lacking: &[&str],
+    ) -> Result<Vec<MemoryEvent>, WeaviateError> {
         let mut request = self
             .client
             .post(&self.graphql_url)
-            .json(&json!({"query": get_query(conditions, limit)}));
+            .json(&json!({"query": get_query(conditions, limit, lacking)}));
         if let Some(value) = &self.authorization {
             request = request.header(AUTHORIZATION, value.clone());
         }
@@ -226,7 +260,7 @@ fn text_literal(value: &str) -> String {
 }
 
 /// The `Get` query: every condition must hold, newest first.
-fn get_query(conditions: &[Condition<'_>], limit: i64) -> String {
+fn get_query(conditions: &[Condition<'_>], limit: i64, lacking: &[&str]) -> String {
     let operands = conditions
         .iter()
         .map(|(field, value)| {
@@ -242,15 +276,27 @@ fn get_query(conditions: &[Condition<'_>], limit: i64) -> String {
         "{{ Get {{ {CLASS}(where: {{operator: And, operands: [{operands}]}}, limit: {limit}, \
          sort: [{{path: [\"{}\"], order: desc}}]) {{ {} }} }} }}",
         property::TIMESTAMP,
-        selection()
+        selection(lacking)
     )
+}
+
+/// The property of the contract a GraphQL error says the class does not
+/// have (`Cannot query field "tool" on type "MemoryEvent".`).
+fn lacking_property(message: &str) -> Option<&'static str> {
+    let rest = message.strip_prefix("Cannot query field \"")?;
+    let (name, rest) = rest.split_once('"')?;
+    if !rest.starts_with(&format!(" on type \"{CLASS}\"")) {
+        return None;
+    }
+    PROPERTIES.iter().map(|p| p.name).find(|p| *p == name)
 }
 
 /// The objects of a `{"data": {"Get": {"MemoryEvent": [...]}}}` reply. Any
 /// GraphQL error fails the whole read: a partial answer would pass for a
 /// complete one. The one exception is a class that does not exist yet
 /// (the filter creates it with its first write): then there is nothing to
-/// read, and the answer is complete.
+/// read, and the answer is complete. Errors that only name properties of
+/// the contract the class lacks are [`WeaviateError::Lacking`].
 fn parse_reply(body: &[u8]) -> Result<Vec<MemoryEvent>, WeaviateError> {
     let reply: Value = serde_json::from_slice(body)
         .map_err(|_| WeaviateError::Malformed("the reply is not JSON".into()))?;
@@ -266,6 +312,19 @@ fn parse_reply(body: &[u8]) -> Result<Vec<MemoryEvent>, WeaviateError> {
             }) =>
         {
             return Ok(Vec::new());
+        }
+        Some(Value::Array(list))
+            if list
+                .iter()
+                .all(|e| e["message"].as_str().and_then(lacking_property).is_some()) =>
+        {
+            let mut lacking: Vec<&'static str> = list
+                .iter()
+                .filter_map(|e| e["message"].as_str().and_then(lacking_property))
+                .collect();
+            lacking.sort_unstable();
+            lacking.dedup();
+            return Err(WeaviateError::Lacking(lacking));
         }
         Some(Value::Array(list)) => Some(
             list.iter()
@@ -368,7 +427,7 @@ mod tests {
 
     #[test]
     fn query_has_the_documented_shape() {
-        let q = get_query(&[(Field::User, "alice"), (Field::Session, "s1")], 50);
+        let q = get_query(&[(Field::User, "alice"), (Field::Session, "s1")], 50, &[]);
         assert_eq!(
             q,
             r#"{ Get { MemoryEvent(where: {operator: And, operands: [{path: ["user"], operator: Equal, valueText: "alice"}, {path: ["session"], operator: Equal, valueText: "s1"}]}, limit: 50, sort: [{path: ["timestamp"], order: desc}]) { user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated unreadable requestBytes tool isError _additional { id } } } }"#
@@ -382,6 +441,7 @@ mod tests {
                 (Field::Id, "0b6f0a0e-0000-4000-8000-000000000001"),
             ],
             1,
+            &[],
         );
         assert!(q.contains(r#"{path: ["tool"], operator: Equal, valueText: "echo"}"#));
         assert!(q.contains(r#"{path: ["taskId"], operator: Equal, valueText: "t-1"}"#));
@@ -414,13 +474,13 @@ mod tests {
             "unicode é 漢字 🦀",
         ];
         for value in hostile {
-            let q = get_query(&[(Field::User, "alice"), (Field::Session, value)], 5);
+            let q = get_query(&[(Field::User, "alice"), (Field::Session, value)], 5, &[]);
             assert_eq!(literals(&q), ["alice", value], "{q}");
             // One query line, and the structure after the value is intact.
             assert!(!q.contains('\n') && !q.contains('\r'), "{q}");
             assert!(q.ends_with(&format!(
                 "]}}, limit: 5, sort: [{{path: [\"timestamp\"], order: desc}}]) {{ {} }} }} }}",
-                selection()
+                selection(&[])
             )));
         }
     }
@@ -550,6 +610,41 @@ mod tests {
         assert_eq!(
             parse_reply(no_errors.to_string().as_bytes()),
             Ok(Vec::new())
+        );
+    }
+
+    /// A class an older gateway made, before a gateway adds what it lacks.
+    #[test]
+    fn properties_the_class_lacks_are_named() {
+        let error = |name: &str| {
+            json!({"message": format!("Cannot query field \"{name}\" on type \"MemoryEvent\"."),
+                   "locations": [{"line": 1, "column": 300}]})
+        };
+        let reply =
+            json!({"data": null, "errors": [error("tool"), error("isError"), error("tool")]});
+        assert_eq!(
+            parse_reply(reply.to_string().as_bytes()),
+            Err(WeaviateError::Lacking(vec!["isError", "tool"]))
+        );
+        for others in [
+            json!({"errors": [error("tool"), {"message": "something else"}]}),
+            json!({"errors": [error("mood")]}),
+            json!({"errors": [{"message": "Cannot query field \"tool\" on type \"Other\"."}]}),
+            json!({"errors": [{"message": "Cannot query field \"tool\" on type \"MemoryEventX\"."}]}),
+        ] {
+            let err = parse_reply(others.to_string().as_bytes()).unwrap_err();
+            assert!(matches!(err, WeaviateError::Query(_)), "{others}: {err:?}");
+        }
+        let q = get_query(&[(Field::User, "alice")], 5, &["tool", "isError"]);
+        assert!(q.contains("{ user session role kind content model route requestId taskId status timestamp latencyMs tokensIn tokensOut truncated unreadable requestBytes _additional { id } }"), "{q}");
+        assert!(
+            WeaviateError::Lacking(vec!["tool"])
+                .to_string()
+                .contains("lacks properties tool")
+        );
+        assert_eq!(
+            WeaviateError::Lacking(vec!["tool"]).reason(),
+            "the memory backend failed"
         );
     }
 

@@ -42,6 +42,7 @@ postgres_tests!(
     caller_writes_cannot_pass_for_the_mirror,
     weaviate_reads,
     weaviate_failures,
+    weaviate_older_class,
     extreme_timestamps_read_back,
     huge_durations_do_not_wrap,
     page_tokens_past_any_count,

@@ -40,6 +40,7 @@ sqlite_tests!(
     caller_writes_cannot_pass_for_the_mirror,
     weaviate_reads,
     weaviate_failures,
+    weaviate_older_class,
     bearer_forwarding,
     extreme_timestamps_read_back,
     a_panicking_handler_fails_only_its_request,

@@ -300,7 +300,14 @@ pub enum WeaviateMode {
     Status(u16),
     /// Answers after two seconds.
     Stall,
+    /// As Weaviate with a class an older gateway made, without `tool` and
+    /// `isError`: a query naming them gets GraphQL errors, one without
+    /// them the objects (without them too).
+    OlderClass,
 }
+
+/// The properties [`WeaviateMode::OlderClass`] lacks.
+const NEWER: [&str; 2] = ["tool", "isError"];
 
 struct WeaviateInner {
     objects: Vec<Value>,
@@ -378,12 +385,47 @@ async fn fake_graphql(
         ["query"],
         "{body}"
     );
+    let query = body["query"].as_str().unwrap().to_string();
     let (mode, objects) = {
         let mut inner = fake.0.lock().unwrap();
         inner.queries.push((headers, body));
         (inner.mode, inner.objects.clone())
     };
     match mode {
+        WeaviateMode::OlderClass => {
+            // The selection is what follows the arguments' closing parenthesis.
+            let (arguments, selection) = query.rsplit_once(") {").unwrap();
+            let mut errors: Vec<Value> = NEWER
+                .iter()
+                .filter(|name| selection.split_whitespace().any(|w| w == **name))
+                .map(|name| json!({
+                    "message": format!("Cannot query field \"{name}\" on type \"MemoryEvent\"."),
+                    "locations": [{"line": 1, "column": 200}],
+                }))
+                .collect();
+            if errors.is_empty() {
+                errors = NEWER
+                    .iter()
+                    .filter(|name| arguments.contains(&format!("path: [\"{name}\"]")))
+                    .map(|name| json!({"message": format!(
+                        "no such prop with name '{name}' found in class 'MemoryEvent' in the schema"
+                    )}))
+                    .collect();
+            }
+            if !errors.is_empty() {
+                return axum::Json(json!({"data": null, "errors": errors})).into_response();
+            }
+            let older: Vec<Value> = objects
+                .into_iter()
+                .map(|mut o| {
+                    for name in NEWER {
+                        o.as_object_mut().unwrap().remove(name);
+                    }
+                    o
+                })
+                .collect();
+            axum::Json(json!({"data": {"Get": {"MemoryEvent": older}}})).into_response()
+        }
         WeaviateMode::Answer => {
             axum::Json(json!({"data": {"Get": {"MemoryEvent": objects}}})).into_response()
         }

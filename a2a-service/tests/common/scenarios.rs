@@ -1659,6 +1659,45 @@ pub async fn weaviate_reads(db: &Db) {
 /// A failing, slow or absent Weaviate fails reads with a 502 and a short
 /// reason, counted in the metrics; events the store holds stay readable
 /// one by one.
+/// A class an older gateway made lacks `tool` and `isError` until a
+/// gateway's schema check adds them: meanwhile listings and lookups read
+/// it without them, and a listing by tool finds nothing.
+pub async fn weaviate_older_class(db: &Db) {
+    let (url, fake) = FakeWeaviate::start().await;
+    let h = weaviate_service(db, url).await;
+    fake.set_mode(WeaviateMode::OlderClass);
+    let prompt = new_id();
+    fake.add(
+        &prompt,
+        json!({"user": "alice", "session": "s1", "role": "user", "kind": "prompt",
+            "content": "hi", "route": "/api/chat", "timestamp": "2030-01-01T00:00:00Z"}),
+    );
+    let all = h.memory("alice", "").await;
+    assert_eq!(ids(&all), [prompt.as_str()]);
+    assert_eq!(all[0]["content"], "hi");
+    let (status, one) = h.get(&format!("/mem/events/{prompt}"), Some("alice")).await;
+    assert_eq!((status, &one["mem_id"]), (StatusCode::OK, &json!(prompt)));
+    assert_eq!(h.memory("alice", "tool=echo").await, Vec::<Value>::new());
+    let queries = fake.queries();
+    assert_eq!(
+        queries.len(),
+        5,
+        "each read tries once with every property: {queries:#?}"
+    );
+    for q in &queries {
+        assert!(
+            !q.contains("path: [\"tool\"]") || q.contains("isError"),
+            "{q}"
+        );
+    }
+    let (_, metrics) = h.get("/metrics", None).await;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("attach_a2a_memory_backend_errors_total 0"),
+        "{text}"
+    );
+}
+
 pub async fn weaviate_failures(db: &Db) {
     let (url, fake) = FakeWeaviate::start().await;
     let h = weaviate_service(db, url).await;
