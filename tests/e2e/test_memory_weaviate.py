@@ -395,3 +395,104 @@ def test_queue_overflow_drops_the_oldest(make_stack):
         assert held == list(range(len(held))), detail
         assert len(held) <= 2 * 10, detail
         w.assert_clean()
+
+
+# -- a class an older gateway created ------------------------------------------------------
+
+
+def older_class(*without, **retyped):
+    """MemoryEvent as a gateway made it before tool calls were mirrored
+    (`tool` and `isError` were added then), less `without`, with the data
+    types in `retyped`."""
+    exact = {"tokenization": "field"}
+    properties = [
+        {"name": name, "dataType": ["text"], **exact}
+        for name in ("user", "session", "role", "kind")
+    ] + [{"name": "content", "dataType": ["text"]}] + [
+        {"name": name, "dataType": ["text"], **exact}
+        for name in ("model", "route", "requestId", "taskId")
+    ] + [
+        {"name": "status", "dataType": ["int"]},
+        {"name": "timestamp", "dataType": ["date"]},
+        {"name": "latencyMs", "dataType": ["int"]},
+        {"name": "tokensIn", "dataType": ["int"]},
+        {"name": "tokensOut", "dataType": ["int"]},
+        {"name": "truncated", "dataType": ["boolean"]},
+        {"name": "unreadable", "dataType": ["text"], **exact},
+        {"name": "requestBytes", "dataType": ["int"]},
+    ] + [{"name": name, "dataType": [kind]} for name, kind in retyped.items()]
+    properties = [p for p in properties if p["name"] not in without]
+    return {"class": CLASS, "description": "older", "vectorizer": "none", "properties": properties}
+
+
+def declared(w):
+    return {p["name"]: p for p in w.classes[CLASS]["properties"]}
+
+
+def schema_requests(w):
+    return [r for r in w.requests if r.path.startswith("/v1/schema")]
+
+
+def test_a_class_from_an_older_gateway_gets_the_properties_added_since(make_stack):
+    """The service's reads select every property of the contract: on a class
+    without `tool` and `isError` they fail until the filter adds them."""
+    with Weaviate(api_key=API_KEY) as w, Engine() as engine:
+        w.add_class(older_class())
+        sub = unique("wv older")
+        old_id = w.add_object(CLASS, {
+            "user": sub, "session": "before", "role": "user", "kind": "prompt",
+            "content": "written by the older gateway", "route": "/api/chat",
+            "requestId": "r-old", "timestamp": "2026-01-01T00:00:00.000Z",
+            "latencyMs": 3, "truncated": False,
+        })
+        s = make_stack(a2a=True, upstream=engine, env=weaviate_env(w))
+        s.engine = engine
+        assert wait_until(lambda: {"tool", "isError"} <= set(declared(w)), 10), schema_requests(w)
+        tool, is_error = declared(w)["tool"], declared(w)["isError"]
+        assert (tool["dataType"], tool["tokenization"]) == (["text"], "field"), tool
+        assert is_error["dataType"] == ["boolean"], is_error
+        reqs = schema_requests(w)
+        assert (reqs[0].method, reqs[0].path, reqs[0].status) == ("GET", f"/v1/schema/{CLASS}", 200)
+        adds = [r for r in reqs if r.method == "POST"]
+        assert all(r.path == f"/v1/schema/{CLASS}/properties" for r in adds), reqs
+        # Each worker checks the class; whoever comes second is told it exists.
+        assert {r.body["name"] for r in adds} == {"tool", "isError"}, adds
+        assert all(r.status in (200, 422) for r in adds), adds
+        assert sorted(r.body["name"] for r in adds if r.status == 200) == ["isError", "tool"]
+        for r in reqs:
+            assert r.header("authorization") == f"Bearer {API_KEY}", r
+
+        r, _ = exchange(s, sub, "after the upgrade")
+        assert r.status == 200, r
+        wait_objects(w, sub, 3)
+        events = wait_events(s, sub, 3)
+        assert len(events) == 3, events
+        assert old_id in {e["mem_id"] for e in events}, events
+        pair = the_pair([e for e in events if e["mem_id"] != old_id])
+        assert pair["prompt"]["content"] == "after the upgrade"
+        assert [e["mem_id"] for e in list_events(s, sub, session="before")] == [old_id]
+        w.assert_clean()
+        assert not w.graphql_errors, w.graphql_errors
+
+
+def test_a_property_of_another_type_is_reported_and_the_rest_added(make_stack):
+    """Weaviate cannot change a property's data type: the filter says so and
+    adds what is missing; the service still reads every event."""
+    with Weaviate(api_key=API_KEY) as w, Engine() as engine:
+        w.add_class(older_class(isError="text"))
+        s = make_stack(a2a=True, upstream=engine, env=weaviate_env(w))
+        s.engine = engine
+        assert wait_until(lambda: "tool" in declared(w), 10), schema_requests(w)
+        assert declared(w)["isError"]["dataType"] == ["text"]
+        adds = [r.body["name"] for r in schema_requests(w) if r.method == "POST"]
+        assert set(adds) == {"tool"}, adds
+        sub = unique("wv retyped")
+        r, _ = exchange(s, sub, "still mirrored")
+        assert r.status == 200, r
+        assert len(wait_events(s, sub, 2)) == 2
+        warning = 'property isError of MemoryEvent is ["text"], not boolean'
+        log = s.gateway.stderr_path.read_text(errors="replace") + s.gateway.stdout_path.read_text(
+            errors="replace")
+        assert warning in log, s.gateway.log_tail()
+        w.assert_clean()
+        assert not w.graphql_errors, w.graphql_errors

@@ -267,6 +267,50 @@ def test_existing_class_is_refused_without_violation(memory):
     assert memory.violations == []
 
 
+def test_a_property_is_added_to_an_existing_class(memory):
+    path = "/v1/schema/MemoryEvent/properties"
+    prop = text("tool", tokenization="field")
+    resp = call(memory, "POST", path, prop)
+    assert resp.status == 200, resp
+    CONTRACT.check(resp.json(), "Property")
+    assert resp.json() == prop
+    stored = {p["name"]: p for p in memory.classes["MemoryEvent"]["properties"]}
+    assert stored["tool"]["tokenization"] == "field" and stored["tool"]["indexFilterable"] is True
+    resp = call(memory, "POST", path, {"name": "isError", "dataType": ["boolean"]})
+    assert resp.status == 200, resp
+    got = call(memory, "GET", "/v1/schema/MemoryEvent").json()
+    CONTRACT.check(got, "Class")
+    assert [p["name"] for p in got["properties"]][-2:] == ["tool", "isError"]
+    # Objects may carry them now, and queries select them.
+    reply = batch(memory, [obj(event(tool="echo", isError=False))])
+    assert statuses(reply) == ["SUCCESS"]
+    rows = graphql(memory, "{ Get { MemoryEvent { tool isError } } }")["data"]["Get"]["MemoryEvent"]
+    assert rows == [{"tool": "echo", "isError": False}]
+    assert memory.violations == []
+
+
+def test_adding_a_property_is_refused_with_422(memory):
+    path = "/v1/schema/MemoryEvent/properties"
+    for prop in (text("user"), text("User", tokenization="field")):
+        resp = call(memory, "POST", path, prop)
+        assert resp.status == 422 and "already exists" in resp.json()["error"][0]["message"], resp
+        CONTRACT.check(resp.json(), "RestrictionViolationResponse")
+    resp = call(memory, "POST", "/v1/schema/Elsewhere/properties", text("tool"))
+    assert resp.status == 422 and "not found" in resp.json()["error"][0]["message"], resp
+    assert memory.violations == [], "a refusal Weaviate gives is no fault of the caller's"
+    for prop, source in (
+        ({"name": "tool", "dataType": "text"}, "contract"),
+        ({"name": "tool", "dataType": ["int"], "tokenization": "field"}, "weaviate"),
+        (text("id"), "weaviate"),
+    ):
+        resp = call(memory, "POST", path, prop)
+        assert resp.status == 422, resp
+        assert memory.violations[-1].source == source, memory.violations
+        assert memory.violations[-1].path == path
+    names = [p["name"] for p in memory.classes["MemoryEvent"]["properties"]]
+    assert names == [p["name"] for p in MEMORY_EVENT["properties"]]
+
+
 def test_body_framing_is_checked(weaviate):
     plain = {"Content-Type": "text/plain"}
     resp = call(weaviate, "POST", "/v1/schema", json.dumps(MEMORY_EVENT), headers=plain)

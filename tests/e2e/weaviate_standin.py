@@ -16,6 +16,10 @@ Endpoints (base path /v1):
 - GET  /schema                                 Schema {"classes": [...]}
 - GET  /schema/{className}                     Class, or 404
 - POST /schema                                 body Class; 200 with the stored class
+- POST /schema/{className}/properties          body Property; 200 with the property as
+                                                sent, stored with Weaviate's defaults;
+                                                422 for a missing class or a name the
+                                                class already has
 - POST /batch/objects                          body BatchObjects; 200 with one
                                                 ObjectsGetResponse per object
 - POST /graphql                                body GraphQLQuery; the Get subset
@@ -787,6 +791,9 @@ class Weaviate(Restartable):
         elif method == "POST":
             if path == BASE_PATH + "/schema":
                 return 200, self._create_class(self._json_body(req, "Class"), req)
+            m = re.fullmatch(re.escape(BASE_PATH) + r"/schema/([^/]+)/properties", path)
+            if m:
+                return 200, self._add_property(m.group(1), self._json_body(req, "Property"), req)
             if path == BASE_PATH + "/batch/objects":
                 return self._batch(req, self._json_body(req, "BatchObjects"))
             if path == BASE_PATH + "/graphql":
@@ -949,6 +956,24 @@ class Weaviate(Restartable):
             stored = self._with_defaults(cls, name)
             self._classes[name] = stored
             return copy.deepcopy(stored)
+
+    def _add_property(self, class_name, prop, req):
+        """Adds prop to an existing class; Weaviate answers every refusal with 422."""
+        with self._lock:
+            cls = self._class_named(class_name)
+            if cls is None:
+                raise _Problem(422, f"class {_capitalize(class_name)!r} not found in schema")
+            name = prop.get("name")
+            existing = {p["name"].lower() for p in cls["properties"]}
+            if isinstance(name, str) and name.lower() in existing:
+                raise _Problem(422, f"property {name!r} already exists in class {cls['class']!r}")
+            try:
+                self._check_property(prop, cls["class"], existing)
+            except _Problem as p:
+                self._violate(req, "Property", list(p.messages), "weaviate")
+                raise
+            cls["properties"].append(self._property_defaults(prop))
+            return copy.deepcopy(prop)
 
     # -- batch -------------------------------------------------------------------------
 
