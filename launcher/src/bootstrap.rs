@@ -367,6 +367,11 @@ mod tests {
     use crate::plugin::build;
 
     fn render_with(pairs: &[(&str, &str)]) -> Value {
+        render_with_a2a(pairs, None)
+    }
+
+    /// The bootstrap for `pairs`, with the companion service on `a2a_port`.
+    fn render_with_a2a(pairs: &[(&str, &str)], a2a_port: Option<u16>) -> Value {
         let s = settings(pairs).unwrap();
         let p = build(&s, None).unwrap();
         render(&Input {
@@ -374,7 +379,7 @@ mod tests {
             plugin: &p,
             wasm: Path::new("/opt/attach/attach_filter.wasm"),
             admin_socket: Path::new("/srv/attach/.attach/run-8080/envoy-admin.sock"),
-            a2a_port: None,
+            a2a_port,
             dev: None,
         })
     }
@@ -726,20 +731,13 @@ mod tests {
 
     #[test]
     fn mcp_routes_come_before_the_services_and_the_engine() {
-        let s = settings(&[
-            ("A2A_AGENTS", "echo=http://127.0.0.1:9100"),
-            ("MCP_SERVERS", "tools=http://127.0.0.1:9000/mcp"),
-        ])
-        .unwrap();
-        let p = build(&s, None).unwrap();
-        let b = render(&Input {
-            settings: &s,
-            plugin: &p,
-            wasm: Path::new("/w.wasm"),
-            admin_socket: Path::new("/a.sock"),
-            a2a_port: Some(18090),
-            dev: None,
-        });
+        let b = render_with_a2a(
+            &[
+                ("A2A_AGENTS", "echo=http://127.0.0.1:9100"),
+                ("MCP_SERVERS", "tools=http://127.0.0.1:9000/mcp"),
+            ],
+            Some(18090),
+        );
         let matched: Vec<String> = routes_of(&b)
             .iter()
             .map(|r| {

@@ -29,7 +29,8 @@ pub enum Step {
 /// Verifies the current stream's token and acts on the verdict. `waited`:
 /// the request already waited once, so a second wait is answered with a 503.
 pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
-    let now = i64::try_from(now_ms() / 1_000).unwrap_or(i64::MAX);
+    let at_ms = now_ms();
+    let now = i64::try_from(at_ms / 1_000).unwrap_or(i64::MAX);
     let server = state.borrow().mcp.as_ref().map(|m| m.server);
     let server = server.and_then(|i| Some((i, vm.config.mcp.as_ref()?.servers.get(i)?)));
     let verdict = {
@@ -78,7 +79,7 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
                 &st.head,
                 &vm.config,
                 (vm.mirror.is_some(), &mut vm.identity_tokens.borrow_mut()),
-                now_ms(),
+                at_ms,
             );
             if let Err((what, status)) = apply(&plan) {
                 stream::fail_closed(what, status);
@@ -108,11 +109,10 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
                     user: &identity.user,
                     session: &plan.session,
                     actor: &identity.actors.header_value(),
-                    request_id: &stamp::request_id(&st.head, &identity.user, now_ms()),
+                    request_id: &stamp::request_id(&st.head, &identity.user, at_ms),
                     route: &attach_contract::mcp::route(&server.name),
                 };
-                let capture =
-                    ToolCapture::new(call, &by, now_ms(), memory.max_bytes, &mirror.budget);
+                let capture = ToolCapture::new(call, &by, at_ms, memory.max_bytes, &mirror.budget);
                 st.tool_capture = Some(capture);
             }
             st.stamped = Some((identity.user, plan.session));

@@ -340,10 +340,7 @@ impl HttpContext for Gate {
                 stream::send(&mcp::reply::metadata(&vm.config, server));
                 return Action::Pause;
             }
-            let server = mcp
-                .servers
-                .iter()
-                .position(|s| Some(s) == mcp.route(&head.path));
+            let server = mcp.route_index(&head.path);
             if let (Some(server), false) = (server, head.is_preflight()) {
                 return self.mcp_request(vm, head, server, end_of_stream);
             }

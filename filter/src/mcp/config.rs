@@ -336,11 +336,16 @@ pub struct Mcp {
 }
 
 impl Mcp {
-    /// The server a request path addresses, if it is an MCP route of a
-    /// registered server.
-    pub fn route(&self, path: &str) -> Option<&Server> {
+    /// The index of the server a request path addresses, if it is an MCP
+    /// route of a registered server.
+    pub fn route_index(&self, path: &str) -> Option<usize> {
         let name = mcp::server_of(path)?;
-        self.servers.iter().find(|s| s.name == name)
+        self.servers.iter().position(|s| s.name == name)
+    }
+
+    /// The server a request path addresses, as [`Mcp::route_index`].
+    pub fn route(&self, path: &str) -> Option<&Server> {
+        self.servers.get(self.route_index(path)?)
     }
 
     /// The server whose metadata document `path` asks for.
@@ -459,6 +464,7 @@ mod tests {
         assert_eq!(mcp.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(mcp.route("/mcp/tools/x?y").map(|s| &*s.name), Some("tools"));
         assert!(mcp.route("/mcp/other").is_none());
+        assert_eq!(mcp.route_index("/mcp/tools"), Some(0));
         assert!(
             mcp.metadata("/.well-known/oauth-protected-resource/mcp/tools")
                 .is_some()
