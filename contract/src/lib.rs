@@ -18,7 +18,10 @@
 //! [`registry`] (the list grammar and name rule every registry shares),
 //! [`agents`] (the agent registry syntax), [`mcp`] (where registered
 //! MCP servers are reached and what they are called) and [`mcp_servers`]
-//! (the MCP server registry syntax).
+//! (the MCP server registry syntax), [`pattern`] (the `prefix*` rule of
+//! every allow-list), [`budget`] (the token budget policy and the headers
+//! that report it) and [`usage`] (what the gateways and the service
+//! exchange to share budgets and meter usage).
 //!
 //! The filter compiles this crate into its wasm module, where a panic
 //! aborts the VM and every request on it: outside tests nothing here may
@@ -35,6 +38,7 @@
 
 pub mod agents;
 pub mod assertion;
+pub mod budget;
 pub mod card_signature;
 pub mod comb;
 pub mod delegation;
@@ -47,7 +51,9 @@ pub mod jcs;
 pub mod limits;
 pub mod mcp;
 pub mod mcp_servers;
+pub mod pattern;
 pub mod registry;
 pub mod session;
 pub mod timestamp;
+pub mod usage;
 pub mod weaviate;

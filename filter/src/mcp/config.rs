@@ -6,6 +6,7 @@
 
 use attach_contract::agents::valid_name;
 use attach_contract::mcp;
+pub use attach_contract::pattern::Pattern;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -258,34 +259,6 @@ impl ToolRuleConfig {
             actors,
             delegated,
         })
-    }
-}
-
-/// An exact value, or a prefix (written with a trailing `*`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Pattern {
-    Exact(String),
-    Prefix(String),
-}
-
-impl Pattern {
-    fn parse(text: &str) -> Result<Pattern, &'static str> {
-        if text.is_empty() || text.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
-            return Err("must be visible ASCII, not empty");
-        }
-        Ok(match text.strip_suffix('*') {
-            Some(prefix) if prefix.contains('*') => return Err("only a trailing '*' is allowed"),
-            Some(prefix) => Pattern::Prefix(prefix.to_string()),
-            None if text.contains('*') => return Err("only a trailing '*' is allowed"),
-            None => Pattern::Exact(text.to_string()),
-        })
-    }
-
-    pub fn matches(&self, value: &str) -> bool {
-        match self {
-            Pattern::Exact(p) => value == p,
-            Pattern::Prefix(p) => value.starts_with(p.as_str()),
-        }
     }
 }
 
