@@ -173,6 +173,34 @@ impl Policy {
     /// `users`, replaces what it names; then the first model rule that
     /// matches adds its windows.
     pub fn limits(&self, runtime: &[Override], user: &str, model: Option<&str>) -> Vec<Limit> {
+        let (windows, models) = self.chosen_for(runtime, user);
+        let mut limits = all_models(windows);
+        let rule = model.and_then(|m| models.iter().find(|r| r.pattern.matches(m)));
+        if let Some(rule) = rule {
+            limits.extend(rule_limits(rule));
+        }
+        limits
+    }
+
+    /// Every limit of `user`, whatever the model: the windows of all
+    /// models, then each model rule's (a request counts against one rule
+    /// at most, the first its model matches). What a user's usage is
+    /// shown against.
+    pub fn user_limits(&self, runtime: &[Override], user: &str) -> Vec<Limit> {
+        let (windows, models) = self.chosen_for(runtime, user);
+        let mut limits = all_models(windows);
+        limits.extend(models.iter().flat_map(rule_limits));
+        limits
+    }
+
+    /// The windows and model rules of `user`: the first matching override
+    /// of `runtime`, else of the policy's own `users`, replaces what it
+    /// names.
+    fn chosen_for<'a>(
+        &'a self,
+        runtime: &'a [Override],
+        user: &str,
+    ) -> (&'a [Window], &'a [ModelRule]) {
         let chosen = runtime
             .iter()
             .chain(&self.users)
@@ -183,21 +211,7 @@ impl Policy {
         let models = chosen
             .and_then(|o| o.models.as_deref())
             .unwrap_or(&self.models);
-        let mut limits: Vec<Limit> = windows
-            .iter()
-            .map(|w| Limit {
-                scope: Scope::All,
-                window: *w,
-            })
-            .collect();
-        let rule = model.and_then(|m| models.iter().find(|r| r.pattern.matches(m)));
-        if let Some(rule) = rule {
-            limits.extend(rule.windows.iter().map(|w| Limit {
-                scope: Scope::Model(rule.pattern.text()),
-                window: *w,
-            }));
-        }
-        limits
+        (windows, models)
     }
 
     /// The policy in its JSON form (what [`Policy::from_value`] reads).
@@ -262,6 +276,23 @@ impl Override {
         }
         Value::Object(object)
     }
+}
+
+fn all_models(windows: &[Window]) -> Vec<Limit> {
+    windows
+        .iter()
+        .map(|w| Limit {
+            scope: Scope::All,
+            window: *w,
+        })
+        .collect()
+}
+
+fn rule_limits(rule: &ModelRule) -> impl Iterator<Item = Limit> + '_ {
+    rule.windows.iter().map(|w| Limit {
+        scope: Scope::Model(rule.pattern.text()),
+        window: *w,
+    })
 }
 
 fn windows_value(windows: &[Window]) -> Value {
@@ -513,6 +544,13 @@ mod tests {
         );
         assert!(p.limits_anything());
         assert!(!policy(json!({"users": [{"match": "a", "windows": []}]})).limits_anything());
+        // Whatever the model: every rule of the override chosen, or of the policy.
+        assert_eq!(tokens(p.user_limits(&[], "alice")), vec![100, 10]);
+        assert_eq!(tokens(p.user_limits(&runtime, "did:key:z6Mk")), vec![100]);
+        assert_eq!(
+            p.user_limits(&[], "did:key:z6Mk")[1].scope,
+            Scope::Model("big".into())
+        );
     }
 
     #[test]
