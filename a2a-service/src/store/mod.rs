@@ -1,4 +1,4 @@
-//! Task and memory-document storage over SQLite or PostgreSQL.
+//! Task, memory-document and usage storage over SQLite or PostgreSQL.
 //!
 //! Both backends run the same SQL (numbered `$n` parameters, `ON CONFLICT`,
 //! TEXT for JSON, BIGINT unix milliseconds) through sqlx's Any driver;
@@ -8,7 +8,8 @@
 //!
 //! `pool.rs` holds the handle and what spans both tables, `sql.rs` the
 //! query builder and JSON columns they share; `tasks.rs` and `memory.rs`
-//! each own one table, as `push.rs` does push configs. Callers use the
+//! each own one table, as `push.rs` does push configs and `usage.rs` the
+//! usage records, runtime overrides and export outbox. Callers use the
 //! types re-exported here.
 
 mod memory;
@@ -18,9 +19,11 @@ mod push;
 mod sql;
 mod sqlite;
 mod tasks;
+mod usage;
 
 pub use memory::{ExchangeMeta, MemoryEvent, MemoryFilter};
 pub use pool::{Backend, Store};
 pub use push::PushConfig;
 pub use sql::StoreResult;
 pub use tasks::{CancelOutcome, Completion, TaskFilter};
+pub use usage::{ModelUsage, OutboxEvent, OutboxItem, StoredOverride, UsageQuery};
