@@ -20,6 +20,14 @@
 //! | `WEAVIATE_TIMEOUT` | `5s` | longest wait for one Weaviate query (`500ms`, `5s`, `1m`) |
 //! | `A2A_PUSH` | `off` | `on` turns on A2A push notifications (webhooks callers register for their tasks); read in `push/settings.rs` |
 //! | `A2A_PUSH_ALLOW` | unset | host names, addresses and CIDRs (comma-separated) that may be webhook targets although the guard refuses internal addresses; read in `push/settings.rs` |
+//! | `ATTACH_BUDGET` | unset | the token budget policy, JSON (`{"windows", "models", "users"}`, `attach_contract::budget`; the launcher passes the filter's): the limits `GET /usage` shows usage against, whose longest window (plus an hour) is how long usage records are kept (`A2A_TASK_TTL` without any window); read in `usage.rs` |
+//! | `ATTACH_ADMIN_USERS` | unset | users (comma-separated, as the gateway stamps them in `X-Attach-User`) who may read anyone's usage and set runtime overrides |
+//! | `ATTACH_ADMIN_SCOPE` | `attach:admin` | a token scope that makes its caller such an admin too |
+//! | `ATTACH_USAGE_USER_LABELS` | `false` | `true` adds a `user` label to the usage metrics (one series per user: mind the cardinality) |
+//! | `USAGE_METERING` | `prometheus` | where usage goes besides the store: `prometheus` (`/metrics`), `cloudevents` (alias `openmeter`: `/metrics` and CloudEvents batches to `USAGE_URL`), or `off` (neither) |
+//! | `USAGE_URL` | unset | where CloudEvents batches are posted (`application/cloudevents-batch+json`, e.g. OpenMeter's `/api/v1/events`); required with `USAGE_METERING=cloudevents`, ignored otherwise |
+//! | `USAGE_API_KEY` | unset | sent to `USAGE_URL` as `Authorization: Bearer …` |
+//! | `USAGE_OUTBOX_MAX` | `100000` | the most events waiting for export; past it the oldest are dropped (and counted) |
 
 mod agents;
 mod error;
@@ -27,6 +35,7 @@ mod keys;
 mod signing;
 mod units;
 mod url;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,9 +53,11 @@ use keys::read_key_file;
 use signing::signing_keys;
 use units::{parse_duration, parse_size};
 use url::is_http_url;
+use usage::parse_usage;
 
 pub use agents::{AgentConfig, AgentKind};
 pub use error::ConfigError;
+pub use usage::{DEFAULT_ADMIN_SCOPE, ExportConfig, Metering, UsageConfig};
 
 #[derive(Clone, Debug)]
 pub enum DatabaseConfig {
@@ -102,6 +113,7 @@ pub struct Config {
     pub public_url: String,
     pub oidc_issuer: Option<String>,
     pub memory_backend: MemoryBackend,
+    pub usage: UsageConfig,
 }
 
 impl Config {
@@ -217,6 +229,7 @@ impl Config {
         }
 
         let memory_backend = parse_memory_backend(&get)?;
+        let usage = parse_usage(&get)?;
 
         Ok(Config {
             listen: SocketAddr::new(host, port),
@@ -230,6 +243,7 @@ impl Config {
             public_url: public_url.trim_end_matches('/').to_string(),
             oidc_issuer: oidc_issuer.map(|s| s.trim_end_matches('/').to_string()),
             memory_backend,
+            usage,
         })
     }
 }
