@@ -27,6 +27,8 @@ pub enum AppError {
     },
     // HTTP-level errors.
     Unauthorized(String),
+    /// The caller is known but may not do this.
+    Forbidden(String),
     BadRequest(String),
     NotFound(String),
     UnknownAgent(String),
@@ -89,6 +91,7 @@ impl AppError {
                 },
             ),
             Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
+            Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             UnknownAgent(name) => (
                 StatusCode::NOT_FOUND,
@@ -157,6 +160,7 @@ impl AppError {
             | MemoryBackend { .. }
             | Internal(_)
             | Unauthorized(_)
+            | Forbidden(_)
             | NotFound(_)
             | UnknownAgent(_)
             | PayloadTooLarge(_)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use attach_a2a_service::config::{Config, MemoryBackend};
 use attach_a2a_service::push::PushSettings;
 use attach_a2a_service::store::Store;
-use attach_a2a_service::{AppState, router, tasks};
+use attach_a2a_service::{AppState, router, tasks, usage};
 use axum::serve::ListenerExt;
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
@@ -45,6 +45,7 @@ async fn main() -> ExitCode {
     };
 
     tasks::housekeeping(&state).await;
+    usage::housekeeping(&state).await;
     let sweeper = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -53,8 +54,16 @@ async fn main() -> ExitCode {
             loop {
                 every.tick().await;
                 tasks::housekeeping(&state).await;
+                usage::housekeeping(&state).await;
             }
         })
+    };
+    let exporter = match usage::export::spawn(&state) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("attach-a2a: {e}");
+            return ExitCode::from(1);
+        }
     };
 
     let listener = match tokio::net::TcpListener::bind(listen).await {
@@ -85,6 +94,9 @@ async fn main() -> ExitCode {
         .with_graceful_shutdown(shutdown_signal())
         .await;
     sweeper.abort();
+    if let Some(exporter) = exporter {
+        exporter.abort();
+    }
     tasks::drain(&state, SHUTDOWN_GRACE).await;
     state.store.close().await;
     match served {

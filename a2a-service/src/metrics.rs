@@ -1,5 +1,6 @@
 //! Prometheus text exposition, by hand. Labels are task states, agent names
-//! (from configuration) and outcomes; never user ids.
+//! (from configuration) and outcomes; never user ids, except on the usage
+//! series when asked for ([`crate::usage::metrics`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::a2a::model::TaskState;
+use crate::usage::metrics::UsageMeter;
 
 const BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
@@ -30,12 +32,26 @@ struct Inner {
     push_failed: AtomicU64,
     push_dropped: AtomicU64,
     forward: Mutex<BTreeMap<(String, &'static str), Histogram>>,
+    /// `None` with `USAGE_METERING=off`.
+    usage: Option<UsageMeter>,
 }
 
 #[derive(Clone, Default)]
 pub struct Metrics(Arc<Inner>);
 
 impl Metrics {
+    /// The service's metrics, with the usage series or without.
+    pub fn new(usage: bool) -> Self {
+        Metrics(Arc::new(Inner {
+            usage: usage.then(UsageMeter::default),
+            ..Inner::default()
+        }))
+    }
+
+    pub fn usage(&self) -> Option<&UsageMeter> {
+        self.0.usage.as_ref()
+    }
+
     pub fn transition(&self, state: TaskState) {
         if let Some(i) = TaskState::ALL.iter().position(|s| *s == state) {
             self.0.transitions[i].fetch_add(1, Ordering::Relaxed);
@@ -205,11 +221,14 @@ impl Metrics {
                 );
             }
         }
+        if let Some(usage) = &self.0.usage {
+            usage.render(&mut out);
+        }
         out
     }
 }
 
-fn escape(label: &str) -> String {
+pub(crate) fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -239,6 +258,12 @@ mod tests {
         ));
         assert!(
             text.contains("attach_a2a_forward_seconds_count{agent=\"planner\",outcome=\"ok\"} 1")
+        );
+        assert!(!text.contains("attach_usage_"));
+        assert!(
+            Metrics::new(true)
+                .render(None, 0)
+                .contains("\nattach_usage_sync_batches_total 0\n")
         );
     }
 }

@@ -8,7 +8,7 @@ use crate::a2a::card_signing::CardSigner;
 use crate::a2a::forward::Forwarder;
 use crate::a2a::model::Task;
 use crate::auth::{GatewayIssuer, Trust};
-use crate::config::{Config, MemoryBackend};
+use crate::config::{Config, MemoryBackend, Metering};
 use crate::metrics::Metrics;
 use crate::push::{PushSettings, Pusher};
 use crate::store::Store;
@@ -60,7 +60,7 @@ impl AppState {
     }
 
     pub fn with_push(config: Config, store: Store, push: PushSettings) -> Result<Self, String> {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new(config.usage.metering != Metering::Off);
         let push = Pusher::new(push, store.clone(), metrics.clone())?;
         let forwarder = Forwarder::new(config.assertion_key.clone(), metrics.clone())?;
         let card_client = reqwest::Client::builder()

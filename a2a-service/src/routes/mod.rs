@@ -9,12 +9,13 @@ mod health;
 mod memory;
 mod seed;
 mod sse;
+mod usage;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::AppError;
@@ -56,6 +57,13 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/mem/events", post(memory::create).get(memory::list))
         .route("/mem/events/{mem_id}", get(memory::fetch))
         .route("/mem/ingest", post(memory::ingest))
+        .route(attach_contract::usage::SYNC_PATH, post(usage::sync))
+        .route(attach_contract::usage::USAGE_PATH, get(usage::read))
+        .route("/usage/overrides", get(usage::list_overrides))
+        .route(
+            "/usage/overrides/{user}",
+            put(usage::put_override).delete(usage::delete_override),
+        )
         .merge(extra)
         .fallback(a2a::unmatched)
         .layer(DefaultBodyLimit::max(limit))

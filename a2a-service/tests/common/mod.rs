@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod scenarios;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
