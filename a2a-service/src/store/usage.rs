@@ -154,9 +154,14 @@ impl Store {
         export: Option<&ExportEvents>,
         now_ms: i64,
     ) -> StoreResult<Vec<bool>> {
+        // In id order: transactions of replicas taking overlapping batches
+        // wait on each other's rows in one order, and never deadlock.
+        let mut order: Vec<usize> = (0..records.len()).collect();
+        order.sort_by(|a, b| records[*a].id.cmp(&records[*b].id));
         let mut tx = self.pool.begin().await?;
-        let mut fresh = Vec::with_capacity(records.len());
-        for r in records {
+        let mut fresh = vec![false; records.len()];
+        for i in order {
+            let r = &records[i];
             let new = insert_record_sql(gateway, r)
                 .query()
                 .execute(&mut *tx)
@@ -171,7 +176,7 @@ impl Store {
                         .await?;
                 }
             }
-            fresh.push(new);
+            fresh[i] = new;
         }
         tx.commit().await?;
         Ok(fresh)
