@@ -29,6 +29,7 @@ pub mod identity_tokens;
 pub mod jwks;
 pub mod mcp;
 pub mod memory;
+pub mod model_reply;
 pub mod reply;
 pub mod request_head;
 pub mod stamp;

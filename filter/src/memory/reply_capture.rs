@@ -6,17 +6,17 @@
 //! anywhere, even inside a UTF-8 character or a `\r\n`: bytes are only ever
 //! split on ASCII line ends, and text is decoded from whole JSON values.
 //! What it keeps draws from the VM's reply budget; when that has no room
-//! the reply is cut there, as at the cap.
+//! the reply is cut there, as at the cap. The frames and their fields are
+//! [`crate::model_reply`]'s, which the budget's meter reads as well.
 
 use super::Capped;
 use super::budget::Lease;
 use super::routes::WireFormat;
-use serde::Deserialize;
+use crate::model_reply::frame::Frame;
+use crate::model_reply::framing::{Frames, Framing, Reader};
 
 /// Room for a frame around its text: ids, roles, finish reasons, usage.
 const FRAME_SLACK: usize = 64 * 1024;
-/// The most one line, event or plain body may buffer, whatever the cap.
-const MAX_FRAME: usize = 1 << 20;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reply {
@@ -30,40 +30,10 @@ pub struct Reply {
     pub model: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    /// One JSON document: a reply that does not stream.
-    Json,
-    /// Ollama's stream: one JSON object per line.
-    Ndjson,
-    /// OpenAI's stream: server-sent events whose `data` is JSON.
-    Sse,
-}
-
 #[derive(Debug)]
 pub struct ReplyCapture {
-    framing: Framing,
-    /// Longest line, event data or plain body kept for parsing.
-    limit: usize,
-    /// The unfinished line, or the whole body so far when it is plain JSON.
-    /// Freed once the line is read, so no allocation outlives its bytes'
-    /// share of the budget.
-    pending: Vec<u8>,
-    /// `pending` outgrew `limit`: the rest of that line (or body) is skipped.
-    overlong: bool,
-    /// The last chunk ended in `\r`, so a `\n` opening the next one belongs
-    /// to the same line end.
-    after_cr: bool,
-    event: SseEvent,
+    frames: Frames,
     out: Collected,
-}
-
-/// The server-sent event being assembled from its `data:` lines.
-#[derive(Debug, Default)]
-struct SseEvent {
-    data: Vec<u8>,
-    has_data: bool,
-    overlong: bool,
 }
 
 #[derive(Debug)]
@@ -77,6 +47,12 @@ struct Collected {
     model: Option<String>,
 }
 
+/// The longest line, event data or plain body kept for a text cap of `cap`
+/// bytes: JSON escapes spend at most six bytes on one byte of text.
+fn frame_limit(cap: usize) -> usize {
+    cap.saturating_mul(6).saturating_add(FRAME_SLACK)
+}
+
 impl ReplyCapture {
     /// `stream` is the request's own [`super::prompt::Prompt::stream`]: it
     /// picks the framing when the reply's `content-type` does not. At most
@@ -88,30 +64,8 @@ impl ReplyCapture {
         cap: usize,
         held: Lease,
     ) -> Self {
-        let essence = content_type
-            .and_then(|ct| ct.split(';').next())
-            .map(|ct| ct.trim().to_ascii_lowercase());
-        let framing = match essence.as_deref() {
-            Some("text/event-stream") => Framing::Sse,
-            Some("application/x-ndjson") => Framing::Ndjson,
-            Some("application/json") => Framing::Json,
-            _ if !stream => Framing::Json,
-            _ => match format {
-                WireFormat::Ollama => Framing::Ndjson,
-                WireFormat::OpenAi => Framing::Sse,
-            },
-        };
         ReplyCapture {
-            framing,
-            // JSON escapes spend at most six bytes on one byte of text.
-            limit: cap
-                .saturating_mul(6)
-                .saturating_add(FRAME_SLACK)
-                .min(MAX_FRAME),
-            pending: Vec::new(),
-            overlong: false,
-            after_cr: false,
-            event: SseEvent::default(),
+            frames: Frames::new(Framing::of(format, stream, content_type), frame_limit(cap)),
             out: Collected {
                 text: Capped::new(cap),
                 dropped: false,
@@ -125,32 +79,12 @@ impl ReplyCapture {
 
     /// Takes the next piece of the reply body, as it passes.
     pub fn feed(&mut self, chunk: &[u8]) {
-        match self.framing {
-            Framing::Json => self.keep(chunk),
-            Framing::Ndjson | Framing::Sse => self.split_lines(chunk),
-        }
+        self.frames.feed(chunk, &mut self.out);
     }
 
     /// Ends the reply: a last line without its line end still counts.
     pub fn finish(mut self) -> Reply {
-        match self.framing {
-            Framing::Json => {
-                let body = std::mem::take(&mut self.pending);
-                // Parsing is transient: the body's share goes to the text.
-                self.out.held.shrink(body.len());
-                if !self.overlong {
-                    self.out.frame(&body);
-                }
-            }
-            Framing::Ndjson | Framing::Sse => {
-                if self.overlong || !self.pending.is_empty() {
-                    self.end_pending_line();
-                }
-                if self.framing == Framing::Sse {
-                    self.line(Some(b""));
-                }
-            }
-        }
+        self.frames.finish(&mut self.out);
         let out = self.out;
         Reply {
             text: out.text.text,
@@ -160,159 +94,9 @@ impl ReplyCapture {
             model: out.model,
         }
     }
-
-    /// Buffers `bytes` unless that would pass the limit or find no room in
-    /// the budget, in which case the whole unfinished line or body is
-    /// dropped.
-    fn keep(&mut self, bytes: &[u8]) {
-        if self.overlong {
-            return;
-        }
-        let fits = self.pending.len().saturating_add(bytes.len()) <= self.limit;
-        if fits && self.out.hold(bytes.len()) {
-            self.pending.extend_from_slice(bytes);
-        } else {
-            self.out.held.shrink(self.pending.len());
-            self.pending = Vec::new();
-            self.overlong = true;
-            self.out.dropped = true;
-        }
-    }
-
-    /// Lines end in `\n`, `\r\n` or a lone `\r` (the SSE rule; in NDJSON a
-    /// raw `\r` can only be whitespace between values).
-    fn split_lines(&mut self, chunk: &[u8]) {
-        let mut rest = chunk;
-        if rest.is_empty() {
-            return;
-        }
-        if std::mem::take(&mut self.after_cr) {
-            rest = rest.strip_prefix(b"\n").unwrap_or(rest);
-        }
-        while let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
-            let Some((line, tail)) = rest.split_at_checked(end) else {
-                break;
-            };
-            if self.pending.is_empty() && !self.overlong {
-                self.line(Some(line));
-            } else {
-                self.keep(line);
-                self.end_pending_line();
-            }
-            rest = match tail.split_first() {
-                Some((b'\r', after)) => match after.strip_prefix(b"\n") {
-                    Some(after_lf) => after_lf,
-                    None => {
-                        self.after_cr = after.is_empty();
-                        after
-                    }
-                },
-                Some((_, after)) => after,
-                None => tail,
-            };
-        }
-        self.keep(rest);
-    }
-
-    fn end_pending_line(&mut self) {
-        let line = std::mem::take(&mut self.pending);
-        // Parsing is transient: the line's share goes to the text.
-        self.out.held.shrink(line.len());
-        if std::mem::take(&mut self.overlong) {
-            self.line(None);
-        } else {
-            self.line(Some(&line));
-        }
-    }
-
-    /// One complete line; `None` for one dropped as too long.
-    fn line(&mut self, line: Option<&[u8]>) {
-        match self.framing {
-            Framing::Json => {}
-            Framing::Ndjson => {
-                if let Some(line) = line {
-                    self.out.frame(line);
-                }
-            }
-            Framing::Sse => self.sse_line(line),
-        }
-    }
-
-    fn sse_line(&mut self, line: Option<&[u8]>) {
-        let Some(line) = line else {
-            self.event.overlong = true;
-            return;
-        };
-        if line.is_empty() {
-            let event = std::mem::take(&mut self.event);
-            self.out.held.shrink(event.data.len());
-            if event.has_data && !event.overlong && event.data != b"[DONE]" {
-                self.out.frame(&event.data);
-            }
-            return;
-        }
-        let mut field = line.splitn(2, |&b| b == b':');
-        let name = field.next().unwrap_or_default();
-        let value = field.next().unwrap_or_default();
-        // Comments (`:` first) have an empty name; only `data` matters here.
-        if name != b"data" || self.event.overlong {
-            return;
-        }
-        let value = value.strip_prefix(b" ").unwrap_or(value);
-        let grows = usize::from(self.event.has_data).saturating_add(value.len());
-        let fits = self.event.data.len().saturating_add(grows) <= self.limit;
-        if !fits || !self.out.hold(grows) {
-            self.out.held.shrink(self.event.data.len());
-            self.event = SseEvent {
-                overlong: true,
-                ..SseEvent::default()
-            };
-            self.out.dropped = true;
-            return;
-        }
-        if self.event.has_data {
-            self.event.data.push(b'\n');
-        }
-        self.event.data.extend_from_slice(value);
-        self.event.has_data = true;
-    }
 }
 
-/// The fields of every reply shape, streamed or not, in either dialect.
-/// A frame that does not fit (an error object, a keep-alive) is skipped.
-#[derive(Deserialize)]
-struct Frame {
-    model: Option<String>,
-    /// Ollama chat.
-    message: Option<Message>,
-    /// Ollama generate.
-    response: Option<String>,
-    choices: Option<Vec<Choice>>,
-    usage: Option<Usage>,
-    prompt_eval_count: Option<u64>,
-    eval_count: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    content: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    index: Option<u64>,
-    message: Option<Message>,
-    delta: Option<Message>,
-    text: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Usage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-}
-
-impl Collected {
+impl Reader for Collected {
     /// Takes `n` bytes of the VM's reply budget; refused, the text ends
     /// where it is (the rest of the reply is still read for its metadata).
     fn hold(&mut self, n: usize) -> bool {
@@ -323,6 +107,30 @@ impl Collected {
         held
     }
 
+    fn release(&mut self, n: usize) {
+        self.held.shrink(n);
+    }
+
+    fn frame(&mut self, bytes: &[u8]) {
+        let Some(frame) = Frame::read(bytes) else {
+            return;
+        };
+        if self.model.is_none() {
+            self.model = frame.model().map(str::to_owned);
+        }
+        for piece in frame.reply_text() {
+            self.push_text(piece);
+        }
+        self.tokens_in = frame.tokens_in().or(self.tokens_in);
+        self.tokens_out = frame.tokens_out().or(self.tokens_out);
+    }
+
+    fn skipped(&mut self, _: usize) {
+        self.dropped = true;
+    }
+}
+
+impl Collected {
     fn push_text(&mut self, piece: &str) {
         let most = piece.len().min(self.text.room());
         if !self.hold(most) {
@@ -332,43 +140,6 @@ impl Collected {
         self.text.push(piece);
         let added = self.text.len().saturating_sub(before);
         self.held.shrink(most.saturating_sub(added));
-    }
-
-    fn frame(&mut self, bytes: &[u8]) {
-        let Ok(frame) = serde_json::from_slice::<Frame>(bytes) else {
-            return;
-        };
-        if self.model.is_none() {
-            self.model = frame.model.filter(|m| !m.is_empty());
-        }
-        // With `n` > 1 the choices interleave; the first one is the reply.
-        let choice = frame
-            .choices
-            .into_iter()
-            .flatten()
-            .find(|c| c.index.unwrap_or(0) == 0);
-        let (choice_message, delta, choice_text) = match choice {
-            Some(c) => (c.message, c.delta, c.text),
-            None => (None, None, None),
-        };
-        for piece in [
-            frame.message.and_then(|m| m.content),
-            frame.response,
-            choice_message.and_then(|m| m.content),
-            delta.and_then(|m| m.content),
-            choice_text,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            self.push_text(&piece);
-        }
-        if let Some(usage) = frame.usage {
-            self.tokens_in = usage.prompt_tokens.or(self.tokens_in);
-            self.tokens_out = usage.completion_tokens.or(self.tokens_out);
-        }
-        self.tokens_in = frame.prompt_eval_count.or(self.tokens_in);
-        self.tokens_out = frame.eval_count.or(self.tokens_out);
     }
 }
 
@@ -687,7 +458,7 @@ mod tests {
     #[test]
     fn an_overlong_line_is_dropped_and_the_stream_goes_on() {
         let cap = 16;
-        let limit = ReplyCapture::new(WireFormat::Ollama, true, None, cap, unbounded()).limit;
+        let limit = frame_limit(cap);
         let huge = format!("{{\"response\":\"{}\"}}", "x".repeat(limit));
         let body =
             format!("{{\"response\":\"a\"}}\n{huge}\n{{\"response\":\"b\",\"eval_count\":9}}\n");
@@ -717,25 +488,6 @@ mod tests {
             &[plain.as_bytes()],
         );
         assert_eq!((r.text.as_str(), r.truncated), ("", true));
-        let mut c = ReplyCapture::new(WireFormat::Ollama, false, None, cap, unbounded());
-        c.feed(plain.as_bytes());
-        assert!(c.pending.capacity() == 0, "the dropped body is freed");
-    }
-
-    #[test]
-    fn buffers_stay_within_the_limit() {
-        assert_eq!(
-            ReplyCapture::new(WireFormat::OpenAi, true, None, usize::MAX, unbounded()).limit,
-            MAX_FRAME
-        );
-        let mut c = ReplyCapture::new(WireFormat::OpenAi, true, None, 0, unbounded());
-        let line = vec![b'a'; 10_000];
-        for _ in 0..100 {
-            c.feed(&line);
-            assert!(c.pending.len() <= c.limit);
-        }
-        let r = c.finish();
-        assert!(r.truncated);
     }
 
     #[test]

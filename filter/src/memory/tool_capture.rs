@@ -7,27 +7,19 @@
 //! other events are notifications (progress, log messages) about the call.
 //! The capture keeps only the unfinished line or body, bounded and drawn
 //! from the VM's reply budget, and stops reading once the response for the
-//! call's id went by: the stream itself passes untouched.
+//! call's id went by: the stream itself passes untouched. Messages are cut
+//! out of the body as a model reply's frames are ([`crate::model_reply`]).
 
 use super::budget::{Budget, Lease};
 use super::event::{Exchange, ToolCallText, ToolResultText};
 use crate::mcp::ToolCall;
+use crate::model_reply::framing::{Frames, Framing, Reader};
 use attach_contract::event::Event;
 use serde_json::Value;
 use std::rc::Rc;
 
-/// The most one body or event may buffer, whatever the cap.
-const MAX_FRAME: usize = 1 << 20;
 /// Room for a response around its text: ids, structured content, metadata.
 const FRAME_SLACK: usize = 64 * 1024;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    Json,
-    Sse,
-    /// Compressed, or neither JSON nor an event stream.
-    Unreadable,
-}
 
 /// Who made the call, and where: what its events say besides the texts.
 pub struct Caller<'a> {
@@ -49,20 +41,20 @@ pub struct ToolCapture {
     start_ms: u64,
     cap: usize,
     status: Option<u16>,
-    framing: Option<Framing>,
-    limit: usize,
-    /// The JSON body so far, or the unfinished line of the event stream.
-    pending: Vec<u8>,
-    /// The `data` of the event being assembled.
-    data: Vec<u8>,
-    after_cr: bool,
-    /// What `pending` and `data` hold of the VM's reply budget.
+    /// The answer's body cut into messages (a JSON body, or the `data` of
+    /// each event); `None` before the head, or for a body that cannot be
+    /// read (compressed, or neither JSON nor an event stream).
+    frames: Option<Frames>,
+    answer: Answer,
+}
+
+/// What reads the answer's messages for the one that answers the call.
+struct Answer {
+    /// The call's id, as JSON text.
+    id: Option<String>,
+    cap: usize,
+    /// What the unfinished message holds of the VM's reply budget.
     held: Lease,
-    /// The body, the current line or the current event outgrew the limit
-    /// or the budget: the rest of it is skipped.
-    body_dropped: bool,
-    line_dropped: bool,
-    event_dropped: bool,
     result: Option<ToolResultText>,
 }
 
@@ -74,6 +66,12 @@ impl ToolCapture {
         cap: usize,
         budget: &Rc<Budget>,
     ) -> Self {
+        let answer = Answer {
+            id: call.id.clone(),
+            cap,
+            held: budget.for_reply(),
+            result: None,
+        };
         ToolCapture {
             call,
             user: by.user.to_owned(),
@@ -84,20 +82,8 @@ impl ToolCapture {
             start_ms,
             cap,
             status: None,
-            framing: None,
-            // JSON escapes spend at most six bytes on one byte of text.
-            limit: cap
-                .saturating_mul(6)
-                .saturating_add(FRAME_SLACK)
-                .min(MAX_FRAME),
-            pending: Vec::new(),
-            data: Vec::new(),
-            after_cr: false,
-            held: budget.for_reply(),
-            body_dropped: false,
-            line_dropped: false,
-            event_dropped: false,
-            result: None,
+            frames: None,
+            answer,
         }
     }
 
@@ -113,145 +99,33 @@ impl ToolCapture {
             .and_then(|ct| ct.split(';').next())
             .map(|ct| ct.trim().to_ascii_lowercase());
         let encoded = encoding.is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
-        self.framing = Some(match essence.as_deref() {
-            _ if encoded => Framing::Unreadable,
-            Some("application/json") => Framing::Json,
-            Some("text/event-stream") => Framing::Sse,
-            _ => Framing::Unreadable,
-        });
+        let framing = match essence.as_deref() {
+            _ if encoded => None,
+            Some("application/json") => Some(Framing::Json),
+            Some("text/event-stream") => Some(Framing::Sse),
+            _ => None,
+        };
+        // JSON escapes spend at most six bytes on one byte of text.
+        let limit = self.cap.saturating_mul(6).saturating_add(FRAME_SLACK);
+        self.frames = framing.map(|f| Frames::new(f, limit));
     }
 
     /// Takes the next piece of the answer, as it passes.
     pub fn response_chunk(&mut self, chunk: &[u8]) {
-        if self.result.is_some() {
+        if self.answer.result.is_some() {
             return;
         }
-        match self.framing {
-            Some(Framing::Json) if !self.body_dropped => {
-                if self.keep(chunk.len()) {
-                    self.pending.extend_from_slice(chunk);
-                } else {
-                    self.body_dropped = true;
-                }
-            }
-            Some(Framing::Sse) => self.split_lines(chunk),
-            _ => {}
+        if let Some(frames) = &mut self.frames {
+            frames.feed(chunk, &mut self.answer);
         }
-    }
-
-    /// Holds `n` more bytes, within the limit and the budget; refused, all
-    /// that was held goes (the line and event it belonged to are lost).
-    fn keep(&mut self, n: usize) -> bool {
-        let total = self
-            .pending
-            .len()
-            .saturating_add(self.data.len())
-            .saturating_add(n);
-        if total <= self.limit && self.held.grow(n) {
-            return true;
-        }
-        self.held.release();
-        self.pending = Vec::new();
-        self.data = Vec::new();
-        self.event_dropped = true;
-        false
-    }
-
-    /// Splits the stream on line ends (`\n`, `\r\n` or `\r`, split
-    /// anywhere across chunks).
-    fn split_lines(&mut self, mut chunk: &[u8]) {
-        if std::mem::take(&mut self.after_cr) {
-            chunk = chunk.strip_prefix(b"\n").unwrap_or(chunk);
-        }
-        while let Some(end) = chunk.iter().position(|b| *b == b'\n' || *b == b'\r') {
-            let (piece, rest) = chunk.split_at(end);
-            self.add_to_line(piece);
-            let crlf = rest.starts_with(b"\r\n");
-            self.after_cr = rest == b"\r";
-            chunk = rest.get(if crlf { 2 } else { 1 }..).unwrap_or_default();
-            if std::mem::take(&mut self.line_dropped) {
-                self.event_dropped = true;
-                continue;
-            }
-            let line = std::mem::take(&mut self.pending);
-            self.held.shrink(line.len());
-            self.line(&line);
-            if self.result.is_some() {
-                return;
-            }
-        }
-        self.add_to_line(chunk);
-    }
-
-    fn add_to_line(&mut self, piece: &[u8]) {
-        if piece.is_empty() || self.line_dropped {
-            return;
-        }
-        if self.keep(piece.len()) {
-            self.pending.extend_from_slice(piece);
-        } else {
-            self.line_dropped = true;
-        }
-    }
-
-    /// One line of the event stream; an empty one ends the event.
-    fn line(&mut self, line: &[u8]) {
-        if line.is_empty() {
-            let data = std::mem::take(&mut self.data);
-            self.held.shrink(data.len());
-            if !std::mem::take(&mut self.event_dropped) && !data.is_empty() {
-                self.answer(&data);
-            }
-            return;
-        }
-        let Some(value) = line.strip_prefix(b"data:") else {
-            return;
-        };
-        let value = value.strip_prefix(b" ").unwrap_or(value);
-        let grows = usize::from(!self.data.is_empty()).saturating_add(value.len());
-        if self.event_dropped || !self.keep(grows) {
-            return;
-        }
-        if !self.data.is_empty() {
-            self.data.push(b'\n');
-        }
-        self.data.extend_from_slice(value);
-    }
-
-    /// A JSON-RPC message of the answer: the result when it is the
-    /// response to the call.
-    fn answer(&mut self, bytes: &[u8]) {
-        let Ok(message) = serde_json::from_slice::<Value>(bytes) else {
-            return;
-        };
-        let id = message
-            .get("id")
-            .filter(|id| !id.is_null())
-            .map(Value::to_string);
-        if id.is_none() || id != self.call.id {
-            return;
-        }
-        self.result = match (message.get("result"), message.get("error")) {
-            (Some(result), _) => Some(ToolResultText::from_result(result, self.cap)),
-            (None, Some(error)) => Some(ToolResultText::from_error(error, self.cap)),
-            (None, None) => None,
-        };
     }
 
     /// The call and result events, once the exchange is over (whatever
     /// was read of the answer: an answer never read is an unknown result).
     pub fn finish(mut self, end_ms: u64) -> [Event; 2] {
-        match self.framing {
-            Some(Framing::Json) if !self.body_dropped && self.result.is_none() => {
-                let body = std::mem::take(&mut self.pending);
-                self.answer(&body);
-            }
-            // A last event the stream did not end still counts.
-            Some(Framing::Sse) if self.result.is_none() => {
-                self.after_cr = false;
-                self.split_lines(b"\n\n");
-            }
-            _ => {}
+        // A last event the stream did not end still counts.
+        if let Some(frames) = &mut self.frames {
+            frames.finish(&mut self.answer);
         }
         let exchange = Exchange {
             user: &self.user,
@@ -265,9 +139,49 @@ impl ToolCapture {
             end_ms,
         };
         let call = ToolCallText::new(&self.call.tool, self.call.arguments.as_deref(), self.cap);
-        let result = self.result.take().unwrap_or_else(ToolResultText::unread);
+        let result = self
+            .answer
+            .result
+            .take()
+            .unwrap_or_else(ToolResultText::unread);
         exchange.tool_events(&self.call.tool, call, result)
     }
+}
+
+impl Reader for Answer {
+    fn hold(&mut self, n: usize) -> bool {
+        self.held.grow(n)
+    }
+
+    fn release(&mut self, n: usize) {
+        self.held.shrink(n);
+    }
+
+    /// A JSON-RPC message of the answer: the result when it is the
+    /// response to the call.
+    fn frame(&mut self, bytes: &[u8]) {
+        if self.result.is_some() {
+            return;
+        }
+        let Ok(message) = serde_json::from_slice::<Value>(bytes) else {
+            return;
+        };
+        let id = message
+            .get("id")
+            .filter(|id| !id.is_null())
+            .map(Value::to_string);
+        if id.is_none() || id != self.id {
+            return;
+        }
+        self.result = match (message.get("result"), message.get("error")) {
+            (Some(result), _) => Some(ToolResultText::from_result(result, self.cap)),
+            (None, Some(error)) => Some(ToolResultText::from_error(error, self.cap)),
+            (None, None) => None,
+        };
+    }
+
+    /// A message too large to hold is not read: the result stays unknown.
+    fn skipped(&mut self, _: usize) {}
 }
 
 #[cfg(test)]
