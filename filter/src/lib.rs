@@ -20,6 +20,7 @@
 )]
 
 pub mod alg;
+pub mod budget;
 pub mod claims;
 pub mod config;
 pub mod crypto;
