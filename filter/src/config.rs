@@ -5,6 +5,7 @@
 //! one is refused before Envoy ever starts (or by `envoy --mode validate`).
 
 use crate::alg::Alg;
+use crate::budget::config::{Budget, BudgetConfig};
 use crate::jwks::key_set::JwkSet;
 use crate::mcp::config::{Mcp, McpConfig};
 use crate::memory::sink::{Memory, MemoryConfig};
@@ -120,6 +121,10 @@ pub struct PluginConfig {
     /// [`crate::mcp`]).
     #[serde(default)]
     pub mcp: Option<McpConfig>,
+    /// Token budgets and usage metering on the model routes (see
+    /// [`crate::budget`]); off when absent.
+    #[serde(default)]
+    pub budget: Option<BudgetConfig>,
 }
 
 fn default_exchange_lifetime() -> u64 {
@@ -405,6 +410,7 @@ pub struct Config {
     pub memory: Option<Memory>,
     pub signing: Option<Signing>,
     pub mcp: Option<Mcp>,
+    pub budget: Option<Budget>,
 }
 
 /// The gateway as an issuer: the keys it signs with, the name it signs
@@ -750,6 +756,23 @@ impl PluginConfig {
             }
             None => None,
         };
+        let budget = match self.budget {
+            Some(mut b) => {
+                if let Some(sync) = &mut b.sync {
+                    sync.api_key = secret(
+                        "budget.sync.api_key",
+                        sync.api_key.take(),
+                        sync.api_key_env.as_deref(),
+                        env,
+                    )?;
+                }
+                Some(
+                    b.validate(&clusters)
+                        .map_err(|(path, message)| err(path, message))?,
+                )
+            }
+            None => None,
+        };
         let resource = self.resource.map(|r| r.trim_end_matches('/').to_string());
         let mcp = self
             .mcp
@@ -820,6 +843,7 @@ impl PluginConfig {
             memory,
             signing,
             mcp,
+            budget,
         })
     }
 }

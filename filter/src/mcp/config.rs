@@ -83,14 +83,15 @@ impl<'de> Deserialize<'de> for McpConfig {
 }
 
 /// The members of an object, each taken once; any left over is unknown.
-struct Members<'a> {
+/// (The `budget` section is read with it too.)
+pub(crate) struct Members<'a> {
     at: String,
     map: &'a Map<String, Value>,
     seen: Vec<&'static str>,
 }
 
 impl<'a> Members<'a> {
-    fn of(value: &'a Value, at: String) -> Result<Self, Problem> {
+    pub(crate) fn of(value: &'a Value, at: String) -> Result<Self, Problem> {
         match value.as_object() {
             Some(map) => Ok(Members {
                 at,
@@ -101,16 +102,16 @@ impl<'a> Members<'a> {
         }
     }
 
-    fn here(&self, name: &str) -> String {
+    pub(crate) fn here(&self, name: &str) -> String {
         format!("{}.{name}", self.at)
     }
 
-    fn get(&mut self, name: &'static str) -> Option<&'a Value> {
+    pub(crate) fn get(&mut self, name: &'static str) -> Option<&'a Value> {
         self.seen.push(name);
         self.map.get(name).filter(|v| !v.is_null())
     }
 
-    fn text(&mut self, name: &'static str) -> Result<Option<String>, Problem> {
+    pub(crate) fn text(&mut self, name: &'static str) -> Result<Option<String>, Problem> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -118,7 +119,7 @@ impl<'a> Members<'a> {
         }
     }
 
-    fn texts(&mut self, name: &'static str) -> Result<Option<Vec<String>>, Problem> {
+    pub(crate) fn texts(&mut self, name: &'static str) -> Result<Option<Vec<String>>, Problem> {
         let Some(value) = self.get(name) else {
             return Ok(None);
         };
@@ -132,7 +133,7 @@ impl<'a> Members<'a> {
             .ok_or_else(|| (self.here(name), "must be a list of strings".into()))
     }
 
-    fn choice<T: Copy>(
+    pub(crate) fn choice<T: Copy>(
         &mut self,
         name: &'static str,
         options: &[(&str, T)],
@@ -154,7 +155,7 @@ impl<'a> Members<'a> {
 
     /// Refuses members nobody asked for: a misspelt option must not be
     /// silently ignored.
-    fn done(self) -> Result<(), Problem> {
+    pub(crate) fn done(self) -> Result<(), Problem> {
         match self.map.keys().find(|k| !self.seen.contains(&k.as_str())) {
             Some(unknown) => Err((self.at, format!("unknown member {unknown:?}"))),
             None => Ok(()),

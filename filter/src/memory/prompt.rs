@@ -8,6 +8,7 @@
 use super::Capped;
 use super::routes::{ModelRoute, RouteKind, WireFormat};
 use serde::Deserialize;
+use serde_json::Value;
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,15 +55,57 @@ impl fmt::Display for PromptError {
 
 impl std::error::Error for PromptError {}
 
+/// A model request's body, read once for everything that needs it: the
+/// mirror's prompt ([`prompt_of`]) and the budget's estimate
+/// ([`crate::budget::estimate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub model: Option<String>,
+    /// Whether the reply will stream: the request's `stream`, else the
+    /// dialect's default (Ollama streams unless told otherwise; OpenAI
+    /// answers in one piece).
+    pub stream: bool,
+    pub conversation: Conversation,
+    /// The most output tokens the request asks for, in its dialect's field:
+    /// OpenAI's `max_completion_tokens`, else `max_tokens`; Ollama's
+    /// `options.num_predict` (negative: no limit). `None` when absent or
+    /// not an integer.
+    pub max_output: Option<i64>,
+}
+
+/// What a request says to the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conversation {
+    /// A chat API's `messages`, in order.
+    Chat(Vec<Message>),
+    /// A completion API's `prompt` (absent, one, or a batch), and Ollama's
+    /// `system` beside it.
+    Completion {
+        system: Option<String>,
+        prompts: Option<Vec<String>>,
+    },
+}
+
+/// One chat message: its role and its text parts (other parts, such as
+/// images, carry no text and are left out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub role: Option<String>,
+    pub text: Vec<String>,
+}
+
 #[derive(Deserialize)]
 struct ChatBody {
     model: Option<String>,
     stream: Option<bool>,
-    messages: Option<Vec<Message>>,
+    messages: Option<Vec<MessageBody>>,
+    max_completion_tokens: Option<Value>,
+    max_tokens: Option<Value>,
+    options: Option<Value>,
 }
 
 #[derive(Deserialize)]
-struct Message {
+struct MessageBody {
     role: Option<String>,
     content: Option<Content>,
 }
@@ -88,6 +131,10 @@ struct CompletionBody {
     model: Option<String>,
     stream: Option<bool>,
     prompt: Option<PromptField>,
+    system: Option<Value>,
+    max_completion_tokens: Option<Value>,
+    max_tokens: Option<Value>,
+    options: Option<Value>,
 }
 
 /// OpenAI accepts a batch of prompts; token-id arrays carry no text and
@@ -99,37 +146,109 @@ enum PromptField {
     Many(Vec<String>),
 }
 
-/// Reads the prompt of `body` sent to `route`, keeping at most `cap` bytes
-/// of text. Several text parts or prompts are joined with newlines.
-pub fn parse_prompt(route: &ModelRoute, body: &[u8], cap: usize) -> Result<Prompt, PromptError> {
-    let (model, stream, pieces) = match route.kind {
+/// The output limit in `format`'s field. The fields are read as any JSON
+/// value: one the budget cannot use must not make the prompt unreadable.
+fn output_limit(
+    format: WireFormat,
+    max_completion_tokens: Option<Value>,
+    max_tokens: Option<Value>,
+    options: Option<Value>,
+) -> Option<i64> {
+    let integer = |v: &Value| v.as_i64().or_else(|| v.as_u64().map(|_| i64::MAX));
+    match format {
+        WireFormat::OpenAi => max_completion_tokens
+            .as_ref()
+            .and_then(integer)
+            .or_else(|| max_tokens.as_ref().and_then(integer)),
+        WireFormat::Ollama => options
+            .as_ref()
+            .and_then(|o| o.get("num_predict"))
+            .and_then(integer),
+    }
+}
+
+/// Reads the body of a request sent to `route`.
+pub fn read_request(route: &ModelRoute, body: &[u8]) -> Result<Request, PromptError> {
+    let (model, stream, conversation, max_output) = match route.kind {
         RouteKind::Chat => {
             let body: ChatBody = serde_json::from_slice(body).map_err(classify)?;
-            let last_user = body
+            let messages = body
                 .messages
                 .into_iter()
                 .flatten()
-                .rev()
-                .find(|m| m.role.as_deref() == Some("user"))
-                .ok_or(PromptError::NoPrompt)?;
-            let pieces = match last_user.content {
-                None => Vec::new(),
-                Some(Content::Text(text)) => vec![text],
-                Some(Content::Parts(parts)) => parts
-                    .into_iter()
-                    .filter(|p| p.kind.as_deref() == Some("text"))
-                    .filter_map(|p| p.text)
-                    .collect(),
-            };
-            (body.model, body.stream, pieces)
+                .map(|m| Message {
+                    role: m.role,
+                    text: match m.content {
+                        None => Vec::new(),
+                        Some(Content::Text(text)) => vec![text],
+                        Some(Content::Parts(parts)) => parts
+                            .into_iter()
+                            .filter(|p| p.kind.as_deref() == Some("text"))
+                            .filter_map(|p| p.text)
+                            .collect(),
+                    },
+                })
+                .collect();
+            let max_output = output_limit(
+                route.format,
+                body.max_completion_tokens,
+                body.max_tokens,
+                body.options,
+            );
+            (
+                body.model,
+                body.stream,
+                Conversation::Chat(messages),
+                max_output,
+            )
         }
         RouteKind::Completion => {
             let body: CompletionBody = serde_json::from_slice(body).map_err(classify)?;
-            let pieces = match body.prompt.ok_or(PromptError::NoPrompt)? {
-                PromptField::One(text) => vec![text],
-                PromptField::Many(texts) => texts,
+            let max_output = output_limit(
+                route.format,
+                body.max_completion_tokens,
+                body.max_tokens,
+                body.options,
+            );
+            let conversation = Conversation::Completion {
+                system: body.system.and_then(|s| s.as_str().map(str::to_owned)),
+                prompts: body.prompt.map(|p| match p {
+                    PromptField::One(text) => vec![text],
+                    PromptField::Many(texts) => texts,
+                }),
             };
-            (body.model, body.stream, pieces)
+            (body.model, body.stream, conversation, max_output)
+        }
+    };
+    Ok(Request {
+        model,
+        stream: stream.unwrap_or(route.format == WireFormat::Ollama),
+        conversation,
+        max_output,
+    })
+}
+
+/// Reads the prompt of `body` sent to `route`, keeping at most `cap` bytes
+/// of text (see [`prompt_of`]).
+pub fn parse_prompt(route: &ModelRoute, body: &[u8], cap: usize) -> Result<Prompt, PromptError> {
+    prompt_of(&read_request(route, body)?, cap)
+}
+
+/// The prompt of a request: for chat APIs the last user message, for
+/// completion APIs the prompts; several text parts or prompts are joined
+/// with newlines, keeping at most `cap` bytes.
+pub fn prompt_of(request: &Request, cap: usize) -> Result<Prompt, PromptError> {
+    let pieces: &[String] = match &request.conversation {
+        Conversation::Chat(messages) => {
+            &messages
+                .iter()
+                .rev()
+                .find(|m| m.role.as_deref() == Some("user"))
+                .ok_or(PromptError::NoPrompt)?
+                .text
+        }
+        Conversation::Completion { prompts, .. } => {
+            prompts.as_deref().ok_or(PromptError::NoPrompt)?
         }
     };
     let mut text = Capped::new(cap);
@@ -140,11 +259,10 @@ pub fn parse_prompt(route: &ModelRoute, body: &[u8], cap: usize) -> Result<Promp
         text.push(piece);
     }
     Ok(Prompt {
-        model,
+        model: request.model.clone(),
         text: text.text,
         truncated: text.truncated,
-        // Ollama streams unless told otherwise; OpenAI answers in one piece.
-        stream: stream.unwrap_or(route.format == WireFormat::Ollama),
+        stream: request.stream,
     })
 }
 

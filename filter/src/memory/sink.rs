@@ -128,16 +128,7 @@ pub struct Outgoing {
 impl MemoryConfig {
     /// `key` is the validated assertion key, which the service sink needs.
     pub fn validate(self, key: Option<&[u8]>) -> Result<Memory, (&'static str, String)> {
-        let url = Url::parse(self.url.trim()).map_err(|m| ("memory.url", m.to_string()))?;
-        let path = self
-            .url
-            .trim()
-            .split_once("://")
-            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()))
-            .unwrap_or_default();
-        if path.contains(['?', '#']) {
-            return Err(("memory.url", "must not carry a query or fragment".into()));
-        }
+        let (url, path) = endpoint(&self.url).map_err(|m| ("memory.url", m.to_string()))?;
         if self.sink == SinkKind::Service && key.is_none() {
             return Err((
                 "memory.sink",
@@ -148,12 +139,8 @@ impl MemoryConfig {
         if self.sink == SinkKind::Service && path.is_empty() {
             return Err(("memory.url", "must name the ingest route".into()));
         }
-        if self
-            .api_key
-            .as_deref()
-            .is_some_and(|k| k.is_empty() || k.bytes().any(|b| b.is_ascii_control() || b == b' '))
-        {
-            return Err(("memory.api_key", "must be a non-empty token".into()));
+        if let Some(k) = self.api_key.as_deref() {
+            check_api_key(k).map_err(|m| ("memory.api_key", m.to_string()))?;
         }
         for (i, r) in self.routes.iter().enumerate() {
             r.check()
@@ -205,6 +192,30 @@ impl MemoryConfig {
             retry_max_ms: self.retry_max_ms,
         })
     }
+}
+
+/// The URL of a callout as a configuration writes it (`memory.url`,
+/// `budget.sync.url`): absolute http(s) without a query or fragment, with
+/// its path as written (empty when it has none).
+pub(crate) fn endpoint(text: &str) -> Result<(Url, String), &'static str> {
+    let text = text.trim();
+    let url = Url::parse(text)?;
+    let path = text
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').and_then(|i| rest.get(i..)))
+        .unwrap_or_default();
+    if url.path.contains('?') || path.contains('#') {
+        return Err("must not carry a query or fragment");
+    }
+    Ok((url, path.to_string()))
+}
+
+/// A key sent as `Authorization: Bearer`: one header-safe token.
+pub(crate) fn check_api_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() || key.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("must be a non-empty token");
+    }
+    Ok(())
 }
 
 impl Sink {
