@@ -167,7 +167,7 @@ pub struct AssertionRouteConfig {
 
 /// The companion service's routes, bound to its audience.
 fn default_assertion_routes() -> Vec<AssertionRouteConfig> {
-    ["/a2a/*", "/mem/*"]
+    ["/a2a/*", "/mem/*", "/usage", "/usage/*"]
         .into_iter()
         .map(|path| AssertionRouteConfig {
             path: path.into(),
@@ -994,6 +994,12 @@ mod tests {
             c.assertion_audience("/mem/events?limit=1"),
             Some("attach-a2a")
         );
+        assert_eq!(c.assertion_audience("/usage?user=bob"), Some("attach-a2a"));
+        assert_eq!(
+            c.assertion_audience("/usage/overrides/bob"),
+            Some("attach-a2a")
+        );
+        assert_eq!(c.assertion_audience("/usages"), None);
         assert_eq!(c.assertion_audience("/api/chat"), None);
         assert_eq!(c.assertion_audience("/v1/chat/completions"), None);
         let own = Config::from_json(

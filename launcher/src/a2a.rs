@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::private_file::{self, Placement};
 use attach_contract::agents;
 use attach_contract::gateway_keys::KEYS_VAR;
+use attach_filter::budget::config::BudgetConfig;
 use attach_filter::memory::sink::{MemoryConfig, SinkKind};
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
@@ -179,13 +180,28 @@ pub fn sibling_bin(
     ))
 }
 
+/// A key for the usage sync between the filter and the service, new for
+/// every run: both are started with it.
+pub fn new_usage_key() -> Result<String, Error> {
+    Ok(URL_SAFE_NO_PAD.encode(private_file::random::<KEY_BYTES>()?))
+}
+
+/// The variables that give the service the budget policy and the usage
+/// sync's key.
+pub const BUDGET_VAR: &str = "ATTACH_BUDGET";
+pub const USAGE_KEY_VAR: &str = crate::plugin::USAGE_KEY_VAR;
+
 /// The service's command: it listens on 127.0.0.1:`port` only (Envoy is
 /// its one way in) and gets the gateway's data folder, address and key,
 /// the signing key set the filter runs with (in its environment, as Envoy
 /// gets it: never on a command line), with which it signs agent cards,
-/// and the memory backend the filter mirrors to (it reads from the same).
-/// Other `A2A_*` variables (A2A_DATABASE_URL, A2A_TASK_TTL, ...) pass
-/// through from the launcher's environment.
+/// the memory backend the filter mirrors to (it reads from the same), and
+/// the budget policy the filter enforces with the key its usage syncs
+/// carry. Other `A2A_*` variables (A2A_DATABASE_URL, A2A_TASK_TTL, ...)
+/// and the usage export's (USAGE_METERING, USAGE_URL, USAGE_OUTBOX_MAX,
+/// ATTACH_ADMIN_USERS, ATTACH_ADMIN_SCOPE) pass through from the
+/// launcher's environment.
+#[allow(clippy::too_many_arguments)]
 pub fn command(
     bin: &Path,
     settings: &Settings,
@@ -193,6 +209,8 @@ pub fn command(
     key: &str,
     signing_keys: Option<&str>,
     memory: Option<&MemoryConfig>,
+    budget: Option<&BudgetConfig>,
+    usage_key: Option<&str>,
 ) -> Command {
     let mut c = Command::new(bin);
     c.env("A2A_HOST", "127.0.0.1")
@@ -211,6 +229,14 @@ pub fn command(
     if let AgentSource::File(path) = &settings.a2a.agents {
         c.env("A2A_CONFIG", path);
     }
+    match budget {
+        Some(b) => c.env(BUDGET_VAR, b.policy.to_value().to_string()),
+        None => c.env_remove(BUDGET_VAR),
+    };
+    match usage_key {
+        Some(k) => c.env(USAGE_KEY_VAR, k),
+        None => c.env_remove(USAGE_KEY_VAR),
+    };
     c.env_remove("WEAVIATE_URL").env_remove("WEAVIATE_API_KEY");
     match memory {
         None => {
@@ -396,6 +422,10 @@ mod tests {
             "sink": "weaviate", "url": "http://127.0.0.1:8081", "api_key": "w"
         }))
         .unwrap();
+        let budget: BudgetConfig = serde_json::from_value(serde_json::json!({
+            "windows": [{"seconds": 60, "tokens": 600}], "default_max_tokens": 5
+        }))
+        .unwrap();
         let c = command(
             Path::new("/bin/attach-a2a"),
             &s,
@@ -403,6 +433,8 @@ mod tests {
             "k3y",
             Some(r#"{"keys": []}"#),
             Some(&weaviate),
+            Some(&budget),
+            Some("u5age"),
         );
         let envs: std::collections::HashMap<String, Option<String>> = c
             .get_envs()
@@ -430,16 +462,35 @@ mod tests {
             Some("http://127.0.0.1:8081")
         );
         assert_eq!(get("WEAVIATE_API_KEY").as_deref(), Some("w"));
+        // The policy alone, in the contract's form; and the sync's key.
+        let policy: serde_json::Value = serde_json::from_str(&get(BUDGET_VAR).unwrap()).unwrap();
+        assert_eq!(
+            attach_contract::budget::Policy::from_value(&policy, BUDGET_VAR).unwrap(),
+            budget.policy
+        );
+        assert_eq!(get(USAGE_KEY_VAR).as_deref(), Some("u5age"));
         // The key set travels in the environment only.
         assert!(c.get_args().all(|a| !a.to_string_lossy().contains("keys")));
-        let off = command(Path::new("/bin/attach-a2a"), &s, 18090, "k3y", None, None);
+        let off = command(
+            Path::new("/bin/attach-a2a"),
+            &s,
+            18090,
+            "k3y",
+            None,
+            None,
+            None,
+            None,
+        );
         let env_of = |name: &str| {
             off.get_envs()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
         };
         assert_eq!(env_of("MEM_BACKEND"), Some(Some("none".into())));
-        // Without a set, none leaks in from the launcher's own environment.
-        assert_eq!(env_of(KEYS_VAR), Some(None));
+        // Without a set, a policy or a key, none leaks in from the
+        // launcher's own environment.
+        for var in [KEYS_VAR, BUDGET_VAR, USAGE_KEY_VAR] {
+            assert_eq!(env_of(var), Some(None), "{var}");
+        }
     }
 }

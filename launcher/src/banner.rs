@@ -5,6 +5,7 @@
 use crate::dev;
 use crate::env::{Env, Settings};
 use crate::mcp;
+use attach_contract::budget::Policy;
 use attach_contract::mcp as mcp_paths;
 use attach_filter::config::PluginConfig;
 use std::path::Path;
@@ -56,6 +57,9 @@ pub fn text(
             server.registered.url
         ));
     }
+    if let Some(budget) = &config.budget {
+        lines.push(format!("  budgets  {}", budget_summary(&budget.policy)));
+    }
     if config.did.is_some() {
         lines.push(format!(
             "  token    TOKEN=$({token_command}), sent as -H \"Authorization: Bearer $TOKEN\""
@@ -72,6 +76,38 @@ pub fn text(
         lines.push("  token    none is accepted: no OIDC issuer, and DID sign-in is off".into());
     }
     lines.join("\n")
+}
+
+/// What the budget limits, in a few words: the windows every user has,
+/// and how many model rules and user overrides add to them.
+fn budget_summary(policy: &Policy) -> String {
+    let mut text = match policy.windows.as_slice() {
+        [] if policy.limits_anything() => "no limit for all models".to_string(),
+        [] => "metering only (no limits)".to_string(),
+        windows => {
+            let each: Vec<String> = windows
+                .iter()
+                .map(|w| format!("{} tokens / {} s", w.tokens, w.seconds))
+                .collect();
+            format!("{} per user", each.join(", "))
+        }
+    };
+    let count = |n: usize, what: &str| match n {
+        0 => None,
+        1 => Some(format!("1 {what}")),
+        n => Some(format!("{n} {what}s")),
+    };
+    let more: Vec<String> = [
+        count(policy.models.len(), "model rule"),
+        count(policy.users.len(), "user override"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !more.is_empty() {
+        text = format!("{text}; {}", more.join(", "));
+    }
+    text
 }
 
 /// `attach token` as the user can type it in `cwd`: the launcher's own
@@ -139,6 +175,46 @@ mod tests {
                 "  mcp      https://gw.example/mcp/tools -> http://127.0.0.1:9000/mcp",
                 "  mcp      https://gw.example/mcp/files -> http://127.0.0.1:9001/",
             ]
+        );
+    }
+
+    #[test]
+    fn budgets_have_their_line() {
+        let line = |pairs: &[(&str, &str)], file: Option<serde_json::Value>| {
+            let s = settings(pairs).unwrap();
+            let file = file.map(|f| serde_json::from_value(f).unwrap());
+            let p = plugin::build(&s, file).unwrap();
+            text(&s, &p.config, &[], false, "attach token")
+                .lines()
+                .find(|l| l.starts_with("  budgets"))
+                .map(str::to_string)
+        };
+        assert_eq!(line(&[], None), None, "off unless configured");
+        assert_eq!(
+            line(&[("MAX_TOKENS_PER_MIN", "60000")], None).as_deref(),
+            Some("  budgets  60000 tokens / 60 s per user")
+        );
+        assert_eq!(
+            line(&[("MAX_REQUEST_BYTES", "4096")], None).as_deref(),
+            Some("  budgets  metering only (no limits)")
+        );
+        let file = serde_json::json!({"budget": {
+            "windows": [{"seconds": 60, "tokens": 100}, {"seconds": 86400, "tokens": 5000, "status": 403}],
+            "models": [{"match": "llama3*", "windows": [{"seconds": 60, "tokens": 10}]}],
+            "users": [{"match": "a", "windows": []}, {"match": "b", "models": []}],
+        }});
+        assert_eq!(
+            line(&[], Some(file)).as_deref(),
+            Some(
+                "  budgets  100 tokens / 60 s, 5000 tokens / 86400 s per user; 1 model rule, 2 user overrides"
+            )
+        );
+        let models = serde_json::json!({"budget": {
+            "models": [{"match": "big", "windows": [{"seconds": 60, "tokens": 10}]}],
+        }});
+        assert_eq!(
+            line(&[], Some(models)).as_deref(),
+            Some("  budgets  no limit for all models; 1 model rule")
         );
     }
 

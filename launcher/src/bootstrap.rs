@@ -147,6 +147,9 @@ fn http_connection_manager(input: &Input) -> Value {
     let engine = &input.settings.engine;
     let mut table: Vec<Value> = input.dev.map(dev_routes).unwrap_or_default();
     table.extend(mcp_routes(&input.plugin.mcp));
+    if input.a2a_port.is_some() {
+        table.extend(usage_routes());
+    }
     table.extend(routes(input.a2a_port.is_some()).into_iter().map(|r| {
         let mut route = json!({
             "cluster": r.cluster,
@@ -270,6 +273,23 @@ fn loopback_cluster(name: &str, port: u16) -> Value {
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address("127.0.0.1", port)}}]}],
         },
     })
+}
+
+/// The service's usage API, `/usage` and `/usage/...`, through the filter
+/// like `/mem/`; but never `/usage/sync`, which only the filter calls (on
+/// the service's cluster, not through the listener): a 404 here.
+fn usage_routes() -> Vec<Value> {
+    let path = attach_contract::usage::USAGE_PATH;
+    let route = json!({
+        "cluster": a2a::CLUSTER,
+        "timeout": "0s",
+        "idle_timeout": A2A_IDLE_TIMEOUT,
+    });
+    vec![
+        json!({"match": {"prefix": attach_contract::usage::SYNC_PATH}, "direct_response": {"status": 404}}),
+        json!({"match": {"path": path}, "route": route}),
+        json!({"match": {"prefix": format!("{path}/")}, "route": route}),
+    ]
 }
 
 /// Each MCP server's two routes, `/mcp/{name}` (exact, the query apart)
@@ -569,6 +589,7 @@ mod tests {
         let names = a2a::agent_names(&s.a2a).unwrap();
         let service = crate::plugin::Service {
             assertion_key: "A".repeat(43),
+            usage_key: "B".repeat(43),
             public_paths: a2a::card_paths(&names),
             agent_dids: Vec::new(),
         };
@@ -611,6 +632,15 @@ mod tests {
             .as_array()
             .unwrap()
             .clone();
+        // The usage API goes to the service, its sync route nowhere.
+        assert_eq!(routes[0]["match"]["prefix"], "/usage/sync");
+        assert_eq!(routes[0]["direct_response"], json!({"status": 404}));
+        assert_eq!(routes[1]["match"]["path"], "/usage");
+        assert_eq!(routes[2]["match"]["prefix"], "/usage/");
+        for usage in &routes[1..3] {
+            assert_eq!(usage["route"]["cluster"], "a2a_service");
+        }
+        let routes = routes[3..].to_vec();
         assert_eq!(routes.len(), 3);
         for (i, prefix) in ["/a2a/", "/mem/"].iter().enumerate() {
             assert_eq!(routes[i]["match"]["prefix"], *prefix);
@@ -756,6 +786,9 @@ mod tests {
                 "/mcp/tools/",
                 "/mcp/",
                 "/.well-known/oauth-protected-resource/mcp/",
+                "/usage/sync",
+                "/usage",
+                "/usage/",
                 "/a2a/",
                 "/mem/",
                 "/"

@@ -6,7 +6,11 @@
 //! as unset.
 
 use crate::error::Error;
+use attach_contract::budget::{DEFAULT_STATUS, Window, parse_window};
 use attach_contract::gateway_keys::Algorithm;
+use attach_filter::budget::config::{
+    DEFAULT_SYNC_INTERVAL_MS, MAX_REQUEST_BYTES, SYNC_INTERVAL_MS,
+};
 use attach_filter::config::DidPolicy;
 use attach_filter::url::Url;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
@@ -53,6 +57,7 @@ pub struct Settings {
     pub a2a: A2aSettings,
     pub mcp: McpSettings,
     pub memory: MemSettings,
+    pub budget: BudgetSettings,
     pub dev: DevSettings,
     /// `ATTACH_KEY_ROTATION_DAYS` and `ATTACH_KEY_OVERLAP_HOURS`: when the
     /// gateway's signing key is replaced, and how long the old one stays
@@ -202,6 +207,84 @@ impl MemSettings {
             max_bytes: number("MEM_MAX_BYTES", 256..=16 * 1024 * 1024)?,
             queue_max: number("MEM_QUEUE_MAX", 1..=10_000_000)?,
         })
+    }
+}
+
+/// The token budget's variables (the seed's names); `None` where unset, so
+/// a configuration file's `budget` section keeps its own values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetSettings {
+    /// `MAX_TOKENS_PER_MIN` in a window of `WINDOW` (60 s when unset).
+    pub window: Option<Window>,
+    /// `MAX_REQUEST_BYTES`: request bodies above it on counted routes get 413.
+    pub max_request_bytes: Option<usize>,
+    /// `ATTACH_BUDGET_SYNC_MS`: how often the filter syncs usage with the
+    /// companion service.
+    pub sync_ms: u64,
+}
+
+impl BudgetSettings {
+    fn from_env(env: Env) -> Result<BudgetSettings, Error> {
+        let tokens = match get(env, "MAX_TOKENS_PER_MIN") {
+            None => None,
+            Some(raw) => Some(raw.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                Error::setting(
+                    "MAX_TOKENS_PER_MIN",
+                    format!("{raw:?} is not a positive number of tokens"),
+                )
+            })?),
+        };
+        let seconds = match get(env, "WINDOW") {
+            None => None,
+            Some(raw) => Some(
+                parse_window(&raw).map_err(|m| Error::setting("WINDOW", format!("{raw:?} {m}")))?,
+            ),
+        };
+        let window = match (tokens, seconds) {
+            (Some(tokens), seconds) => Some(Window {
+                seconds: seconds.unwrap_or(60),
+                tokens,
+                status: DEFAULT_STATUS,
+            }),
+            (None, Some(_)) => {
+                return Err(Error::setting(
+                    "WINDOW",
+                    "is the length of MAX_TOKENS_PER_MIN's window: set MAX_TOKENS_PER_MIN too",
+                ));
+            }
+            (None, None) => None,
+        };
+        let max_request_bytes = match get(env, "MAX_REQUEST_BYTES") {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_REQUEST_BYTES).contains(n))
+                    .ok_or_else(|| {
+                        Error::setting(
+                            "MAX_REQUEST_BYTES",
+                            format!("{raw:?} is not a number of bytes (1-{MAX_REQUEST_BYTES})"),
+                        )
+                    })?,
+            ),
+        };
+        let sync_ms = count(
+            env,
+            "ATTACH_BUDGET_SYNC_MS",
+            SYNC_INTERVAL_MS,
+            DEFAULT_SYNC_INTERVAL_MS,
+            "milliseconds",
+        )?;
+        Ok(BudgetSettings {
+            window,
+            max_request_bytes,
+            sync_ms,
+        })
+    }
+
+    /// Whether a variable turns the budget section on.
+    pub fn any(&self) -> bool {
+        self.window.is_some() || self.max_request_bytes.is_some()
     }
 }
 
@@ -569,6 +652,7 @@ impl Settings {
         let a2a = A2aSettings::from_env(env, cwd, port)?;
         let mcp = McpSettings::from_env(env, cwd)?;
         let memory = MemSettings::from_env(env, a2a.enabled)?;
+        let budget = BudgetSettings::from_env(env)?;
         let dev = DevSettings::from_env(env, cwd, bind, a2a.enabled)?;
 
         Ok(Settings {
@@ -588,6 +672,7 @@ impl Settings {
             a2a,
             mcp,
             memory,
+            budget,
             dev,
             rotation,
             signing_alg,
@@ -694,6 +779,85 @@ pub mod tests {
         assert_eq!(s.ca_bundle, Path::new(DEFAULT_CA_BUNDLE));
         assert_eq!(s.gateway_url(), "http://127.0.0.1:8080");
         assert_eq!(s.signing_alg, Algorithm::EdDSA);
+    }
+
+    #[test]
+    fn budget_variables() {
+        let b = settings(&[]).unwrap().budget;
+        assert_eq!(
+            (b.window, b.max_request_bytes, b.sync_ms),
+            (None, None, 1000)
+        );
+        assert!(!b.any());
+        let window = |pairs: &[(&str, &str)]| settings(pairs).unwrap().budget.window.unwrap();
+        assert_eq!(
+            window(&[("MAX_TOKENS_PER_MIN", "60000")]),
+            Window {
+                seconds: 60,
+                tokens: 60000,
+                status: 429
+            }
+        );
+        for (raw, seconds) in [
+            ("90", 90),
+            ("90s", 90),
+            ("15m", 900),
+            ("1h", 3600),
+            ("1d", 86400),
+        ] {
+            let w = window(&[("MAX_TOKENS_PER_MIN", "5"), ("WINDOW", raw)]);
+            assert_eq!((w.seconds, w.tokens), (seconds, 5), "{raw}");
+        }
+        let b = settings(&[
+            ("MAX_REQUEST_BYTES", "4096"),
+            ("ATTACH_BUDGET_SYNC_MS", "250"),
+        ])
+        .unwrap()
+        .budget;
+        assert_eq!((b.max_request_bytes, b.sync_ms), (Some(4096), 250));
+        assert!(b.any());
+        for (pairs, var, says) in [
+            (
+                &[("MAX_TOKENS_PER_MIN", "0")][..],
+                "MAX_TOKENS_PER_MIN",
+                "positive",
+            ),
+            (
+                &[("MAX_TOKENS_PER_MIN", "lots")][..],
+                "MAX_TOKENS_PER_MIN",
+                "positive",
+            ),
+            (
+                &[("MAX_TOKENS_PER_MIN", "5"), ("WINDOW", "1w")][..],
+                "WINDOW",
+                "15m",
+            ),
+            (
+                &[("MAX_TOKENS_PER_MIN", "5"), ("WINDOW", "400d")][..],
+                "WINDOW",
+                "a year",
+            ),
+            (&[("WINDOW", "60")][..], "WINDOW", "MAX_TOKENS_PER_MIN"),
+            (
+                &[("MAX_REQUEST_BYTES", "0")][..],
+                "MAX_REQUEST_BYTES",
+                "1-268435456",
+            ),
+            (
+                &[("MAX_REQUEST_BYTES", "268435457")][..],
+                "MAX_REQUEST_BYTES",
+                "bytes",
+            ),
+            (
+                &[("ATTACH_BUDGET_SYNC_MS", "99")][..],
+                "ATTACH_BUDGET_SYNC_MS",
+                "100-60000",
+            ),
+        ] {
+            let e = settings(pairs).unwrap_err();
+            assert_eq!(e.var(), Some(var), "{pairs:?}: {e}");
+            assert!(e.to_string().contains(says), "{pairs:?}: {e}");
+        }
     }
 
     #[test]

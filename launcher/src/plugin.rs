@@ -8,6 +8,7 @@ use crate::env::Settings;
 use crate::error::Error;
 use crate::mcp;
 use attach_contract::{mcp as mcp_paths, mcp_servers};
+use attach_filter::budget::config::{BudgetConfig, SyncConfig};
 use attach_filter::config::{
     Config, ConfigError, DidPolicy, PluginConfig, ProviderConfig, normalize_issuer,
 };
@@ -49,6 +50,14 @@ impl Plugin {
         self.secrets.get(var).map(String::as_str)
     }
 
+    /// The key the filter presents to the service's `/usage/sync`, if the
+    /// budget syncs: the service checks it.
+    pub fn usage_key(&self) -> Option<&str> {
+        let sync = self.config.budget.as_ref()?.sync.as_ref()?;
+        let var = sync.api_key_env.as_deref()?;
+        self.secrets.get(var).map(String::as_str)
+    }
+
     /// The memory section with its Weaviate key filled in, for the
     /// companion service, which reads from the same store.
     pub fn memory_with_key(&self) -> Option<MemoryConfig> {
@@ -63,6 +72,9 @@ impl Plugin {
 /// The variables of Envoy's environment that carry the filter's secrets.
 pub const ASSERTION_KEY_VAR: &str = "ATTACH_ASSERTION_KEY";
 pub const WEAVIATE_KEY_VAR: &str = "ATTACH_WEAVIATE_API_KEY";
+/// The variable of Envoy's environment (and of the service's) that holds
+/// the key of the usage sync.
+pub const USAGE_KEY_VAR: &str = "ATTACH_USAGE_KEY";
 
 /// An origin the filter calls and the Envoy cluster that reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +92,9 @@ const CALLOUT_PREFIX: &str = "attach_callout_";
 pub struct Service {
     /// The assertion key, used unless the configuration file sets its own.
     pub assertion_key: String,
+    /// The key of the usage sync (`/usage/sync`), fresh for each run,
+    /// used unless the configuration file's budget syncs elsewhere.
+    pub usage_key: String,
     /// Exact public paths (the agents' cards), appended to `public_paths`.
     pub public_paths: Vec<String>,
     /// DIDs of agents that act by delegation (the demo's): when DID sign-in
@@ -130,6 +145,7 @@ pub fn build_with(
     // go on (`allow_on_headers_stop_iteration`), as the token endpoint needs.
     config.token_exchange.get_or_insert(true);
     apply_memory(&mut config, settings, service.is_some())?;
+    apply_budget(&mut config, settings, service, from_file)?;
     add_callout_clusters(&mut config);
     let secrets = move_secrets(&mut config, &crate::env::process_env);
 
@@ -200,6 +216,9 @@ fn move_secrets(config: &mut PluginConfig, env: crate::env::Env) -> BTreeMap<Str
     );
     if let Some(m) = &mut config.memory {
         keep(&mut m.api_key, &mut m.api_key_env, WEAVIATE_KEY_VAR);
+    }
+    if let Some(s) = config.budget.as_mut().and_then(|b| b.sync.as_mut()) {
+        keep(&mut s.api_key, &mut s.api_key_env, USAGE_KEY_VAR);
     }
     secrets
 }
@@ -411,6 +430,62 @@ fn apply_memory(
     Ok(())
 }
 
+/// Token budgets: the limits come from `MAX_TOKENS_PER_MIN` (in a window
+/// of `WINDOW`) or from the file's `budget` section, never both;
+/// `MAX_REQUEST_BYTES` on top, which turns budgets on for metering alone.
+/// With the companion service, the filter syncs usage with its
+/// `/usage/sync` every `ATTACH_BUDGET_SYNC_MS`, unless the file names
+/// another sync target.
+fn apply_budget(
+    config: &mut PluginConfig,
+    settings: &Settings,
+    service: Option<&Service>,
+    from_file: bool,
+) -> Result<(), Error> {
+    let env = &settings.budget;
+    let file_limits = config
+        .budget
+        .as_ref()
+        .is_some_and(|b| b.policy.limits_anything());
+    if env.window.is_some() && file_limits && from_file {
+        let at = settings
+            .config_file
+            .as_deref()
+            .map(|p| format!(" ({})", p.display()))
+            .unwrap_or_default();
+        return Err(Error::setting(
+            "MAX_TOKENS_PER_MIN",
+            format!(
+                "ATTACH_CONFIG{at} has budget limits too: set the limits in one place, MAX_TOKENS_PER_MIN and WINDOW or the file's budget section"
+            ),
+        ));
+    }
+    if env.any() && config.budget.is_none() {
+        config.budget = Some(BudgetConfig::metering());
+    }
+    let Some(budget) = &mut config.budget else {
+        return Ok(());
+    };
+    if let Some(window) = env.window {
+        budget.policy.windows = vec![window];
+    }
+    if let Some(n) = env.max_request_bytes {
+        budget.max_request_bytes = n;
+    }
+    if let (Some(service), None) = (service, &budget.sync) {
+        budget.sync = Some(SyncConfig {
+            url: format!("{SERVICE_ORIGIN}{}", attach_contract::usage::SYNC_PATH),
+            interval_ms: env.sync_ms,
+            api_key: Some(service.usage_key.clone()),
+            api_key_env: None,
+        });
+        config
+            .clusters
+            .insert(SERVICE_ORIGIN.to_string(), crate::a2a::CLUSTER.to_string());
+    }
+    Ok(())
+}
+
 /// Adds `attach_callout_<host>_<port>` for every issuer, `jwks_uri` and
 /// memory sink origin that `clusters` does not already map.
 pub fn add_callout_clusters(config: &mut PluginConfig) {
@@ -422,6 +497,9 @@ pub fn add_callout_clusters(config: &mut PluginConfig) {
     }
     if let Some(m) = &config.memory {
         needed.extend(Url::parse(m.url.trim()).ok());
+    }
+    if let Some(s) = config.budget.as_ref().and_then(|b| b.sync.as_ref()) {
+        needed.extend(Url::parse(s.url.trim()).ok());
     }
     for url in needed {
         let present = config
@@ -866,9 +944,101 @@ mod tests {
     fn service() -> Service {
         Service {
             assertion_key: key(1),
+            usage_key: key(2),
             public_paths: crate::a2a::card_paths(&["echo".to_string()]),
             agent_dids: Vec::new(),
         }
+    }
+
+    #[test]
+    fn budgets_from_the_environment() {
+        let p = build(&settings(&[]).unwrap(), None).unwrap();
+        assert!(p.config.budget.is_none(), "off unless configured");
+        let s = settings(&[("MAX_TOKENS_PER_MIN", "600"), ("WINDOW", "1m")]).unwrap();
+        let b = build(&s, None).unwrap().config.budget.unwrap();
+        assert_eq!(b.policy.windows.len(), 1);
+        assert_eq!(
+            (b.policy.windows[0].seconds, b.policy.windows[0].tokens),
+            (60, 600)
+        );
+        assert_eq!(b.max_request_bytes, 1_048_576);
+        assert!(b.sync.is_none(), "no service, no sync");
+        let s = settings(&[("MAX_REQUEST_BYTES", "2048")]).unwrap();
+        let b = build(&s, None).unwrap().config.budget.unwrap();
+        assert_eq!(b.max_request_bytes, 2048);
+        assert!(!b.policy.limits_anything(), "metering only");
+    }
+
+    #[test]
+    fn budget_limits_come_from_one_place() {
+        let limits = json!({"budget": {"windows": [{"seconds": 60, "tokens": 5}]}});
+        let mut s = settings(&[("MAX_TOKENS_PER_MIN", "600")]).unwrap();
+        with_file(&mut s);
+        let e = build(&s, Some(file(limits.clone()))).unwrap_err();
+        assert_eq!(e.var(), Some("MAX_TOKENS_PER_MIN"));
+        let text = e.to_string();
+        assert!(
+            text.contains("ATTACH_CONFIG") && text.contains("/x.yaml"),
+            "{text}"
+        );
+        // A file section without limits takes the variable's window.
+        let routes = json!({"budget": {"routes": [{"path": "/api/chat", "format": "ollama"}],
+                                       "default_max_tokens": 64}});
+        let b = build(&s, Some(file(routes)))
+            .unwrap()
+            .config
+            .budget
+            .unwrap();
+        assert_eq!(
+            (b.policy.windows[0].tokens, b.default_max_tokens),
+            (600, 64)
+        );
+        assert_eq!(b.routes.len(), 1);
+        // The file alone, with MAX_REQUEST_BYTES on top.
+        let mut s = settings(&[("MAX_REQUEST_BYTES", "10")]).unwrap();
+        with_file(&mut s);
+        let b = build(&s, Some(file(limits)))
+            .unwrap()
+            .config
+            .budget
+            .unwrap();
+        assert_eq!((b.policy.windows[0].tokens, b.max_request_bytes), (5, 10));
+        // What the filter refuses in the file is blamed on the file.
+        let bad = json!({"budget": {"windows": [{"seconds": 60, "tokens": 0}]}});
+        let e = serde_json::from_value::<PluginConfig>(bad).unwrap_err();
+        assert!(e.to_string().contains("budget.windows[0].tokens"), "{e}");
+    }
+
+    #[test]
+    fn with_the_service_budgets_sync_through_it_with_a_secret_key() {
+        let s = settings(&[
+            ("MAX_TOKENS_PER_MIN", "600"),
+            ("ATTACH_BUDGET_SYNC_MS", "500"),
+        ])
+        .unwrap();
+        let p = build_with(&s, None, Some(&service()), None).unwrap();
+        let sync = p.config.budget.as_ref().unwrap().sync.clone().unwrap();
+        assert_eq!(sync.url, format!("{SERVICE_ORIGIN}/usage/sync"));
+        assert_eq!(sync.interval_ms, 500);
+        assert_eq!(sync.api_key, None);
+        assert_eq!(sync.api_key_env.as_deref(), Some(USAGE_KEY_VAR));
+        assert_eq!(p.usage_key(), Some(key(2).as_str()));
+        assert!(
+            !p.json.contains(&key(2)),
+            "the key is never in the bootstrap"
+        );
+        let c = Config::from_json_with_env(p.json.as_bytes(), &|n: &str| p.secrets.get(n).cloned())
+            .unwrap();
+        let sync = c.budget.unwrap().sync.unwrap();
+        assert_eq!(
+            (sync.cluster.as_str(), sync.path.as_str()),
+            ("a2a_service", "/usage/sync")
+        );
+        // Budgets off: no sync, no key.
+        let p = build_with(&settings(&[]).unwrap(), None, Some(&service()), None).unwrap();
+        assert!(p.config.budget.is_none());
+        assert_eq!(p.usage_key(), None);
+        assert!(!p.secrets.contains_key(USAGE_KEY_VAR));
     }
 
     #[test]
