@@ -75,7 +75,11 @@ def test_render_with_the_service_passes_envoy_validate(tmp_path, artifacts):
     bootstrap = json.loads(out)
     hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
-    assert [r["match"]["prefix"] for r in routes] == ["/a2a/", "/mem/", "/"]
+    matched = [r["match"].get("path") or r["match"]["prefix"] for r in routes]
+    # The usage API goes to the service; its sync route, which only the
+    # filter calls on the service's cluster, is answered 404 by Envoy.
+    assert matched == ["/usage/sync", "/usage", "/usage/", "/a2a/", "/mem/", "/"]
+    assert routes[0]["direct_response"] == {"status": 404}
     plugin = json.loads(hcm["typed_config"]["http_filters"][0]["typed_config"]["config"]
                         ["configuration"]["value"])
     for name in ("one", "two"):
@@ -114,6 +118,12 @@ def test_both_children_run_and_stop_together(make_stack):
     service, envoy = _children(s.gateway)
     assert len(service) == 1 and len(envoy) == 1, s.gateway.processes()
     assert is_listening(s.gateway.a2a_port)
+    # The usage sync is not reachable through the gateway: a caller without a
+    # token is refused by the filter, one with a token finds nothing there.
+    for token, status in ((None, 401), (s.token(), 404)):
+        r = s.request("POST", "/usage/sync", body=b"{}", token=token,
+                      headers={"content-type": "application/json"})
+        assert r.status == status
     # stop() sends SIGTERM and fails if any process or port is left.
     s.gateway.stop()
     assert s.gateway.returncode == 0
