@@ -767,7 +767,7 @@ impl PluginConfig {
                     )?;
                 }
                 Some(
-                    b.validate(&clusters)
+                    b.validate(&clusters, assertion_key.as_deref())
                         .map_err(|(path, message)| err(path, message))?,
                 )
             }

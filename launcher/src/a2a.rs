@@ -180,28 +180,19 @@ pub fn sibling_bin(
     ))
 }
 
-/// A key for the usage sync between the filter and the service, new for
-/// every run: both are started with it.
-pub fn new_usage_key() -> Result<String, Error> {
-    Ok(URL_SAFE_NO_PAD.encode(private_file::random::<KEY_BYTES>()?))
-}
-
-/// The variables that give the service the budget policy and the usage
-/// sync's key.
+/// The variable that gives the service the budget policy.
 pub const BUDGET_VAR: &str = "ATTACH_BUDGET";
-pub const USAGE_KEY_VAR: &str = crate::plugin::USAGE_KEY_VAR;
 
 /// The service's command: it listens on 127.0.0.1:`port` only (Envoy is
 /// its one way in) and gets the gateway's data folder, address and key,
 /// the signing key set the filter runs with (in its environment, as Envoy
 /// gets it: never on a command line), with which it signs agent cards,
 /// the memory backend the filter mirrors to (it reads from the same), and
-/// the budget policy the filter enforces with the key its usage syncs
-/// carry. Other `A2A_*` variables (A2A_DATABASE_URL, A2A_TASK_TTL, ...)
+/// and the budget policy the filter enforces (its usage syncs carry the
+/// mirror's credential, as its memory deliveries do). Other `A2A_*` variables (A2A_DATABASE_URL, A2A_TASK_TTL, ...)
 /// and the usage export's (USAGE_METERING, USAGE_URL, USAGE_OUTBOX_MAX,
 /// ATTACH_ADMIN_USERS, ATTACH_ADMIN_SCOPE) pass through from the
 /// launcher's environment.
-#[allow(clippy::too_many_arguments)]
 pub fn command(
     bin: &Path,
     settings: &Settings,
@@ -210,7 +201,6 @@ pub fn command(
     signing_keys: Option<&str>,
     memory: Option<&MemoryConfig>,
     budget: Option<&BudgetConfig>,
-    usage_key: Option<&str>,
 ) -> Command {
     let mut c = Command::new(bin);
     c.env("A2A_HOST", "127.0.0.1")
@@ -232,10 +222,6 @@ pub fn command(
     match budget {
         Some(b) => c.env(BUDGET_VAR, b.policy.to_value().to_string()),
         None => c.env_remove(BUDGET_VAR),
-    };
-    match usage_key {
-        Some(k) => c.env(USAGE_KEY_VAR, k),
-        None => c.env_remove(USAGE_KEY_VAR),
     };
     c.env_remove("WEAVIATE_URL").env_remove("WEAVIATE_API_KEY");
     match memory {
@@ -434,7 +420,6 @@ mod tests {
             Some(r#"{"keys": []}"#),
             Some(&weaviate),
             Some(&budget),
-            Some("u5age"),
         );
         let envs: std::collections::HashMap<String, Option<String>> = c
             .get_envs()
@@ -462,13 +447,12 @@ mod tests {
             Some("http://127.0.0.1:8081")
         );
         assert_eq!(get("WEAVIATE_API_KEY").as_deref(), Some("w"));
-        // The policy alone, in the contract's form; and the sync's key.
+        // The policy alone, in the contract's form.
         let policy: serde_json::Value = serde_json::from_str(&get(BUDGET_VAR).unwrap()).unwrap();
         assert_eq!(
             attach_contract::budget::Policy::from_value(&policy, BUDGET_VAR).unwrap(),
             budget.policy
         );
-        assert_eq!(get(USAGE_KEY_VAR).as_deref(), Some("u5age"));
         // The key set travels in the environment only.
         assert!(c.get_args().all(|a| !a.to_string_lossy().contains("keys")));
         let off = command(
@@ -479,7 +463,6 @@ mod tests {
             None,
             None,
             None,
-            None,
         );
         let env_of = |name: &str| {
             off.get_envs()
@@ -487,9 +470,9 @@ mod tests {
                 .map(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
         };
         assert_eq!(env_of("MEM_BACKEND"), Some(Some("none".into())));
-        // Without a set, a policy or a key, none leaks in from the
-        // launcher's own environment.
-        for var in [KEYS_VAR, BUDGET_VAR, USAGE_KEY_VAR] {
+        // Without a set or a policy, neither leaks in from the launcher's
+        // own environment.
+        for var in [KEYS_VAR, BUDGET_VAR] {
             assert_eq!(env_of(var), Some(None), "{var}");
         }
     }

@@ -589,7 +589,6 @@ mod tests {
         let names = a2a::agent_names(&s.a2a).unwrap();
         let service = crate::plugin::Service {
             assertion_key: "A".repeat(43),
-            usage_key: "B".repeat(43),
             public_paths: a2a::card_paths(&names),
             agent_dids: Vec::new(),
         };

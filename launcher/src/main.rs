@@ -204,7 +204,6 @@ fn prepare(env: Env, cwd: &Path) -> Result<Prepared, Error> {
     };
     let wanted = plugin::Service {
         assertion_key: key,
-        usage_key: a2a::new_usage_key()?,
         public_paths,
         agent_dids: dev.as_ref().map(dev::DevPlan::dids).unwrap_or_default(),
     };
@@ -491,7 +490,6 @@ fn run(env: Env, cwd: &Path) -> Result<i32, Error> {
             plugin.signing_keys(),
             plugin.memory_with_key().as_ref(),
             plugin.config.budget.as_ref(),
-            plugin.usage_key(),
         );
         if let Some(d) = &prepared.dev {
             command.env("A2A_AGENTS", d.agent_list(settings));

@@ -50,14 +50,6 @@ impl Plugin {
         self.secrets.get(var).map(String::as_str)
     }
 
-    /// The key the filter presents to the service's `/usage/sync`, if the
-    /// budget syncs: the service checks it.
-    pub fn usage_key(&self) -> Option<&str> {
-        let sync = self.config.budget.as_ref()?.sync.as_ref()?;
-        let var = sync.api_key_env.as_deref()?;
-        self.secrets.get(var).map(String::as_str)
-    }
-
     /// The memory section with its Weaviate key filled in, for the
     /// companion service, which reads from the same store.
     pub fn memory_with_key(&self) -> Option<MemoryConfig> {
@@ -72,9 +64,9 @@ impl Plugin {
 /// The variables of Envoy's environment that carry the filter's secrets.
 pub const ASSERTION_KEY_VAR: &str = "ATTACH_ASSERTION_KEY";
 pub const WEAVIATE_KEY_VAR: &str = "ATTACH_WEAVIATE_API_KEY";
-/// The variable of Envoy's environment (and of the service's) that holds
-/// the key of the usage sync.
-pub const USAGE_KEY_VAR: &str = "ATTACH_USAGE_KEY";
+/// The variable of Envoy's environment that holds a file's bearer key for
+/// its own usage sync target.
+pub const USAGE_KEY_VAR: &str = "ATTACH_USAGE_API_KEY";
 
 /// An origin the filter calls and the Envoy cluster that reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +84,6 @@ const CALLOUT_PREFIX: &str = "attach_callout_";
 pub struct Service {
     /// The assertion key, used unless the configuration file sets its own.
     pub assertion_key: String,
-    /// The key of the usage sync (`/usage/sync`), fresh for each run,
-    /// used unless the configuration file's budget syncs elsewhere.
-    pub usage_key: String,
     /// Exact public paths (the agents' cards), appended to `public_paths`.
     pub public_paths: Vec<String>,
     /// DIDs of agents that act by delegation (the demo's): when DID sign-in
@@ -434,8 +423,9 @@ fn apply_memory(
 /// of `WINDOW`) or from the file's `budget` section, never both;
 /// `MAX_REQUEST_BYTES` on top, which turns budgets on for metering alone.
 /// With the companion service, the filter syncs usage with its
-/// `/usage/sync` every `ATTACH_BUDGET_SYNC_MS`, unless the file names
-/// another sync target.
+/// `/usage/sync` every `ATTACH_BUDGET_SYNC_MS` (with the memory mirror's
+/// credential, made with the assertion key), unless the file names another
+/// sync target.
 fn apply_budget(
     config: &mut PluginConfig,
     settings: &Settings,
@@ -472,11 +462,11 @@ fn apply_budget(
     if let Some(n) = env.max_request_bytes {
         budget.max_request_bytes = n;
     }
-    if let (Some(service), None) = (service, &budget.sync) {
+    if let (Some(_), None) = (service, &budget.sync) {
         budget.sync = Some(SyncConfig {
             url: format!("{SERVICE_ORIGIN}{}", attach_contract::usage::SYNC_PATH),
             interval_ms: env.sync_ms,
-            api_key: Some(service.usage_key.clone()),
+            api_key: None,
             api_key_env: None,
         });
         config
@@ -944,7 +934,6 @@ mod tests {
     fn service() -> Service {
         Service {
             assertion_key: key(1),
-            usage_key: key(2),
             public_paths: crate::a2a::card_paths(&["echo".to_string()]),
             agent_dids: Vec::new(),
         }
@@ -1010,7 +999,7 @@ mod tests {
     }
 
     #[test]
-    fn with_the_service_budgets_sync_through_it_with_a_secret_key() {
+    fn with_the_service_budgets_sync_through_it() {
         let s = settings(&[
             ("MAX_TOKENS_PER_MIN", "600"),
             ("ATTACH_BUDGET_SYNC_MS", "500"),
@@ -1020,13 +1009,8 @@ mod tests {
         let sync = p.config.budget.as_ref().unwrap().sync.clone().unwrap();
         assert_eq!(sync.url, format!("{SERVICE_ORIGIN}/usage/sync"));
         assert_eq!(sync.interval_ms, 500);
-        assert_eq!(sync.api_key, None);
-        assert_eq!(sync.api_key_env.as_deref(), Some(USAGE_KEY_VAR));
-        assert_eq!(p.usage_key(), Some(key(2).as_str()));
-        assert!(
-            !p.json.contains(&key(2)),
-            "the key is never in the bootstrap"
-        );
+        // Signed with the mirror's credential: no key of its own.
+        assert_eq!((sync.api_key, sync.api_key_env), (None, None));
         let c = Config::from_json_with_env(p.json.as_bytes(), &|n: &str| p.secrets.get(n).cloned())
             .unwrap();
         let sync = c.budget.unwrap().sync.unwrap();
@@ -1034,11 +1018,22 @@ mod tests {
             (sync.cluster.as_str(), sync.path.as_str()),
             ("a2a_service", "/usage/sync")
         );
-        // Budgets off: no sync, no key.
+        // A file's own sync target keeps its bearer key out of the bootstrap.
+        let own =
+            json!({"budget": {"sync": {"url": "https://usage.example/sync", "api_key": "s3cret"}}});
+        let p = build_with(&s, Some(file(own)), Some(&service()), None).unwrap();
+        let sync = p.config.budget.as_ref().unwrap().sync.clone().unwrap();
+        assert_eq!(sync.url, "https://usage.example/sync");
+        assert_eq!(sync.api_key_env.as_deref(), Some(USAGE_KEY_VAR));
+        assert_eq!(
+            p.secrets.get(USAGE_KEY_VAR).map(String::as_str),
+            Some("s3cret")
+        );
+        assert!(!p.json.contains("s3cret"));
+        assert!(p.callouts.iter().any(|c| c.origin.host == "usage.example"));
+        // Budgets off: no sync.
         let p = build_with(&settings(&[]).unwrap(), None, Some(&service()), None).unwrap();
         assert!(p.config.budget.is_none());
-        assert_eq!(p.usage_key(), None);
-        assert!(!p.secrets.contains_key(USAGE_KEY_VAR));
     }
 
     #[test]

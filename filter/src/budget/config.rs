@@ -7,7 +7,7 @@
 //! "budget": {"windows": [{"seconds": 60, "tokens": 60000}],
 //!            "routes": [{"path": "/api/chat", "format": "ollama"}],
 //!            "default_max_tokens": 1024, "hard_stop_margin": 512, "max_request_bytes": 1048576,
-//!            "sync": {"url": "http://127.0.0.1:PORT/usage/sync", "interval_ms": 1000, "api_key_env": "ATTACH_USAGE_KEY"},
+//!            "sync": {"url": "http://127.0.0.1:PORT/usage/sync", "interval_ms": 1000},
 //!            "user_stats": false}
 //! ```
 //!
@@ -18,7 +18,9 @@ use crate::mcp::config::{Members, Problem};
 use crate::memory::routes::{ModelRoute, default_routes, match_route};
 use crate::memory::sink::{check_api_key, endpoint};
 use crate::url::Url;
+use attach_contract::assertion::{self, ASSERTION_LIFETIME_SECS};
 use attach_contract::budget::Policy;
+use attach_contract::headers::ASSERTION_HEADER;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -60,8 +62,10 @@ pub struct SyncConfig {
     /// The service's `POST /usage/sync`.
     pub url: String,
     pub interval_ms: u64,
-    /// The key the service checks (`Authorization: Bearer`); written here
-    /// it shows in Envoy's configuration dump, which `api_key_env` avoids.
+    /// Sent as `Authorization: Bearer` when set, for a sync target other
+    /// than the companion service (which checks the mirror's credential);
+    /// written here it shows in Envoy's configuration dump, which
+    /// `api_key_env` avoids.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
     /// The variable of Envoy's environment that holds `api_key`.
@@ -91,8 +95,26 @@ pub struct Sync {
     pub authority: String,
     /// `:path` of the callout.
     pub path: String,
-    pub api_key: String,
+    pub api_key: Option<String>,
     pub interval_ms: u64,
+}
+
+impl Sync {
+    /// The headers of a sync callout besides the pseudo-headers: the
+    /// memory mirror's credential, which the companion service checks on
+    /// `/usage/sync` as on `/mem/ingest` (`key` is the assertion key),
+    /// and the bearer key when one is configured.
+    pub fn headers(&self, key: &[u8], now_secs: u64) -> Vec<(&'static str, String)> {
+        let exp = now_secs.saturating_add(ASSERTION_LIFETIME_SECS);
+        let mut headers = vec![
+            ("content-type", "application/json".to_string()),
+            (ASSERTION_HEADER, assertion::sign_mirror(key, exp)),
+        ];
+        if let Some(k) = &self.api_key {
+            headers.push(("authorization", format!("Bearer {k}")));
+        }
+        headers
+    }
 }
 
 impl Budget {
@@ -221,12 +243,17 @@ impl BudgetConfig {
         Value::Object(object)
     }
 
-    /// Checks the section against the configuration's clusters; the sync
-    /// key has been read from its variable already.
-    pub fn validate(self, clusters: &BTreeMap<String, String>) -> Result<Budget, Problem> {
+    /// Checks the section against the configuration's clusters and
+    /// assertion key (the sync's credential); the sync's bearer key has
+    /// been read from its variable already.
+    pub fn validate(
+        self,
+        clusters: &BTreeMap<String, String>,
+        assertion_key: Option<&[u8]>,
+    ) -> Result<Budget, Problem> {
         let sync = match self.sync {
             None => None,
-            Some(s) => Some(s.validate(clusters)?),
+            Some(s) => Some(s.validate(clusters, assertion_key)?),
         };
         Ok(Budget {
             policy: self.policy,
@@ -273,21 +300,27 @@ impl SyncConfig {
         })
     }
 
-    fn validate(self, clusters: &BTreeMap<String, String>) -> Result<Sync, Problem> {
+    fn validate(
+        self,
+        clusters: &BTreeMap<String, String>,
+        assertion_key: Option<&[u8]>,
+    ) -> Result<Sync, Problem> {
         let field = |name: &str| format!("{AT}.sync.{name}");
         let (url, path) = endpoint(&self.url).map_err(|m| (field("url"), m.to_string()))?;
         let path = path.trim_end_matches('/').to_string();
         if path.is_empty() {
             return Err((field("url"), "must name the sync route".into()));
         }
-        let api_key = self.api_key.ok_or_else(|| {
-            (
-                field("api_key"),
-                "is required (api_key or api_key_env): the service refuses syncs without it"
-                    .to_string(),
-            )
-        })?;
-        check_api_key(&api_key).map_err(|m| (field("api_key"), m.to_string()))?;
+        if assertion_key.is_none() {
+            return Err((
+                format!("{AT}.sync"),
+                "needs assertion_key: the service takes syncs with the memory mirror's credential only"
+                    .into(),
+            ));
+        }
+        if let Some(k) = &self.api_key {
+            check_api_key(k).map_err(|m| (field("api_key"), m.to_string()))?;
+        }
         let cluster = clusters.get(&url.origin()).cloned().ok_or_else(|| {
             (
                 "clusters".to_string(),
@@ -303,7 +336,7 @@ impl SyncConfig {
             url,
             cluster,
             path,
-            api_key,
+            api_key: self.api_key,
             interval_ms: self.interval_ms,
         })
     }
@@ -505,30 +538,44 @@ mod tests {
     }
 
     #[test]
-    fn sync_needs_a_route_a_key_and_a_cluster() {
+    fn sync_needs_a_route_the_mirror_credential_and_a_cluster() {
+        let key = [7u8; 32];
         let validate = |sync: Value| {
             read(json!({ "sync": sync }))
                 .unwrap()
-                .validate(&clusters())
+                .validate(&clusters(), Some(&key))
                 .map(|b| b.sync.unwrap())
         };
-        let s =
-            validate(json!({"url": "http://attach-a2a/usage/sync/", "api_key": "k3y"})).unwrap();
+        // The companion service checks the memory mirror's credential.
+        let s = validate(json!({"url": "http://attach-a2a/usage/sync/"})).unwrap();
+        assert_eq!(s.api_key, None);
+        let headers = s.headers(&key, 1_000);
+        assert_eq!(headers.len(), 2, "{headers:?}");
+        let (name, credential) = &headers[1];
+        assert_eq!(*name, ASSERTION_HEADER);
+        assert!(
+            assertion::check(&key, assertion::MIRROR_AUDIENCE, credential, "", "", 1_000).is_ok()
+        );
+        let bearer = validate(json!({"url": "http://attach-a2a/usage/sync/", "api_key": "k3y"}));
+        assert_eq!(
+            bearer.unwrap().headers(&key, 0)[2],
+            ("authorization", "Bearer k3y".into())
+        );
         assert_eq!(
             (
                 s.cluster.as_str(),
                 s.authority.as_str(),
                 s.path.as_str(),
-                s.api_key.as_str(),
                 s.interval_ms
             ),
-            ("a2a", "attach-a2a", "/usage/sync", "k3y", 1000)
+            ("a2a", "attach-a2a", "/usage/sync", 1000)
         );
+        let unsigned = read(json!({"sync": {"url": "http://attach-a2a/usage/sync"}}))
+            .unwrap()
+            .validate(&clusters(), None)
+            .unwrap_err();
+        assert_eq!(unsigned.0, "budget.sync");
         for (sync, field) in [
-            (
-                json!({"url": "http://attach-a2a/usage/sync"}),
-                "budget.sync.api_key",
-            ),
             (
                 json!({"url": "http://attach-a2a/usage/sync", "api_key": "two words"}),
                 "budget.sync.api_key",
@@ -556,7 +603,10 @@ mod tests {
 
     #[test]
     fn routes_match_the_path_without_its_query_exactly() {
-        let b = read(json!({})).unwrap().validate(&clusters()).unwrap();
+        let b = read(json!({}))
+            .unwrap()
+            .validate(&clusters(), None)
+            .unwrap();
         let found = |p: &str| b.route(p).map(|(i, r)| (i, r.path.clone()));
         assert_eq!(found("/api/chat"), Some((0, "/api/chat".into())));
         assert_eq!(
