@@ -59,6 +59,34 @@ pub fn closing_frame(
     }
 }
 
+/// `bytes` cut after each frame's end (NDJSON: a line; SSE: an event's
+/// blank line), the last piece possibly unfinished.
+pub fn frames(bytes: &[u8], format: WireFormat) -> Vec<&[u8]> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let end = match (format, bytes.get(i..)) {
+            (WireFormat::Ollama, Some([b'\n', ..])) => Some(i + 1),
+            (WireFormat::OpenAi, Some([b'\n', b'\n', ..])) => Some(i + 2),
+            (WireFormat::OpenAi, Some([b'\r', b'\n', b'\r', b'\n', ..])) => Some(i + 4),
+            _ => None,
+        };
+        match end {
+            Some(end) => {
+                pieces.extend(bytes.get(start..end));
+                start = end;
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    if start < bytes.len() || pieces.is_empty() {
+        pieces.extend(bytes.get(start..));
+    }
+    pieces
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +178,30 @@ mod tests {
             frame,
             "whole events, nothing held"
         );
+    }
+
+    #[test]
+    fn a_chunk_is_cut_after_each_frame() {
+        let ndjson = b"{\"a\":1}\n{\"b\":2}\n{\"c\"";
+        assert_eq!(
+            frames(ndjson, WireFormat::Ollama),
+            vec![&b"{\"a\":1}\n"[..], b"{\"b\":2}\n", b"{\"c\""]
+        );
+        let sse = b"data: 1\n\ndata: 2\r\n\r\ndata: [DONE]\n\n";
+        assert_eq!(
+            frames(sse, WireFormat::OpenAi),
+            vec![&b"data: 1\n\n"[..], b"data: 2\r\n\r\n", b"data: [DONE]\n\n"]
+        );
+        assert_eq!(frames(b"", WireFormat::OpenAi), vec![&b""[..]]);
+        assert_eq!(
+            frames(b"data: 1\n", WireFormat::OpenAi),
+            vec![&b"data: 1\n"[..]]
+        );
+        for (bytes, format) in [
+            (&ndjson[..], WireFormat::Ollama),
+            (&sse[..], WireFormat::OpenAi),
+        ] {
+            assert_eq!(frames(bytes, format).concat(), bytes);
+        }
     }
 }

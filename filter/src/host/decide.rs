@@ -6,6 +6,7 @@
 use super::abi::Status;
 use super::clock::now_ms;
 use super::log::log;
+use super::metering;
 use super::request::RequestState;
 use super::stream;
 use super::vm::Vm;
@@ -83,6 +84,9 @@ pub fn decide(vm: &Vm, state: &RefCell<RequestState>, waited: bool) -> Step {
             );
             if let Err((what, status)) = apply(&plan) {
                 stream::fail_closed(what, status);
+                return Step::Replied;
+            }
+            if !metering::admit(vm, &mut st, &identity, at_ms) {
                 return Step::Replied;
             }
             if let (Some(start), Some(memory), Some(mirror)) =

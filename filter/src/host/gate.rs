@@ -6,10 +6,12 @@ use super::abi::Status;
 use super::clock::now_ms;
 use super::decide::{self, Step, decide};
 use super::log::log;
-use super::request::{McpExchange, RequestState};
+use super::metering::{self, BodyStep};
+use super::request::{McpExchange, Metered, RequestState};
 use super::stream;
 use super::token_endpoint;
 use super::vm::Vm;
+use super::wake;
 use crate::mcp;
 use crate::memory::capture::Capture;
 use crate::reply;
@@ -73,7 +75,8 @@ impl Gate {
     /// cannot hand over ends the capture, like an unreadable body chunk.
     fn capture_response_head(&self) {
         let mut st = self.state.borrow_mut();
-        if st.capture.is_none() && st.tool_capture.is_none() {
+        let metered = st.metered.as_ref().is_some_and(|m| m.admitted.is_some());
+        if st.capture.is_none() && st.tool_capture.is_none() && !metered {
             return;
         }
         let headers = match stream::response_headers() {
@@ -82,6 +85,7 @@ impl Gate {
                 not_mirrored("response headers", status);
                 st.capture = None;
                 st.tool_capture = None;
+                metering::response_head(&mut st, None, None, Some("unreadable"));
                 return;
             }
         };
@@ -101,6 +105,27 @@ impl Gate {
         }
         if let Some(capture) = &mut st.tool_capture {
             capture.response_head(status, content_type, encoding);
+        }
+        metering::response_head(&mut st, status, content_type, encoding);
+    }
+
+    /// A budgeted reply's chunk, read once for the memory capture and the
+    /// meter (which may rewrite it). One the host cannot hand over ends
+    /// both: the call is then charged its estimate.
+    fn meter_response(&self, vm: &Vm, size: usize, end_of_stream: bool) {
+        let mut st = self.state.borrow_mut();
+        match stream::body_chunk(BufferType::HttpResponseBody, size) {
+            Ok(chunk) => {
+                if let Some(capture) = &mut st.capture {
+                    capture.response_chunk(&chunk);
+                }
+                metering::response_chunk(vm, &mut st, &chunk, end_of_stream, now_ms());
+            }
+            Err(status) => {
+                not_mirrored("a body chunk", status);
+                st.capture = None;
+                metering::unreadable(&mut st);
+            }
         }
     }
 }
@@ -146,6 +171,45 @@ impl Gate {
 }
 
 impl Gate {
+    /// A request to a budgeted model route: decided once its body is whole
+    /// (held until then, never passed on), so the estimate it reserves
+    /// reads it.
+    fn metered_request(&self, vm: &Rc<Vm>, head: RequestHead, route: usize, end: bool) -> Action {
+        let mut st = self.state.borrow_mut();
+        st.head = head;
+        st.metered = Some(Metered {
+            route,
+            body: end.then(Vec::new),
+            asked_for_usage: false,
+            admitted: None,
+        });
+        drop(st);
+        if end {
+            return self.decide_now(vm);
+        }
+        Action::Pause
+    }
+
+    /// The budgeted request's body so far: once whole, decided on; the
+    /// memory capture, if any, then gets it as the client sent it.
+    fn metered_body(&self, vm: &Rc<Vm>, size: usize, end_of_stream: bool) -> Action {
+        let mut st = self.state.borrow_mut();
+        match metering::body(vm, &mut st, size, end_of_stream) {
+            BodyStep::Wait | BodyStep::Answered => return Action::Pause,
+            BodyStep::Whole => {}
+        }
+        if vm.mirror.is_some() {
+            let body = st.metered.as_ref().and_then(|m| m.body.clone());
+            st.held_body = body.map(|b| (b, true));
+        }
+        drop(st);
+        let action = self.decide_now(vm);
+        if self.state.borrow().let_through {
+            wake::let_through(&self.state);
+        }
+        action
+    }
+
     /// A request to an MCP route: decided once its JSON-RPC message is
     /// whole (the body is held until then, never passed on), or at once
     /// when it has none.
@@ -356,11 +420,24 @@ impl HttpContext for Gate {
             self.state.borrow_mut().let_through = true;
             return Action::Continue;
         }
+        let budgeted = vm.config.budget.as_ref().and_then(|b| b.route(&head.path));
+        if let Some((route, _)) = budgeted {
+            return self.metered_request(vm, head, route, end_of_stream);
+        }
         self.state.borrow_mut().head = head;
         self.decide_now(vm)
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let holds = self
+            .state
+            .borrow()
+            .metered
+            .as_ref()
+            .is_some_and(|m| m.body.is_none());
+        if let (Some(vm), true) = (self.vm.clone(), holds) {
+            return self.metered_body(&vm, size, end_of_stream);
+        }
         let for_mcp = self
             .state
             .borrow()
@@ -409,6 +486,16 @@ impl HttpContext for Gate {
                 return self.cut_tools_list(&vm, size, end_of_stream);
             }
         }
+        let metered = self
+            .state
+            .borrow()
+            .metered
+            .as_ref()
+            .is_some_and(|m| m.admitted.is_some());
+        if let (Some(vm), true) = (self.vm.clone(), metered) {
+            self.meter_response(&vm, size, end_of_stream);
+            return Action::Continue;
+        }
         let tool_call = self.state.borrow().tool_capture.is_some();
         if tool_call {
             self.feed_tool_capture(size);
@@ -440,6 +527,7 @@ impl HttpContext for Gate {
     fn on_log(&mut self) {
         let Some(vm) = &self.vm else { return };
         vm.forget(self.context_id);
+        metering::finish(vm, &mut self.state.borrow_mut(), now_ms());
         let capture = self.state.borrow_mut().capture.take();
         if let (Some(capture), Some(mirror)) = (capture, &vm.mirror) {
             mirror.enqueue(&vm.config, &capture.finish(now_ms()));

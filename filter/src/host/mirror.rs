@@ -4,6 +4,7 @@
 //! here runs on the request's path except the enqueue in `on_log`.
 
 use super::abi;
+use super::bounded_queue::{BoundedQueue, Pushed};
 use super::clock::now_ms;
 use super::log::log;
 use crate::config::Config;
@@ -68,7 +69,7 @@ pub enum Schema {
 
 /// One worker's side of the mirror.
 pub struct Mirror {
-    queue: u32,
+    queue: BoundedQueue,
     counters: Counters,
     outbox: RefCell<Outbox>,
     schema: Cell<Schema>,
@@ -83,7 +84,7 @@ impl Mirror {
     /// Registers the queue (the same one for every worker) and the counters.
     pub fn start(config: &Config) -> Option<Self> {
         let memory = config.memory.as_ref()?;
-        let queue = abi::register_shared_queue(QUEUE_NAME).ok()?;
+        let queue = BoundedQueue::register(QUEUE_NAME, DEPTH_KEY)?;
         let counters = Counters::define()?;
         let schema = if memory.sink.schema_check().is_some() {
             Schema::Unknown { next_ms: 0 }
@@ -115,58 +116,13 @@ impl Mirror {
             let Ok(bytes) = serde_json::to_vec(event) else {
                 continue;
             };
-            if !self.make_room(memory.queue_max) {
-                add(self.counters.dropped, 1);
-                continue;
-            }
-            if abi::enqueue_shared_queue(self.queue, &bytes).is_ok() {
-                add(self.counters.enqueued, 1);
-            } else {
-                self.taken(1);
-                add(self.counters.dropped, 1);
-            }
-        }
-    }
-
-    /// Counts one more event on the queue; at the bound the oldest goes.
-    /// `false` when the count cannot be read or updated (contention): the
-    /// new event is dropped rather than let past the bound.
-    fn make_room(&self, max: usize) -> bool {
-        for _ in 0..16 {
-            let Some((depth, cas)) = read_depth() else {
-                return false;
-            };
-            if depth < max as u64 {
-                if write_depth(depth + 1, cas) {
-                    return true;
-                }
-                continue;
-            }
-            match abi::dequeue_shared_queue(self.queue) {
-                Ok(Some(_)) => {
+            match self.queue.push(&bytes, memory.queue_max) {
+                Pushed::Queued => add(self.counters.enqueued, 1),
+                Pushed::QueuedDroppingOldest => {
+                    add(self.counters.enqueued, 1);
                     add(self.counters.dropped, 1);
-                    return true;
                 }
-                // The count ran ahead of the queue (a worker stopped
-                // between its take and its count): start it again.
-                _ => {
-                    write_depth(0, cas);
-                }
-            }
-        }
-        false
-    }
-
-    fn taken(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        for _ in 0..16 {
-            let Some((depth, cas)) = read_depth() else {
-                return;
-            };
-            if write_depth(depth.saturating_sub(n as u64), cas) {
-                return;
+                Pushed::Dropped => add(self.counters.dropped, 1),
             }
         }
     }
@@ -178,7 +134,7 @@ impl Mirror {
         config
             .memory
             .as_ref()
-            .is_some_and(|m| read_depth().is_some_and(|(depth, _)| depth >= m.batch_events as u64))
+            .is_some_and(|m| self.queue.depth() >= m.batch_events as u64)
     }
 
     pub fn schema(&self) -> Schema {
@@ -224,11 +180,9 @@ impl Mirror {
         if !outbox.idle(now) {
             return None;
         }
-        let queue = self.queue;
-        let taken = outbox.fill(memory.batch_events, memory.batch_bytes, || {
-            abi::dequeue_shared_queue(queue).ok().flatten()
-        });
-        self.taken(taken);
+        let queue = &self.queue;
+        let taken = outbox.fill(memory.batch_events, memory.batch_bytes, || queue.pop());
+        queue.taken(taken);
         if outbox.batch().is_empty() {
             return None;
         }
@@ -290,21 +244,4 @@ impl Mirror {
         add(self.counters.failed, outcome.retried);
         add(self.counters.dropped, outcome.dropped);
     }
-}
-
-/// The count and its CAS; `None` when shared data cannot be read (a count
-/// written without its CAS could then overwrite another worker's).
-fn read_depth() -> Option<(u64, Option<u32>)> {
-    match abi::shared_data(DEPTH_KEY).ok()? {
-        (Some(bytes), cas) => {
-            let depth = <[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes);
-            Some((depth, cas))
-        }
-        (None, cas) => Some((0, cas)),
-    }
-}
-
-/// Compare-and-swap; a missing record is created (any CAS is accepted then).
-fn write_depth(depth: u64, cas: Option<u32>) -> bool {
-    abi::set_shared_data(DEPTH_KEY, &depth.to_le_bytes(), cas).is_ok()
 }

@@ -1,7 +1,9 @@
 //! The root context: it sets the VM up and routes its callbacks — the tick,
-//! the queue's signal and the callouts' answers — to the module each is for.
+//! the queue's signal and the callouts' answers — to the module each is for
+//! (key sets, the memory mirror, the budgets' sync).
 
 use super::abi::{self, Status};
+use super::budget_pump;
 use super::callout::Response;
 use super::clock::now_ms;
 use super::gate::Gate;
@@ -24,6 +26,7 @@ const TICK: Duration = Duration::from_millis(100);
 enum Call {
     Jwks(jwks_fetch::Pending),
     Mirror(mirror_pump::Pending),
+    Budget(budget_pump::Pending),
 }
 
 pub struct Root {
@@ -98,6 +101,7 @@ impl Context for Root {
             Call::Mirror(pending) => {
                 self.track_mirror(mirror_pump::on_response(&vm, pending, &response));
             }
+            Call::Budget(pending) => budget_pump::on_response(&vm, pending, &response),
         }
     }
 }
@@ -133,6 +137,9 @@ impl RootContext for Root {
         }
         wake(&vm, self.context_id);
         self.pump_mirror(&vm);
+        if let Some((token, pending)) = budget_pump::pump(&vm) {
+            self.calls.insert(token, Call::Budget(pending));
+        }
     }
 
     fn on_queue_ready(&mut self, _: u32) {

@@ -1,7 +1,9 @@
 //! Everything one VM shares between its root context and its requests: the
 //! configuration, the parsed key sets, the token cache, the identity
-//! tokens it signed, the requests waiting for keys and the memory mirror.
+//! tokens it signed, the requests waiting for keys, the memory mirror and
+//! the token budgets' runtime.
 
+use super::budgets::Budgets;
 use super::clock::now_ms;
 use super::jwks_shared;
 use super::log::log;
@@ -39,6 +41,8 @@ pub struct Vm {
     /// The memory mirror, when configured.
     pub mirror: Option<Mirror>,
     pub mcp_counters: McpCounters,
+    /// The token budgets' runtime, when configured.
+    pub budgets: Option<Budgets>,
 }
 
 impl Vm {
@@ -52,6 +56,7 @@ impl Vm {
             waiters: RefCell::default(),
             mirror: Mirror::start(&config),
             mcp_counters: McpCounters::define(config.mcp.as_ref()),
+            budgets: Budgets::start(config.budget.as_ref()),
             config,
         }
     }

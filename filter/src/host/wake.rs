@@ -13,7 +13,7 @@ use std::cell::RefCell;
 
 /// Marks a request let through after its wait, and hands the capture the
 /// body that arrived meanwhile (held, so it never went on unverified).
-fn let_through(state: &RefCell<RequestState>) {
+pub fn let_through(state: &RefCell<RequestState>) {
     let mut st = state.borrow_mut();
     st.let_through = true;
     if let (Some((body, end)), Some(capture)) = (st.held_body.take(), &mut st.capture) {
