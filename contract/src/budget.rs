@@ -126,21 +126,22 @@ impl Policy {
             Some(v) => model_rules(v, &format!("{at}.models"))?,
             None => Vec::new(),
         };
-        let users = match object.get("users") {
-            Some(v) => list(v, &format!("{at}.users"))?
-                .iter()
-                .enumerate()
-                .map(|(i, o)| {
-                    let at = format!("{at}.users[{i}]");
-                    let object = o
-                        .as_object()
-                        .ok_or_else(|| (at.clone(), "must be an object".into()))?;
-                    let user = pattern(object.get("match"), &format!("{at}.match"))?;
-                    Override::from_object(object, user, &at, &["match", "windows", "models"])
-                })
-                .collect::<Result<_, _>>()?,
-            None => Vec::new(),
-        };
+        let mut users = Vec::new();
+        if let Some(v) = object.get("users") {
+            for (i, o) in list(v, &format!("{at}.users"))?.iter().enumerate() {
+                let at = format!("{at}.users[{i}]");
+                let object = o
+                    .as_object()
+                    .ok_or_else(|| (at.clone(), "must be an object".to_string()))?;
+                let user = pattern(object.get("match"), &format!("{at}.match"))?;
+                users.push(Override::from_object(
+                    object,
+                    user,
+                    &at,
+                    &["match", "windows", "models"],
+                )?);
+            }
+        }
         Ok(Policy {
             windows,
             models,
@@ -245,7 +246,9 @@ impl Override {
         )
     }
 
-    fn from_object(
+    /// Reads the override's fields from `object`, which may hold only
+    /// `allowed` fields.
+    pub(crate) fn from_object(
         object: &Map<String, Value>,
         user: Pattern,
         at: &str,
@@ -385,29 +388,27 @@ fn windows(value: &Value, at: &str) -> Result<Vec<Window>, FieldError> {
 }
 
 fn model_rules(value: &Value, at: &str) -> Result<Vec<ModelRule>, FieldError> {
-    list(value, at)?
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let at = format!("{at}[{i}]");
-            let object = r
-                .as_object()
-                .ok_or_else(|| (at.clone(), "must be an object".to_string()))?;
-            only(object, &at, &["match", "windows"])?;
-            let pattern = pattern(object.get("match"), &format!("{at}.match"))?;
-            if pattern == Pattern::Prefix(String::new()) {
-                return Err((
-                    format!("{at}.match"),
-                    "\"*\" is every model: put these windows in the top-level windows".into(),
-                ));
-            }
-            let windows = windows(
-                object.get("windows").unwrap_or(&Value::Null),
-                &format!("{at}.windows"),
-            )?;
-            Ok(ModelRule { pattern, windows })
-        })
-        .collect()
+    let mut rules = Vec::new();
+    for (i, r) in list(value, at)?.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let object = r
+            .as_object()
+            .ok_or_else(|| (at.clone(), "must be an object".to_string()))?;
+        only(object, &at, &["match", "windows"])?;
+        let pattern = pattern(object.get("match"), &format!("{at}.match"))?;
+        if pattern == Pattern::Prefix(String::new()) {
+            return Err((
+                format!("{at}.match"),
+                "\"*\" is every model: put these windows in the top-level windows".into(),
+            ));
+        }
+        let windows = windows(
+            object.get("windows").unwrap_or(&Value::Null),
+            &format!("{at}.windows"),
+        )?;
+        rules.push(ModelRule { pattern, windows });
+    }
+    Ok(rules)
 }
 
 /// A window length as the environment writes it (`WINDOW`): seconds

@@ -22,6 +22,7 @@
 //! gateway but the asking one, which knows its own exactly.
 
 use crate::budget::{FieldError, Override, Scope};
+use crate::pattern::Pattern;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -178,57 +179,50 @@ impl SyncResponse {
     /// Reads the service's answer (by hand: the filter reads it).
     pub fn from_value(value: &Value) -> Result<SyncResponse, FieldError> {
         let field = |at: &str, why: &str| (at.to_string(), why.to_string());
-        let totals = match value.get("totals") {
-            None => Vec::new(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let at = format!("totals[{i}]");
-                    let text = |name: &str| t.get(name).and_then(Value::as_str).map(str::to_string);
-                    let number = |name: &str| t.get(name).and_then(Value::as_u64);
-                    match (
-                        text("user"),
-                        text("scope"),
-                        number("seconds"),
-                        number("tokens"),
-                    ) {
-                        (Some(user), Some(scope), Some(seconds), Some(tokens)) => Ok(Total {
-                            key: TotalKey {
-                                user,
-                                scope,
-                                seconds,
-                            },
-                            tokens,
-                        }),
-                        _ => Err(field(&at, "needs user, scope, seconds and tokens")),
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(field("totals", "must be a list")),
+        let list = |name: &str| match value.get(name) {
+            None => Ok(&[][..]),
+            Some(Value::Array(list)) => Ok(list.as_slice()),
+            Some(_) => Err(field(name, "must be a list")),
         };
-        let overrides = match value.get("overrides") {
-            None => Vec::new(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .enumerate()
-                .map(|(i, o)| {
-                    let at = format!("overrides[{i}]");
-                    let user = o
-                        .get("user")
-                        .and_then(Value::as_str)
-                        .filter(|u| !u.is_empty())
-                        .ok_or_else(|| field(&format!("{at}.user"), "must name a user"))?;
-                    let mut fields = o.clone();
-                    if let Some(object) = fields.as_object_mut() {
-                        object.remove("user");
-                        object.remove("updated_at");
-                    }
-                    Override::for_user(user, &fields, &at)
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(field("overrides", "must be a list")),
-        };
+        let mut totals = Vec::new();
+        for (i, t) in list("totals")?.iter().enumerate() {
+            let text = |name: &str| t.get(name).and_then(Value::as_str).map(str::to_string);
+            let number = |name: &str| t.get(name).and_then(Value::as_u64);
+            let (Some(user), Some(scope), Some(seconds), Some(tokens)) = (
+                text("user"),
+                text("scope"),
+                number("seconds"),
+                number("tokens"),
+            ) else {
+                return Err(field(
+                    &format!("totals[{i}]"),
+                    "needs user, scope, seconds and tokens",
+                ));
+            };
+            totals.push(Total {
+                key: TotalKey {
+                    user,
+                    scope,
+                    seconds,
+                },
+                tokens,
+            });
+        }
+        let mut overrides = Vec::new();
+        for (i, o) in list("overrides")?.iter().enumerate() {
+            let at = format!("overrides[{i}]");
+            let object = o
+                .as_object()
+                .ok_or_else(|| field(&at, "must be an object"))?;
+            let user = object
+                .get("user")
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| field(&format!("{at}.user"), "must name a user"))?;
+            let user = Pattern::Exact(user.to_string());
+            let allowed = ["user", "windows", "models", "updated_at"];
+            overrides.push(Override::from_object(object, user, &at, &allowed)?);
+        }
         Ok(SyncResponse { totals, overrides })
     }
 }
@@ -237,7 +231,6 @@ impl SyncResponse {
 mod tests {
     use super::*;
     use crate::budget::Window;
-    use crate::pattern::Pattern;
 
     fn record() -> Record {
         Record {

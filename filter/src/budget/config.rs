@@ -352,18 +352,16 @@ fn routes(value: &Value, at: &str) -> Result<Vec<ModelRoute>, Problem> {
                 "must be a list of at least one route".to_string(),
             )
         })?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let at = format!("{at}[{i}]");
-            let route = ModelRoute::deserialize(r).map_err(|e| (at.clone(), e.to_string()))?;
-            route
-                .check()
-                .map_err(|m| (format!("{at}.path"), m.to_string()))?;
-            Ok(route)
-        })
-        .collect()
+    let mut routes = Vec::with_capacity(items.len());
+    for (i, r) in items.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let route = ModelRoute::deserialize(r).map_err(|e| (at.clone(), e.to_string()))?;
+        route
+            .check()
+            .map_err(|m| (format!("{at}.path"), m.to_string()))?;
+        routes.push(route);
+    }
+    Ok(routes)
 }
 
 /// Every list of windows within [`MAX_WINDOWS`].

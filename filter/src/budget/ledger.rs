@@ -207,18 +207,22 @@ impl Key {
         if tokens > limit {
             return None;
         }
-        let mut moments: Vec<u64> = self
-            .slots
-            .iter()
-            .map(|(i, _)| self.leaves_at(*i))
-            .chain(std::iter::once(self.remote_leaves_at()))
-            .filter(|m| *m > now_ms)
-            .collect();
-        moments.sort_unstable();
-        std::iter::once(now_ms)
-            .chain(moments)
-            .find(|m| self.usage(*m).saturating_add(tokens) <= limit)
-            .map(|m| m - now_ms)
+        // The moments the usage falls, earliest first (a window holds at
+        // most `MAX_SLOTS` slots: taking each next one by a scan costs less
+        // code than a sort).
+        let leaves = || {
+            self.slots
+                .iter()
+                .map(|(i, _)| self.leaves_at(*i))
+                .chain(std::iter::once(self.remote_leaves_at()))
+        };
+        let mut moment = now_ms;
+        loop {
+            if self.usage(moment).saturating_add(tokens) <= limit {
+                return Some(moment - now_ms);
+            }
+            moment = leaves().filter(|m| *m > moment).min()?;
+        }
     }
 }
 
@@ -420,9 +424,14 @@ impl Ledger {
             key.prune(now);
         }
         self.keys.retain(|k| !k.is_empty(now));
-        if self.keys.len() > MAX_KEYS {
-            self.keys.sort_by_key(|k| std::cmp::Reverse(k.last_ms()));
-            self.keys.truncate(MAX_KEYS);
+        while self.keys.len() > MAX_KEYS {
+            let stalest = (0..self.keys.len()).min_by_key(|&i| self.keys.get(i).map(Key::last_ms));
+            match stalest {
+                Some(i) => {
+                    self.keys.swap_remove(i);
+                }
+                None => break,
+            }
         }
     }
 }

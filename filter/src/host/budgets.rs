@@ -11,7 +11,7 @@ use attach_contract::budget::{Limit, Override};
 use attach_contract::usage::{Record, TotalKey};
 use proxy_wasm::types::LogLevel;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
@@ -46,7 +46,7 @@ pub struct Budgets {
     nonce: (u64, u64),
     sequence: Cell<u64>,
     /// Per user: when this VM last served them, and the limits it checked.
-    recent: RefCell<BTreeMap<String, Served>>,
+    recent: RefCell<HashMap<String, Served>>,
     pub queue: Option<BoundedQueue>,
     pub sync: RefCell<SyncState>,
 }
