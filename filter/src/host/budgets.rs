@@ -23,6 +23,9 @@ const GATEWAY_KEY: &str = "attach.budget.gateway";
 const QUEUE_MAX: usize = 100_000;
 /// Users whose totals one VM follows; past it the stalest is forgotten.
 const RECENT_MAX: usize = 4_096;
+/// Models a VM counts by name in its stats; later ones count as `other`
+/// (a caller names the model: the stats must stay bounded).
+const MODELS_MAX: usize = 64;
 
 /// Counters in Envoy's stats (`wasmcustom.attach_budget.*`), per route.
 struct RouteCounters {
@@ -49,6 +52,18 @@ pub struct Budgets {
     recent: RefCell<HashMap<String, Served>>,
     pub queue: Option<BoundedQueue>,
     pub sync: RefCell<SyncState>,
+    /// Counters per model (and per user with `user_stats`), defined when
+    /// first counted.
+    named: RefCell<HashMap<String, Option<u32>>>,
+    models: RefCell<Vec<String>>,
+    user_stats: bool,
+}
+
+/// Whose call is counted: the user and the model it asked for.
+#[derive(Clone, Copy)]
+pub struct Who<'a> {
+    pub user: &'a str,
+    pub model: Option<&'a str>,
 }
 
 /// This VM's side of the sync: the batch it sent or must send again, and
@@ -120,6 +135,9 @@ impl Budgets {
             recent: RefCell::default(),
             queue,
             sync: RefCell::default(),
+            named: RefCell::default(),
+            models: RefCell::default(),
+            user_stats: budget.user_stats,
         })
     }
 
@@ -130,30 +148,71 @@ impl Budgets {
         format!("{:016x}{:016x}.{n}", self.nonce.0, self.nonce.1)
     }
 
-    pub fn admitted(&self, route: usize) {
-        add(
-            self.routes
-                .get(route)
-                .and_then(|c| c.as_ref())
-                .map(|c| c.admitted),
-            1,
-        );
+    pub fn admitted(&self, route: usize, who: Who<'_>) {
+        add(self.route(route).map(|c| c.admitted), 1);
+        self.add_for(who, "admitted", 1);
     }
 
-    pub fn refused(&self, route: usize) {
-        add(
-            self.routes
-                .get(route)
-                .and_then(|c| c.as_ref())
-                .map(|c| c.refused),
-            1,
-        );
+    /// A refusal; `who` is unknown for a body refused before its token
+    /// was read.
+    pub fn refused(&self, route: usize, who: Option<Who<'_>>) {
+        add(self.route(route).map(|c| c.refused), 1);
+        if let Some(who) = who {
+            self.add_for(who, "refused", 1);
+        }
     }
 
-    pub fn tokens(&self, route: usize, tokens_in: u64, tokens_out: u64) {
-        let counters = self.routes.get(route).and_then(|c| c.as_ref());
+    pub fn tokens(&self, route: usize, who: Who<'_>, tokens_in: u64, tokens_out: u64) {
+        let counters = self.route(route);
         add(counters.map(|c| c.tokens_in), tokens_in);
         add(counters.map(|c| c.tokens_out), tokens_out);
+        self.add_for(who, "tokens_in", tokens_in);
+        self.add_for(who, "tokens_out", tokens_out);
+    }
+
+    fn route(&self, route: usize) -> Option<&RouteCounters> {
+        self.routes.get(route).and_then(|c| c.as_ref())
+    }
+
+    /// `attach_budget.model.{model}.{what}`, and with `user_stats`
+    /// `attach_budget.user.{user}.{what}`.
+    fn add_for(&self, who: Who<'_>, what: &str, n: u64) {
+        let model = self.model_segment(who.model.unwrap_or(""));
+        self.add_named(format!("attach_budget.model.{model}.{what}"), n);
+        if self.user_stats {
+            let user = stat_segment(who.user);
+            self.add_named(format!("attach_budget.user.{user}.{what}"), n);
+        }
+    }
+
+    /// A model's stat segment: its name while fewer than [`MODELS_MAX`]
+    /// were counted, else `other`; `none` when the request named none.
+    fn model_segment(&self, model: &str) -> String {
+        if model.is_empty() {
+            return "none".into();
+        }
+        let segment = stat_segment(model);
+        let mut models = self.models.borrow_mut();
+        if models.contains(&segment) {
+            return segment;
+        }
+        if models.len() < MODELS_MAX {
+            models.push(segment.clone());
+            return segment;
+        }
+        "other".into()
+    }
+
+    fn add_named(&self, name: String, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let id = *self
+            .named
+            .borrow_mut()
+            .entry(name)
+            .or_insert_with_key(|name| counter(name));
+        add(id, n);
     }
 
     pub fn sync_failed(&self) {

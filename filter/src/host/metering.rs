@@ -6,7 +6,7 @@
 //! replaced by the real usage when the request ends.
 
 use super::abi::{self, Status};
-use super::budgets::Budgets;
+use super::budgets::{Budgets, Who};
 use super::ledger_shared;
 use super::log::log;
 use super::request::{Admitted, RequestState};
@@ -52,7 +52,7 @@ pub fn body(vm: &Vm, st: &mut RequestState, size: usize, end_of_stream: bool) ->
         return BodyStep::Whole;
     };
     if size > budget.max_request_bytes {
-        budgets.refused(m.route);
+        budgets.refused(m.route, None);
         stream::send(&refusal::too_large(budget.max_request_bytes));
         return BodyStep::Answered;
     }
@@ -120,7 +120,11 @@ pub fn admit(vm: &Vm, st: &mut RequestState, identity: &Identity, now_ms: u64) -
         match reserved {
             Some(Ok(reservation)) => Some(reservation),
             Some(Err(refused)) => {
-                budgets.refused(m.route);
+                let who = Who {
+                    user: &identity.user,
+                    model: ask.model.as_deref(),
+                };
+                budgets.refused(m.route, Some(who));
                 budgets.served(&identity.user, &limits, now_ms);
                 budgets.record(&Record {
                     id: budgets.record_id(),
@@ -153,7 +157,11 @@ pub fn admit(vm: &Vm, st: &mut RequestState, identity: &Identity, now_ms: u64) -
             return false;
         }
     }
-    budgets.admitted(m.route);
+    let who = Who {
+        user: &identity.user,
+        model: ask.model.as_deref(),
+    };
+    budgets.admitted(m.route, who);
     budgets.served(&identity.user, &limits, now_ms);
     m.admitted = Some(Admitted {
         user: identity.user.clone(),
@@ -322,7 +330,11 @@ pub fn finish(vm: &Vm, st: &mut RequestState, now_ms: u64) {
             );
         }
     }
-    budgets.tokens(m.route, charge.tokens_in, charge.tokens_out);
+    let who = Who {
+        user: &a.user,
+        model: a.ask.model.as_deref(),
+    };
+    budgets.tokens(m.route, who, charge.tokens_in, charge.tokens_out);
     budgets.record(&Record {
         id: budgets.record_id(),
         user: a.user,
