@@ -9,8 +9,13 @@ Routes:
 - POST /v1/chat/completions, /v1/completions: OpenAI. With ``stream: true``,
   server-sent events (``text/event-stream``): ``data: {...}`` frames carrying
   ``choices[0].delta.content`` (chat) or ``choices[0].text`` (completions), a
-  frame with the finish reason, a final frame with ``usage``, then
-  ``data: [DONE]``. Otherwise one JSON object.
+  frame with the finish reason, then ``data: [DONE]``. As OpenAI documents
+  ``stream_options.include_usage`` (API reference, Chat Completions, "Create
+  chat completion": stream_options), usage is streamed only when the request
+  sets it to true: then one more frame before ``data: [DONE]`` has
+  ``choices: []`` and the ``usage`` object, and every other frame carries
+  ``"usage": null``; without it no frame has a ``usage`` member. Otherwise one
+  JSON object, with ``usage``.
 
 A path that ends with one of these routes (``/open/api/chat``) is served as
 that route; anything else is answered 404.
@@ -24,6 +29,9 @@ Knobs, settable on the instance (also while it runs):
 - chunks: how many pieces the reply text is cut into when streaming.
 - pause: seconds between two streamed frames.
 - tokens: (prompt tokens, reply tokens) to report; None derives them.
+- report_usage: False makes an engine that reports no token counts at all
+  (no ``usage`` in any OpenAI answer, no ``prompt_eval_count`` /
+  ``eval_count`` in Ollama's), whatever the request asks.
 - model: the model named in replies; None repeats the request's.
 - hold(replies=1): the next streamed reply (or the next ``replies`` of them)
   waits before its last frame until release() (or gate_timeout seconds);
@@ -34,8 +42,9 @@ Knobs, settable on the instance (also while it runs):
 
 Every request is recorded (``requests``: method, path, headers, body) and
 every answer (``answers``: what the engine sends, byte for byte, its text and
-token counts), the answer before its first byte leaves, so a client that has
-read a reply always finds it recorded.
+the token counts it reported, None when it reported none), the answer before
+its first byte leaves, so a client that has read a reply always finds it
+recorded.
 """
 
 import json
@@ -66,6 +75,17 @@ def split_text(text, n):
         pieces.append(text[pos:end])
         pos = end
     return pieces
+
+
+def wants_usage(request):
+    """True when an OpenAI request asks for usage in its stream."""
+    options = request.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def usage_of(tokens):
+    return {"prompt_tokens": tokens[0], "completion_tokens": tokens[1],
+            "total_tokens": tokens[0] + tokens[1]}
 
 
 def count_words(text):
@@ -175,7 +195,8 @@ class Engine(Restartable):
 
     handler = _Handler
 
-    def __init__(self, reply=None, chunks=4, pause=0.0, tokens=None, model=None, port=None):
+    def __init__(self, reply=None, chunks=4, pause=0.0, tokens=None, model=None, port=None,
+                 report_usage=True):
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.reply = reply
@@ -183,6 +204,7 @@ class Engine(Restartable):
         self.pause = pause
         self.tokens = tokens
         self.model = model
+        self.report_usage = report_usage
         self.gate_timeout = 10.0
         self.first_sent = threading.Event()
         self._hold = None  # handed to the next streamed replies
@@ -238,6 +260,7 @@ class Engine(Restartable):
             self.pause = 0.0
             self.tokens = None
             self.model = None
+            self.report_usage = True
             self._fail = None
             self._script = None
             self._requests.clear()
@@ -310,6 +333,7 @@ class Engine(Restartable):
         prompt = prompt_of(path, request)
         with self._lock:
             reply, chunks, pause, tokens = self.reply, self.chunks, self.pause, self.tokens
+            report = self.report_usage
             model = self.model or request.get("model") or "stand-in"
             script = self._script
             hold = self._hold
@@ -328,10 +352,14 @@ class Engine(Restartable):
 
         ollama = path in OLLAMA_ROUTES
         streaming = request.get("stream", ollama) is not False if ollama else request.get("stream") is True
+        if not report:
+            tokens = None
         if ollama:
             frames = self._ollama(path, model, text, chunks, tokens)
             content_type = "application/x-ndjson"
         else:
+            if streaming and not wants_usage(request):
+                tokens = None
             frames = self._openai(path, model, text, chunks, tokens)
             content_type = "text/event-stream"
         if streaming:
@@ -352,13 +380,18 @@ class Engine(Restartable):
                 obj["response"] = piece
             obj["done"] = done
             if done:
-                obj.update(done_reason="stop", prompt_eval_count=tokens[0], eval_count=tokens[1])
+                obj["done_reason"] = "stop"
+                if tokens is not None:
+                    obj.update(prompt_eval_count=tokens[0], eval_count=tokens[1])
             return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
 
         return [frame(p, False) for p in split_text(text, chunks)] + [frame("", True)]
 
     @staticmethod
     def _openai(path, model, text, chunks, tokens):
+        """The event stream; with tokens (the stream asked for usage and the
+        engine reports it) every frame has a usage member, null but in the
+        usage frame; tokens None streams no usage member at all."""
         chat = path == "/v1/chat/completions"
         base = {
             "id": "cmpl-standin",
@@ -368,6 +401,8 @@ class Engine(Restartable):
         }
 
         def frame(obj):
+            if tokens is not None and "usage" not in obj:
+                obj["usage"] = None
             return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
 
         def choice(piece, finish):
@@ -383,22 +418,22 @@ class Engine(Restartable):
                 c["delta"]["role"] = "assistant"
             frames.append(frame(dict(base, choices=[c])))
         frames.append(frame(dict(base, choices=[choice(None, "stop")])))
-        usage = {"prompt_tokens": tokens[0], "completion_tokens": tokens[1],
-                 "total_tokens": tokens[0] + tokens[1]}
-        frames.append(frame(dict(base, choices=[], usage=usage)))
+        if tokens is not None:
+            frames.append(frame(dict(base, choices=[], usage=usage_of(tokens))))
         frames.append(b"data: [DONE]\n\n")
         return frames
 
     @staticmethod
     def _whole_reply(path, model, text, tokens):
-        if path == "/api/chat":
-            obj = {"model": model, "created_at": "2025-06-15T12:00:00Z",
-                   "message": {"role": "assistant", "content": text}, "done": True,
-                   "done_reason": "stop", "prompt_eval_count": tokens[0], "eval_count": tokens[1]}
-        elif path == "/api/generate":
-            obj = {"model": model, "created_at": "2025-06-15T12:00:00Z", "response": text,
-                   "done": True, "done_reason": "stop",
-                   "prompt_eval_count": tokens[0], "eval_count": tokens[1]}
+        if path in OLLAMA_ROUTES:
+            obj = {"model": model, "created_at": "2025-06-15T12:00:00Z"}
+            if path == "/api/chat":
+                obj["message"] = {"role": "assistant", "content": text}
+            else:
+                obj["response"] = text
+            obj.update(done=True, done_reason="stop")
+            if tokens is not None:
+                obj.update(prompt_eval_count=tokens[0], eval_count=tokens[1])
         else:
             chat = path == "/v1/chat/completions"
             choice = (
@@ -407,9 +442,9 @@ class Engine(Restartable):
                 else {"index": 0, "text": text, "finish_reason": "stop"}
             )
             obj = {"id": "cmpl-standin", "object": "chat.completion" if chat else "text_completion",
-                   "created": CREATED, "model": model, "choices": [choice],
-                   "usage": {"prompt_tokens": tokens[0], "completion_tokens": tokens[1],
-                             "total_tokens": tokens[0] + tokens[1]}}
+                   "created": CREATED, "model": model, "choices": [choice]}
+            if tokens is not None:
+                obj["usage"] = usage_of(tokens)
         return json.dumps(obj, ensure_ascii=False).encode()
 
     # -- lifecycle ------------------------------------------------------------------------
