@@ -51,12 +51,12 @@ class Keys:
     def jwks_json(self):
         return json.dumps(self.jwks, separators=(",", ":"))
 
-    def token(self, alg, issuer, lifetime=3600):
+    def token(self, alg, issuer, lifetime=3600, sub=SUBJECT):
         now = int(time.time())
         claims = {
             "iss": issuer,
             "aud": AUDIENCE,
-            "sub": SUBJECT,
+            "sub": sub,
             "iat": now,
             "exp": now + lifetime,
         }

@@ -100,6 +100,48 @@ class MemRow:
 
 
 @dataclass
+class BurstRound:
+    """One burst against one user's budget."""
+
+    spent: int  # tokens the engine reported for the admitted replies
+    admitted: int
+    refused: int
+    first_reservation: int | None  # what the first admitted request reserved
+
+
+@dataclass
+class BudgetRow:
+    key: str  # "budget-off", "budget-on" or "budget-burst"
+    setup: str
+    budget: bool
+    burst: bool = False
+    samples: list = field(default_factory=list)  # wrk Results (cost rows)
+    rounds: list = field(default_factory=list)  # BurstRounds (the burst row)
+    error: str | None = None
+    workers: int | None = None
+
+    @property
+    def result(self):
+        """The median over the samples of each wrk figure (cost rows); for
+        the burst, None unless a round ran; None when a sample failed."""
+        if self.error:
+            return None
+        if self.burst:
+            return self.rounds or None
+        if not self.samples:
+            return None
+        return Result(
+            rps=statistics.median(r.rps for r in self.samples),
+            p50_us=statistics.median(r.p50_us for r in self.samples),
+            p99_us=statistics.median(r.p99_us for r in self.samples),
+            requests=sum(r.requests for r in self.samples),
+            non_2xx=sum(r.non_2xx for r in self.samples),
+            socket_errors=sum(r.socket_errors for r in self.samples),
+            output="",
+        )
+
+
+@dataclass
 class Target:
     """`measured` must be >= (at_least=True) or <= `bound`; > or < when strict."""
 
@@ -343,6 +385,43 @@ def mem_targets_table(rows):
     return lines
 
 
+def budget_table(rows):
+    cost = [r for r in rows if not r.burst]
+    off = next((r.result for r in cost if r.key == "budget-off"), None)
+    lines = [
+        "| Setup | Req/s | p50 (ms) | p99 (ms) | Added µs/request vs off |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in cost:
+        r = row.result
+        if r is None:
+            lines.append(f"| {row.setup} | FAILED | | | |")
+            continue
+        added = "—" if row.key == "budget-off" else _cell(added_us(r, off), lambda x: f"{x:+.1f}")
+        lines.append(f"| {row.setup} | {r.rps:,.0f} | {_ms(r.p50_us)} | {_ms(r.p99_us)} | {added} |")
+    return lines
+
+
+def burst_table(rows, budget):
+    lines = [
+        "| Burst | Rounds | Admitted per round (median) | Tokens spent / budget (median) | (max) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        if not row.burst:
+            continue
+        if row.result is None:
+            lines.append(f"| {row.setup} | FAILED | | | |")
+            continue
+        ratios = [r.spent / budget for r in row.rounds]
+        admitted = statistics.median(r.admitted for r in row.rounds)
+        lines.append(
+            f"| {row.setup} | {len(row.rounds)} | {admitted:,.0f} | {statistics.median(ratios):.3f} | "
+            f"{max(ratios):.3f} |"
+        )
+    return lines
+
+
 def _failure(out, label, error):
     out.append(f"- {label} FAILED:")
     out.append("")
@@ -351,7 +430,8 @@ def _failure(out, label, error):
     out.append("```")
 
 
-def markdown(rows, a2a_rows, algs, notes, a2a_notes, machine, mem_rows=(), mem_notes=()):
+def markdown(rows, a2a_rows, algs, notes, a2a_notes, machine, mem_rows=(), mem_notes=(), budget_rows=(),
+             budget_notes=(), burst_budget=None):
     out = ["## Benchmark", ""]
     if rows:
         out += [*results_table(rows), "", *ratios_table(rows, algs), ""]
@@ -380,12 +460,23 @@ def markdown(rows, a2a_rows, algs, notes, a2a_notes, machine, mem_rows=(), mem_n
         out += [*mem_table(mem_rows), "", *mem_targets_table(mem_rows), ""]
         out += [f"- {n}" for n in mem_notes]
         out.append("")
+    if budget_rows:
+        out += ["### Token budgets", ""]
+        if any(not r.burst for r in budget_rows):
+            out += ["The streaming chat route through the gateway with no budget and with one.", ""]
+            out += [*budget_table(budget_rows), ""]
+        if any(r.burst for r in budget_rows):
+            out += ["What a burst spends against one user's budget.", ""]
+            out += [*burst_table(budget_rows, burst_budget), ""]
+        out += [f"- {n}" for n in budget_notes]
+        out.append("")
     out.append(f"- {machine}")
     problems = [(row, row.result.problems()) for row in rows if row.result and row.result.problems()]
     failed = [row for row in rows if row.result is None]
     a2a_failed = [row for row in a2a_rows if row.result is None]
     mem_failed = [row for row in mem_rows if row.result is None]
-    if problems or failed or a2a_failed or mem_failed:
+    budget_failed = [row for row in budget_rows if row.result is None]
+    if problems or failed or a2a_failed or mem_failed or budget_failed:
         out.append("")
         out.append("### Problems")
         for row, what in problems:
@@ -396,4 +487,6 @@ def markdown(rows, a2a_rows, algs, notes, a2a_notes, machine, mem_rows=(), mem_n
             _failure(out, f"{row.setup}, {row.store}", row.error)
         for row in mem_failed:
             _failure(out, f"Memory mirror, {row.setup}", row.error or "no sample ran")
+        for row in budget_failed:
+            _failure(out, f"Token budgets, {row.setup}", row.error or "no sample ran")
     return "\n".join(out) + "\n"

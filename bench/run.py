@@ -4,7 +4,8 @@ plain Envoy and Envoy's own `jwt_authn` filter verifying the same tokens;
 then completed A2A `SendMessage` round trips and `SendStreamingMessage`
 streams through the whole gateway (`attach run`) with the SQLite and the
 PostgreSQL task store; then a streaming chat route through the gateway with
-the memory mirror off and on.
+the memory mirror off and on, and with a token budget off and on, and the
+overspend of a burst against a budget.
 
     python bench/run.py [--duration S] [--connections N] [--quick] [--only KEYS]
 
@@ -31,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import a2a
+import budget
 import envoy_setup as es
 import memory
 import wrk
@@ -229,7 +231,7 @@ def machine(load_before):
     )
 
 
-def missing_artifacts(rows, a2a_rows, binary, wasm, noop, mem_rows=()):
+def missing_artifacts(rows, a2a_rows, binary, wasm, noop, mem_rows=(), budget_rows=()):
     """What the selected rows need and cannot find, one line each."""
     missing = []
     if not os.access(binary, os.X_OK):
@@ -240,7 +242,7 @@ def missing_artifacts(rows, a2a_rows, binary, wasm, noop, mem_rows=()):
         missing.append(
             f"empty filter not built: {noop} (cargo build --release --target wasm32-wasip1 -p attach-bench-noop)"
         )
-    if a2a_rows or mem_rows:
+    if a2a_rows or mem_rows or budget_rows:
         missing += a2a.missing_binaries()
     return missing
 
@@ -276,6 +278,22 @@ def print_sample(row, sample, n):
     print(line, file=sys.stderr, flush=True)
 
 
+def print_budget(row, sample, n):
+    """A budget sample (a wrk Result), or the burst's rounds, as they finish (or fail)."""
+    if isinstance(sample, BaseException):
+        print(f"    {row.key} #{n}: FAILED: {str(sample).splitlines()[0]}", file=sys.stderr, flush=True)
+    elif sample is not None:
+        print(f"    {row.key} #{n}: {sample.rps:,.0f} req/s, p50 {sample.p50_us:,.0f} µs", file=sys.stderr, flush=True)
+    else:
+        for i, r in enumerate(row.rounds, start=1):
+            print(
+                f"    {row.key} round {i}: {r.admitted} admitted, {r.spent:,} tokens spent "
+                f"({r.spent / budget.BURST_BUDGET:.3f} of the budget)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def failed(row, e):
     row.error = str(e)
     print(f"    FAILED: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
@@ -291,7 +309,8 @@ def main():
     parser.add_argument(
         "--only",
         help="comma-separated row keys to run (a, a-wasm, b, b-sign, b-sign-es256, c, c-did, d-off, d-on, a2a-sqlite, a2a-pg, "
-        "a2a-stream-sqlite, a2a-stream-pg, mem-off, mem-on; mem for both), for profiling",
+        "a2a-stream-sqlite, a2a-stream-pg, mem-off, mem-on; mem for both; budget-off, budget-on, budget-burst; "
+        "budget for all three), for profiling",
     )
     parser.add_argument(
         "--mem-rounds",
@@ -307,20 +326,25 @@ def main():
     mem_rounds = args.mem_rounds or memory.rounds_for(args.quick)
     mem_probes = memory.probes_for(args.quick)
 
-    rows, a2a_rows, mem_rows = plan(), a2a.plan(), memory.plan()
+    budget_rounds, burst_rounds = budget.rounds_for(args.quick), budget.burst_rounds_for(args.quick)
+
+    rows, a2a_rows, mem_rows, budget_rows = plan(), a2a.plan(), memory.plan(), budget.plan()
     if args.only:
         keep = set(args.only.split(","))
         if "mem" in keep:
             keep = (keep - {"mem"}) | {r.key for r in mem_rows}
-        unknown = keep - {r.key for r in rows + a2a_rows + mem_rows}
+        if "budget" in keep:
+            keep = (keep - {"budget"}) | {r.key for r in budget_rows}
+        unknown = keep - {r.key for r in rows + a2a_rows + mem_rows + budget_rows}
         if unknown:
             sys.exit(f"--only: no rows named {', '.join(sorted(unknown))}")
         rows = [r for r in rows if r.key in keep]
         a2a_rows = [r for r in a2a_rows if r.key in keep]
         mem_rows = [r for r in mem_rows if r.key in keep]
+        budget_rows = [r for r in budget_rows if r.key in keep]
 
     binary, wasm, noop = envoy_binary(), wasm_file(), noop_wasm_file()
-    missing = missing_artifacts(rows, a2a_rows, binary, wasm, noop, mem_rows)
+    missing = missing_artifacts(rows, a2a_rows, binary, wasm, noop, mem_rows, budget_rows)
     if missing:
         sys.exit("\n".join(missing))
     wrk.binary()
@@ -328,7 +352,7 @@ def main():
     load_before = load_average()
     keys = Keys(ALGS)
     idp = IdentityProvider(keys).start()
-    total = len(rows) + len(a2a_rows) + len(mem_rows)
+    total = len(rows) + len(a2a_rows) + len(mem_rows) + len(budget_rows)
     try:
         tokens = {alg: keys.token(alg, idp.issuer) for alg in ALGS}
         did_tokens = {alg: DidSigner(alg).token(AUDIENCE) for alg in DID_ALGS}
@@ -386,6 +410,28 @@ def main():
                     mem_probes,
                     print_sample,
                 )
+            if budget_rows:
+                first = len(rows) + len(a2a_rows) + len(mem_rows) + 1
+                names = ", ".join(r.key for r in budget_rows)
+                print(
+                    f"[{first}-{total}/{total}] token budgets ({names}), {budget_rounds} round(s), alternating",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                budget.run_rows(
+                    budget_rows,
+                    Path(tmp),
+                    binary,
+                    wasm,
+                    idp.issuer,
+                    tokens["ES256"],
+                    lambda sub: keys.token("ES256", idp.issuer, sub=sub) if sub else tokens["ES256"],
+                    load,
+                    warmup_s,
+                    budget_rounds,
+                    burst_rounds,
+                    print_budget,
+                )
     finally:
         idp.stop()
 
@@ -398,6 +444,9 @@ def main():
         machine(load_before),
         mem_rows,
         memory.notes(load, warmup_s, mem_rounds, mem_probes, mem_rows),
+        budget_rows,
+        budget.notes(load, warmup_s, budget_rounds, burst_rounds, budget_rows),
+        budget.BURST_BUDGET,
     )
     out = REPO / "target/bench/results.md"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -405,7 +454,7 @@ def main():
     print(text)
     print(f"(written to {out.relative_to(REPO)})", file=sys.stderr)
     bad = any(row.result is None or row.result.problems() for row in rows) or any(
-        row.result is None for row in a2a_rows + mem_rows
+        row.result is None for row in a2a_rows + mem_rows + budget_rows
     )
     return 1 if bad else 0
 
