@@ -34,7 +34,8 @@ REPO = find_repo_root()
 
 # Variables of the launcher that must never leak in from the caller's environment.
 _OWN_VARS = (
-    "ATTACH_", "OIDC_", "DID_", "A2A_", "MCP_", "MEM_", "WEAVIATE_", "ENGINE_URL", "ENVOY_BIN"
+    "ATTACH_", "OIDC_", "DID_", "A2A_", "MCP_", "MEM_", "WEAVIATE_", "ENGINE_URL", "ENVOY_BIN",
+    "MAX_TOKENS_PER_MIN", "WINDOW", "MAX_REQUEST_BYTES", "USAGE_",
 )
 
 BANNER = re.compile(
