@@ -22,7 +22,6 @@ row (`MEM_BACKEND=none`), so that the rows differ by the budget alone.
 import http.client
 import json
 import re
-import statistics
 import subprocess
 import threading
 import time
@@ -189,27 +188,29 @@ def burst_once(gateway, token, user_label, connections):
     refused. Returns a BurstRound."""
     start = threading.Barrier(connections, timeout=30)
     lock = threading.Lock()
-    spent, admitted, refused, errors, reservation = [0], [0], [0], [], []
+    spent, admitted, refused, errors, short = [0], [0], [0], [], []
 
     def one(n):
         conn = http.client.HTTPConnection(es.HOST, gateway.port, timeout=30)
         try:
             start.wait()
             for i in range(10_000):
-                status, headers, raw = chat(conn, token, f"{user_label}-{n}-{i}", BURST_NUM_PREDICT)
+                content = f"{user_label}-{n}-{i}"
+                status, headers, raw = chat(conn, token, content, BURST_NUM_PREDICT)
                 if status == 429:
                     with lock:
                         refused[0] += 1
                     return
                 if status != 200:
                     raise es.SetupFailed(f"burst chat answered {status}: {raw[:200]!r}")
+                if any(h not in headers for h in RATE_HEADERS):
+                    raise es.SetupFailed(f"an admitted chat without the rate-limit headers: {headers}")
                 last = json.loads(raw.splitlines()[-1])
+                cost = last["prompt_eval_count"] + last["eval_count"]
                 with lock:
                     admitted[0] += 1
-                    spent[0] += last["prompt_eval_count"] + last["eval_count"]
-                    if not reservation:
-                        limit = int(headers["x-ratelimit-limit-tokens"])
-                        reservation.append(limit - int(headers["x-ratelimit-remaining-tokens"]))
+                    spent[0] += cost
+                    short.append(cost - reservation(content))
         except Exception as e:  # reported with the round
             with lock:
                 errors.append(e)
@@ -224,7 +225,13 @@ def burst_once(gateway, token, user_label, connections):
     if errors:
         raise es.SetupFailed(f"burst: {len(errors)} connection(s) failed, first: {errors[0]}")
     return BurstRound(spent=spent[0], admitted=admitted[0], refused=refused[0],
-                      first_reservation=reservation[0] if reservation else None)
+                      short_by=max(short) if short else 0)
+
+
+def reservation(content):
+    """The gateway's documented estimate of one burst chat: ceil(text bytes /
+    4) + 4 for its one message, and num_predict."""
+    return -(-len(content.encode()) // 4) + 4 + BURST_NUM_PREDICT
 
 
 def measure_burst(row, workdir, envoy, wasm, issuer, idp_token, rounds):
@@ -235,7 +242,13 @@ def measure_burst(row, workdir, envoy, wasm, issuer, idp_token, rounds):
         row.workers = gateway.envoy_concurrency()
         for n in range(rounds):
             user = f"burst-{uuid.uuid4().hex[:8]}"
-            row.rounds.append(burst_once(gateway, idp_token(user), user, BURST_CONNECTIONS))
+            r = burst_once(gateway, idp_token(user), user, BURST_CONNECTIONS)
+            row.rounds.append(r)
+            # Reservations never overbook: past the budget goes at most the
+            # shortfall of the requests in flight when it filled.
+            bound = BURST_BUDGET + BURST_CONNECTIONS * max(r.short_by, 0)
+            if r.spent > bound:
+                raise es.SetupFailed(f"round {n + 1} spent {r.spent} tokens, past the bound {bound}")
     except BaseException as e:
         failure = e
         raise
@@ -274,7 +287,7 @@ def run_rows(rows, tmp, envoy, wasm, issuer, token, idp_token, load, warmup_s, r
 def notes(load, warmup_s, rounds, burst_rounds, rows):
     workers = sorted({r.workers for r in rows if r.workers})
     worker_text = "/".join(str(w) for w in workers) or "?"
-    out = [
+    cost = [
         f"Cost: `{load.describe()} -s chat.lua` against `attach run` on `POST {memory.CHAT_PATH}` (as for the "
         "memory mirror), one ES256 bearer token on every request (the verified-token cache is hit, and "
         "every request is the same user's, so each one changes the same shared ledger record). Off: no "
@@ -284,6 +297,8 @@ def notes(load, warmup_s, rounds, burst_rounds, rows):
         f"(`MEM_BACKEND=none`); {rounds} samples per row, alternating, each with a fresh engine and "
         f"`attach run`, after an unreported {warmup_s} s warm-up; the table shows the medians.",
         "Added µs/request = 1e6/rps(on) − 1e6/rps(off), from the medians.",
+    ]
+    burst = [
         f"Burst: `MAX_TOKENS_PER_MIN={BURST_BUDGET}`, `WINDOW=60`; {BURST_CONNECTIONS} connections (Python "
         "threads, one keep-alive connection each) released together by a barrier, each sending streamed "
         f"chats with `options.num_predict: {BURST_NUM_PREDICT}` one after the other until its first 429. "
@@ -291,21 +306,21 @@ def notes(load, warmup_s, rounds, burst_rounds, rows):
         f"them. {burst_rounds} rounds on one gateway, each a fresh user.",
         "The engine counts a prompt as ceil(request body bytes / 4), the gateway's estimate as ceil(message "
         "text bytes / 4) + 4 per message: each reservation falls short of the real cost by the JSON "
-        "around the message, so the burst measures how far in-flight requests whose estimate is short "
-        "can go past the budget.",
-        f"Workers: the launcher's default, Envoy `--concurrency {worker_text}`.",
+        "around the message (short by: the most any admitted chat cost over its reservation). Reservations "
+        "never overbook the budget, so what is spent past it is the shortfall of the requests in flight "
+        f"when it filled: at most {BURST_CONNECTIONS} × short by (the bound).",
     ]
+    out = (cost if any(not r.burst for r in rows) else []) + (burst if any(r.burst for r in rows) else [])
+    out.append(f"Workers: the launcher's default, Envoy `--concurrency {worker_text}`.")
     for row in rows:
         if row.samples:
             out.append(f"{row.key} samples: req/s {', '.join(f'{s.rps:,.0f}' for s in row.samples)}.")
         for i, r in enumerate(row.rounds, start=1):
             out.append(
                 f"{row.key} round {i}: {r.admitted} admitted, {r.refused} refused, {r.spent:,} tokens spent "
-                f"of {BURST_BUDGET:,} ({r.spent / BURST_BUDGET:.3f}); first reservation "
-                f"{r.first_reservation} tokens."
+                f"of {BURST_BUDGET:,} ({r.spent / BURST_BUDGET:.3f}); reservations short by up to "
+                f"{r.short_by} tokens."
             )
     return out
 
 
-def median_ratio(row):
-    return statistics.median(r.spent / BURST_BUDGET for r in row.rounds) if row.rounds else None

@@ -106,7 +106,7 @@ class BurstRound:
     spent: int  # tokens the engine reported for the admitted replies
     admitted: int
     refused: int
-    first_reservation: int | None  # what the first admitted request reserved
+    short_by: int  # the most an admitted request cost over its reservation
 
 
 @dataclass
@@ -402,22 +402,25 @@ def budget_table(rows):
     return lines
 
 
-def burst_table(rows, budget):
+def burst_table(rows, budget, connections):
     lines = [
-        "| Burst | Rounds | Admitted per round (median) | Tokens spent / budget (median) | (max) |",
-        "|---|---:|---:|---:|---:|",
+        "| Burst | Rounds | Admitted per round (median) | Tokens spent / budget (median) | (max) | "
+        "Short by (tokens/request) | Bound / budget |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if not row.burst:
             continue
         if row.result is None:
-            lines.append(f"| {row.setup} | FAILED | | | |")
+            lines.append(f"| {row.setup} | FAILED | | | | | |")
             continue
         ratios = [r.spent / budget for r in row.rounds]
         admitted = statistics.median(r.admitted for r in row.rounds)
+        short = max(r.short_by for r in row.rounds)
+        bound = (budget + connections * max(short, 0)) / budget
         lines.append(
             f"| {row.setup} | {len(row.rounds)} | {admitted:,.0f} | {statistics.median(ratios):.3f} | "
-            f"{max(ratios):.3f} |"
+            f"{max(ratios):.3f} | {short} | {bound:.3f} |"
         )
     return lines
 
@@ -431,7 +434,7 @@ def _failure(out, label, error):
 
 
 def markdown(rows, a2a_rows, algs, notes, a2a_notes, machine, mem_rows=(), mem_notes=(), budget_rows=(),
-             budget_notes=(), burst_budget=None):
+             budget_notes=(), burst=(None, None)):
     out = ["## Benchmark", ""]
     if rows:
         out += [*results_table(rows), "", *ratios_table(rows, algs), ""]
@@ -467,7 +470,7 @@ def markdown(rows, a2a_rows, algs, notes, a2a_notes, machine, mem_rows=(), mem_n
             out += [*budget_table(budget_rows), ""]
         if any(r.burst for r in budget_rows):
             out += ["What a burst spends against one user's budget.", ""]
-            out += [*burst_table(budget_rows, burst_budget), ""]
+            out += [*burst_table(budget_rows, *burst), ""]
         out += [f"- {n}" for n in budget_notes]
         out.append("")
     out.append(f"- {machine}")

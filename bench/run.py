@@ -414,7 +414,8 @@ def main():
                 first = len(rows) + len(a2a_rows) + len(mem_rows) + 1
                 names = ", ".join(r.key for r in budget_rows)
                 print(
-                    f"[{first}-{total}/{total}] token budgets ({names}), {budget_rounds} round(s), alternating",
+                    f"[{first}-{total}/{total}] token budgets ({names}): {budget_rounds} round(s) of the cost, "
+                    f"alternating; {burst_rounds} burst(s)",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -446,7 +447,7 @@ def main():
         memory.notes(load, warmup_s, mem_rounds, mem_probes, mem_rows),
         budget_rows,
         budget.notes(load, warmup_s, budget_rounds, burst_rounds, budget_rows),
-        budget.BURST_BUDGET,
+        (budget.BURST_BUDGET, budget.BURST_CONNECTIONS),
     )
     out = REPO / "target/bench/results.md"
     out.parent.mkdir(parents=True, exist_ok=True)
