@@ -58,6 +58,7 @@ from budgets import (
 from engine import Engine
 from netutil import HOST
 from stack import launch_stack
+from upstream import Upstream
 
 LIMIT = 5000  # tokens per minute of any user without a rule of their own
 TINY = 100  # tiny-*: tokens per minute
@@ -689,3 +690,44 @@ def test_a_burst_on_both_replicas_stays_within_the_documented_bound(replicas, en
         assert used == spent, (used, spent)
         r = call(gw, sub, "/api/chat", data)
         assert r.status == 429 or spent + res <= SHARED, r
+
+
+# -- the usage export ------------------------------------------------------------------------
+
+
+def test_usage_is_exported_as_cloudevents_batches(tmp_path, artifacts, engine):
+    """USAGE_METERING=cloudevents: each exchange becomes two CloudEvents 1.0
+    (input and output tokens) in an application/cloudevents-batch+json POST
+    to USAGE_URL (CloudEvents JSON Event Format, batched mode); a refusal
+    is not exported."""
+    engine.reset()
+    with Upstream() as sink:
+        env = {"MAX_TOKENS_PER_MIN": "1000", "USAGE_METERING": "cloudevents",
+               "USAGE_URL": f"{sink.url}/api/v1/events"}
+        with launch_stack(tmp_path / "export", a2a=True, upstream=engine, env=env) as s:
+            sub, model = unique("export"), unique("exported")
+            engine.tokens = (11, 17)
+            assert call(s, sub, "/api/chat", body_for("/api/chat", "export me", model=model,
+                                                      stream=False, max_tokens=16)).status == 200
+            probe(s, sub, model=model)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                events = [e for r in sink.requests for e in json.loads(r.body) if e.get("subject") == sub]
+                if len(events) >= 2:
+                    break
+                time.sleep(0.2)
+            time.sleep(1)  # anything else (the refusal) would have gone out by now
+    batches = [r for r in sink.requests if any(e.get("subject") == sub for e in json.loads(r.body))]
+    assert batches, "no CloudEvents batch reached USAGE_URL"
+    for r in batches:
+        assert r.method == "POST" and r.path == "/api/v1/events", r
+        assert (r.header("content-type") or "").startswith("application/cloudevents-batch+json"), r
+    events = sorted((e for r in batches for e in json.loads(r.body) if e.get("subject") == sub),
+                    key=lambda e: e["id"])
+    assert len(events) == 2, events
+    record = events[0]["id"].rsplit("/", 1)[0]
+    assert [e["id"] for e in events] == [f"{record}/input", f"{record}/output"], events
+    for e, kind, tokens in zip(events, ("input", "output"), (11, 17)):
+        assert e["specversion"] == "1.0" and e["source"] == "attach-gateway" and e["type"] == "tokens", e
+        assert isinstance(e["time"], str) and "T" in e["time"], e
+        assert e["data"] == {"tokens": tokens, "model": model, "type": kind, "route": "/api/chat"}, e
