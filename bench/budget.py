@@ -42,7 +42,8 @@ BURST_NUM_PREDICT = 5  # what the engine writes: the reservation's output part i
 ROUNDS = 3
 QUICK_ROUNDS = 2
 RATE_HEADERS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
-STAT = re.compile(r"^(?:wasmcustom\.)?attach_budget\.(.+)\.(admitted|refused|tokens_in|tokens_out): (\d+)$")
+# A route's counters (not the per-model or per-user ones, which count the same requests again).
+STAT = re.compile(r"^(?:wasmcustom\.)?attach_budget\.(?!model\.|user\.)(.+)\.(admitted|refused|tokens_in|tokens_out): (\d+)$")
 
 
 def plan():
@@ -76,7 +77,7 @@ def gateway_env(workdir, envoy, wasm, issuer, engine_url, tokens):
 
 
 def counters(admin):
-    """{counter: value} of the budget's counters, summed over routes."""
+    """{counter: value} of the budget's route counters, summed over routes."""
     status, _, body = es.get_unix(admin, "/stats?filter=attach_budget")
     if status != 200:
         raise es.SetupFailed(f"Envoy admin /stats answered {status}")

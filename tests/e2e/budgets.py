@@ -222,15 +222,17 @@ def check_refusal(r, status=429, retry=True):
 
 
 def budget_stats(gw):
-    """{(route, counter): value} of the budget's counters in Envoy's admin /stats."""
+    """{(kind, name, counter): value} of the budget's counters in Envoy's
+    admin /stats: kind "route" (attach_budget.{route}.…), "model"
+    (attach_budget.model.{model}.…) or "user"."""
     r = gw.admin("GET", "/stats?filter=attach_budget")
     assert r.status == 200, r
     found = {}
     for line in r.text.splitlines():
-        m = re.match(r"^(?:wasmcustom\.)?attach_budget\.(.+)\.(admitted|refused|tokens_in|tokens_out): (\d+)$",
-                     line.strip())
+        m = re.match(r"^(?:wasmcustom\.)?attach_budget\.(?:(model|user)\.)?(.+)\."
+                     r"(admitted|refused|tokens_in|tokens_out): (\d+)$", line.strip())
         if m:
-            found[(m.group(1), m.group(2))] = int(m.group(3))
+            found[(m.group(1) or "route", m.group(2), m.group(3))] = int(m.group(4))
     return found
 
 

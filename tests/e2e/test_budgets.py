@@ -449,16 +449,20 @@ def test_envoy_counts_admitted_and_refused_and_the_service_meters_tokens(b):
         return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
     deadline = time.monotonic() + 5
-    while len(deltas()) < 4 and time.monotonic() < deadline:
+    while len(deltas()) < 8 and time.monotonic() < deadline:
         time.sleep(0.05)
     changed = deltas()
-    routes = {route for route, _ in changed}
-    assert len(routes) == 1, f"one route's counters should move: {changed}"
-    route = routes.pop()
-    # The route's path, sanitised for a stat name (or its index).
-    assert route in ("api_chat", "0"), route
-    assert changed == {(route, "admitted"): 1, (route, "refused"): 1,
-                       (route, "tokens_in"): 11, (route, "tokens_out"): 17}, changed
+    moved = {(kind, name) for kind, name, _ in changed}
+    # The route's counters (its path sanitised for a stat name) and the
+    # model's, and no other.
+    routes = [name for kind, name in moved if kind == "route"]
+    models = [name for kind, name in moved if kind == "model"]
+    assert routes == ["api_chat"] and len(models) == 1 and len(moved) == 2, changed
+    assert models[0] in (model, model.replace("-", "_")), models
+    for kind, name in moved:
+        assert {c: v for (k, n, c), v in changed.items() if (k, n) == (kind, name)} == {
+            "admitted": 1, "refused": 1, "tokens_in": 11, "tokens_out": 17}, changed
+    assert not any(kind == "user" for kind, _ in moved), "per-user stats only with user_stats"
 
     url = f"http://{HOST}:{b.gateway.a2a_port}/metrics"
     deadline = time.monotonic() + 10
