@@ -592,7 +592,8 @@ def test_the_hard_stop_ends_an_openai_stream_with_length_and_done(stop_b):
 
 
 def test_the_openai_client_reads_a_stopped_stream(stop_b):
-    openai = pytest.importorskip("openai")
+    import openai  # pinned in tests/requirements.txt
+
     sub = unique("stop")
     client = openai.OpenAI(base_url=f"{stop_b.gateway.base_url}/v1", api_key=stop_b.token(sub=sub),
                            max_retries=0, timeout=20)
