@@ -97,6 +97,15 @@ pub fn admit(vm: &Vm, st: &mut RequestState, identity: &Identity, now_ms: u64) -
     let Some((budget, route, budgets)) = parts(vm, m.route) else {
         return true;
     };
+    // The reply is metered as it passes: it must come uncompressed. (Done
+    // before the reservation, which nothing may fail after: it would stay
+    // held until its window passed.)
+    if accepts_encoding {
+        if let Err(status) = stream::remove_request_header("accept-encoding") {
+            stream::fail_closed("removing accept-encoding", status);
+            return false;
+        }
+    }
     let ask = estimate(
         route,
         m.body.as_deref().unwrap_or_default(),
@@ -150,13 +159,6 @@ pub fn admit(vm: &Vm, st: &mut RequestState, identity: &Identity, now_ms: u64) -
             }
         }
     };
-    // The reply is metered as it passes: it must come uncompressed.
-    if accepts_encoding {
-        if let Err(status) = stream::remove_request_header("accept-encoding") {
-            stream::fail_closed("removing accept-encoding", status);
-            return false;
-        }
-    }
     let who = Who {
         user: &identity.user,
         model: ask.model.as_deref(),
