@@ -15,7 +15,7 @@
 //! module then carries no derived deserialiser for it.
 
 use crate::mcp::config::{Members, Problem};
-use crate::memory::routes::{ModelRoute, default_routes, match_route};
+use crate::memory::routes::{ModelRoute, default_routes, route_index};
 use crate::memory::sink::{check_api_key, endpoint};
 use crate::url::Url;
 use attach_contract::assertion::{self, ASSERTION_LIFETIME_SECS};
@@ -121,9 +121,8 @@ impl Budget {
     /// The counted route of a request path (its query left out, compared
     /// exactly, as the memory mirror's routes are), with its index.
     pub fn route(&self, path: &str) -> Option<(usize, &ModelRoute)> {
-        let route = match_route(&self.routes, path)?;
-        let index = self.routes.iter().position(|r| std::ptr::eq(r, route))?;
-        Some((index, route))
+        let index = route_index(&self.routes, path)?;
+        Some((index, self.routes.get(index)?))
     }
 }
 

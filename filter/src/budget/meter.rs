@@ -6,6 +6,7 @@
 //! The body passes untouched; the meter keeps only an unfinished frame
 //! (within [`MAX_FRAME`]) and its tallies, whatever the upstream sends.
 
+use super::estimate::text_tokens;
 use crate::memory::routes::WireFormat;
 use crate::model_reply::frame::Frame;
 use crate::model_reply::framing::{Frames, Framing, MAX_FRAME, Reader};
@@ -57,7 +58,7 @@ impl Meter {
     /// reported one, else the text's estimate.
     pub fn tokens_so_far(&self) -> u64 {
         let m = &self.tally.metered;
-        m.tokens_out.unwrap_or_else(|| estimate(m.text_bytes))
+        m.tokens_out.unwrap_or_else(|| text_tokens(m.text_bytes))
     }
 
     /// The model that answered, as far as the reply has told.
@@ -75,12 +76,6 @@ impl Meter {
         self.frames.finish(&mut self.tally);
         self.tally.metered
     }
-}
-
-/// Tokens for `bytes` of text: ceil(bytes / 4), the usual rule of thumb for
-/// English text in byte-pair encodings.
-pub fn estimate(bytes: u64) -> u64 {
-    bytes.div_ceil(4)
 }
 
 impl Reader for Tally {
@@ -272,7 +267,7 @@ mod tests {
         let mut m = Meter::new(WireFormat::Ollama, true, None);
         for chunk in body.as_bytes().chunks(4000) {
             m.feed(chunk);
-            assert!(m.tokens_so_far() <= estimate(body.len() as u64));
+            assert!(m.tokens_so_far() <= text_tokens(body.len() as u64));
         }
         let got = m.finish();
         let skipped = huge.len() as u64 + r#"{"response":""}"#.len() as u64;

@@ -2,8 +2,8 @@
 //! reported them, else the gateway's estimates (the request's input, the
 //! reply's text), and how the call ended.
 
-use super::estimate::Ask;
-use super::meter::{self, Metered};
+use super::estimate::{Ask, text_tokens};
+use super::meter::Metered;
 use attach_contract::usage::Outcome;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub fn charge(ask: &Ask, metered: &Metered, ending: Ending) -> Charge {
     }
     let tokens_out = metered
         .tokens_out
-        .unwrap_or_else(|| meter::estimate(metered.text_bytes));
+        .unwrap_or_else(|| text_tokens(metered.text_bytes));
     Charge {
         tokens_in: metered.tokens_in.unwrap_or(ask.tokens_in),
         tokens_out,

@@ -119,9 +119,8 @@ pub fn admit(vm: &Vm, st: &mut RequestState, identity: &Identity, now_ms: u64) -
     let reservation = if limits.is_empty() {
         None
     } else {
-        let tokens = ask.tokens_in.saturating_add(ask.tokens_out);
         let reserved = ledger_shared::update(&identity.user, |ledger| {
-            match ledger.reserve(&limits, now_ms, tokens) {
+            match ledger.reserve(&limits, now_ms, ask.tokens()) {
                 Ok(reservation) => (Ok(reservation), true),
                 Err(refused) => (Err(refused), false),
             }
@@ -135,17 +134,12 @@ pub fn admit(vm: &Vm, st: &mut RequestState, identity: &Identity, now_ms: u64) -
                 };
                 budgets.refused(m.route, Some(who));
                 budgets.served(&identity.user, &limits, now_ms);
-                budgets.record(&Record {
-                    id: budgets.record_id(),
-                    user: identity.user.clone(),
-                    model: ask.model.clone().unwrap_or_default(),
-                    route: route.path.clone(),
-                    at_ms: now_ms,
+                let nothing = Charge {
                     tokens_in: 0,
                     tokens_out: 0,
                     estimated: false,
-                    outcome: Outcome::Refused,
-                });
+                };
+                record(budgets, who, route, now_ms, nothing, Outcome::Refused);
                 stream::send(&refusal::refused(&refused));
                 return false;
             }
@@ -337,15 +331,27 @@ pub fn finish(vm: &Vm, st: &mut RequestState, now_ms: u64) {
         model: a.ask.model.as_deref(),
     };
     budgets.tokens(m.route, who, charge.tokens_in, charge.tokens_out);
+    record(budgets, who, route, now_ms, charge, settle::outcome(ending));
+}
+
+/// Queues the usage record of `who`'s call on `route`.
+fn record(
+    budgets: &Budgets,
+    who: Who<'_>,
+    route: &ModelRoute,
+    now_ms: u64,
+    charge: Charge,
+    outcome: Outcome,
+) {
     budgets.record(&Record {
         id: budgets.record_id(),
-        user: a.user,
-        model: a.ask.model.unwrap_or_default(),
+        user: who.user.to_string(),
+        model: who.model.unwrap_or_default().to_string(),
         route: route.path.clone(),
         at_ms: now_ms,
         tokens_in: charge.tokens_in,
         tokens_out: charge.tokens_out,
         estimated: charge.estimated,
-        outcome: settle::outcome(ending),
+        outcome,
     });
 }

@@ -100,8 +100,13 @@ pub fn default_routes() -> Vec<ModelRoute> {
 
 /// The route for a request's `:path`, ignoring its query string.
 pub fn match_route<'a>(routes: &'a [ModelRoute], path: &str) -> Option<&'a ModelRoute> {
+    routes.get(route_index(routes, path)?)
+}
+
+/// The index of the route `path` (its query left out) names exactly.
+pub fn route_index(routes: &[ModelRoute], path: &str) -> Option<usize> {
     let bare = path.split_once('?').map_or(path, |(p, _)| p);
-    routes.iter().find(|r| r.path == bare)
+    routes.iter().position(|r| r.path == bare)
 }
 
 #[cfg(test)]
