@@ -14,7 +14,6 @@ charged its text's ceil(bytes / 4) on top of the input estimate.
 import json
 import re
 import time
-import uuid
 
 LIMIT_HEADER = "x-ratelimit-limit-tokens"
 REMAINING_HEADER = "x-ratelimit-remaining-tokens"
@@ -29,10 +28,6 @@ BYTES_PER_TOKEN = 4
 NEVER_FITS = 10**9
 OLLAMA = ("/api/chat", "/api/generate")
 CHAT = ("/api/chat", "/v1/chat/completions")
-
-
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def text_tokens(n_bytes):
@@ -115,17 +110,6 @@ def sse_data(raw):
     """The data fields of an event stream, one per event."""
     raw = raw.decode() if isinstance(raw, bytes) else raw
     return [line[len("data:"):].strip() for line in raw.split("\n") if line.startswith("data:")]
-
-
-def read_until(resp, terminator):
-    """Reads a streaming response as its bytes arrive until they end with terminator."""
-    got = b""
-    while not got.endswith(terminator):
-        piece = resp.read1(1)
-        if not piece:
-            break
-        got += piece
-    return got
 
 
 def call(s, sub, path, body, timeout=20, token=None, headers=None):

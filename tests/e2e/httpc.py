@@ -5,6 +5,7 @@ import hashlib
 import http.client
 import json
 import re
+import uuid
 
 from netutil import HOST
 
@@ -12,6 +13,22 @@ METADATA_PATH = "/.well-known/oauth-protected-resource"
 
 # assert_refused(error=ANY_ERROR): the challenge's error code is not checked.
 ANY_ERROR = object()
+
+
+def unique(prefix):
+    """A name no other test uses (a user, a session), so listings never mix tests."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def read_until(resp, terminator):
+    """Reads a streaming response, as bytes arrive, until they end with terminator."""
+    got = b""
+    while not got.endswith(terminator):
+        piece = resp.read1(1)
+        if not piece:
+            break
+        got += piece
+    return got
 
 
 def session_id(sub, user_agent=""):

@@ -42,20 +42,19 @@ from budgets import (
     metric,
     probe,
     prometheus,
-    read_until,
     rate_headers,
     reply_text,
     reservation,
     reset_ms,
     sse_data,
     text_tokens,
-    unique,
     usage_of,
     used_is,
     wait_usage,
     window_entry,
 )
 from engine import Engine
+from httpc import read_until, unique
 from netutil import HOST
 from stack import launch_stack
 from upstream import Upstream

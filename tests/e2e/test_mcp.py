@@ -17,7 +17,6 @@ import base64
 import json
 import re
 import time
-import uuid
 
 import httpx
 import httpx2
@@ -27,7 +26,7 @@ from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuth
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway import run_launcher
-from httpc import parse_challenge
+from httpc import parse_challenge, unique
 from idp import DEFAULT_AUDIENCE, IdP
 from mcp_server import RESOURCE_TEXT, RESOURCE_URI, McpServer
 from netutil import wait_until
@@ -111,10 +110,6 @@ def world(tmp_path_factory, artifacts):
 def mcp(world):
     world.server.clear()
     return world
-
-
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 # -- the SDK's client --------------------------------------------------------------

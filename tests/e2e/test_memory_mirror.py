@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import httpc
+from httpc import read_until, unique
 from engine import Engine
 from netutil import HOST
 from stack import launch_stack
@@ -38,11 +39,6 @@ CHAT_ROUTES = ("/api/chat", "/v1/chat/completions", "/open/api/chat")
 MODEL_ROUTES = ("/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions")
 # Fields every mirrored event carries at the top level of /mem/events.
 METADATA = ("model", "route", "request_id", "status", "latency_ms", "truncated")
-
-
-def unique(prefix):
-    """A user name no other test uses, so listings never mix tests."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def model_body(path, prompt, model="llama3.2", stream=None):
@@ -91,17 +87,6 @@ def open_stream(s, sub, path, body, headers=None, timeout=20):
         conn.putheader(k, v)
     conn.endheaders(data)
     return conn, conn.getresponse()
-
-
-def read_until(resp, terminator):
-    """Reads a streaming response, as bytes arrive, until they end with terminator."""
-    got = b""
-    while not got.endswith(terminator):
-        piece = resp.read1(1)
-        if not piece:
-            break
-        got += piece
-    return got
 
 
 def list_events(s, sub, **query):

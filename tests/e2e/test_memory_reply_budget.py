@@ -11,13 +11,13 @@ is whole again.
 import json
 
 from engine import Engine
+from httpc import unique
 from test_memory_mirror import (
     CONFIG,
     counters,
     model_body,
     open_stream,
     the_pair,
-    unique,
     wait_counter,
     wait_events,
 )

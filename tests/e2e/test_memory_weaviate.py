@@ -23,13 +23,13 @@ if weaviate_contract.missing():
 from engine import Engine, reply_for
 from netutil import wait_until
 from stack import launch_stack
+from httpc import unique
 from test_memory_mirror import (
     check_metadata,
     counters,
     list_events,
     model_body,
     the_pair,
-    unique,
     wait_counter,
     wait_events,
 )
