@@ -167,16 +167,16 @@ impl Weaviate {
         f: &MemoryFilter,
     ) -> Result<Vec<MemoryEvent>, WeaviateError> {
         let mut conditions = vec![(Field::User, owner)];
-        if let Some(s) = &f.session {
+        if let Some(s) = &f.select.session {
             conditions.push((Field::Session, s));
         }
-        if let Some(t) = &f.task_id {
+        if let Some(t) = &f.select.task_id {
             conditions.push((Field::TaskId, t));
         }
-        if let Some(k) = &f.kind {
+        if let Some(k) = &f.select.kind {
             conditions.push((Field::Kind, k));
         }
-        if let Some(t) = &f.tool {
+        if let Some(t) = &f.select.tool {
             conditions.push((Field::Tool, t));
         }
         self.query(&conditions, f.limit).await

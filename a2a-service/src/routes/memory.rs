@@ -34,7 +34,7 @@ use crate::auth::{Caller, Ingester};
 use crate::error::{AppError, AppResult};
 use crate::memory::{self, event_json};
 use crate::state::AppState;
-use crate::store::MemoryFilter;
+use crate::store::{Cutoffs, MemoryFilter, MemorySelector};
 
 pub async fn create(
     State(state): State<AppState>,
@@ -74,11 +74,15 @@ pub async fn list(
 ) -> AppResult<Json<Value>> {
     let Query(q) = query.map_err(|_| AppError::BadRequest("malformed query string".into()))?;
     let filter = MemoryFilter {
-        session: q.session.filter(|s| !s.is_empty()),
-        task_id: q.task_id.filter(|s| !s.is_empty()),
-        kind: q.kind.filter(|s| !s.is_empty()),
-        tool: q.tool.filter(|s| !s.is_empty()),
+        select: MemorySelector {
+            session: q.session.filter(|s| !s.is_empty()),
+            task_id: q.task_id.filter(|s| !s.is_empty()),
+            kind: q.kind.filter(|s| !s.is_empty()),
+            tool: q.tool.filter(|s| !s.is_empty()),
+            ..MemorySelector::default()
+        },
         limit: memory::list_limit(q.limit.as_deref())?,
+        hidden: Cutoffs::default(),
     };
     let events = memory::list(&state, &caller.user, &filter).await?;
     Ok(Json(

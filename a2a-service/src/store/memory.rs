@@ -80,13 +80,118 @@ impl ExchangeMeta {
     }
 }
 
+/// Which of a user's events a listing, a search or an erasure selects:
+/// every condition present must hold (see [`MemorySelector::matches`]).
+/// Stored with each erasure, as JSON, so ingest can tell what it erased.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemorySelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// The model of a mirrored exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The actor acting when the event was written (the chain's current
+    /// actor); events the user wrote alone have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Created at or after (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
+    /// Created before (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<i64>,
+}
+
+impl MemorySelector {
+    /// No condition at all: every event of the user.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether `e` is selected: the rule every store and Weaviate query
+    /// implements, written once here for what must be decided in the
+    /// service (erased events arriving late, Weaviate's loose matches).
+    pub fn matches(&self, e: &MemoryEvent) -> bool {
+        let same = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
+        };
+        same(&self.session, Some(&e.session))
+            && same(&self.task_id, e.task_id.as_deref())
+            && same(&self.kind, Some(&e.kind))
+            && same(&self.tool, e.tool.as_deref())
+            && same(&self.model, e.meta.model.as_deref())
+            && same(&self.actor, e.actor.current())
+            && self.since_ms.is_none_or(|t| e.created_ms >= t)
+            && self.until_ms.is_none_or(|t| e.created_ms < t)
+    }
+}
+
+/// Retention as of one instant: events created before these cutoffs are
+/// expired, hidden from every read before the sweep removes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// For every kind not in `kinds`; `None` keeps them.
+    pub default: Option<i64>,
+    /// Per kind, overriding `default`; `None` keeps that kind.
+    pub kinds: Vec<(String, Option<i64>)>,
+}
+
+impl Cutoffs {
+    /// The cutoff for events of `kind`.
+    pub fn of(&self, kind: &str) -> Option<i64> {
+        match self.kinds.iter().find(|(k, _)| k == kind) {
+            Some((_, cutoff)) => *cutoff,
+            None => self.default,
+        }
+    }
+
+    pub fn is_expired(&self, e: &MemoryEvent) -> bool {
+        self.of(&e.kind).is_some_and(|cutoff| e.created_ms < cutoff)
+    }
+}
+
+/// A listing or a search: what to select, how many, and what has expired.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryFilter {
-    pub session: Option<String>,
-    pub task_id: Option<String>,
-    pub kind: Option<String>,
-    pub tool: Option<String>,
+    pub select: MemorySelector,
     pub limit: i64,
+    pub hidden: Cutoffs,
+}
+
+/// An event found by a search, with its score (higher is better; what it
+/// measures depends on the ranking: bm25, `ts_rank`, cosine similarity or
+/// a fused rank).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scored {
+    pub event: MemoryEvent,
+    pub score: f64,
+}
+
+/// The searchable text of an event: the strings of its content, in order,
+/// one space apart (a prompt's text, a document's fields' values).
+pub fn search_text(content: &Value) -> String {
+    fn walk(value: &Value, out: &mut String) {
+        match value {
+            Value::String(s) => {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(s);
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            Value::Object(members) => members.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    walk(content, &mut out);
+    out
 }
 
 fn memory_from_row(row: &AnyRow) -> StoreResult<MemoryEvent> {
@@ -112,7 +217,7 @@ fn memory_from_row(row: &AnyRow) -> StoreResult<MemoryEvent> {
 /// An insert that leaves an existing id untouched (ingest is idempotent).
 pub(super) fn insert_memory_sql(e: &MemoryEvent) -> Sql {
     let mut sql = Sql::new(
-        "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms, meta, actor, tool) VALUES (",
+        "INSERT INTO memory_events (id, owner, session, kind, role, task_id, content, created_ms, meta, actor, tool, text, model, agent) VALUES (",
     );
     sql.push("?", Arg::Text(e.id.clone()));
     sql.push(", ?", Arg::Text(e.owner.clone()));
@@ -125,8 +230,52 @@ pub(super) fn insert_memory_sql(e: &MemoryEvent) -> Sql {
     let meta = (!e.meta.is_empty()).then(|| json_text(&e.meta));
     sql.push_optional(", ?", meta.as_deref());
     sql.push_optional(", ?", actors_column(&e.actor).as_deref());
-    sql.push_optional(", ?) ON CONFLICT (id) DO NOTHING", e.tool.as_deref());
+    sql.push_optional(", ?", e.tool.as_deref());
+    sql.push(", ?", Arg::Text(search_text(&e.content)));
+    sql.push_optional(", ?", e.meta.model.as_deref());
+    sql.push_optional(", ?) ON CONFLICT (id) DO NOTHING", e.actor.current());
     sql
+}
+
+/// ` AND …` for each condition of `select`, on the columns of
+/// `memory_events` (unqualified).
+pub(super) fn push_selector(sql: &mut Sql, select: &MemorySelector) {
+    let texts = [
+        (" AND session = ?", &select.session),
+        (" AND task_id = ?", &select.task_id),
+        (" AND kind = ?", &select.kind),
+        (" AND tool = ?", &select.tool),
+        (" AND model = ?", &select.model),
+        (" AND agent = ?", &select.actor),
+    ];
+    for (fragment, value) in texts {
+        if let Some(v) = value {
+            sql.push(fragment, Arg::Text(v.clone()));
+        }
+    }
+    if let Some(t) = select.since_ms {
+        sql.push(" AND created_ms >= ?", Arg::Int(t));
+    }
+    if let Some(t) = select.until_ms {
+        sql.push(" AND created_ms < ?", Arg::Int(t));
+    }
+}
+
+/// ` AND …` leaving out what has expired under `hidden`.
+pub(super) fn push_unexpired(sql: &mut Sql, hidden: &Cutoffs) {
+    for (kind, cutoff) in &hidden.kinds {
+        if let Some(c) = cutoff {
+            sql.push(" AND NOT (kind = ?", Arg::Text(kind.clone()));
+            sql.push(" AND created_ms < ?)", Arg::Int(*c));
+        }
+    }
+    if let Some(c) = hidden.default {
+        sql.push(" AND (created_ms >= ?", Arg::Int(c));
+        for (kind, _) in &hidden.kinds {
+            sql.push(" OR kind = ?", Arg::Text(kind.clone()));
+        }
+        sql.raw(")");
+    }
 }
 
 const MEMORY_COLUMNS: &str =
@@ -175,18 +324,8 @@ impl Store {
             "SELECT {MEMORY_COLUMNS} FROM memory_events WHERE "
         ));
         sql.push("owner = ?", Arg::Text(owner.into()));
-        if let Some(s) = &f.session {
-            sql.push(" AND session = ?", Arg::Text(s.clone()));
-        }
-        if let Some(t) = &f.task_id {
-            sql.push(" AND task_id = ?", Arg::Text(t.clone()));
-        }
-        if let Some(k) = &f.kind {
-            sql.push(" AND kind = ?", Arg::Text(k.clone()));
-        }
-        if let Some(t) = &f.tool {
-            sql.push(" AND tool = ?", Arg::Text(t.clone()));
-        }
+        push_selector(&mut sql, &f.select);
+        push_unexpired(&mut sql, &f.hidden);
         sql.raw(" ORDER BY created_ms DESC, id DESC");
         sql.push(" LIMIT ?", Arg::Int(f.limit));
         let rows = sql.query().fetch_all(&self.pool).await?;

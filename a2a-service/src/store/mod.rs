@@ -21,7 +21,9 @@ mod sqlite;
 mod tasks;
 mod usage;
 
-pub use memory::{ExchangeMeta, MemoryEvent, MemoryFilter};
+pub use memory::{
+    Cutoffs, ExchangeMeta, MemoryEvent, MemoryFilter, MemorySelector, Scored, search_text,
+};
 pub use pool::{Backend, Store};
 pub use push::PushConfig;
 pub use sql::StoreResult;
